@@ -1,0 +1,50 @@
+"""The one place where broadcasting is undone: fit a gradient to its input's shape and dtype."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def fit(g: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """Return ``g`` summed or broadcast to ``shape`` and cast to ``dtype``.
+
+    ``g`` is an ndarray or a Tensor (both expose ``shape``, ``sum``, ``reshape`` and
+    ``astype``), so the same code serves first-order and recorded (higher-order) passes.
+    A gradient larger than ``shape`` is the cotangent of an implicit broadcast and is
+    summed over the broadcast axes; a smaller one (a rule may return a keepdims-shaped
+    or scalar cotangent) is broadcast up. Complex to real keeps the real part.
+
+    Examples
+    --------
+    >>> fit(np.ones((2, 3)), (3,), np.dtype("float64"))
+    array([2., 2., 2.])
+    >>> fit(np.ones((1, 3)), (2, 3), np.dtype("float32")).dtype
+    dtype('float32')
+    """
+    gshape = g.shape
+    if gshape != shape:
+        lead = len(gshape) - len(shape)
+        if lead >= 0 and all(s == 1 or s == gs for s, gs in zip(shape, gshape[lead:])):
+            axes = tuple(range(lead)) + tuple(
+                i + lead for i, s in enumerate(shape) if s == 1 and gshape[i + lead] != 1
+            )
+            if axes:
+                g = g.sum(axis=axes, keepdims=True)
+            if g.shape != shape:
+                g = g.reshape(shape)
+        else:
+            g = _broadcast_to(g, shape)
+    gdtype = g.dtype
+    if gdtype != dtype:
+        if gdtype.kind == "c" and dtype.kind != "c":
+            g = g.real
+        g = g.astype(dtype)
+    return g
+
+
+def _broadcast_to(g: Any, shape: tuple[int, ...]) -> Any:
+    if isinstance(g, np.ndarray | np.generic):
+        return np.broadcast_to(g, shape)
+    return g.broadcast_to(shape)

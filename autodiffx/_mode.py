@@ -1,0 +1,110 @@
+"""Thread-local autodiff state: grad mode, anomaly detection and forward-mode dual levels."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+
+class _State(threading.local):
+    def __init__(self) -> None:
+        self.grad_enabled = True
+        self.anomaly = False
+        # Open dual levels, outermost first; `masked` holds levels whose tangent rule is running.
+        self.levels: list[int] = []
+        self.masked: set[int] = set()
+
+
+STATE = _State()
+_level_counter = [0]
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Disable graph recording in a ``with`` block or a decorated function.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+    >>> with ad.no_grad():
+    ...     y = x * 2
+    >>> y.requires_grad
+    False
+    """
+
+    def __enter__(self) -> None:
+        self._prev = STATE.grad_enabled
+        STATE.grad_enabled = False
+
+    def __exit__(self, *exc: object) -> None:
+        STATE.grad_enabled = self._prev
+
+
+class enable_grad(contextlib.ContextDecorator):
+    """Re-enable graph recording inside a ``no_grad`` region.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor(1.0, requires_grad=True)
+    >>> with ad.no_grad(), ad.enable_grad():
+    ...     (x * 3).requires_grad
+    True
+    """
+
+    def __enter__(self) -> None:
+        self._prev = STATE.grad_enabled
+        STATE.grad_enabled = True
+
+    def __exit__(self, *exc: object) -> None:
+        STATE.grad_enabled = self._prev
+
+
+def is_grad_enabled() -> bool:
+    """Return whether operations are being recorded for reverse mode in this thread.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.is_grad_enabled()
+    True
+    """
+    return STATE.grad_enabled
+
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """Raise at the first primitive whose forward or backward produces NaN or Inf.
+
+    Inside the block every recorded node remembers where it was created, and the
+    error names the primitive and that source line.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor([0.0], requires_grad=True)
+    >>> with ad.detect_anomaly():
+    ...     ad.sqrt(x).sum().backward()
+    Traceback (most recent call last):
+    ...
+    FloatingPointError: backward of 'sqrt' produced inf ...
+    """
+
+    def __enter__(self) -> None:
+        self._prev = STATE.anomaly
+        STATE.anomaly = True
+
+    def __exit__(self, *exc: object) -> None:
+        STATE.anomaly = self._prev
+
+
+@contextlib.contextmanager
+def new_level() -> Iterator[int]:
+    """Open a fresh dual level (innermost) for the duration of the block."""
+    _level_counter[0] += 1
+    level = _level_counter[0]
+    STATE.levels.append(level)
+    try:
+        yield level
+    finally:
+        STATE.levels.remove(level)

@@ -1,0 +1,675 @@
+"""The Tensor: an ndarray wrapped by composition, with its place in the recorded graph."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ._mode import STATE
+
+_new = object.__new__
+
+# Non-differentiable NumPy functions that only inspect values; they run on the raw data.
+_INSPECT = {
+    np.shape,
+    np.ndim,
+    np.size,
+    np.result_type,
+    np.iscomplexobj,
+    np.isrealobj,
+    np.may_share_memory,
+    np.shares_memory,
+    np.allclose,
+    np.isclose,
+    np.array_equal,
+    np.array_equiv,
+    np.count_nonzero,
+    np.nonzero,
+    np.argwhere,
+    np.flatnonzero,
+    np.array2string,
+    np.array_repr,
+    np.array_str,
+    np.searchsorted,
+    np.unique,
+    np.any,
+    np.all,
+    np.isfinite,
+    np.isnan,
+    np.isinf,
+}
+
+
+def _unwrap(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        return x.data
+    if isinstance(x, list | tuple):
+        return type(x)(_unwrap(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _unwrap(v) for k, v in x.items()}
+    return x
+
+
+def _check_differentiable_dtype(dtype: np.dtype, flag: bool) -> None:
+    if flag and dtype.kind not in "fc":
+        raise TypeError(
+            f"only floating point and complex tensors can require gradients, got dtype {dtype}; "
+            "convert first, e.g. ad.tensor(data, dtype=float)"
+        )
+
+
+class Tensor:
+    """An n-dimensional array that records the operations applied to it.
+
+    ``Tensor(data, dtype=None, requires_grad=False)`` wraps ``np.asarray(data, dtype)``
+    without copying; :func:`autodiffx.tensor` makes a copy.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> y = (x * x).sum()
+    >>> y.backward()
+    >>> x.grad
+    tensor([2., 4., 6.])
+    """
+
+    __slots__ = ("__weakref__", "_hooks", "_idx", "_node", "_rg", "_tan", "_vc", "data", "grad")
+    __array_priority__ = 1000
+
+    def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        arr = np.asarray(data, dtype=dtype)
+        if arr.dtype == object:
+            raise TypeError("Tensor data must be numeric, got an object array")
+        _check_differentiable_dtype(arr.dtype, requires_grad)
+        self.data = arr
+        self.grad: Tensor | None = None
+        self._rg = bool(requires_grad)
+        self._node: Any = None
+        self._idx = 0
+        self._vc = [0]
+        self._tan: dict[int, Tensor] | None = None
+        self._hooks: list[Callable[[Tensor], Tensor | None]] | None = None
+
+    # ----- attributes -------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        """Whether gradients are recorded for this tensor."""
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        if self._node is not None and not flag:
+            raise RuntimeError(
+                "requires_grad can only be switched off on leaf tensors; use .detach() instead"
+            )
+        _check_differentiable_dtype(self.data.dtype, flag)
+        self._rg = bool(flag)
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors not produced by a recorded operation."""
+        return self._node is None
+
+    @property
+    def grad_fn(self) -> Any:
+        """The node that produced this tensor (its ``name`` is the primitive's), or None."""
+        return self._node
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape, as NumPy's."""
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return self.data.size
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The NumPy dtype."""
+        return self.data.dtype
+
+    @property
+    def T(self) -> Tensor:
+        """All axes reversed, as ``ndarray.T``."""
+        return _F.transpose(self)
+
+    @property
+    def mT(self) -> Tensor:
+        """The last two axes swapped (matrix transpose of a stack)."""
+        return _F.swapaxes(self, -1, -2)
+
+    @property
+    def real(self) -> Tensor:
+        """Real part."""
+        return _F.real(self)
+
+    @property
+    def imag(self) -> Tensor:
+        """Imaginary part."""
+        return _F.imag(self)
+
+    # ----- conversion -------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The underlying ndarray (no copy)."""
+        return self.data
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if dtype is None and not copy:
+            return self.data
+        return np.array(self.data, dtype=dtype, copy=True if copy else None)
+
+    def item(self) -> Any:
+        """The single element as a Python number."""
+        return self.data.item()
+
+    def tolist(self) -> Any:
+        """Nested Python lists of the values."""
+        return self.data.tolist()
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return len(self.data)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        for i in range(len(self.data)):
+            yield self[i]
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.data)
+
+    def __int__(self) -> int:
+        return int(self.data)
+
+    def __index__(self) -> int:
+        return self.data.__index__()
+
+    def __complex__(self) -> complex:
+        return complex(self.data)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        prefix = "tensor("
+        body = np.array2string(self.data, separator=", ", prefix=prefix)
+        extra = []
+        if self.data.dtype not in (np.float64, np.int64, np.bool_, np.complex128) or (
+            self.data.size == 0
+        ):
+            extra.append(f"dtype={self.data.dtype}")
+        if self._node is not None:
+            extra.append(f"grad_fn=<{self._node.name}>")
+        elif self._rg:
+            extra.append("requires_grad=True")
+        return prefix + body + "".join(", " + e for e in extra) + ")"
+
+    def __format__(self, spec: str) -> str:
+        if self.data.ndim == 0:
+            return format(self.data.item(), spec)
+        return repr(self)
+
+    # ----- autograd ---------------------------------------------------------------------
+    def backward(
+        self,
+        gradient: Any = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        inputs: Any = None,
+    ) -> None:
+        """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf (PyTorch semantics).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> x = ad.tensor(3.0, requires_grad=True)
+        >>> (x ** 2).backward()
+        >>> x.grad
+        tensor(6.)
+        """
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() on a tensor of shape {self.shape} needs `gradient=` (a tensor "
+                    "of the same shape); the gradient can be created implicitly only for "
+                    "scalar outputs"
+                )
+            gradient = np.ones_like(self.data)
+        else:
+            g = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient)
+            if g.shape != self.shape:
+                raise RuntimeError(
+                    f"backward(): gradient has shape {g.shape} but the tensor has shape "
+                    f"{self.shape}"
+                )
+            if not create_graph:
+                gradient = g.astype(self.dtype, copy=False)
+        if retain_graph is None:
+            retain_graph = create_graph
+        targets = None
+        if inputs is not None:
+            targets = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        _graph.run_backward(
+            [self],
+            [gradient],
+            retain_graph=retain_graph,
+            create_graph=create_graph,
+            targets=targets,
+            accumulate=True,
+        )
+
+    def register_hook(self, fn: Callable[[Tensor], Tensor | None]) -> Callable[[], None]:
+        """Call ``fn(grad)`` when this tensor's gradient is computed; a return replaces it.
+
+        Returns a function that removes the hook.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> x = ad.tensor(1.0, requires_grad=True)
+        >>> _ = x.register_hook(lambda g: g * 10)
+        >>> (x * 2).backward()
+        >>> x.grad
+        tensor(20.)
+        """
+        if not self._rg:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require grad")
+        if self._node is None:
+            if self._hooks is None:
+                self._hooks = []
+            hooks = self._hooks
+        else:
+            node = self._node
+            if node.hooks is None:
+                node.hooks = {}
+            hooks = node.hooks.setdefault(self._idx, [])
+        hooks.append(fn)
+        return lambda: hooks.remove(fn) if fn in hooks else None
+
+    def detach(self) -> Tensor:
+        """A new leaf sharing the data, cut from the graph.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.tensor([1.0], requires_grad=True).detach().requires_grad
+        False
+        """
+        t = Tensor(self.data)
+        t._vc = self._vc
+        return t
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place and return self."""
+        self.requires_grad = flag
+        return self
+
+    def zero_(self) -> Tensor:
+        """Fill with zeros in place (bumps the version counter)."""
+        self.data[...] = 0
+        self._vc[0] += 1
+        return self
+
+    # ----- methods mirroring ndarray ------------------------------------------------------
+    def astype(self, dtype: Any, copy: bool = True) -> Tensor:
+        """Cast to ``dtype`` (differentiable between float and complex types)."""
+        return _F.astype(self, dtype, copy=copy)
+
+    def copy(self) -> Tensor:
+        """A differentiable copy."""
+        return _F.copy(self)
+
+    def conj(self) -> Tensor:
+        """Complex conjugate."""
+        return _F.conj(self)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        """As ``ndarray.reshape``."""
+        if len(shape) == 1 and isinstance(shape[0], tuple | list):
+            shape = tuple(shape[0])
+        return _F.reshape(self, shape)
+
+    def transpose(self, *axes: Any) -> Tensor:
+        """As ``ndarray.transpose``."""
+        if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], tuple | list)):
+            axes = axes[0]
+        return _F.transpose(self, axes or None)
+
+    def swapaxes(self, a: int, b: int) -> Tensor:
+        """As ``ndarray.swapaxes``."""
+        return _F.swapaxes(self, a, b)
+
+    def squeeze(self, axis: Any = None) -> Tensor:
+        """As ``ndarray.squeeze``."""
+        return _F.squeeze(self, axis)
+
+    def flatten(self) -> Tensor:
+        """A 1-D copy."""
+        return _F.flatten(self)
+
+    def ravel(self) -> Tensor:
+        """1-D."""
+        return _F.ravel(self)
+
+    def broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
+        """As ``np.broadcast_to``."""
+        return _F.broadcast_to(self, shape)
+
+    def sum(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        """As ``ndarray.sum``."""
+        return _F.sum(self, axis=axis, keepdims=keepdims, **kw)
+
+    def mean(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        """As ``ndarray.mean``."""
+        return _F.mean(self, axis=axis, keepdims=keepdims, **kw)
+
+    def prod(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        """As ``ndarray.prod``."""
+        return _F.prod(self, axis=axis, keepdims=keepdims, **kw)
+
+    def max(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        """As ``ndarray.max``."""
+        return _F.amax(self, axis=axis, keepdims=keepdims, **kw)
+
+    def min(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        """As ``ndarray.min``."""
+        return _F.amin(self, axis=axis, keepdims=keepdims, **kw)
+
+    def var(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Tensor:
+        """As ``ndarray.var``."""
+        return _F.var(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def std(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Tensor:
+        """As ``ndarray.std``."""
+        return _F.std(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def cumsum(self, axis: Any = None) -> Tensor:
+        """As ``ndarray.cumsum``."""
+        return _F.cumsum(self, axis=axis)
+
+    def cumprod(self, axis: Any = None) -> Tensor:
+        """As ``ndarray.cumprod``."""
+        return _F.cumprod(self, axis=axis)
+
+    def argmax(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """As ``ndarray.argmax`` (not differentiable)."""
+        return _F.argmax(self, axis=axis, keepdims=keepdims)
+
+    def argmin(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """As ``ndarray.argmin`` (not differentiable)."""
+        return _F.argmin(self, axis=axis, keepdims=keepdims)
+
+    def clip(self, min: Any = None, max: Any = None) -> Tensor:
+        """As ``ndarray.clip``."""
+        return _F.clip(self, min, max)
+
+    def dot(self, other: Any) -> Tensor:
+        """As ``ndarray.dot``."""
+        return _F.dot(self, other)
+
+    def diagonal(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
+        """As ``ndarray.diagonal``."""
+        return _F.diagonal(self, offset, axis1, axis2)
+
+    def trace(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
+        """As ``ndarray.trace``."""
+        return _F.trace(self, offset, axis1, axis2)
+
+    def repeat(self, repeats: Any, axis: Any = None) -> Tensor:
+        """As ``ndarray.repeat``."""
+        return _F.repeat(self, repeats, axis)
+
+    def exp(self) -> Tensor:
+        """Elementwise e**x."""
+        return _F.exp(self)
+
+    def log(self) -> Tensor:
+        """Elementwise natural logarithm."""
+        return _F.log(self)
+
+    def sqrt(self) -> Tensor:
+        """Elementwise square root."""
+        return _F.sqrt(self)
+
+    def tanh(self) -> Tensor:
+        """Elementwise hyperbolic tangent."""
+        return _F.tanh(self)
+
+    def abs(self) -> Tensor:
+        """Elementwise absolute value."""
+        return _F.abs(self)
+
+    # ----- operators --------------------------------------------------------------------
+    def __add__(self, o: Any) -> Tensor:
+        return _apply(_P.add, (self, o))
+
+    def __radd__(self, o: Any) -> Tensor:
+        return _apply(_P.add, (o, self))
+
+    def __sub__(self, o: Any) -> Tensor:
+        return _apply(_P.subtract, (self, o))
+
+    def __rsub__(self, o: Any) -> Tensor:
+        return _apply(_P.subtract, (o, self))
+
+    def __mul__(self, o: Any) -> Tensor:
+        return _apply(_P.multiply, (self, o))
+
+    def __rmul__(self, o: Any) -> Tensor:
+        return _apply(_P.multiply, (o, self))
+
+    def __truediv__(self, o: Any) -> Tensor:
+        return _apply(_P.divide, (self, o))
+
+    def __rtruediv__(self, o: Any) -> Tensor:
+        return _apply(_P.divide, (o, self))
+
+    def __floordiv__(self, o: Any) -> Tensor:
+        return _apply(_P.floor_divide, (self, o))
+
+    def __rfloordiv__(self, o: Any) -> Tensor:
+        return _apply(_P.floor_divide, (o, self))
+
+    def __pow__(self, o: Any) -> Tensor:
+        return _F.power(self, o)
+
+    def __rpow__(self, o: Any) -> Tensor:
+        return _F.power(o, self)
+
+    def __matmul__(self, o: Any) -> Tensor:
+        return _F.matmul(self, o)
+
+    def __rmatmul__(self, o: Any) -> Tensor:
+        return _F.matmul(o, self)
+
+    def __neg__(self) -> Tensor:
+        return _apply(_P.negative, (self,))
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return _apply(_P.abs, (self,))
+
+    def __lt__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return _apply(_P.less, (self, o))
+
+    def __le__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return _apply(_P.less_equal, (self, o))
+
+    def __gt__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return _apply(_P.greater, (self, o))
+
+    def __ge__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return _apply(_P.greater_equal, (self, o))
+
+    def __eq__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return _apply(_P.equal, (self, o))
+
+    def __ne__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return _apply(_P.not_equal, (self, o))
+
+    def __invert__(self) -> Tensor:
+        return _apply(_P.logical_not, (self,))
+
+    def __and__(self, o: Any) -> Tensor:
+        return _apply(_P.logical_and, (self, o))
+
+    def __or__(self, o: Any) -> Tensor:
+        return _apply(_P.logical_or, (self, o))
+
+    def __getitem__(self, idx: Any) -> Tensor:
+        return _F.getitem(self, idx)
+
+    # ----- in place -----------------------------------------------------------------------
+    def __iadd__(self, o: Any) -> Tensor:
+        return self._inplace(_P.add, o)
+
+    def __isub__(self, o: Any) -> Tensor:
+        return self._inplace(_P.subtract, o)
+
+    def __imul__(self, o: Any) -> Tensor:
+        return self._inplace(_P.multiply, o)
+
+    def __itruediv__(self, o: Any) -> Tensor:
+        return self._inplace(_P.divide, o)
+
+    def _graph_inplace(self, o: Any) -> bool:
+        if not (STATE.grad_enabled or STATE.levels):
+            return False
+        other = isinstance(o, Tensor) and (o._rg or o._tan is not None)
+        if not (self._rg or self._tan is not None or other):
+            return False
+        if self._rg and self._node is None and STATE.grad_enabled:
+            raise RuntimeError(
+                "a leaf tensor that requires grad is being modified in place; update "
+                "parameters under `with ad.no_grad():`, or write x = x + y to make a new tensor"
+            )
+        return True
+
+    def _rebase(self, res: Tensor) -> None:
+        self._node, self._idx, self._rg, self._tan = res._node, res._idx, res._rg, res._tan
+
+    def _inplace(self, p: Any, o: Any) -> Tensor:
+        if self._graph_inplace(o):
+            src = self
+            if p.save_args:
+                # NOTE: the op's own node must see the old values, which are overwritten below.
+                src = _new(Tensor)
+                src.data = self.data.copy()
+                src.grad = src._hooks = None
+                src._node, src._idx, src._rg, src._tan = self._node, self._idx, self._rg, self._tan
+                src._vc = [0]
+            res = _apply(p, (src, o))
+            if res.shape != self.shape:
+                raise ValueError(
+                    f"in-place {p.name}: result shape {res.shape} differs from the tensor's "
+                    f"shape {self.shape}"
+                )
+            try:
+                np.copyto(self.data, res.data, casting="same_kind")
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"in-place {p.name} on {self.dtype}{list(self.shape)}: {e}") from e
+            self._rebase(res)
+        else:
+            od = o.data if isinstance(o, Tensor) else o
+            try:
+                p.kernel(self.data, od, out=self.data)
+            except (TypeError, ValueError, np._core._exceptions._UFuncOutputCastingError) as e:
+                raise TypeError(f"in-place {p.name} on {self.dtype}{list(self.shape)}: {e}") from e
+        self._vc[0] += 1
+        return self
+
+    def __setitem__(self, idx: Any, value: Any) -> None:
+        if self._graph_inplace(value):
+            res = _F.setitem(self, idx, value)
+            try:
+                self.data[_F.raw_index(idx)] = res.data[_F.raw_index(idx)]
+            except ValueError as e:
+                raise ValueError(f"setitem on {self.dtype}{list(self.shape)}: {e}") from e
+            self._rebase(res)
+        else:
+            v = value.data if isinstance(value, Tensor) else value
+            try:
+                self.data[_F.raw_index(idx)] = v
+            except (ValueError, IndexError, TypeError) as e:
+                raise type(e)(f"setitem on {self.dtype}{list(self.shape)}: {e}") from e
+        self._vc[0] += 1
+
+    # ----- NumPy protocols ----------------------------------------------------------------
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        name = f"numpy.{ufunc.__name__}"
+        if method != "__call__":
+            red = _REDUCE.get((ufunc, method))
+            if red is None:
+                raise TypeError(
+                    f"{name}.{method} is not supported on autodiffx Tensors; use the autodiffx "
+                    "function (e.g. ad.sum, ad.cumsum) instead"
+                )
+            return red(*inputs, **kwargs)
+        if "out" in kwargs:
+            raise TypeError(
+                f"{name}(..., out=...) is not supported on Tensors: results are new tensors; "
+                "write y = np.f(x) (or x[...] = np.f(x) to assign)"
+            )
+        f = _UFUNCS.get(ufunc)
+        if f is None:
+            raise TypeError(
+                f"{name} has no autodiffx rule, so it cannot be applied to a Tensor; use "
+                "ad.<function> or convert explicitly with np.asarray(t) (no gradient)"
+            )
+        if kwargs:
+            raise TypeError(f"{name}: keyword arguments {sorted(kwargs)} are not supported")
+        return f(*inputs)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        f = _FUNCTIONS.get(func)
+        if f is not None:
+            return f(*args, **kwargs)
+        if func in _INSPECT:
+            return func(*_unwrap(args), **_unwrap(kwargs))
+        raise TypeError(
+            f"{func.__module__}.{func.__name__} has no autodiffx rule, so it cannot be applied to a "
+            "Tensor; see the list of supported NumPy functions in the docs, use an "
+            "ad.<function>, or convert explicitly with np.asarray(t) (no gradient)"
+        )
+
+
+_REDUCE: dict[tuple[np.ufunc, str], Callable[..., Any]] = {}
+_UFUNCS: dict[np.ufunc, Callable[..., Any]] = {}
+_FUNCTIONS: dict[Any, Callable[..., Any]] = {}
+
+from . import _graph  # noqa: E402
+from . import ops as _F  # noqa: E402
+from ._registry import FUNCTION_MAP, REGISTRY, UFUNC_MAP  # noqa: E402
+from ._registry import apply as _apply  # noqa: E402
+
+
+class _Prims:
+    def __getattr__(self, name: str) -> Any:
+        p = REGISTRY[name]
+        setattr(self, name, p)
+        return p
+
+
+_P = _Prims()
+_UFUNCS.update(UFUNC_MAP)
+_FUNCTIONS.update(FUNCTION_MAP)
+_REDUCE.update(_F.UFUNC_REDUCE)

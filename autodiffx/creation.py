@@ -1,0 +1,196 @@
+"""Tensor constructors: tensor, asarray, zeros, ones, full, empty, *_like, arange, linspace, eye."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._registry import FUNCTION_MAP
+from ._tensor import Tensor
+
+
+def _make(arr: np.ndarray, requires_grad: bool) -> Tensor:
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of ``data`` (NumPy's dtype rules: floats are float64).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.tensor([1.0, 2.0], requires_grad=True)
+    tensor([1., 2.], requires_grad=True)
+    >>> ad.tensor([1, 2]).dtype
+    dtype('int64')
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    return _make(np.array(data, dtype=dtype, copy=True), requires_grad)
+
+
+def asarray(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """``data`` as a tensor, without copying when possible (a Tensor is returned as is).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> import numpy as np
+    >>> a = np.zeros(2)
+    >>> ad.asarray(a).data is a
+    True
+    """
+    if isinstance(data, Tensor) and (dtype is None or data.dtype == np.dtype(dtype)):
+        if requires_grad and not data.requires_grad:
+            data.requires_grad_(True)
+        return data
+    if isinstance(data, Tensor):
+        return data.astype(dtype)
+    return _make(np.asarray(data, dtype=dtype), requires_grad)
+
+
+def zeros(shape: Any, dtype: Any = float, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.zeros((2,))
+    tensor([0., 0.])
+    """
+    return _make(np.zeros(shape, dtype), requires_grad)
+
+
+def ones(shape: Any, dtype: Any = float, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.ones(2)
+    tensor([1., 1.])
+    """
+    return _make(np.ones(shape, dtype), requires_grad)
+
+
+def full(shape: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor filled with ``fill_value``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.full(2, 7.0)
+    tensor([7., 7.])
+    """
+    return _make(np.full(shape, fill_value, dtype), requires_grad)
+
+
+def empty(shape: Any, dtype: Any = float, requires_grad: bool = False) -> Tensor:
+    """An uninitialised tensor.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.empty((2, 3)).shape
+    (2, 3)
+    """
+    return _make(np.empty(shape, dtype), requires_grad)
+
+
+def _like(x: Any) -> np.ndarray:
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Zeros with the shape and dtype of ``x``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.zeros_like(ad.ones(2))
+    tensor([0., 0.])
+    """
+    return _make(np.zeros_like(_like(x), dtype=dtype), requires_grad)
+
+
+def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Ones with the shape and dtype of ``x``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.ones_like(ad.zeros(2))
+    tensor([1., 1.])
+    """
+    return _make(np.ones_like(_like(x), dtype=dtype), requires_grad)
+
+
+def full_like(x: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """``fill_value`` with the shape and dtype of ``x``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.full_like(ad.zeros(2), 3.0)
+    tensor([3., 3.])
+    """
+    return _make(np.full_like(_like(x), fill_value, dtype=dtype), requires_grad)
+
+
+def arange(*args: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Evenly spaced values in a half-open interval (as ``np.arange``).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.arange(3)
+    tensor([0, 1, 2])
+    """
+    return _make(np.arange(*args, dtype=dtype), requires_grad)
+
+
+def linspace(
+    start: float, stop: float, num: int = 50, endpoint: bool = True, dtype: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    """``num`` evenly spaced values from ``start`` to ``stop``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.linspace(0, 1, 3)
+    tensor([0. , 0.5, 1. ])
+    """
+    return _make(np.linspace(start, stop, num, endpoint=endpoint, dtype=dtype), requires_grad)
+
+
+def eye(n: int, m: int | None = None, k: int = 0, dtype: Any = float,
+        requires_grad: bool = False) -> Tensor:
+    """The identity matrix (ones on the k-th diagonal).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.eye(2)
+    tensor([[1., 0.],
+            [0., 1.]])
+    """
+    return _make(np.eye(n, m, k, dtype=dtype), requires_grad)
+
+
+def _like_override(fn: Any) -> Any:
+    def f(x: Any, *args: Any, **kw: Any) -> Tensor:
+        return Tensor(fn(_like(x), *args, **kw))
+
+    return f
+
+
+FUNCTION_MAP.update(
+    {
+        np.zeros_like: _like_override(np.zeros_like),
+        np.ones_like: _like_override(np.ones_like),
+        np.full_like: _like_override(np.full_like),
+        np.empty_like: _like_override(np.empty_like),
+    }
+)

@@ -1,0 +1,288 @@
+"""Elementwise primitives: most are one entry with a single derivative (``derivs=``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.special as sp
+
+from .._registry import defprim
+from .._tensor import Tensor
+
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def _unary(name: str, ufunc: np.ufunc, deriv: Any, doc: str) -> Any:
+    return defprim(name, ufunc, derivs=(deriv,), doc=doc)
+
+
+# ----- linear ------------------------------------------------------------------------------
+add = defprim(
+    "add",
+    np.add,
+    linear=(lambda g, a, b: g, lambda g, a, b: g),
+    doc="Elementwise a + b.",
+)
+subtract = defprim(
+    "subtract",
+    np.subtract,
+    linear=(lambda g, a, b: g, lambda g, a, b: -g),
+    doc="Elementwise a - b.",
+)
+negative = defprim("negative", np.negative, linear=lambda g, x: (-g,), doc="Elementwise -x.")
+positive = defprim("positive", np.positive, linear=lambda g, x: (g,), doc="Elementwise +x (copy).")
+conj = defprim(
+    "conj",
+    np.conjugate,
+    linear=lambda g, x: (np.conjugate(g),),
+    overrides=(np.conj, np.conjugate),
+    doc="Complex conjugate.",
+)
+real = defprim(
+    "real",
+    np.real,
+    linear=lambda g, x: (g,),
+    overrides=(np.real,),
+    doc="Real part (the transpose of embedding reals in the complex plane).",
+)
+imag = defprim(
+    "imag",
+    np.imag,
+    linear=lambda g, x: (g * -1j,),
+    overrides=(np.imag,),
+    doc="Imaginary part.",
+)
+
+# ----- bilinear ----------------------------------------------------------------------------
+multiply = defprim(
+    "multiply",
+    np.multiply,
+    bilinear=(lambda g, a, b: g * b, lambda g, a, b: a * g),
+    doc="Elementwise a * b.",
+)
+
+
+def _div_vjp(needs: Any, g: Any, out: Any, a: Any, b: Any) -> tuple[Any, Any]:
+    ga = g / b
+    return (ga if needs[0] else None, -ga * out if needs[1] else None)
+
+
+def _div_jvp(tans: Any, out: Any, a: Any, b: Any) -> Any:
+    ta, tb = tans
+    if tb is None:
+        return ta / b
+    num = -tb * out if ta is None else ta - tb * out
+    return num / b
+
+
+divide = defprim(
+    "divide", np.divide, vjp=_div_vjp, jvp=_div_jvp, save_out=True, doc="Elementwise a / b."
+)
+floor_divide = defprim(
+    "floor_divide",
+    np.floor_divide,
+    zero_deriv=True,
+    doc="Elementwise floor(a / b); piecewise constant, so its derivative is zero.",
+)
+
+
+# ----- power -------------------------------------------------------------------------------
+def _power_kernel(a: Any, b: Any) -> Any:
+    # NOTE: np.power runs the general pow() for exponents like 3 (~50x slower than x*x*x on
+    # 1e6 elements); small integer and half powers get exact multiply/sqrt fast paths.
+    if (type(b) is int or type(b) is float) and type(a) is np.ndarray and a.dtype.kind in "fc":
+        if b == 2:
+            return a * a
+        if b == 3:
+            return a * a * a
+        if b == 1:
+            return a.copy()
+        if b == 4:
+            s = a * a
+            return s * s
+        if b == 0.5:
+            return np.sqrt(a)
+        if b == -1:
+            return 1.0 / a
+    return np.power(a, b)
+
+
+def _dpow_da(a: Any, b: Any) -> Any:
+    if type(b) is int or type(b) is float:
+        if b == 2:
+            return 2 * a
+        if b == 1:
+            return np.ones_like(a)
+        if b == 0:
+            return np.zeros_like(a)
+    return b * power.call(a, b - 1)
+
+
+def _dpow_db(a: Any, b: Any, out: Any) -> Any:
+    # NOTE: d(a**b)/db = a**b log a; at a == 0 the limit for b > 0 is 0 (PyTorch's choice).
+    safe = np.where(a == 0, 1, a)
+    return np.where(a == 0, 0, out * np.log(safe))
+
+
+power = defprim(
+    "power",
+    _power_kernel,
+    derivs=(_dpow_da, _dpow_db),
+    argnames=("a", "b"),
+    ufunc=np.power,
+    doc="Elementwise a ** b (fast paths for b in {2, 3, 4, 1, 0.5, -1}).",
+)
+UFUNC_ALIASES = {np.float_power: power}
+
+# ----- unary elementwise -------------------------------------------------------------------
+exp = _unary("exp", np.exp, lambda out: out, "Elementwise e**x.")
+expm1 = _unary("expm1", np.expm1, lambda out: out + 1, "Elementwise e**x - 1, accurate near 0.")
+exp2 = _unary("exp2", np.exp2, lambda out: out * _LN2, "Elementwise 2**x.")
+log = _unary("log", np.log, lambda x: 1 / x, "Elementwise natural logarithm.")
+log1p = _unary("log1p", np.log1p, lambda x: 1 / (x + 1), "Elementwise log(1 + x).")
+log2 = _unary("log2", np.log2, lambda x: 1 / (x * _LN2), "Elementwise base-2 logarithm.")
+log10 = _unary("log10", np.log10, lambda x: 1 / (x * _LN10), "Elementwise base-10 logarithm.")
+sqrt = _unary("sqrt", np.sqrt, lambda out: 0.5 / out, "Elementwise square root.")
+cbrt = _unary("cbrt", np.cbrt, lambda out: 1 / (3 * out * out), "Elementwise cube root.")
+square = _unary("square", np.square, lambda x: 2 * x, "Elementwise x**2.")
+reciprocal = _unary("reciprocal", np.reciprocal, lambda out: -out * out, "Elementwise 1/x.")
+sin = _unary("sin", np.sin, lambda x: np.cos(x), "Elementwise sine.")
+cos = _unary("cos", np.cos, lambda x: -np.sin(x), "Elementwise cosine.")
+tan = _unary("tan", np.tan, lambda out: 1 + out * out, "Elementwise tangent.")
+arcsin = _unary("arcsin", np.arcsin, lambda x: 1 / np.sqrt(1 - x * x), "Elementwise arcsine.")
+arccos = _unary("arccos", np.arccos, lambda x: -1 / np.sqrt(1 - x * x), "Elementwise arccosine.")
+arctan = _unary("arctan", np.arctan, lambda x: 1 / (1 + x * x), "Elementwise arctangent.")
+sinh = _unary("sinh", np.sinh, lambda x: np.cosh(x), "Elementwise hyperbolic sine.")
+cosh = _unary("cosh", np.cosh, lambda x: np.sinh(x), "Elementwise hyperbolic cosine.")
+tanh = _unary("tanh", np.tanh, lambda out: 1 - out * out, "Elementwise hyperbolic tangent.")
+arcsinh = _unary(
+    "arcsinh", np.arcsinh, lambda x: 1 / np.sqrt(x * x + 1), "Elementwise inverse sinh."
+)
+arccosh = _unary(
+    "arccosh", np.arccosh, lambda x: 1 / np.sqrt(x * x - 1), "Elementwise inverse cosh."
+)
+arctanh = _unary("arctanh", np.arctanh, lambda x: 1 / (1 - x * x), "Elementwise inverse tanh.")
+erf = _unary(
+    "erf",
+    sp.erf,
+    lambda x: _TWO_OVER_SQRT_PI * np.exp(-x * x),
+    "Elementwise error function.",
+)
+# NOTE: abs'(0) = 0 (sign(0) = 0), the published kink convention.
+abs = _unary("abs", np.absolute, lambda x: np.sign(x), "Elementwise |x|; abs'(0) = 0.")
+sign = defprim("sign", np.sign, zero_deriv=True, doc="Elementwise sign; its derivative is 0.")
+floor = defprim("floor", np.floor, zero_deriv=True, doc="Elementwise floor; derivative 0.")
+ceil = defprim("ceil", np.ceil, zero_deriv=True, doc="Elementwise ceil; derivative 0.")
+rint = defprim("rint", np.rint, zero_deriv=True, doc="Round to nearest integer; derivative 0.")
+trunc = defprim("trunc", np.trunc, zero_deriv=True, doc="Round toward zero; derivative 0.")
+
+# ----- binary elementwise ------------------------------------------------------------------
+arctan2 = defprim(
+    "arctan2",
+    np.arctan2,
+    derivs=(lambda a, b: b / (a * a + b * b), lambda a, b: -a / (a * a + b * b)),
+    argnames=("a", "b"),
+    doc="Elementwise arctan(a / b) in the right quadrant.",
+)
+hypot = defprim(
+    "hypot",
+    np.hypot,
+    derivs=(lambda a, out: a / out, lambda b, out: b / out),
+    argnames=("a", "b"),
+    doc="Elementwise sqrt(a**2 + b**2) without overflow.",
+)
+logaddexp = defprim(
+    "logaddexp",
+    np.logaddexp,
+    derivs=(lambda a, out: np.exp(a - out), lambda b, out: np.exp(b - out)),
+    argnames=("a", "b"),
+    doc="Elementwise log(exp(a) + exp(b)) without overflow.",
+)
+
+
+def _tie_weights(a: Any, b: Any, a_var: bool, b_var: bool, greater: bool) -> tuple[Any, Any]:
+    # NOTE: ties between two variables split the gradient equally; a tie with a constant gives
+    # the variable 0, so maximum(x, 0), relu(x), clip(x, 0, None) and where(x > 0, x, 0)
+    # all have derivative 0 at x = 0 (the published kink table).
+    win = (a > b) if greater else (a < b)
+    if a_var and b_var:
+        tie = (a == b) * 0.5
+        return win + tie, (1 - win) - tie
+    return win * 1.0, (1 - win) - (a == b) * 1.0
+
+
+def _minmax_vjp(greater: bool) -> Any:
+    def vjp(needs: Any, g: Any, out: Any, a: Any, b: Any) -> tuple[Any, Any]:
+        wa, wb = _tie_weights(a, b, needs[0], needs[1], greater)
+        return (g * wa if needs[0] else None, g * wb if needs[1] else None)
+
+    return vjp
+
+
+def _minmax_jvp(greater: bool) -> Any:
+    def jvp(tans: Any, out: Any, a: Any, b: Any) -> Any:
+        ta, tb = tans
+        a_var = ta is not None or (isinstance(a, Tensor) and a.requires_grad)
+        b_var = tb is not None or (isinstance(b, Tensor) and b.requires_grad)
+        wa, wb = _tie_weights(a, b, a_var, b_var, greater)
+        acc = None if ta is None else ta * wa
+        if tb is not None:
+            acc = tb * wb if acc is None else acc + tb * wb
+        return acc
+
+    return jvp
+
+
+maximum = defprim(
+    "maximum",
+    np.maximum,
+    vjp=_minmax_vjp(True),
+    jvp=_minmax_jvp(True),
+    doc="Elementwise maximum; ties between two variables split the gradient equally.",
+)
+minimum = defprim(
+    "minimum",
+    np.minimum,
+    vjp=_minmax_vjp(False),
+    jvp=_minmax_jvp(False),
+    doc="Elementwise minimum; ties between two variables split the gradient equally.",
+)
+UFUNC_ALIASES.update({np.fmax: maximum, np.fmin: minimum})
+
+where = defprim(
+    "where",
+    np.where,
+    linear=(
+        None,
+        lambda g, c, a, b: np.where(c, g, 0),
+        lambda g, c, a, b: np.where(c, 0, g),
+    ),
+    nondiff=(0,),
+    overrides=(np.where,),
+    doc="Elementwise choice: a where cond is true, else b (cond is not differentiated).",
+)
+
+
+# ----- non-differentiable ------------------------------------------------------------------
+def _nondiff(name: str, ufunc: np.ufunc) -> Any:
+    return defprim(name, ufunc, doc=f"Elementwise {name} (not differentiable; bool result).")
+
+
+less = _nondiff("less", np.less)
+less_equal = _nondiff("less_equal", np.less_equal)
+greater = _nondiff("greater", np.greater)
+greater_equal = _nondiff("greater_equal", np.greater_equal)
+equal = _nondiff("equal", np.equal)
+not_equal = _nondiff("not_equal", np.not_equal)
+logical_and = _nondiff("logical_and", np.logical_and)
+logical_or = _nondiff("logical_or", np.logical_or)
+logical_xor = _nondiff("logical_xor", np.logical_xor)
+logical_not = _nondiff("logical_not", np.logical_not)
+isnan = _nondiff("isnan", np.isnan)
+isinf = _nondiff("isinf", np.isinf)
+isfinite = _nondiff("isfinite", np.isfinite)
+signbit = _nondiff("signbit", np.signbit)

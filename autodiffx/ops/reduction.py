@@ -1,0 +1,438 @@
+"""Reductions and scans: sum, prod, amax/amin, logsumexp, cumsum, cumprod, and their composites."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._registry import FUNCTION_MAP, defprim
+from .._tensor import Tensor
+from .elementwise import sqrt
+
+
+def norm_axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """Axes as a sorted tuple of non-negative ints (``None`` means all)."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int | np.integer):
+        axis = (axis,)
+    out = []
+    n = ndim if ndim > 0 else 1
+    for a in axis:
+        if not -n <= a < n:
+            raise np.exceptions.AxisError(f"axis {a} is out of bounds for array of dimension {ndim}")
+        out.append(int(a) % n)
+    return tuple(sorted(out))
+
+
+def _keep(g: Any, x: Any, axis: Any, keepdims: bool) -> Any:
+    """Re-insert the reduced axes of ``g`` as size 1 (the engine broadcasts the rest)."""
+    if keepdims or x.ndim == 0:
+        return g
+    return np.expand_dims(g, norm_axes(axis, x.ndim)) if axis is not None else g
+
+
+def _sum_kernel(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+sum_ = defprim(
+    "sum",
+    _sum_kernel,
+    linear=lambda g, x, axis=None, keepdims=False: (_keep(g, x, axis, keepdims),),
+    doc="Sum over ``axis`` (None: all).",
+)
+
+
+def _count(x: Any, axis: Any) -> int:
+    shape = x.shape
+    return int(np.prod([shape[a] for a in norm_axes(axis, len(shape))], dtype=np.int64))
+
+
+def _prod_vjp(needs: Any, g: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False):
+    return (_keep(g, x, axis, keepdims) * _others_product(x, axis),)
+
+
+def _prod_jvp(tans: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return sum(tans[0] * _others_product(x, axis), axis=axis, keepdims=keepdims)
+
+
+def _others_product(x: Any, axis: Any) -> Any:
+    """For each element, the product of the other elements of its reduction group.
+
+    Exact with zeros: built from exclusive cumulative products from both ends.
+    """
+    axes = norm_axes(axis, x.ndim)
+    if not axes:
+        return np.ones_like(x)
+    rest = [a for a in range(x.ndim) if a not in axes]
+    perm = rest + list(axes)
+    xt = np.transpose(x, perm)
+    lead = xt.shape[: len(rest)]
+    flat = np.reshape(xt, (*lead, -1))
+    ones = np.ones_like(flat[..., :1])
+    left = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    right = np.flip(
+        np.cumprod(np.concatenate([ones, np.flip(flat[..., 1:], axis=-1)], axis=-1), axis=-1),
+        axis=-1,
+    )
+    others = np.reshape(left * right, xt.shape)
+    return np.transpose(others, np.argsort(perm))
+
+
+prod = defprim(
+    "prod",
+    lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, keepdims=keepdims),
+    vjp=_prod_vjp,
+    jvp=_prod_jvp,
+    doc="Product over ``axis``; exact gradient also when elements are zero.",
+)
+
+
+def _extreme(name: str, fn: Any) -> Any:
+    def weights(out: Any, x: Any, axis: Any, keepdims: bool) -> Any:
+        # NOTE: ties split the gradient equally among the tied elements.
+        m = _keep(out, x, axis, keepdims)
+        hit = x == m
+        return hit / np.sum(hit, axis=axis, keepdims=True)
+
+    def vjp(needs: Any, g: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False):
+        return (_keep(g, x, axis, keepdims) * weights(out, x, axis, keepdims),)
+
+    def jvp(tans: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        return sum(tans[0] * weights(out, x, axis, keepdims), axis=axis, keepdims=keepdims)
+
+    return defprim(
+        name,
+        lambda x, axis=None, keepdims=False: fn(x, axis=axis, keepdims=keepdims),
+        vjp=vjp,
+        jvp=jvp,
+        save_out=True,
+        doc=f"{name[1:].capitalize()}imum over ``axis``; ties split the gradient equally.",
+    )
+
+
+amax = _extreme("amax", np.amax)
+amin = _extreme("amin", np.amin)
+
+
+def _lse_kernel(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    # NOTE: shift by the max for stability; an all -inf group gives -inf, not nan.
+    m = np.amax(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):
+        r = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return r if keepdims else np.squeeze(r, axis=axis)
+
+
+def _lse_vjp(needs: Any, g: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False):
+    return (_keep(g, x, axis, keepdims) * np.exp(x - _keep(out, x, axis, keepdims)),)
+
+
+def _lse_jvp(tans: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    w = np.exp(x - _keep(out, x, axis, keepdims))
+    return sum(tans[0] * w, axis=axis, keepdims=keepdims)
+
+
+logsumexp = defprim(
+    "logsumexp",
+    _lse_kernel,
+    vjp=_lse_vjp,
+    jvp=_lse_jvp,
+    save_out=True,
+    doc="log(sum(exp(x))) over ``axis``, stable for large |x|.",
+)
+
+
+def _cumsum_t(g: Any, x: Any, axis: int) -> tuple[Any]:
+    return (np.flip(np.cumsum(np.flip(g, axis), axis), axis),)
+
+
+_cumsum = defprim(
+    "cumsum",
+    lambda x, axis: np.cumsum(x, axis=axis),
+    linear=_cumsum_t,
+    doc="Cumulative sum along ``axis``.",
+)
+
+
+def _cumprod_vjp(needs: Any, g: Any, out: Any, x: Any, axis: int) -> tuple[Any]:
+    # NOTE: d out_j / d x_i = out_j / x_i for j >= i; exact for nonzero x. Zeros fall back to
+    # the exclusive-product form along the axis, computed by a masked division-free product.
+    rev = np.flip(np.cumsum(np.flip(g * out, axis), axis), axis)
+    zero = x == 0
+    if not np.any(np.asarray(zero)):
+        return (rev / x,)
+    return (_cumprod_vjp_exact(g, x, axis),)
+
+
+def _cumprod_vjp_exact(g: Any, x: Any, axis: int) -> Any:
+    xm = np.moveaxis(x, axis, -1)
+    gm = np.moveaxis(g, axis, -1)
+    n = xm.shape[-1]
+    cols = []
+    for i in range(n):
+        # gradient for x_i: sum_{j>=i} g_j * prod_{k<=j, k!=i} x_k
+        before = np.prod(xm[..., :i], axis=-1, keepdims=True)
+        after = np.cumprod(xm[..., i + 1 :], axis=-1)
+        ones = np.ones_like(xm[..., :1])
+        tail = np.concatenate([ones, after], axis=-1)
+        cols.append(np.sum(gm[..., i:] * tail, axis=-1, keepdims=True) * before)
+    return np.moveaxis(np.concatenate(cols, axis=-1), -1, axis)
+
+
+def _cumprod_jvp(tans: Any, out: Any, x: Any, axis: int) -> Any:
+    t = tans[0]
+    if not np.any(np.asarray(x.data if isinstance(x, Tensor) else x) == 0):
+        return out * np.cumsum(t / x, axis=axis)
+    xm = np.moveaxis(x, axis, -1)
+    tm = np.moveaxis(t, axis, -1)
+    n = xm.shape[-1]
+    cols = []
+    for j in range(n):
+        acc = None
+        for i in range(j + 1):
+            term = tm[..., i : i + 1] * np.prod(
+                np.concatenate([xm[..., :i], xm[..., i + 1 : j + 1]], axis=-1),
+                axis=-1,
+                keepdims=True,
+            )
+            acc = term if acc is None else acc + term
+        cols.append(acc)
+    return np.moveaxis(np.concatenate(cols, axis=-1), -1, axis)
+
+
+_cumprod = defprim(
+    "cumprod",
+    lambda x, axis: np.cumprod(x, axis=axis),
+    vjp=_cumprod_vjp,
+    jvp=_cumprod_jvp,
+    save_out=True,
+    doc="Cumulative product along ``axis`` (exact gradient with zeros).",
+)
+
+
+def _nondiff_reduce(name: str, fn: Any) -> Any:
+    return defprim(
+        name,
+        lambda x, axis=None, keepdims=False: fn(x, axis=axis, keepdims=keepdims),
+        doc=f"Indices of the {name[3:]}ima along ``axis`` (not differentiable).",
+    )
+
+
+argmax = _nondiff_reduce("argmax", np.argmax)
+argmin = _nondiff_reduce("argmin", np.argmin)
+
+
+# ----- public wrappers and composites ------------------------------------------------------
+def _no_out(name: str, out: Any, **kw: Any) -> None:
+    if out is not None:
+        raise TypeError(f"{name}: out= is not supported on Tensors")
+    bad = {k: v for k, v in kw.items() if v is not None and v is not np._NoValue}
+    if bad:
+        raise TypeError(f"{name}: unsupported arguments {sorted(bad)}")
+
+
+def sum(  # noqa: A001
+    x: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any
+) -> Tensor:
+    """Sum of elements over ``axis``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.sum(ad.tensor([[1.0, 2.0], [3.0, 4.0]]), axis=0)
+    tensor([4., 6.])
+    """
+    _no_out("sum", out, **kw)
+    if dtype is not None:
+        x = astype(x, dtype)
+    return sum_(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
+
+
+def _axis_arg(axis: Any) -> Any:
+    if isinstance(axis, list):
+        return tuple(axis)
+    return axis
+
+
+def mean(
+    x: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any
+) -> Tensor:
+    """Arithmetic mean over ``axis``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.mean(ad.tensor([1.0, 2.0, 6.0]))
+    tensor(3.)
+    """
+    _no_out("mean", out, **kw)
+    x = _as_float(x, dtype)
+    axis = _axis_arg(axis)
+    n = _count(x, axis)
+    return sum_(x, axis=axis, keepdims=bool(keepdims)) / n
+
+
+def _as_float(x: Any, dtype: Any = None) -> Any:
+    if not isinstance(x, Tensor):
+        x = Tensor(x)
+    if dtype is not None:
+        return astype(x, dtype)
+    if x.dtype.kind not in "fc":
+        return astype(x, np.float64)
+    return x
+
+
+def var(
+    x: Any,
+    axis: Any = None,
+    dtype: Any = None,
+    out: Any = None,
+    ddof: int = 0,
+    keepdims: bool = False,
+    **kw: Any,
+) -> Tensor:
+    """Variance over ``axis`` (``ddof`` as NumPy).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.var(ad.tensor([1.0, 2.0, 3.0, 4.0]))
+    tensor(1.25)
+    """
+    _no_out("var", out, **kw)
+    x = _as_float(x, dtype)
+    axis = _axis_arg(axis)
+    d = x - mean(x, axis=axis, keepdims=True)
+    sq = (d * d.conj()).real if x.dtype.kind == "c" else d * d
+    return sum_(sq, axis=axis, keepdims=bool(keepdims)) / (_count(x, axis) - ddof)
+
+
+def std(
+    x: Any,
+    axis: Any = None,
+    dtype: Any = None,
+    out: Any = None,
+    ddof: int = 0,
+    keepdims: bool = False,
+    **kw: Any,
+) -> Tensor:
+    """Standard deviation over ``axis``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.std(ad.tensor([1.0, 3.0]))
+    tensor(1.)
+    """
+    return sqrt(var(x, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, **kw))
+
+
+def max(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:  # noqa: A001
+    """Maximum over ``axis`` (``amax``); ties split the gradient equally.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.max(ad.tensor([1.0, 5.0, 2.0]))
+    tensor(5.)
+    """
+    _no_out("max", out, **kw)
+    return amax(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
+
+
+def min(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:  # noqa: A001
+    """Minimum over ``axis`` (``amin``); ties split the gradient equally.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.min(ad.tensor([1.0, 5.0, 2.0]))
+    tensor(1.)
+    """
+    _no_out("min", out, **kw)
+    return amin(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
+
+
+def cumsum(x: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Tensor:
+    """Cumulative sum along ``axis`` (None: of the flattened array).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.cumsum(ad.tensor([1.0, 2.0, 3.0]))
+    tensor([1., 3., 6.])
+    """
+    _no_out("cumsum", out)
+    if dtype is not None:
+        x = astype(x, dtype)
+    if axis is None:
+        return _cumsum(ravel(x), axis=0)
+    return _cumsum(x, axis=int(axis))
+
+
+def cumprod(x: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Tensor:
+    """Cumulative product along ``axis`` (None: of the flattened array).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.cumprod(ad.tensor([1.0, 2.0, 3.0]))
+    tensor([1., 2., 6.])
+    """
+    _no_out("cumprod", out)
+    if dtype is not None:
+        x = astype(x, dtype)
+    if axis is None:
+        return _cumprod(ravel(x), axis=0)
+    return _cumprod(x, axis=int(axis))
+
+
+def _reduce_at(ufunc: np.ufunc) -> Any:
+    target = {np.add: sum_, np.multiply: prod, np.maximum: amax, np.minimum: amin}[ufunc]
+
+    def reduce(x: Any, axis: Any = 0, dtype: Any = None, out: Any = None, keepdims: bool = False):
+        _no_out(f"numpy.{ufunc.__name__}.reduce", out)
+        if dtype is not None:
+            x = astype(x, dtype)
+        return target(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
+
+    return reduce
+
+
+UFUNC_REDUCE = {
+    (np.add, "reduce"): _reduce_at(np.add),
+    (np.multiply, "reduce"): _reduce_at(np.multiply),
+    (np.maximum, "reduce"): _reduce_at(np.maximum),
+    (np.minimum, "reduce"): _reduce_at(np.minimum),
+    (np.add, "accumulate"): lambda x, axis=0, **kw: cumsum(x, axis=axis, **kw),
+    (np.multiply, "accumulate"): lambda x, axis=0, **kw: cumprod(x, axis=axis, **kw),
+}
+
+FUNCTION_MAP.update(
+    {
+        np.sum: sum,
+        np.mean: mean,
+        np.var: var,
+        np.std: std,
+        np.max: max,
+        np.amax: max,
+        np.min: min,
+        np.amin: min,
+        np.prod: lambda x, axis=None, keepdims=False, **kw: prod(
+            x, axis=_axis_arg(axis), keepdims=bool(keepdims)
+        ),
+        np.cumsum: cumsum,
+        np.cumprod: cumprod,
+        np.argmax: lambda x, axis=None, out=None, keepdims=False: argmax(
+            x, axis=axis, keepdims=keepdims
+        ),
+        np.argmin: lambda x, axis=None, out=None, keepdims=False: argmin(
+            x, axis=axis, keepdims=keepdims
+        ),
+    }
+)
+
+from .shape import astype, ravel  # noqa: E402

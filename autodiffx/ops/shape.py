@@ -1,0 +1,613 @@
+"""Shape and indexing primitives (all linear: each is one entry with its transpose)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._registry import FUNCTION_MAP, defprim
+from .._tensor import Tensor
+
+
+def raw_index(idx: Any) -> Any:
+    """An index with every Tensor replaced by its ndarray (indices are never differentiated)."""
+    if isinstance(idx, Tensor):
+        return idx.data
+    if isinstance(idx, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+    if isinstance(idx, list) and any(isinstance(i, Tensor) for i in idx):
+        return [i.data if isinstance(i, Tensor) else i for i in idx]
+    return idx
+
+
+def _is_basic(idx: Any) -> bool:
+    items = idx if isinstance(idx, tuple) else (idx,)
+    return all(
+        i is None or i is Ellipsis or isinstance(i, int | np.integer | slice) for i in items
+    )
+
+
+def _no_duplicates(idx: Any) -> bool:
+    if _is_basic(idx):
+        return True
+    items = idx if isinstance(idx, tuple) else (idx,)
+    arrays = [i for i in items if not (i is None or i is Ellipsis or isinstance(i, slice))]
+    return len(arrays) == 1 and np.asarray(arrays[0]).dtype == np.bool_
+
+
+def _astype_kernel(x: Any, dtype: Any, copy: bool = True) -> Any:
+    return np.asarray(x).astype(dtype, copy=copy)
+
+
+astype = defprim(
+    "astype",
+    _astype_kernel,
+    linear=lambda g, x, dtype, copy=True: (g,),
+    doc="Cast to ``dtype`` (the gradient is cast back to the input's dtype).",
+)
+copy = defprim(
+    "copy",
+    lambda x: np.array(x, copy=True),
+    linear=lambda g, x: (g,),
+    overrides=(np.copy,),
+    doc="A copy of the array.",
+)
+reshape_ = defprim(
+    "reshape",
+    lambda x, shape: np.reshape(x, shape),
+    linear=lambda g, x, shape: (g.reshape(x.shape),),
+    view=True,
+    doc="Give a new shape without changing the data.",
+)
+
+
+def _inverse_perm(axes: Sequence[int]) -> tuple[int, ...]:
+    return tuple(np.argsort(axes))
+
+
+def _transpose_t(g: Any, x: Any, axes: Any = None) -> tuple[Any]:
+    if axes is None:
+        return (np.transpose(g),)
+    return (np.transpose(g, _inverse_perm([a % x.ndim for a in axes])),)
+
+
+transpose_ = defprim(
+    "transpose",
+    lambda x, axes=None: np.transpose(x, axes),
+    linear=_transpose_t,
+    view=True,
+    doc="Permute the axes (reverse them by default).",
+)
+swapaxes_ = defprim(
+    "swapaxes",
+    lambda x, axis1, axis2: np.swapaxes(x, axis1, axis2),
+    linear=lambda g, x, axis1, axis2: (np.swapaxes(g, axis1, axis2),),
+    view=True,
+    doc="Interchange two axes.",
+)
+broadcast_to_ = defprim(
+    "broadcast_to",
+    lambda x, shape: np.broadcast_to(x, shape),
+    # The engine's fit() sums the cotangent back to the input's shape.
+    linear=lambda g, x, shape: (g,),
+    view=True,
+    doc="Broadcast to a new shape (read-only, as NumPy).",
+)
+
+
+def _concat_t(g: Any, *xs: Any, axis: int = 0) -> list[Any]:
+    offsets = np.cumsum([x.shape[axis] for x in xs])[:-1]
+    return list(np.split(g, offsets, axis=axis))
+
+
+concatenate_ = defprim(
+    "concatenate",
+    lambda *xs, axis=0: np.concatenate(xs, axis=axis),
+    linear=_concat_t,
+    doc="Join arrays along an existing axis.",
+)
+
+
+def _split_kernel(x: Any, indices_or_sections: Any, axis: int = 0) -> tuple[Any, ...]:
+    return tuple(np.split(x, indices_or_sections, axis=axis))
+
+
+split_ = defprim(
+    "split",
+    _split_kernel,
+    linear=lambda g, x, indices_or_sections, axis=0: (np.concatenate(list(g), axis=axis),),
+    nout=-1,
+    view=False,
+    doc="Split into several arrays along ``axis`` (as ``np.split``).",
+)
+flip_ = defprim(
+    "flip",
+    lambda x, axis=None: np.flip(x, axis),
+    linear=lambda g, x, axis=None: (np.flip(g, axis),),
+    view=True,
+    doc="Reverse the order of elements along ``axis``.",
+)
+
+
+def _neg_shift(shift: Any) -> Any:
+    return tuple(-s for s in shift) if isinstance(shift, tuple | list) else -shift
+
+
+roll_ = defprim(
+    "roll",
+    lambda x, shift, axis=None: np.roll(x, shift, axis),
+    linear=lambda g, x, shift, axis=None: (np.roll(g, _neg_shift(shift), axis),),
+    doc="Roll elements along ``axis``.",
+)
+tril_ = defprim(
+    "tril",
+    lambda x, k=0: np.tril(x, k),
+    linear=lambda g, x, k=0: (np.tril(g, k),),
+    doc="Lower triangle of a (stack of) matrices.",
+)
+triu_ = defprim(
+    "triu",
+    lambda x, k=0: np.triu(x, k),
+    linear=lambda g, x, k=0: (np.triu(g, k),),
+    doc="Upper triangle of a (stack of) matrices.",
+)
+
+
+def _diag_scatter_kernel(g: Any, shape: tuple[int, ...], offset: int, axis1: int, axis2: int):
+    z = np.zeros(shape, dtype=g.dtype)
+    zt = np.moveaxis(z, (axis1, axis2), (-2, -1))
+    n = g.shape[-1]
+    rows = np.arange(n) + (-offset if offset < 0 else 0)
+    cols = np.arange(n) + (offset if offset > 0 else 0)
+    zt[..., rows, cols] = g
+    return z
+
+
+diagonal_ = defprim(
+    "diagonal",
+    lambda x, offset=0, axis1=0, axis2=1: np.diagonal(x, offset, axis1, axis2),
+    linear=lambda g, x, offset=0, axis1=0, axis2=1: (
+        diagonal_scatter.call(g, shape=x.shape, offset=offset, axis1=axis1, axis2=axis2),
+    ),
+    view=True,
+    doc="Diagonals of a (stack of) matrices.",
+)
+diagonal_scatter = defprim(
+    "diagonal_scatter",
+    _diag_scatter_kernel,
+    linear=lambda g, d, shape, offset, axis1, axis2: (
+        diagonal_.call(g, offset=offset, axis1=axis1, axis2=axis2),
+    ),
+    doc="Zeros of ``shape`` with ``d`` on the given diagonal (the transpose of diagonal).",
+)
+
+
+def _pad_kernel(x: Any, pad_width: Any, constant_values: Any = 0) -> Any:
+    return np.pad(x, pad_width, mode="constant", constant_values=constant_values)
+
+
+def _pad_slices(shape: tuple[int, ...], pad_width: Any) -> tuple[slice, ...]:
+    pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (len(shape), 2))
+    return tuple(slice(int(lo), int(lo) + n) for (lo, _), n in zip(pw, shape))
+
+
+pad_ = defprim(
+    "pad",
+    _pad_kernel,
+    vjp=lambda needs, g, out, x, pad_width, constant_values=0: (
+        getitem_.call(g, idx=_pad_slices(x.shape, pad_width)),
+    ),
+    jvp=lambda tans, out, x, pad_width, constant_values=0: _pad_kernel_t(tans[0], pad_width),
+    save_args=True,
+    doc="Pad with a constant (the pad value is not differentiated).",
+)
+
+
+def _pad_kernel_t(t: Any, pad_width: Any) -> Any:
+    return pad_(t, pad_width=pad_width, constant_values=0)
+
+
+def _getitem_kernel(x: Any, idx: Any) -> Any:
+    return x[idx]
+
+
+def _scatter_kernel(g: Any, shape: tuple[int, ...], idx: Any) -> Any:
+    z = np.zeros(shape, dtype=g.dtype)
+    if _no_duplicates(idx):
+        z[idx] = g
+    else:
+        # NOTE: repeated indices accumulate (np.add.at), so x[[0, 0]] gives 2 * g to x[0].
+        np.add.at(z, idx, g)
+    return z
+
+
+getitem_ = defprim(
+    "getitem",
+    _getitem_kernel,
+    linear=lambda g, x, idx: (scatter_add.call(g, shape=x.shape, idx=idx),),
+    view=True,
+    doc="Basic, advanced and boolean indexing.",
+)
+scatter_add = defprim(
+    "scatter_add",
+    _scatter_kernel,
+    linear=lambda g, v, shape, idx: (getitem_.call(g, idx=idx),),
+    doc="Zeros of ``shape`` with ``v`` added at ``idx`` (the transpose of indexing).",
+)
+
+
+def _setitem_kernel(x: Any, v: Any, idx: Any) -> Any:
+    out = np.array(x, copy=True)
+    out[idx] = v
+    return out
+
+
+setitem_ = defprim(
+    "setitem",
+    _setitem_kernel,
+    linear=(
+        lambda g, x, v, idx: setitem_.call(g, 0.0, idx=idx),
+        lambda g, x, v, idx: getitem_.call(g, idx=idx),
+    ),
+    doc="A copy of x with x[idx] = v, differentiable in x (untouched elements) and v.",
+)
+
+
+# ----- public wrappers and composites ------------------------------------------------------
+def getitem(x: Tensor, idx: Any) -> Tensor:
+    """``x[idx]`` for a Tensor (used by ``Tensor.__getitem__``)."""
+    return getitem_(x, idx=raw_index(idx))
+
+
+def setitem(x: Tensor, idx: Any, v: Any) -> Tensor:
+    """Out-of-place ``x[idx] = v`` (used by ``Tensor.__setitem__`` when recording)."""
+    return setitem_(x, v, idx=raw_index(idx))
+
+
+def reshape(x: Any, shape: Any, order: str = "C", *, newshape: Any = None) -> Tensor:
+    """Give ``x`` a new shape.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.reshape(ad.arange(6.0), (2, 3)).shape
+    (2, 3)
+    """
+    if order != "C":
+        raise ValueError("reshape: only order='C' is supported")
+    shape = newshape if shape is None else shape
+    if isinstance(shape, int | np.integer):
+        shape = (int(shape),)
+    return reshape_(x, shape=tuple(shape))
+
+
+def transpose(x: Any, axes: Any = None) -> Tensor:
+    """Permute the axes of ``x`` (reverse by default).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.transpose(ad.zeros((2, 3, 4)), (1, 0, 2)).shape
+    (3, 2, 4)
+    """
+    return transpose_(x, axes=None if axes is None else tuple(int(a) for a in axes))
+
+
+def swapaxes(x: Any, axis1: int, axis2: int) -> Tensor:
+    """Interchange two axes.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.swapaxes(ad.zeros((2, 3)), 0, 1).shape
+    (3, 2)
+    """
+    return swapaxes_(x, axis1=int(axis1), axis2=int(axis2))
+
+
+def moveaxis(x: Any, source: Any, destination: Any) -> Tensor:
+    """Move axes to new positions (as ``np.moveaxis``).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.moveaxis(ad.zeros((2, 3, 4)), 0, -1).shape
+    (3, 4, 2)
+    """
+    nd = np.ndim(x)
+    src = np.atleast_1d(source) % max(nd, 1)
+    dst = np.atleast_1d(destination) % max(nd, 1)
+    order = [n for n in range(nd) if n not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(int(d), int(s))
+    return transpose_(x, axes=tuple(order))
+
+
+def squeeze(x: Any, axis: Any = None) -> Tensor:
+    """Remove size-1 axes.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.squeeze(ad.zeros((1, 3, 1))).shape
+    (3,)
+    """
+    shape = np.shape(x)
+    if axis is None:
+        new = tuple(s for s in shape if s != 1)
+    else:
+        axes = {a % len(shape) for a in np.atleast_1d(axis)}
+        for a in axes:
+            if shape[a] != 1:
+                raise ValueError(
+                    f"squeeze: cannot select an axis to squeeze out which has size not equal "
+                    f"to one (axis {a} of shape {shape})"
+                )
+        new = tuple(s for i, s in enumerate(shape) if i not in axes)
+    return reshape_(x, shape=new)
+
+
+def expand_dims(x: Any, axis: Any) -> Tensor:
+    """Insert size-1 axes at ``axis``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.expand_dims(ad.zeros(3), 0).shape
+    (1, 3)
+    """
+    return reshape_(x, shape=np.expand_dims(np.empty(np.shape(x), dtype=np.bool_), axis).shape)
+
+
+def broadcast_to(x: Any, shape: Any) -> Tensor:
+    """Broadcast ``x`` to ``shape`` (a read-only view, as NumPy).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.broadcast_to(ad.tensor([1.0, 2.0]), (3, 2)).shape
+    (3, 2)
+    """
+    shape = (int(shape),) if isinstance(shape, int | np.integer) else tuple(shape)
+    return broadcast_to_(x, shape=shape)
+
+
+def ravel(x: Any, order: str = "C") -> Tensor:
+    """The elements as a 1-D tensor.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.ravel(ad.zeros((2, 3))).shape
+    (6,)
+    """
+    return reshape(x, (-1,), order)
+
+
+def flatten(x: Any) -> Tensor:
+    """A 1-D copy of ``x``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.flatten(ad.zeros((2, 3))).shape
+    (6,)
+    """
+    return copy(reshape(x, (-1,)))
+
+
+def concatenate(arrays: Sequence[Any], axis: Any = 0, out: Any = None, **kw: Any) -> Tensor:
+    """Join a sequence of arrays along an existing axis.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.concatenate([ad.ones(2), ad.zeros(1)])
+    tensor([1., 1., 0.])
+    """
+    if out is not None:
+        raise TypeError("concatenate: out= is not supported on Tensors")
+    if axis is None:
+        return concatenate_(*[ravel(a) for a in arrays], axis=0)
+    return concatenate_(*arrays, axis=int(axis))
+
+
+def stack(arrays: Sequence[Any], axis: int = 0, out: Any = None, **kw: Any) -> Tensor:
+    """Join arrays along a new axis.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.stack([ad.ones(2), ad.zeros(2)]).shape
+    (2, 2)
+    """
+    if out is not None:
+        raise TypeError("stack: out= is not supported on Tensors")
+    arrays = list(arrays)
+    if not arrays:
+        raise ValueError("stack: need at least one array to stack")
+    shapes = {np.shape(a) for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all input arrays must have the same shape, got {sorted(shapes)}")
+    return concatenate_(*[expand_dims(a, axis) for a in arrays], axis=int(axis))
+
+
+def split(x: Any, indices_or_sections: Any, axis: int = 0) -> list[Tensor]:
+    """Split into sub-arrays along ``axis`` (as ``np.split``).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> [t.shape for t in ad.split(ad.zeros(6), 3)]
+    [(2,), (2,), (2,)]
+    """
+    ios = indices_or_sections
+    if not isinstance(ios, int | np.integer):
+        ios = tuple(int(i) for i in ios)
+    return list(split_(x, indices_or_sections=ios, axis=int(axis)))
+
+
+def flip(x: Any, axis: Any = None) -> Tensor:
+    """Reverse the order of elements along ``axis`` (all axes by default).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.flip(ad.tensor([1.0, 2.0, 3.0]))
+    tensor([3., 2., 1.])
+    """
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    return flip_(x, axis=axis)
+
+
+def roll(x: Any, shift: Any, axis: Any = None) -> Tensor:
+    """Roll elements along ``axis``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.roll(ad.tensor([1.0, 2.0, 3.0]), 1)
+    tensor([3., 1., 2.])
+    """
+    if isinstance(shift, list):
+        shift = tuple(shift)
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    return roll_(x, shift=shift, axis=axis)
+
+
+def pad(x: Any, pad_width: Any, mode: str = "constant", constant_values: Any = 0) -> Tensor:
+    """Pad with a constant value (``mode="constant"``, the only mode supported).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.pad(ad.ones(2), 1)
+    tensor([0., 1., 1., 0.])
+    """
+    if mode != "constant":
+        raise NotImplementedError(f"pad: mode={mode!r} is not supported, only 'constant'")
+    pw = np.asarray(pad_width, dtype=np.int64)
+    return pad_(x, pad_width=tuple(map(tuple, np.broadcast_to(pw, (np.ndim(x), 2)).tolist())),
+                constant_values=constant_values)
+
+
+def tile(x: Any, reps: Any) -> Tensor:
+    """Repeat ``x`` the number of times given by ``reps`` (as ``np.tile``).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.tile(ad.tensor([1.0, 2.0]), 2)
+    tensor([1., 2., 1., 2.])
+    """
+    reps = (int(reps),) if isinstance(reps, int | np.integer) else tuple(int(r) for r in reps)
+    shape = np.shape(x)
+    n = max(len(shape), len(reps))
+    shape = (1,) * (n - len(shape)) + tuple(shape)
+    reps = (1,) * (n - len(reps)) + reps
+    inter = tuple(v for s in shape for v in (1, s))
+    big = tuple(v for s, r in zip(shape, reps) for v in (r, s))
+    y = broadcast_to(reshape(x, inter), big)
+    return reshape(y, tuple(s * r for s, r in zip(shape, reps)))
+
+
+def repeat(x: Any, repeats: Any, axis: Any = None) -> Tensor:
+    """Repeat each element (as ``np.repeat``); the gradient sums the copies.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.repeat(ad.tensor([1.0, 2.0]), 2)
+    tensor([1., 1., 2., 2.])
+    """
+    if axis is None:
+        x = ravel(x)
+        axis = 0
+    n = np.shape(x)[axis]
+    idx = np.repeat(np.arange(n), repeats)
+    ax = axis % np.ndim(x)
+    return getitem_(x, idx=(slice(None),) * ax + (idx,))
+
+
+def tril(x: Any, k: int = 0) -> Tensor:
+    """Lower triangle (elements above the k-th diagonal zeroed).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.tril(ad.ones((2, 2)))
+    tensor([[1., 0.],
+            [1., 1.]])
+    """
+    return tril_(x, k=int(k))
+
+
+def triu(x: Any, k: int = 0) -> Tensor:
+    """Upper triangle (elements below the k-th diagonal zeroed).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.triu(ad.ones((2, 2)))
+    tensor([[1., 1.],
+            [0., 1.]])
+    """
+    return triu_(x, k=int(k))
+
+
+def diagonal(x: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
+    """Diagonal (stack of diagonals) of ``x``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.diagonal(ad.eye(2))
+    tensor([1., 1.])
+    """
+    nd = np.ndim(x)
+    return diagonal_(x, offset=int(offset), axis1=int(axis1) % nd, axis2=int(axis2) % nd)
+
+
+def take(x: Any, indices: Any, axis: Any = None) -> Tensor:
+    """Elements at ``indices`` along ``axis`` (as ``np.take``).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.take(ad.tensor([5.0, 6.0, 7.0]), [2, 0])
+    tensor([7., 5.])
+    """
+    if axis is None:
+        return getitem_(ravel(x), idx=raw_index(np.asarray(indices) if isinstance(indices, list) else indices))
+    ax = axis % np.ndim(x)
+    return getitem_(x, idx=(slice(None),) * ax + (raw_index(indices),))
+
+
+FUNCTION_MAP.update(
+    {
+        np.reshape: reshape,
+        np.transpose: transpose,
+        np.swapaxes: swapaxes,
+        np.moveaxis: moveaxis,
+        np.squeeze: squeeze,
+        np.expand_dims: expand_dims,
+        np.broadcast_to: broadcast_to,
+        np.ravel: ravel,
+        np.concatenate: concatenate,
+        np.stack: stack,
+        np.split: split,
+        np.flip: flip,
+        np.roll: roll,
+        np.pad: pad,
+        np.tile: tile,
+        np.repeat: repeat,
+        np.tril: tril,
+        np.triu: triu,
+        np.diagonal: diagonal,
+        np.take: take,
+    }
+)
