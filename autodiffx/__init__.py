@@ -48,6 +48,7 @@ from .ops import (
     diagonal,
     divide,
     dot,
+    einsum,
     equal,
     erf,
     exp,
@@ -116,16 +117,17 @@ from .ops import (
     where,
 )
 from .ops.composite import norm
-from . import autograd, forward, linalg  # noqa: E402
+from . import autograd, fd, forward, linalg  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "REGISTRY", "Primitive", "Tensor", "abs", "add", "amax", "amin", "arange", "arccos",
+    "Tensor", "abs", "add", "amax", "amin", "arange", "arccos",
     "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh", "argmax", "argmin",
     "asarray", "astype", "autograd", "broadcast_to", "cbrt", "ceil", "clip", "concatenate",
     "conj", "copy", "cos", "cosh", "cumprod", "cumsum", "detect_anomaly", "diagonal", "divide",
-    "dot", "empty", "enable_grad", "equal", "erf", "exp", "exp2", "expand_dims", "expm1", "eye",
+    "dot", "einsum", "empty", "enable_grad", "equal", "erf", "exp", "exp2", "expand_dims",
+    "expm1", "eye", "fd",
     "flatten", "flip", "floor", "floor_divide", "forward", "full", "full_like", "greater",
     "greater_equal", "hypot", "imag", "inner", "is_grad_enabled", "less", "less_equal",
     "linalg", "linspace", "log", "log1p", "log2", "log10", "logaddexp", "logsumexp", "matmul",
@@ -136,3 +138,10 @@ __all__ = [
     "tensor", "tensordot", "tile", "trace", "transpose", "tril", "triu", "var", "where",
     "zeros", "zeros_like",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Doctest collects __test__: the computed examples of the public registry entries.
+    if name == "__test__":
+        return {f"primitive {n}": REGISTRY[n].__doc__ for n in __all__ if n in REGISTRY}
+    raise AttributeError(f"module 'autodiffx' has no attribute {name!r}")

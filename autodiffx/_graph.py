@@ -19,26 +19,20 @@ def _toposort(roots: list[Node]) -> list[Node]:
     Iterative, so a chain of any depth never reaches Python's recursion limit.
     """
     order: list[Node] = []
-    visited: set[int] = set()
+    visited: set[Node] = set()
     for root in roots:
-        if id(root) in visited:
+        if root in visited:
             continue
-        visited.add(id(root))
-        stack: list[Any] = [[root, 0]]
+        visited.add(root)
+        stack: list[Any] = [(root, iter(root.edges))]
         while stack:
-            top = stack[-1]
-            node, i = top
-            edges = node.edges
-            n = len(edges)
-            while i < n:
-                e = edges[i]
-                i += 1
+            node, it = stack[-1]
+            for e in it:
                 if e is not None:
                     child = e[0]
-                    if type(child) is Node and id(child) not in visited:
-                        visited.add(id(child))
-                        top[1] = i
-                        stack.append([child, 0])
+                    if type(child) is Node and child not in visited:
+                        visited.add(child)
+                        stack.append((child, iter(child.edges)))
                         break
             else:
                 stack.pop()
@@ -116,8 +110,9 @@ def run_backward(
         seeds = [s if isinstance(s, Tensor) else _wrap_const(np.asarray(s)) for s in seeds]
     else:
         seeds = [np.asarray(s.data if isinstance(s, Tensor) else s) for s in seeds]
-    node_grads: dict[int, list[Any]] = {}
-    leaf_grads: dict[int, list[Any]] = {}  # id(leaf) -> [leaf, grad or None]
+    # Cotangents by node: the value itself for single-output nodes, a list otherwise.
+    grads: dict[Node, Any] = {}
+    leaf_grads: dict[Tensor, Any] = {}
     root_nodes: list[Node] = []
     for r, s in zip(roots, seeds):
         if not r._rg:
@@ -127,83 +122,63 @@ def run_backward(
                 "no_grad)"
             )
         if r._node is None:
-            _add_leaf(leaf_grads, r, s)
+            _add(leaf_grads, r, s)
         else:
-            n = r._node
-            slot = node_grads.setdefault(id(n), [None] * n.nout)
-            slot[r._idx] = s if slot[r._idx] is None else slot[r._idx] + s
-            root_nodes.append(n)
+            _add_node(grads, r._node, r._idx, s)
+            root_nodes.append(r._node)
     order = _toposort(root_nodes)
 
     target_keys: dict[Any, int] | None = None
-    needed: set[int] | None = None
+    needed: set[Any] | None = None
     captured: list[Any] = []
     if targets is not None:
         target_keys = {}
         for j, t in enumerate(targets):
-            key = id(t) if t._node is None else (id(t._node), t._idx)
-            target_keys[key] = j
+            target_keys[t if t._node is None else (t._node, t._idx)] = j
         captured = [None] * len(targets)
-        needed = set()
+        needed = {t for t in targets if t._node is None}
         for n in order:  # producers first, so children are decided before their consumers
-            for k in range(n.nout):
-                if (id(n), k) in target_keys:
-                    needed.add(id(n))
-            for e in n.edges:
-                if e is None:
-                    continue
-                c = e[0]
-                if (id(c) in needed) if type(c) is Node else (id(c) in target_keys):
-                    needed.add(id(n))
-                    break
+            if any((n, k) in target_keys for k in range(n.nout)) or any(
+                e is not None and e[0] in needed for e in n.edges
+            ):
+                needed.add(n)
 
-    ctx = enable_grad() if create_graph else no_grad()
     anomaly = STATE.anomaly
+    ctx = enable_grad() if create_graph else no_grad()
     # NOTE: rules evaluate silently where the derivative is infinite (sqrt at 0), as PyTorch;
     # detect_anomaly() is the tool that turns non-finite gradients into errors.
     with ctx, np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for node in reversed(order):
-            gs = node_grads.pop(id(node), None)
-            if gs is None:
+            g = grads.pop(node, None)
+            if g is None:
                 continue
             if node.args is None:
                 raise _freed_error(node)
-            if node.hooks:
-                for k, fns in node.hooks.items():
-                    if gs[k] is not None:
-                        gs[k] = _run_hooks(fns, gs[k], create_graph)
-            if target_keys is not None:
-                for k in range(len(gs)):
-                    j = target_keys.get((id(node), k))
-                    if j is not None:
-                        captured[j] = gs[k]
-                if id(node) not in needed:  # type: ignore[operator]
+            if node.hooks or target_keys is not None:
+                g = _hooks_and_targets(node, g, create_graph, target_keys, captured)
+                if needed is not None and node not in needed:
                     continue
-            edges = node.edges
-            # `needs` is "requires grad": kink conventions (ties with constants) depend on it.
-            needs = tuple(e is not None for e in edges)
-            _check_versions(node)
+            if node.vers is not None:
+                _check_versions(node)
             p = node.prim
-            if node.nout == 1:
-                g = gs[0]
-            else:
+            if node.nout != 1:
                 g = tuple(
-                    gk if gk is not None else _zeros(o, create_graph)
-                    for gk, o in zip(gs, node.out if node.out is not None else [None] * len(gs))
+                    gk if gk is not None else _zeros(o, create_graph) for gk, o in zip(g, node.out)
                 )
             if create_graph:
-                cts = p.vjp(needs, g, _out_for_rule(node, True), node.args, node.params)
+                cts = p.vjp(node.needs, g, _out_for_rule(node, True), node.args, node.params)
             else:
-                cts = p.vjp(needs, g, node.out, node.datas, node.params)
-            for i, e in enumerate(edges):
+                cts = p.vjp(node.needs, g, node.out, node.datas, node.params)
+            i = -1
+            for e in node.edges:
+                i += 1
                 if e is None:
-                    continue
-                if needed is not None and (
-                    (id(e[0]) not in needed) if type(e[0]) is Node else (id(e[0]) not in target_keys)
-                ):
                     continue
                 c = cts[i]
                 if c is None:
+                    continue
+                child = e[0]
+                if needed is not None and child not in needed:
                     continue
                 if create_graph:
                     if not isinstance(c, Tensor):
@@ -213,32 +188,25 @@ def run_backward(
                 if c.shape != e[2] or c.dtype != e[3]:
                     c = fit(c, e[2], e[3])
                 if anomaly:
-                    cd = c.data if isinstance(c, Tensor) else c
-                    if not np.all(np.isfinite(cd)):
-                        bad = "nan" if np.isnan(cd).any() else "inf"
-                        where = f"\nIt was created at:\n{node.where}" if node.where else ""
-                        raise FloatingPointError(
-                            f"backward of '{node.name}' produced {bad} in the gradient of its "
-                            f"argument {i}{where}"
-                        )
-                child = e[0]
+                    _check_grad(node, i, c)
                 if type(child) is Node:
-                    slot = node_grads.get(id(child))
-                    if slot is None:
-                        slot = node_grads[id(child)] = [None] * child.nout
-                    k = e[1]
-                    slot[k] = c if slot[k] is None else slot[k] + c
+                    if child.nout == 1:
+                        prev = grads.get(child)
+                        grads[child] = c if prev is None else prev + c
+                    else:
+                        _add_node(grads, child, e[1], c)
                 else:
-                    _add_leaf(leaf_grads, child, c)
+                    prev = leaf_grads.get(child)
+                    leaf_grads[child] = c if prev is None else prev + c
             if not retain_graph:
                 node.args = node.datas = node.out = node.outs = node.vers = None
         # Leaves reached only through symbolic zeros still get a (zero) gradient.
         for node in order:
             for e in node.edges:
-                if e is not None and type(e[0]) is not Node and id(e[0]) not in leaf_grads:
-                    if needed is None or id(e[0]) in target_keys:  # type: ignore[operator]
-                        leaf_grads[id(e[0])] = [e[0], None]
-        for leaf, g in leaf_grads.values():
+                if e is not None and type(e[0]) is not Node and e[0] not in leaf_grads:
+                    if needed is None or e[0] in needed:
+                        leaf_grads[e[0]] = None
+        for leaf, g in leaf_grads.items():
             if g is None:
                 g = np.zeros(leaf.data.shape, leaf.data.dtype)
                 if create_graph:
@@ -246,7 +214,7 @@ def run_backward(
             if leaf._hooks:
                 g = _run_hooks(leaf._hooks, g, create_graph)
             if target_keys is not None:
-                j = target_keys.get(id(leaf))
+                j = target_keys.get(leaf)
                 if j is not None:
                     captured[j] = g
                 continue
@@ -262,19 +230,51 @@ def run_backward(
     return captured
 
 
+def _hooks_and_targets(
+    node: Node, g: Any, create_graph: bool, target_keys: Any, captured: list[Any]
+) -> Any:
+    gs = [g] if node.nout == 1 else g
+    if node.hooks:
+        for k, fns in node.hooks.items():
+            if gs[k] is not None:
+                gs[k] = _run_hooks(fns, gs[k], create_graph)
+    if target_keys is not None:
+        for k in range(len(gs)):
+            j = target_keys.get((node, k))
+            if j is not None:
+                captured[j] = gs[k]
+    return gs[0] if node.nout == 1 else gs
+
+
+def _check_grad(node: Node, i: int, c: Any) -> None:
+    cd = c.data if isinstance(c, Tensor) else c
+    if not np.all(np.isfinite(cd)):
+        bad = "nan" if np.isnan(cd).any() else "inf"
+        where = f"\nIt was created at:\n{node.where}" if node.where else ""
+        raise FloatingPointError(
+            f"backward of '{node.name}' produced {bad} in the gradient of its argument {i}{where}"
+        )
+
+
+def _add_node(grads: dict[Node, Any], node: Node, k: int, c: Any) -> None:
+    if node.nout == 1:
+        prev = grads.get(node)
+        grads[node] = c if prev is None else prev + c
+        return
+    slot = grads.get(node)
+    if slot is None:
+        slot = grads[node] = [None] * node.nout
+    slot[k] = c if slot[k] is None else slot[k] + c
+
+
+def _add(d: dict[Any, Any], key: Any, c: Any) -> None:
+    prev = d.get(key)
+    d[key] = c if prev is None else prev + c
+
+
 def _zeros(o: Any, create_graph: bool) -> Any:
     z = np.zeros(o.shape, o.dtype)
     return _wrap_const(z) if create_graph else z
-
-
-def _add_leaf(leaf_grads: dict[int, list[Any]], leaf: Tensor, g: Any) -> None:
-    slot = leaf_grads.get(id(leaf))
-    if slot is None:
-        leaf_grads[id(leaf)] = [leaf, g]
-    elif slot[1] is None:
-        slot[1] = g
-    else:
-        slot[1] = slot[1] + g
 
 
 def _accumulate(t: Tensor, g: Any, create_graph: bool) -> None:

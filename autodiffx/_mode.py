@@ -8,12 +8,39 @@ from collections.abc import Iterator
 
 
 class _State(threading.local):
+    """Per-thread flags; ``mode`` folds them into one int read once per op on the hot path."""
+
     def __init__(self) -> None:
-        self.grad_enabled = True
-        self.anomaly = False
+        self._grad_enabled = True
+        self._anomaly = False
         # Open dual levels, outermost first; `masked` holds levels whose tangent rule is running.
         self.levels: list[int] = []
         self.masked: set[int] = set()
+        self.mode = 0
+
+    def sync(self) -> None:
+        """Recompute ``mode``: bit 1 no grad, bit 2 dual levels open, bit 4 anomaly detection."""
+        self.mode = (
+            (0 if self._grad_enabled else 1) | (2 if self.levels else 0) | (4 if self._anomaly else 0)
+        )
+
+    @property
+    def grad_enabled(self) -> bool:
+        return self._grad_enabled
+
+    @grad_enabled.setter
+    def grad_enabled(self, flag: bool) -> None:
+        self._grad_enabled = flag
+        self.sync()
+
+    @property
+    def anomaly(self) -> bool:
+        return self._anomaly
+
+    @anomaly.setter
+    def anomaly(self, flag: bool) -> None:
+        self._anomaly = flag
+        self.sync()
 
 
 STATE = _State()
@@ -104,7 +131,9 @@ def new_level() -> Iterator[int]:
     _level_counter[0] += 1
     level = _level_counter[0]
     STATE.levels.append(level)
+    STATE.sync()
     try:
         yield level
     finally:
         STATE.levels.remove(level)
+        STATE.sync()

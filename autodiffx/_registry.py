@@ -63,6 +63,8 @@ class Primitive:
     """
 
     def __init__(self, name: str, kernel: Callable[..., Any]) -> None:
+        self._doc = ""
+        self.example: str | None = None
         self.name = self.__name__ = name
         self.kernel = kernel
         self.vjp: Callable[..., Any] | None = None
@@ -72,10 +74,20 @@ class Primitive:
         self.save_args = True
         self.save_out = False
         self.view = False
+        self.shapes = True
         self.kind = "general"
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         return apply(self, args, params)
+
+    @property  # type: ignore[override]
+    def __doc__(self) -> str:  # type: ignore[override]
+        """The entry's one-line doc, expanded with its rule kind and a computed example."""
+        return _expand_doc(self)
+
+    @__doc__.setter
+    def __doc__(self, doc: str) -> None:
+        self._doc = doc
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
@@ -86,6 +98,86 @@ class Primitive:
             if isinstance(a, Tensor):
                 return apply(self, args, params)
         return self.kernel(*args, **params)
+
+
+_KIND_TEXT = {
+    "elementwise": "elementwise, derivative rule; broadcasts like NumPy",
+    "linear": "linear, transpose rule",
+    "bilinear": "bilinear, one transpose per argument",
+    "zero": "piecewise constant: derivative zero",
+    "general": "VJP and JVP rules",
+}
+
+
+def _default_example(p: Primitive) -> str | None:
+    ex = p.example
+    if ex is not None and not ex.startswith("["):
+        return ex
+    data = ex or "[0.25, 0.5]"
+    if p.vjp is None:
+        return f"ad.{p.name}(ad.tensor({data}), 0.3)"
+    if len(_arity(p)) == 2:
+        return (
+            f"a = ad.tensor({data}, requires_grad=True)\n"
+            "b = ad.tensor([2.0, 3.0], requires_grad=True)\n"
+            f"ad.{p.name}(a, b)\n"
+            f"ad.{p.name}(a, b).sum().backward()\n"
+            "a.grad, b.grad"
+        )
+    if p.kind in ("elementwise", "zero", "linear"):
+        return (
+            f"x = ad.tensor({data}, requires_grad=True)\n"
+            f"ad.{p.name}(x)\n"
+            f"ad.{p.name}(x).sum().backward()\n"
+            "x.grad"
+        )
+    return None
+
+
+def _arity(p: Primitive) -> tuple[int, ...]:
+    k = p.kernel
+    if isinstance(k, np.ufunc):
+        return tuple(range(k.nin))
+    sig = inspect.signature(k)
+    return tuple(
+        i
+        for i, q in enumerate(sig.parameters.values())
+        if q.default is q.empty and q.kind == q.POSITIONAL_OR_KEYWORD
+    )
+
+
+def _run_example(src: str) -> str:
+    import autodiffx as ad
+
+    env: dict[str, Any] = {"ad": ad, "np": np}
+    lines = [">>> import autodiffx as ad"]
+    for line in src.splitlines():
+        lines.append(f">>> {line}")
+        try:
+            code = compile(line, "<example>", "eval")
+        except SyntaxError:
+            exec(compile(line, "<example>", "exec"), env)
+            continue
+        value = eval(code, env)
+        if value is not None:
+            lines.extend(repr(value).splitlines())
+    return "\n".join(lines)
+
+
+def _expand_doc(p: Primitive) -> str:
+    text = p._doc or p.name
+    if "Examples" in text:
+        return text
+    kind = _KIND_TEXT.get(p.kind, p.kind) if p.vjp is not None else "not differentiable"
+    head = f"{text}\n\nRegistry primitive ``{p.name}`` ({kind})."
+    src = _default_example(p)
+    if src is None:
+        return head
+    try:
+        example = _run_example(src)
+    except Exception as e:  # pragma: no cover - a broken example must not break help()
+        return f"{head}\n\n(example failed: {e})"
+    return f"{head}\n\nExamples\n--------\n{example}\n"
 
 
 def _binder(fn: Callable[..., Any], argnames: Sequence[str]) -> tuple[Callable[..., Any], bool, bool]:
@@ -138,18 +230,22 @@ def defprim(
     save_out: bool = False,
     zero_deriv: bool = False,
     view: bool = False,
+    shapes: bool = True,
     ufunc: np.ufunc | None = None,
     overrides: Sequence[Callable[..., Any]] = (),
     doc: str = "",
+    example: str | None = None,
 ) -> Primitive:
     """Register a primitive and return it; the returned object is the public function."""
     if name in REGISTRY:
         raise ValueError(f"primitive {name!r} is registered twice")
     p = Primitive(name, kernel)
     p.__doc__ = doc
+    p.example = example
     p.nondiff = frozenset(nondiff)
     p.nout = nout
     p.view = view
+    p.shapes = shapes
     if derivs is not None:
         _def_elementwise(p, derivs, argnames)
     elif linear is not None:
@@ -171,7 +267,7 @@ def defprim(
         UFUNC_MAP[ufunc] = p
     elif kernel is not None and isinstance(kernel, np.ufunc) and ufunc is None:
         UFUNC_MAP[kernel] = p
-    if nout > 1:
+    if nout != 1:
         p.save_out = True  # the engine needs the shapes of unused outputs for their zero cotangents
     for f in overrides:
         FUNCTION_MAP[f] = p
@@ -302,11 +398,11 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
         else:
             datas.append(a)
     try:
-        out = p.kernel(*datas, **params)
+        out = p.kernel(*datas, **params) if params else p.kernel(*datas)
     except (ValueError, TypeError, IndexError, np.linalg.LinAlgError) as e:
         raise op_error(p.name, args, params, e) from e
-    st = STATE
-    record = rg and st.grad_enabled and p.vjp is not None
+    mode = STATE.mode
+    record = rg and not (mode & 1) and p.vjp is not None
     if p.nout == 1:
         if type(out) is not np.ndarray:
             out = np.asarray(out)
@@ -319,7 +415,7 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
         else:
             res._vc = [0]
         if record and out.dtype.kind in "fc":
-            res._node = Node(p, args, datas, params, out, res)
+            res._node = _record(p, args, datas, params, out, res, 1, mode)
             res._rg = True
         else:
             res._node = None
@@ -339,15 +435,77 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
             res.append(t)
         res = tuple(res)
         if record and any(o.dtype.kind in "fc" for o in outs):
-            node = Node(p, args, datas, params, tuple(outs), res)
+            node = _record(p, args, datas, params, tuple(outs), res, len(outs), mode)
             for i, t in enumerate(res):
                 if outs[i].dtype.kind in "fc":
                     t._node, t._rg = node, True
-    if st.levels:
-        _push_tangents(p, args, params, res, st)
-    if st.anomaly:
-        _check_finite(p, res, "forward")
+    if mode & 6:
+        if mode & 2:
+            _push_tangents(p, args, params, res, STATE)
+        if mode & 4:
+            _check_finite(p, res, "forward")
     return res
+
+
+def _record(
+    p: Primitive,
+    args: Sequence[Any],
+    datas: list[Any],
+    params: dict[str, Any],
+    out: Any,
+    res: Any,
+    nout: int,
+    mode: int,
+) -> Node:
+    """Make the graph node of one application (inlined Node construction: the hot path)."""
+    node = _new(Node)
+    node.prim = p
+    node.params = params
+    node.nout = nout
+    edges = []
+    needs = []
+    save = p.save_args
+    vers = [] if save else None
+    for a in args:
+        if isinstance(a, Tensor):
+            if a._rg:
+                n = a._node
+                d = a.data
+                edges.append((a if n is None else n, a._idx, d.shape, d.dtype))
+                needs.append(True)
+            else:
+                edges.append(None)
+                needs.append(False)
+            if save:
+                vers.append(a._vc[0])
+        else:
+            edges.append(None)
+            needs.append(False)
+            if save:
+                vers.append(None)
+    node.edges = edges
+    node.needs = needs
+    node.vers = vers
+    if save:
+        node.args = args
+        node.datas = datas
+    elif p.shapes:
+        nd = p.nondiff
+        node.args = node.datas = [
+            Meta(d.shape, d.dtype) if i not in nd and type(d) is np.ndarray else d
+            for i, d in enumerate(datas)
+        ]
+    else:
+        node.args = node.datas = _NONES[len(datas)] if len(datas) < 8 else [None] * len(datas)
+    node.out = out if p.save_out else None
+    # Forward-over-reverse needs the outputs' tangents in the recorded backward pass.
+    node.outs = res if mode & 2 else None
+    node.hooks = None
+    node.where = _user_frames() if mode & 4 else None
+    return node
+
+
+_NONES = [(None,) * k for k in range(8)]
 
 
 def _push_tangents(p: Primitive, args: Sequence[Any], params: dict[str, Any], res: Any, st: Any) -> None:
@@ -406,14 +564,26 @@ def _wrap_const(arr: np.ndarray) -> Any:
     return t
 
 
+def _user_frames() -> str:
+    """The innermost frames outside autodiffx: where the user's code created a node."""
+    pkg = __file__.rsplit("/", 1)[0]
+    frames = [f for f in traceback.extract_stack()[:-2] if not f.filename.startswith(pkg)]
+    return "".join(traceback.format_list(frames[-3:]))
+
+
 class Node:
-    """A recorded application of a primitive (``grad_fn``); edges point to its inputs' producers."""
+    """A recorded application of a primitive (``grad_fn``); edges point to its inputs' producers.
+
+    Made by the dispatcher; ``edges[i]`` is ``(producer, output index, shape, dtype)`` of
+    argument i (the producer is a Node, or the leaf Tensor itself), or None.
+    """
 
     __slots__ = (
         "args",
         "datas",
         "edges",
         "hooks",
+        "needs",
         "nout",
         "out",
         "outs",
@@ -422,44 +592,6 @@ class Node:
         "vers",
         "where",
     )
-
-    def __init__(
-        self,
-        p: Primitive,
-        args: Sequence[Any],
-        datas: list[Any],
-        params: dict[str, Any],
-        out: Any,
-        res: Any,
-    ) -> None:
-        self.prim = p
-        self.params = params
-        self.nout = 1 if p.nout == 1 else len(out)
-        edges = []
-        for a in args:
-            if isinstance(a, Tensor) and a._rg:
-                n = a._node
-                edges.append((a if n is None else n, a._idx, a.data.shape, a.data.dtype))
-            else:
-                edges.append(None)
-        self.edges = edges
-        if p.save_args:
-            self.args = args
-            self.datas = datas
-            self.vers = [a._vc[0] if isinstance(a, Tensor) else None for a in args]
-        else:
-            nd = p.nondiff
-            self.args = self.datas = [
-                Meta(d.shape, d.dtype) if i not in nd and isinstance(d, np.ndarray) else d
-                for i, d in enumerate(datas)
-            ]
-            self.vers = None
-        self.out = out if p.save_out else None
-        st = STATE
-        # Forward-over-reverse needs the outputs' tangents in the recorded backward pass.
-        self.outs = res if st.levels else None
-        self.hooks: dict[int, list[Callable[..., Any]]] | None = None
-        self.where = "".join(traceback.format_stack(limit=8)[:-2]) if st.anomaly else None
 
     @property
     def name(self) -> str:

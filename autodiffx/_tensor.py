@@ -204,8 +204,7 @@ class Tensor:
     def __complex__(self) -> complex:
         return complex(self.data)
 
-    def __hash__(self) -> int:
-        return id(self)
+    __hash__ = object.__hash__  # identity, although == is elementwise (as in PyTorch)
 
     def __repr__(self) -> str:
         prefix = "tensor("
@@ -663,8 +662,12 @@ from ._registry import apply as _apply  # noqa: E402
 
 
 class _Prims:
+    """Primitives by name, bound on first use (the operators' fast lookup)."""
+
     def __getattr__(self, name: str) -> Any:
-        p = REGISTRY[name]
+        p = REGISTRY.get(name)
+        if p is None:
+            raise AttributeError(name)
         setattr(self, name, p)
         return p
 

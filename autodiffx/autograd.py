@@ -36,7 +36,7 @@ def grad(
     >>> x = ad.tensor(2.0, requires_grad=True)
     >>> (g,) = ad.autograd.grad(x ** 3, x, create_graph=True)
     >>> g, ad.autograd.grad(g, x)[0]
-    (tensor(12., grad_fn=<add>), tensor(12.))
+    (tensor(12., grad_fn=<multiply>), tensor(12.))
     """
     outs = _as_list(outputs)
     ins = _as_list(inputs)

@@ -90,7 +90,8 @@ def _steps(x: np.ndarray, h: npt.ArrayLike | None, scheme: str, order: int) -> n
 
 
 def _call(f: Callable[[np.ndarray], Any], x: np.ndarray) -> np.ndarray:
-    return np.asarray(f(x))
+    # np.asarray(x): arithmetic on 0-d arrays yields NumPy scalars; f always gets arrays
+    return np.asarray(f(np.asarray(x)))
 
 
 def _first_difference(
@@ -489,6 +490,8 @@ def _prepare_inputs(
 
 
 def _leaves(ad: Any, args: list[Any], positions: list[int], arrays: list[np.ndarray]) -> list:
+    # NOTE: finite-difference evaluations get requires_grad leaves too, because f may itself
+    # differentiate its inputs (gradgradcheck checks autograd.grad(..., create_graph=True)).
     leaves = list(args)
     for position, array in zip(positions, arrays, strict=True):
         leaves[position] = ad.tensor(array, requires_grad=True)

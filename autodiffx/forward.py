@@ -17,6 +17,7 @@ alias = defprim(
     "alias",
     lambda x: x.view() if isinstance(x, np.ndarray) else np.asarray(x),
     linear=lambda g, x: (g,),
+    shapes=False,
     doc="The same values as a new tensor (what make_dual attaches a tangent to).",
 )
 
@@ -55,7 +56,7 @@ def make_dual(primal: Any, tangent: Any, level: int | None = None) -> Tensor:
     --------
     >>> import autodiffx as ad
     >>> with ad.forward.dual_level():
-    ...     x = ad.forward.make_dual(ad.tensor([1.0, 2.0]), ad.tensor([1.0, 0.0]))
+    ...     x = ad.forward.make_dual(ad.tensor([1.0, 0.5]), ad.tensor([1.0, 0.0]))
     ...     ad.forward.unpack_dual(ad.sin(x)).tangent
     tensor([0.54030231, 0.        ])
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._registry import UFUNC_MAP
 from .elementwise import *  # noqa: F403
 from .elementwise import UFUNC_ALIASES
-from .linalg import dot, inner, matmul, outer, tensordot, trace
+from .linalg import dot, einsum, inner, matmul, outer, tensordot, trace
 from .reduction import (
     UFUNC_REDUCE,
     amax,

@@ -25,20 +25,27 @@ add = defprim(
     "add",
     np.add,
     linear=(lambda g, a, b: g, lambda g, a, b: g),
+    shapes=False,
     doc="Elementwise a + b.",
 )
 subtract = defprim(
     "subtract",
     np.subtract,
     linear=(lambda g, a, b: g, lambda g, a, b: -g),
+    shapes=False,
     doc="Elementwise a - b.",
 )
-negative = defprim("negative", np.negative, linear=lambda g, x: (-g,), doc="Elementwise -x.")
-positive = defprim("positive", np.positive, linear=lambda g, x: (g,), doc="Elementwise +x (copy).")
+negative = defprim(
+    "negative", np.negative, linear=lambda g, x: (-g,), shapes=False, doc="Elementwise -x."
+)
+positive = defprim(
+    "positive", np.positive, linear=lambda g, x: (g,), shapes=False, doc="Elementwise +x (copy)."
+)
 conj = defprim(
     "conj",
     np.conjugate,
     linear=lambda g, x: (np.conjugate(g),),
+    shapes=False,
     overrides=(np.conj, np.conjugate),
     doc="Complex conjugate.",
 )
@@ -46,6 +53,7 @@ real = defprim(
     "real",
     np.real,
     linear=lambda g, x: (g,),
+    shapes=False,
     overrides=(np.real,),
     doc="Real part (the transpose of embedding reals in the complex plane).",
 )
@@ -53,6 +61,7 @@ imag = defprim(
     "imag",
     np.imag,
     linear=lambda g, x: (g * -1j,),
+    shapes=False,
     overrides=(np.imag,),
     doc="Imaginary part.",
 )
@@ -162,8 +171,12 @@ tanh = _unary("tanh", np.tanh, lambda out: 1 - out * out, "Elementwise hyperboli
 arcsinh = _unary(
     "arcsinh", np.arcsinh, lambda x: 1 / np.sqrt(x * x + 1), "Elementwise inverse sinh."
 )
-arccosh = _unary(
-    "arccosh", np.arccosh, lambda x: 1 / np.sqrt(x * x - 1), "Elementwise inverse cosh."
+arccosh = defprim(
+    "arccosh",
+    np.arccosh,
+    derivs=(lambda x: 1 / np.sqrt(x * x - 1),),
+    doc="Elementwise inverse cosh.",
+    example="[1.5, 2.0]",
 )
 arctanh = _unary("arctanh", np.arctanh, lambda x: 1 / (1 - x * x), "Elementwise inverse tanh.")
 erf = _unary(
@@ -264,6 +277,12 @@ where = defprim(
     nondiff=(0,),
     overrides=(np.where,),
     doc="Elementwise choice: a where cond is true, else b (cond is not differentiated).",
+    example=(
+        "x = ad.tensor([-1.0, 2.0], requires_grad=True)\n"
+        "ad.where(x > 0, x, 0.0)\n"
+        "ad.where(x > 0, x, 0.0).sum().backward()\n"
+        "x.grad"
+    ),
 )
 
 

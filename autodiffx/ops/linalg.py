@@ -72,9 +72,7 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Tensor:
         ax_a = [int(i) % na for i in np.atleast_1d(ax_a)]
         ax_b = [int(i) % nb for i in np.atleast_1d(ax_b)]
     if [sa[i] for i in ax_a] != [sb[i] for i in ax_b]:
-        raise ValueError(
-            f"tensordot: shape-mismatch for sum: {sa} axes {ax_a} vs {sb} axes {ax_b}"
-        )
+        raise ValueError(f"tensordot: shape-mismatch for sum: {sa} axes {ax_a} vs {sb} axes {ax_b}")
     free_a = [i for i in range(na) if i not in ax_a]
     free_b = [i for i in range(nb) if i not in ax_b]
     k = int(np.prod([sa[i] for i in ax_a], dtype=np.int64))
@@ -156,3 +154,174 @@ FUNCTION_MAP.update(
         np.trace: trace,
     }
 )
+
+
+# ----- einsum -------------------------------------------------------------------------------
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # NumPy's sublist order
+
+
+def _einsum_parse(subscripts: str, shapes: list[tuple[int, ...]]) -> str:
+    """Canonical explicit subscripts: ellipses spelled out as letters, output after '->'."""
+    s = subscripts.replace(" ", "")
+    if s.count("->") > 1 or "-" in s.replace("->", "") or ">" in s.replace("->", ""):
+        raise ValueError(f"einsum: invalid subscripts {subscripts!r}")
+    explicit = "->" in s
+    lhs, out = s.split("->") if explicit else (s, "")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        raise ValueError(
+            f"einsum: {subscripts!r} has {len(terms)} operand subscripts for {len(shapes)} operands"
+        )
+    for t in [*terms, out]:
+        bad = set(t.replace("...", "")) - set(_LETTERS)
+        if bad or t.count("...") > 1:
+            raise ValueError(f"einsum: invalid subscripts {subscripts!r}")
+    fresh = (c for c in _LETTERS if c not in s)
+    nell = []
+    for t, shape in zip(terms, shapes, strict=True):
+        nlab = len(t.replace("...", ""))
+        n = len(shape) - nlab if "..." in t else 0
+        if n < 0 or ("..." not in t and nlab != len(shape)):
+            raise ValueError(
+                f"einsum: operand subscripts {t!r} do not match an operand of shape {shape}"
+            )
+        nell.append(n)
+    m = max(nell, default=0)
+    ell = "".join(next(fresh) for _ in range(m))
+    ins = [t.replace("...", ell[m - n :]) for t, n in zip(terms, nell, strict=True)]
+    if explicit:
+        if m and "..." not in out:
+            raise ValueError(
+                f"einsum: {subscripts!r}: the operands have broadcast (ellipsis) dimensions "
+                "but the output has no '...'"
+            )
+        out = out.replace("...", ell)
+    else:
+        labels = "".join(t.replace("...", "") for t in terms)
+        out = ell + "".join(sorted(c for c in set(labels) if labels.count(c) == 1))
+    return ",".join(ins) + "->" + out
+
+
+def _einsum_kernel(*operands: Any, subscripts: str, optimize: Any = False) -> Any:
+    return np.einsum(subscripts, *operands, optimize=optimize)
+
+
+def _einsum_ct(k: int, g: Any, ops: tuple[Any, ...], subscripts: str, optimize: Any) -> Any:
+    """Cotangent of operand ``k``: an einsum of ``g`` with the other operands (and identities)."""
+    lhs, out = subscripts.split("->")
+    terms = lhs.split(",")
+    term, shape = terms[k], np.shape(ops[k])
+    others = [(t, o) for j, (t, o) in enumerate(zip(terms, ops, strict=True)) if j != k]
+    sizes: dict[str, int] = {}
+    for t, o in zip(terms, ops, strict=True):
+        for c, n in zip(t, np.shape(o), strict=True):
+            sizes[c] = n if sizes.get(c, 1) == 1 else sizes[c]
+    fresh = (c for c in _LETTERS if c not in subscripts)
+    # NOTE: a label repeated within operand k (a diagonal, 'ii->i') is the first occurrence times
+    # identity masks: each later occurrence gets a fresh label tied to the first by an eye.
+    eyes: list[tuple[str, Any]] = []
+    labels = []
+    for c, n in zip(term, shape, strict=True):
+        if c in labels:
+            f = next(fresh)
+            eyes.append((c + f, np.eye(n, dtype=g.dtype)))
+            labels.append(f)
+        else:
+            labels.append(c)
+    avail = set(out).union(*[t for t, _ in others], *[e for e, _ in eyes])
+    # A label found only in operand k was summed: its cotangent is constant along it, so the
+    # rule returns size 1 there (the engine broadcasts). A size-1 axis that einsum broadcast
+    # against a longer one is summed here.
+    keep = [
+        c in avail and not (n == 1 and sizes.get(c, 1) != 1)
+        for c, n in zip(labels, shape, strict=True)
+    ]
+    spec = ",".join([out] + [t for t, _ in others] + [e for e, _ in eyes])
+    spec += "->" + "".join(c for c, kp in zip(labels, keep, strict=True) if kp)
+    opt = optimize if isinstance(optimize, bool | str) else True
+    ct = einsum_.call(
+        g, *[o for _, o in others], *[e for _, e in eyes], subscripts=spec, optimize=opt
+    )
+    if not all(keep):
+        ct = np.reshape(ct, tuple(n if kp else 1 for n, kp in zip(shape, keep, strict=True)))
+    return ct
+
+
+def _einsum_vjp(
+    needs: tuple[bool, ...], g: Any, out: Any, *ops: Any, subscripts: str, optimize: Any = False
+) -> list[Any]:
+    return [
+        _einsum_ct(k, g, ops, subscripts, optimize) if needs[k] else None for k in range(len(ops))
+    ]
+
+
+def _einsum_jvp(
+    tans: tuple[Any, ...], out: Any, *ops: Any, subscripts: str, optimize: Any = False
+) -> Any:
+    acc = None
+    for k, t in enumerate(tans):
+        if t is None:
+            continue
+        args = list(ops)
+        args[k] = t
+        term = einsum_.call(*args, subscripts=subscripts, optimize=optimize)
+        acc = term if acc is None else acc + term
+    return acc
+
+
+einsum_ = defprim(
+    "einsum",
+    _einsum_kernel,
+    vjp=_einsum_vjp,
+    jvp=_einsum_jvp,
+    doc="Einstein summation over canonical explicit subscripts (multilinear in the operands).",
+)
+
+
+def einsum(*operands: Any, out: Any = None, optimize: Any = False, **kw: Any) -> Tensor:
+    """Einstein summation (as ``np.einsum``), differentiable in every operand.
+
+    Accepts the string form ``einsum("ij,jk->ik", a, b)`` (implicit output, ``...``
+    broadcasting and repeated labels such as ``"ii->i"`` included) and the sublist form
+    ``einsum(a, [0, 1], b, [1, 2], [0, 2])``. The gradient of each operand is an einsum of the
+    output gradient with the other operands.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> a = ad.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    >>> ad.einsum("ii", a)
+    tensor(5., grad_fn=<einsum>)
+    >>> ad.einsum("ij,j->i", a, ad.tensor([1.0, 1.0]))
+    tensor([3., 7.], grad_fn=<einsum>)
+    """
+    if out is not None:
+        raise TypeError("einsum: out= is not supported on Tensors")
+    dtype = kw.pop("dtype", None)
+    kw.pop("order", None)
+    kw.pop("casting", None)
+    if kw:
+        raise TypeError(f"einsum: unsupported arguments {sorted(kw)}")
+    if not operands:
+        raise ValueError("einsum: no operands given")
+    if isinstance(operands[0], str):
+        subscripts, ops = operands[0], list(operands[1:])
+    else:
+        subscripts, ops = _einsum_sublists(operands)
+    if dtype is not None:
+        ops = [o.astype(dtype) if isinstance(o, Tensor) else np.asarray(o, dtype) for o in ops]
+    spec = _einsum_parse(subscripts, [np.shape(o) for o in ops])
+    return einsum_(*ops, subscripts=spec, optimize=optimize)
+
+
+def _einsum_sublists(operands: tuple[Any, ...]) -> tuple[str, list[Any]]:
+    def spell(sub: Any) -> str:
+        return "".join("..." if v is Ellipsis else _LETTERS[int(v)] for v in sub)
+
+    has_out = len(operands) % 2 == 1
+    body = operands[:-1] if has_out else operands
+    subs = ",".join(spell(v) for v in body[1::2])
+    return subs + ("->" + spell(operands[-1]) if has_out else ""), list(body[0::2])
+
+
+FUNCTION_MAP[np.einsum] = einsum

@@ -86,6 +86,12 @@ prod = defprim(
     lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, keepdims=keepdims),
     vjp=_prod_vjp,
     jvp=_prod_jvp,
+    example=(
+        "x = ad.tensor([[1.0, 3.0], [2.0, 0.5]], requires_grad=True)\n"
+        "ad.prod(x, axis=0)\n"
+        "ad.prod(x, axis=0).sum().backward()\n"
+        "x.grad"
+    ),
     doc="Product over ``axis``; exact gradient also when elements are zero.",
 )
 
@@ -110,6 +116,12 @@ def _extreme(name: str, fn: Any) -> Any:
         jvp=jvp,
         save_out=True,
         doc=f"{name[1:].capitalize()}imum over ``axis``; ties split the gradient equally.",
+        example=(
+            "x = ad.tensor([[1.0, 3.0], [1.0, 0.5]], requires_grad=True)\n"
+            f"ad.{name}(x, axis=0)\n"
+            f"ad.{name}(x, axis=0).sum().backward()\n"
+            "x.grad"
+        ),
     )
 
 
@@ -140,6 +152,12 @@ logsumexp = defprim(
     _lse_kernel,
     vjp=_lse_vjp,
     jvp=_lse_jvp,
+    example=(
+        "x = ad.tensor([[1.0, 3.0], [2.0, 0.5]], requires_grad=True)\n"
+        "ad.logsumexp(x, axis=0)\n"
+        "ad.logsumexp(x, axis=0).sum().backward()\n"
+        "x.grad"
+    ),
     save_out=True,
     doc="log(sum(exp(x))) over ``axis``, stable for large |x|.",
 )
@@ -218,6 +236,7 @@ def _nondiff_reduce(name: str, fn: Any) -> Any:
         name,
         lambda x, axis=None, keepdims=False: fn(x, axis=axis, keepdims=keepdims),
         doc=f"Indices of the {name[3:]}ima along ``axis`` (not differentiable).",
+        example=f"ad.{name}(ad.tensor([[1.0, 3.0], [2.0, 0.5]]), axis=1)",
     )
 
 

@@ -45,12 +45,15 @@ astype = defprim(
     "astype",
     _astype_kernel,
     linear=lambda g, x, dtype, copy=True: (g,),
+    shapes=False,
     doc="Cast to ``dtype`` (the gradient is cast back to the input's dtype).",
+    example="ad.astype(ad.tensor([1.5, 2.5]), 'float32')",
 )
 copy = defprim(
     "copy",
     lambda x: np.array(x, copy=True),
     linear=lambda g, x: (g,),
+    shapes=False,
     overrides=(np.copy,),
     doc="A copy of the array.",
 )
@@ -92,6 +95,7 @@ broadcast_to_ = defprim(
     lambda x, shape: np.broadcast_to(x, shape),
     # The engine's fit() sums the cotangent back to the input's shape.
     linear=lambda g, x, shape: (g,),
+    shapes=False,
     view=True,
     doc="Broadcast to a new shape (read-only, as NumPy).",
 )

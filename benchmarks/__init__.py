@@ -1,0 +1,1 @@
+"""asv benchmarks of autodiffx: primitives, the engine, and the design doc workloads."""

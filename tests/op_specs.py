@@ -1,0 +1,577 @@
+"""The OpSpec table: one row per registered primitive; tests/test_primitives.py checks every row.
+
+A row says how to build arguments (a domain per argument, shapes and a params grid per
+case), the NumPy reference, and what to expect (``order``, tolerances, flags). Adding a
+primitive means adding one row here; ``test_every_primitive_has_a_row`` fails until then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.special as sp
+
+from strategies import (
+    BOOL,
+    DISTINCT,
+    NEAR_HALF,
+    NEAR_INT,
+    NONZERO,
+    POSITIVE,
+    REAL,
+    UNIT,
+    Const,
+    Domain,
+    Fixed,
+    away_from,
+    interval,
+)
+
+Arg = Domain | Const
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One way to call the op: a shape per argument (None for a Const) and the params."""
+
+    shapes: tuple[Any, ...]
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    args: tuple[Arg, ...] | None = None  # overrides the row's argument domains
+
+    def __repr__(self) -> str:
+        ps = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"Case({self.shapes}{', ' + ps if ps else ''})"
+
+
+@dataclasses.dataclass(frozen=True)
+class OpSpec:
+    """How to test one primitive.
+
+    ``args``: one domain (or Const) per positional argument; the last one repeats for
+    variadic ops. ``ref``: the NumPy function the forward must equal (default ``np.<name>``).
+    ``call(prim, *args, **params)``: how to apply the primitive (default ``prim(*args,
+    **params)``). ``nondiff``: comparison-like op, only its forward is checked and its
+    outputs must not require grad. ``zero_deriv``: piecewise constant, the gradient must be
+    exactly zero. ``nondiff_args``: argument positions that are never differentiated
+    (must match the primitive's). ``broadcast``/``reduction``: Hypothesis also draws
+    broadcastable shapes / shapes with axis and keepdims. ``batch``: ``"pad"`` (align the
+    array arguments' ndims, then add a leading axis) or ``"lead"`` (add a leading axis to
+    every array of ndim >= ``batch_min_ndim``); the op must act on each batch element
+    independently. ``weak_scalars``: a float32 array with a Python float stays float32
+    (NEP 50). ``exempt``: check name -> documented reason it does not apply.
+    ``pending``: a row for a primitive that is about to land (skipped until registered).
+    """
+
+    name: str
+    args: tuple[Arg, ...]
+    cases: tuple[Case, ...]
+    ref: Callable[..., Any] | None = None
+    call: Callable[..., Any] | None = None
+    order: int = 2
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    nondiff: bool = False
+    zero_deriv: bool = False
+    complex: bool = False
+    float32: bool = True
+    broadcast: bool = False
+    reduction: bool = False
+    batch: str | None = None
+    batch_min_ndim: int = 0
+    nondiff_args: tuple[int, ...] = ()
+    weak_scalars: bool = False
+    exempt: dict[str, str] = dataclasses.field(default_factory=dict)
+    pending: bool = False
+
+    def arg(self, case: Case, i: int) -> Arg:
+        """The domain of argument ``i`` in ``case``."""
+        args = case.args if case.args is not None else self.args
+        return args[min(i, len(args) - 1)]
+
+    def reference(self) -> Callable[..., Any]:
+        """The NumPy function the forward pass must equal."""
+        return self.ref if self.ref is not None else getattr(np, self.name)
+
+    def __repr__(self) -> str:
+        return f"OpSpec({self.name!r})"
+
+
+# ----- case builders -----------------------------------------------------------------------
+UNARY_SHAPES = [(), (3,), (2, 3), (1, 4)]
+BINARY_SHAPES = [((), ()), ((3,), (3,)), ((2, 3), (3,)), ((2, 1), (1, 3)), ((), (2, 2))]
+REDUCE_SHAPES = [(), (4,), (2, 3), (2, 1, 3)]
+AXES = (None, 0, -1, (0, 1))
+
+
+def grid(shapes: list[Any], **params: list[Any]) -> tuple[Case, ...]:
+    """Every shape tuple with every combination of the params' values."""
+    keys = list(params)
+    return tuple(
+        Case(tuple(sh), dict(zip(keys, combo)))
+        for sh in shapes
+        for combo in itertools.product(*params.values())
+    )
+
+
+def unary(shapes: list[tuple[int, ...]] = UNARY_SHAPES) -> tuple[Case, ...]:
+    """Cases for a one-argument op without params."""
+    return tuple(Case((s,)) for s in shapes)
+
+
+def _axis_ok(axis: Any, ndim: int) -> bool:
+    if axis is None:
+        return True
+    axs = axis if isinstance(axis, tuple) else (axis,)
+    n = max(ndim, 1) if not isinstance(axis, tuple) else ndim
+    return all(-n <= a < n for a in axs) and len({a % max(n, 1) for a in axs}) == len(axs)
+
+
+def reduce_cases(
+    shapes: list[tuple[int, ...]] = REDUCE_SHAPES, axes: tuple[Any, ...] = AXES, keepdims=True
+) -> tuple[Case, ...]:
+    """Reduction cases: every valid axis (None, int, tuple) with and without keepdims."""
+    kds = (False, True) if keepdims else (False,)
+    out = []
+    for s in shapes:
+        for ax in axes:
+            if not _axis_ok(ax, len(s)) or (len(s) == 0 and ax is not None):
+                continue
+            for kd in kds:
+                out.append(Case((s,), {"axis": ax, "keepdims": kd}))
+    return tuple(out)
+
+
+# ----- row builders ------------------------------------------------------------------------
+def elementwise(name: str, *domains: Arg, **kw: Any) -> OpSpec:
+    """A unary or binary ufunc-like op: broadcast shapes, batching and weak scalars."""
+    cases = kw.pop("cases", unary() if len(domains) == 1 else grid(BINARY_SHAPES))
+    kw.setdefault("weak_scalars", len(domains) > 1)
+    return OpSpec(name, tuple(domains), cases, broadcast=True, batch="pad", **kw)
+
+
+def nondiff(name: str, *domains: Arg, **kw: Any) -> OpSpec:
+    """A comparison, logical or predicate op: forward only, outputs never require grad."""
+    return elementwise(name, *domains, nondiff=True, order=0, **kw)
+
+
+def zero(name: str, *domains: Arg, **kw: Any) -> OpSpec:
+    """A piecewise-constant op: the gradient must be exactly zero in both modes."""
+    return elementwise(name, *domains, zero_deriv=True, **kw)
+
+
+# ----- references for ops without a NumPy function of the same name -----------------------
+def _scatter_add_ref(v: Any, shape: tuple[int, ...], idx: Any) -> np.ndarray:
+    z = np.zeros(shape, dtype=np.asarray(v).dtype)
+    np.add.at(z, idx, v)
+    return z
+
+
+def _setitem_ref(x: Any, v: Any, idx: Any) -> np.ndarray:
+    out = np.array(x, copy=True)
+    out[idx] = v
+    return out
+
+
+def _diagonal_scatter_ref(d: Any, shape: tuple, offset: int, axis1: int, axis2: int):
+    # Independent of the kernel: the flat positions of the diagonal come from np.diagonal.
+    z = np.zeros(shape, dtype=np.asarray(d).dtype)
+    pos = np.diagonal(np.arange(z.size).reshape(shape), offset, axis1, axis2)
+    z.flat[pos] = d
+    return z
+
+
+def _pad_ref(x: Any, pad_width: Any, constant_values: Any = 0) -> np.ndarray:
+    return np.pad(x, pad_width, mode="constant", constant_values=constant_values)
+
+
+def _split_ref(x: Any, indices_or_sections: Any, axis: int = 0) -> tuple[np.ndarray, ...]:
+    return tuple(np.split(x, indices_or_sections, axis=axis))
+
+
+# ----- the table ---------------------------------------------------------------------------
+_MASK23 = np.array([[True, False, True], [False, False, True]])
+_DUP = np.array([0, 2, 0, 0])  # repeated indices: the gradient accumulates
+_ZEROS = np.array([[0.0, 2.0, -3.0], [1.5, 0.0, 0.0]])  # one and two zeros in a group
+
+ROWS: list[OpSpec] = [
+    # ----- linear elementwise ------------------------------------------------------------
+    elementwise("add", REAL, REAL, complex=True),
+    elementwise("subtract", REAL, REAL, complex=True),
+    elementwise("negative", REAL, complex=True),
+    elementwise("positive", REAL, complex=True),
+    elementwise("conj", REAL, complex=True, ref=np.conjugate),
+    elementwise("real", REAL, complex=True),
+    elementwise("imag", REAL, complex=True),
+    # ----- bilinear and division ---------------------------------------------------------
+    elementwise("multiply", REAL, REAL, complex=True),
+    elementwise("divide", REAL, NONZERO, complex=True),
+    zero("floor_divide", REAL, interval(0.5, 3.0), exempt={"hypothesis": "kinks at integers"}),
+    # ----- power: array exponents and the Python-number fast paths ----------------------
+    elementwise(
+        "power",
+        POSITIVE,
+        REAL,
+        complex=True,
+        cases=grid(BINARY_SHAPES)
+        + tuple(
+            Case((s, None), args=(REAL, Const(p)))
+            for s in [(), (2, 3)]
+            for p in (2, 3, 4, 1, 0, -1, 2.0, 3.0)
+        )
+        + tuple(Case((s, None), args=(POSITIVE, Const(p))) for s in [(3,)] for p in (0.5, -1.5)),
+    ),
+    # ----- unary elementwise -------------------------------------------------------------
+    elementwise("exp", REAL, complex=True),
+    elementwise("expm1", REAL, complex=True),
+    elementwise("exp2", REAL, complex=True),
+    elementwise("log", POSITIVE, complex=True),
+    elementwise("log1p", interval(-0.7, 3.0), complex=True),
+    elementwise("log2", POSITIVE, complex=True),
+    elementwise("log10", POSITIVE, complex=True),
+    elementwise("sqrt", POSITIVE, complex=True),
+    elementwise("cbrt", NONZERO, exempt={"complex": "np.cbrt has no complex loop"}),
+    elementwise("square", REAL, complex=True),
+    elementwise("reciprocal", NONZERO, complex=True),
+    elementwise("sin", REAL, complex=True),
+    elementwise("cos", REAL, complex=True),
+    elementwise("tan", interval(-1.2, 1.2), complex=True),
+    elementwise("arcsin", UNIT, complex=True),
+    elementwise("arccos", UNIT, complex=True),
+    elementwise("arctan", REAL, complex=True),
+    elementwise("sinh", REAL, complex=True),
+    elementwise("cosh", REAL, complex=True),
+    elementwise("tanh", REAL, complex=True),
+    elementwise("arcsinh", REAL, complex=True),
+    elementwise("arccosh", interval(1.3, 3.0), complex=True),
+    elementwise("arctanh", UNIT, complex=True),
+    elementwise("erf", REAL, complex=True, ref=sp.erf),
+    # abs'(0) = 0 is checked in test_kinks; away from 0 the derivative is smooth.
+    elementwise("abs", NONZERO, complex=True, ref=np.absolute),
+    zero("sign", NONZERO),
+    zero("floor", NEAR_HALF),
+    zero("ceil", NEAR_HALF),
+    zero("rint", NEAR_INT),
+    zero("trunc", NEAR_HALF),
+    # ----- binary elementwise ------------------------------------------------------------
+    elementwise("arctan2", NONZERO, NONZERO),
+    elementwise("hypot", NONZERO, NONZERO),
+    elementwise("logaddexp", REAL, REAL),
+    # Lattice domains keep a and b >= 0.2 apart: no ties (checked in test_kinks).
+    elementwise("maximum", NEAR_INT, NEAR_HALF),
+    elementwise("minimum", NEAR_INT, NEAR_HALF),
+    OpSpec(
+        "where",
+        (BOOL, REAL, REAL),
+        grid([((3,), (3,), (3,)), ((2, 3), (3,), ()), ((2, 1), (1, 3), (2, 3)), ((), (2,), (2,))]),
+        complex=True,
+        broadcast=True,
+        batch="pad",
+        nondiff_args=(0,),
+        weak_scalars=True,
+    ),
+    # ----- not differentiable: comparisons, logic, predicates ----------------------------
+    nondiff("less", REAL, REAL),
+    nondiff("less_equal", REAL, REAL),
+    nondiff("greater", REAL, REAL),
+    nondiff("greater_equal", REAL, REAL),
+    nondiff("equal", NEAR_INT, NEAR_INT),
+    nondiff("not_equal", NEAR_INT, NEAR_INT),
+    nondiff("logical_and", BOOL, REAL),
+    nondiff("logical_or", BOOL, REAL),
+    nondiff("logical_xor", REAL, BOOL),
+    nondiff("logical_not", REAL),
+    nondiff("isnan", REAL),
+    nondiff("isinf", REAL),
+    nondiff("isfinite", REAL),
+    nondiff("signbit", REAL),
+    # ----- reductions --------------------------------------------------------------------
+    OpSpec(
+        "sum", (REAL,), reduce_cases(), complex=True, reduction=True, batch="lead"
+    ),
+    OpSpec(
+        "prod",
+        (interval(-1.5, 1.5),),
+        reduce_cases()
+        + (
+            # exact zeros: one and two per reduction group
+            Case(((2, 3),), {"axis": ax, "keepdims": False}, args=(Fixed(_ZEROS),))
+            for ax in (None, 0, 1)
+        ),
+        complex=True,
+        reduction=True,
+        batch="lead",
+    ),
+    OpSpec("amax", (DISTINCT,), reduce_cases(), reduction=True, batch="lead"),
+    OpSpec("amin", (DISTINCT,), reduce_cases(), reduction=True, batch="lead"),
+    OpSpec(
+        "logsumexp",
+        (REAL,),
+        reduce_cases(),
+        ref=sp.logsumexp,
+        reduction=True,
+        batch="lead",
+        exempt={"complex": "max-shifting needs an ordered dtype"},
+    ),
+    OpSpec(
+        "cumsum",
+        (REAL,),
+        grid([((4,),), ((2, 3),), ((2, 1, 3),)], axis=[0, -1]),
+        complex=True,
+        batch="lead",
+    ),
+    OpSpec(
+        "cumprod",
+        (interval(-1.5, 1.5),),
+        grid([((4,),), ((2, 3),), ((2, 1, 3),)], axis=[0, -1])
+        + tuple(Case(((2, 3),), {"axis": ax}, args=(Fixed(_ZEROS),)) for ax in (0, 1)),
+        complex=True,
+        batch="lead",
+    ),
+    OpSpec(
+        "argmax",
+        (DISTINCT,),
+        reduce_cases(axes=(None, 0, -1)),
+        nondiff=True,
+        order=0,
+        reduction=True,
+    ),
+    OpSpec(
+        "argmin",
+        (DISTINCT,),
+        reduce_cases(axes=(None, 0, -1)),
+        nondiff=True,
+        order=0,
+        reduction=True,
+    ),
+]
+
+
+def _diag_cases() -> tuple[Case, ...]:
+    out = []
+    for shape, offsets, a1, a2 in [
+        ((3, 4), (0, 1, -1), 0, 1),
+        ((3, 3), (0, 2), 1, 0),
+        ((2, 3, 4), (0, 1), 1, 2),
+        ((2, 3, 4), (-1,), 2, 0),
+    ]:
+        for k in offsets:
+            out.append(Case((shape,), {"offset": k, "axis1": a1, "axis2": a2}))
+    return tuple(out)
+
+
+def _diag_scatter_cases() -> tuple[Case, ...]:
+    out = []
+    for c in _diag_cases():
+        (shape,) = c.shapes
+        d = np.diagonal(np.empty(shape), c.params["offset"], c.params["axis1"], c.params["axis2"])
+        out.append(Case((d.shape,), {"shape": shape, **c.params}))
+    return tuple(out)
+
+
+ROWS += [
+    # ----- casts and copies --------------------------------------------------------------
+    OpSpec(
+        "astype",
+        (REAL,),
+        grid([((3,),), ((2, 3),)], dtype=[np.float64, np.complex128, np.float32])
+        + (Case(((2, 3),), {"dtype": np.float64, "copy": False}),),
+        ref=lambda x, dtype, copy=True: x.astype(dtype, copy=copy),
+        batch="lead",
+        exempt={"complex": "complex -> real casts warn in NumPy; the float -> complex case runs"},
+    ),
+    OpSpec("copy", (REAL,), unary(), complex=True, batch="lead"),
+    OpSpec("alias", (REAL,), unary(), ref=lambda x: x, complex=True, batch="lead"),
+    # ----- shape ---------------------------------------------------------------------------
+    OpSpec(
+        "reshape",
+        (REAL,),
+        grid([((2, 3),)], shape=[(3, 2), (6,), (-1,), (1, 2, 3)])
+        + (Case(((),), {"shape": (1, 1)}), Case(((4,),), {"shape": (2, 2)})),
+        complex=True,
+    ),
+    OpSpec(
+        "transpose",
+        (REAL,),
+        grid([((2, 3, 4),)], axes=[None, (1, 0, 2), (2, 0, 1), (-1, 0, 1)])
+        + grid([((),), ((3,),), ((2, 3),)], axes=[None]),
+        complex=True,
+    ),
+    OpSpec(
+        "swapaxes",
+        (REAL,),
+        (
+            Case(((2, 3, 4),), {"axis1": 0, "axis2": 2}),
+            Case(((2, 3, 4),), {"axis1": 1, "axis2": -1}),
+            Case(((2, 3),), {"axis1": 0, "axis2": 1}),
+            Case(((2, 3),), {"axis1": -1, "axis2": -1}),
+        ),
+        complex=True,
+        batch="lead",
+    ),
+    OpSpec(
+        "broadcast_to",
+        (REAL,),
+        (
+            Case(((3,),), {"shape": (2, 3)}),
+            Case(((2, 1),), {"shape": (2, 4)}),
+            Case(((),), {"shape": (3,)}),
+            Case(((1, 3),), {"shape": (2, 2, 3)}),
+            Case(((2, 3),), {"shape": (2, 3)}),
+        ),
+        complex=True,
+    ),
+    OpSpec(
+        "concatenate",
+        (REAL,),  # variadic: every argument is REAL
+        (
+            Case(((2, 3), (1, 3)), {"axis": 0}),
+            Case(((2, 3), (2, 1), (2, 2)), {"axis": 1}),
+            Case(((3,),), {"axis": 0}),
+            Case(((2, 3), (2, 3)), {"axis": -1}),
+        ),
+        ref=lambda *xs, axis=0: np.concatenate(xs, axis=axis),
+        complex=True,
+    ),
+    OpSpec(
+        "split",
+        (REAL,),
+        (
+            Case(((6,),), {"indices_or_sections": 3}),
+            Case(((6,),), {"indices_or_sections": (1, 4)}),
+            Case(((2, 4),), {"indices_or_sections": 2, "axis": -1}),
+            Case(((3, 2),), {"indices_or_sections": (1,), "axis": 0}),
+        ),
+        ref=_split_ref,
+        complex=True,
+        batch="lead",
+        batch_min_ndim=2,
+    ),
+    OpSpec(
+        "flip",
+        (REAL,),
+        grid([((2, 3),)], axis=[None, 0, -1, (0, 1)]) + grid([((4,),), ((),)], axis=[None]),
+        complex=True,
+    ),
+    OpSpec(
+        "roll",
+        (REAL,),
+        (
+            Case(((5,),), {"shift": 2}),
+            Case(((2, 3),), {"shift": 1}),
+            Case(((2, 3),), {"shift": -1, "axis": 1}),
+            Case(((2, 3),), {"shift": (1, 2), "axis": (0, 1)}),
+        ),
+        complex=True,
+    ),
+    OpSpec(
+        "tril",
+        (REAL,),
+        grid([((3, 3),), ((3, 4),)], k=[0, 1, -1]) + grid([((2, 3, 4),)], k=[0]),
+        complex=True,
+        batch="lead",
+        batch_min_ndim=2,
+    ),
+    OpSpec(
+        "triu",
+        (REAL,),
+        grid([((3, 3),), ((3, 4),)], k=[0, 1, -1]) + grid([((2, 3, 4),)], k=[0]),
+        complex=True,
+        batch="lead",
+        batch_min_ndim=2,
+    ),
+    OpSpec("diagonal", (REAL,), _diag_cases(), complex=True),
+    OpSpec(
+        "diagonal_scatter",
+        (REAL,),
+        _diag_scatter_cases(),
+        ref=_diagonal_scatter_ref,
+        complex=True,
+    ),
+    OpSpec(
+        "pad",
+        (REAL,),
+        (
+            Case(((3,),), {"pad_width": ((1, 2),)}),
+            Case(((3,),), {"pad_width": ((0, 1),), "constant_values": 1.5}),
+            Case(((2, 3),), {"pad_width": ((1, 0), (2, 1))}),
+        ),
+        ref=_pad_ref,
+        complex=True,
+    ),
+    # ----- indexing (getitem/scatter_add are each other's transpose; setitem is x[idx] = v)
+    OpSpec(
+        "getitem",
+        (REAL,),
+        grid([((4,),)], idx=[1, slice(1, 3), _DUP, Ellipsis, slice(None, None, -1)])
+        + grid(
+            [((2, 3),)],
+            idx=[
+                (0, slice(None)),
+                (slice(None), 1),
+                _MASK23,
+                (None, Ellipsis, 1),
+                (np.array([1, 0]), np.array([2, 2])),
+                (slice(None), _DUP[:3] % 3),
+            ],
+        ),
+        ref=lambda x, idx: x[idx],
+        complex=True,
+    ),
+    OpSpec(
+        "scatter_add",
+        (REAL,),
+        (
+            Case(((2,),), {"shape": (4,), "idx": slice(1, 3)}),
+            Case(((4,),), {"shape": (3,), "idx": _DUP}),
+            Case(((3,),), {"shape": (2, 3), "idx": _MASK23}),
+            Case(((2,),), {"shape": (2, 3), "idx": (slice(None), 1)}),
+            Case(((),), {"shape": (3,), "idx": 2}),
+        ),
+        ref=_scatter_add_ref,
+        complex=True,
+    ),
+    OpSpec(
+        "setitem",
+        (REAL, REAL),
+        (
+            Case(((4,), (2,)), {"idx": slice(1, 3)}),
+            Case(((4,), ()), {"idx": np.array([0, 3])}),
+            Case(((2, 3), (3,)), {"idx": _MASK23}),
+            Case(((2, 3), (2,)), {"idx": (slice(None), 1)}),
+            Case(((2, 3), (3,)), {"idx": 0}),
+            Case(((2, 3), (1, 3)), {"idx": slice(None, 1)}),
+        ),
+        ref=_setitem_ref,
+        complex=True,
+        exempt={
+            "duplicates": "x[[0, 0]] = v keeps one unspecified write (NumPy gives no order)",
+        },
+    ),
+    # ----- products ------------------------------------------------------------------------
+    OpSpec(
+        "matmul",
+        (REAL, REAL),
+        (
+            Case(((3,), (3,))),
+            Case(((2, 3), (3,))),
+            Case(((3,), (3, 4))),
+            Case(((2, 3), (3, 4))),
+            Case(((4, 2, 3), (3, 2))),
+            Case(((2, 1, 2, 3), (3, 3, 2))),
+            Case(((3,), (2, 3, 4))),
+        ),
+        complex=True,
+        batch="lead",
+        batch_min_ndim=2,
+    ),
+]
+
+OPSPECS: dict[str, OpSpec] = {}
+for _row in ROWS:
+    if _row.name in OPSPECS:
+        raise ValueError(f"two OpSpec rows for {_row.name!r}")
+    OPSPECS[_row.name] = _row
