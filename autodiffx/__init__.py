@@ -118,11 +118,12 @@ from .ops import (
 )
 from .ops.composite import norm
 from . import autograd, fd, forward, linalg  # noqa: E402
+from .autograd import Function  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tensor", "abs", "add", "amax", "amin", "arange", "arccos",
+    "Function", "Tensor", "abs", "add", "amax", "amin", "arange", "arccos",
     "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh", "argmax", "argmin",
     "asarray", "astype", "autograd", "broadcast_to", "cbrt", "ceil", "clip", "concatenate",
     "conj", "copy", "cos", "cosh", "cumprod", "cumsum", "detect_anomaly", "diagonal", "divide",

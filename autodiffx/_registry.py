@@ -235,9 +235,14 @@ def defprim(
     overrides: Sequence[Callable[..., Any]] = (),
     doc: str = "",
     example: str | None = None,
+    register: bool = True,
 ) -> Primitive:
-    """Register a primitive and return it; the returned object is the public function."""
-    if name in REGISTRY:
+    """Register a primitive and return it; the returned object is the public function.
+
+    ``register=False`` builds the same entry outside the registry (custom ``ad.Function``
+    rules), so it is not in NumPy's dispatch tables nor in the generic test table.
+    """
+    if register and name in REGISTRY:
         raise ValueError(f"primitive {name!r} is registered twice")
     p = Primitive(name, kernel)
     p.__doc__ = doc
@@ -263,12 +268,14 @@ def defprim(
         p.vjp = lambda needs, g, out, args, params: vjp(needs, g, out, *args, **params)
         if jvp is not None:
             p.jvp = lambda tans, out, args, params: jvp(tans, out, *args, **params)
+    if nout != 1:
+        p.save_out = True  # the engine needs the shapes of unused outputs for their zero cotangents
+    if not register:
+        return p
     if isinstance(ufunc, np.ufunc):
         UFUNC_MAP[ufunc] = p
     elif kernel is not None and isinstance(kernel, np.ufunc) and ufunc is None:
         UFUNC_MAP[kernel] = p
-    if nout != 1:
-        p.save_out = True  # the engine needs the shapes of unused outputs for their zero cotangents
     for f in overrides:
         FUNCTION_MAP[f] = p
     REGISTRY[name] = p
@@ -526,7 +533,10 @@ def _push_tangents(p: Primitive, args: Sequence[Any], params: dict[str, Any], re
         if p.jvp is None:
             if p.vjp is None and p.kind == "general":
                 continue  # non-differentiable op (comparisons, argmax): no tangent
-            raise TypeError(f"'{p.name}' has no forward-mode (JVP) rule")
+            raise TypeError(
+                f"'{p.name}' has no forward-mode (JVP) rule; an ad.Function subclass needs a "
+                "static jvp(ctx, *tangents) to be used in forward mode"
+            )
         st.masked.add(level)
         try:
             tout = p.jvp(tuple(tans), res, args, params)

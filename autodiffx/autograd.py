@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from ._graph import run_backward
+from ._mode import STATE, no_grad
+from ._registry import apply, defprim
 from ._tensor import Tensor
 
 
@@ -88,3 +90,155 @@ def grad(
         else:
             out.append(Tensor(np.array(g, dtype=ins[i].dtype)))
     return tuple(out)
+
+
+class FunctionCtx:
+    """The ``ctx`` of an ``ad.Function``: saves tensors for the rules and carries any attribute.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ctx = FunctionCtx()
+    >>> ctx.save_for_backward(ad.tensor(1.0))
+    >>> len(ctx.saved_tensors)
+    1
+    """
+
+    def __init__(self) -> None:
+        self._saved: tuple[Any, ...] = ()
+        self._versions: tuple[int | None, ...] = ()
+        self.needs_input_grad: tuple[bool, ...] = ()
+
+    def save_for_backward(self, *tensors: Any) -> None:
+        """Keep ``tensors`` for ``vjp``/``jvp``; modifying them in place afterwards is an error."""
+        self._saved = tensors
+        self._versions = tuple(t._vc[0] if isinstance(t, Tensor) else None for t in tensors)
+
+    @property
+    def saved_tensors(self) -> tuple[Any, ...]:
+        """The tensors given to ``save_for_backward``."""
+        for i, (t, v) in enumerate(zip(self._saved, self._versions)):
+            if v is not None and t._vc[0] != v:
+                raise RuntimeError(
+                    f"saved tensor {i} of a custom Function was modified in place after "
+                    "save_for_backward (use an out-of-place op or save a copy)"
+                )
+        return self._saved
+
+
+class Function:
+    """Base class of user-defined differentiable operations (PyTorch's ``autograd.Function``).
+
+    Subclasses define static ``forward(ctx, *inputs)`` (run without recording, on the given
+    Tensors), ``vjp(ctx, *grads)`` returning one gradient (or None) per input, and optionally
+    ``jvp(ctx, *tangents)`` for forward mode (missing tangents arrive as zeros). Rules written
+    with autodiffx ops are differentiable again (``create_graph=True``, nested transforms).
+    Call ``F.apply(*inputs)``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> class Cube(ad.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_backward(x)
+    ...         return x ** 3
+    ...     @staticmethod
+    ...     def vjp(ctx, g):
+    ...         (x,) = ctx.saved_tensors
+    ...         return 3 * x ** 2 * g
+    >>> x = ad.tensor(2.0, requires_grad=True)
+    >>> Cube.apply(x).backward()
+    >>> x.grad
+    tensor(12.)
+    """
+
+    _prims: tuple[Any, Any] | None = None
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, *inputs: Any) -> Any:
+        """Compute the outputs from the inputs (override)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def vjp(ctx: FunctionCtx, *grads: Any) -> Any:
+        """Return the gradient of each input given the outputs' cotangents (override)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _primitives(cls) -> tuple[Any, Any]:
+        prims = cls.__dict__.get("_prims")
+        if prims is None:
+            has_jvp = "jvp" in {k for c in cls.__mro__ if c is not Function for k in vars(c)}
+            prims = tuple(
+                defprim(
+                    cls.__name__,
+                    _function_kernel,
+                    vjp=_function_vjp(cls),
+                    jvp=_function_jvp(cls) if has_jvp else None,
+                    nout=nout,
+                    save_args=False,
+                    register=False,
+                    doc=cls.__doc__ or "",
+                )
+                for nout in (1, -1)
+            )
+            cls._prims = prims  # type: ignore[assignment]
+        return prims  # type: ignore[return-value]
+
+    @classmethod
+    def apply(cls, *inputs: Any) -> Any:
+        """Run ``forward`` and record one node whose rules are ``vjp``/``jvp``."""
+        ctx = FunctionCtx()
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in inputs)
+        st = STATE
+        masked = set(st.levels) - st.masked
+        st.masked.update(masked)  # forward itself carries no tangents: jvp() gives them
+        try:
+            with no_grad():
+                out = cls.forward(ctx, *inputs)
+        finally:
+            st.masked.difference_update(masked)
+        multi = isinstance(out, tuple | list)
+        if multi:
+            data = tuple(o.data if isinstance(o, Tensor) else np.asarray(o) for o in out)
+        else:
+            data = out.data if isinstance(out, Tensor) else np.asarray(out)
+        single, many = cls._primitives()
+        res = apply(many if multi else single, inputs, {"ctx": ctx, "result": data})
+        return list(res) if isinstance(out, list) else res
+
+
+def _function_kernel(*datas: Any, ctx: FunctionCtx, result: Any) -> Any:
+    return result
+
+
+def _as_tensor(g: Any) -> Any:
+    return g if isinstance(g, Tensor) or g is None else Tensor(np.asarray(g))
+
+
+def _function_vjp(cls: type[Function]) -> Any:
+    def vjp(needs: Any, g: Any, out: Any, *args: Any, ctx: FunctionCtx, result: Any) -> Any:
+        gs = tuple(_as_tensor(x) for x in g) if isinstance(g, tuple) else (_as_tensor(g),)
+        res = cls.vjp(ctx, *gs)
+        if not isinstance(res, tuple | list):
+            res = (res,)
+        if len(res) != len(args):
+            raise RuntimeError(
+                f"{cls.__name__}.vjp returned {len(res)} gradients for {len(args)} inputs"
+            )
+        return tuple(res)
+
+    return vjp
+
+
+def _function_jvp(cls: type[Function]) -> Any:
+    def jvp(tans: Any, out: Any, *args: Any, ctx: FunctionCtx, result: Any) -> Any:
+        filled = tuple(
+            t if t is not None else (Tensor(np.zeros_like(a.data)) if isinstance(a, Tensor) else None)
+            for t, a in zip(tans, args)
+        )
+        res = cls.jvp(ctx, *filled)  # type: ignore[attr-defined]
+        return tuple(res) if isinstance(res, list) else res
+
+    return jvp

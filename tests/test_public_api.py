@@ -33,7 +33,7 @@ def test_linalg_name(name):
 
 @pytest.mark.parametrize("name", TENSOR_ATTRS)
 def test_tensor_attribute(name):
-    t = ad.tensor([1.0], requires_grad=True)
+    t = ad.tensor([[1.0]], requires_grad=True)
     assert hasattr(t, name)
 
 

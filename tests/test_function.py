@@ -1,0 +1,124 @@
+"""Custom rules with ad.Function: reverse, forward, higher order, multi-output, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import autodiffx as ad
+
+
+class Cube(ad.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def vjp(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x**2 * g
+
+    @staticmethod
+    def jvp(ctx, t):
+        (x,) = ctx.saved_tensors
+        return 3 * x**2 * t
+
+
+class NoJvp(ad.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def vjp(ctx, g):
+        return g * 2
+
+
+class SplitSum(ad.Function):
+    """Two outputs: (x + y, x * y)."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x + y, x * y
+
+    @staticmethod
+    def vjp(ctx, g_sum, g_prod):
+        x, y = ctx.saved_tensors
+        return g_sum + g_prod * y, g_sum + g_prod * x
+
+
+def test_backward_and_higher_order():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = Cube.apply(x)
+    assert y.grad_fn.name == "Cube"
+    (g,) = ad.autograd.grad(y.sum(), x, create_graph=True)
+    np.testing.assert_allclose(g.data, 3 * x.data**2)
+    (h,) = ad.autograd.grad(g.sum(), x)
+    np.testing.assert_allclose(h.data, 6 * x.data)
+
+
+def test_forward_mode_uses_jvp():
+    with ad.forward.dual_level():
+        x = ad.forward.make_dual(ad.tensor([2.0]), ad.tensor([1.0]))
+        _, t = ad.forward.unpack_dual(Cube.apply(x))
+    np.testing.assert_allclose(t.data, [12.0])
+
+
+def test_missing_jvp_names_the_function():
+    with ad.forward.dual_level():
+        x = ad.forward.make_dual(ad.tensor([2.0]), ad.tensor([1.0]))
+        with pytest.raises(TypeError, match="NoJvp.*jvp"):
+            NoJvp.apply(x)
+
+
+def test_multi_output_function():
+    x = ad.tensor(2.0, requires_grad=True)
+    y = ad.tensor(3.0, requires_grad=True)
+    s, p = SplitSum.apply(x, y)
+    (s + 10 * p).backward()
+    assert x.grad.item() == 1 + 10 * 3
+    assert y.grad.item() == 1 + 10 * 2
+
+
+def test_only_one_output_used():
+    x = ad.tensor(2.0, requires_grad=True)
+    y = ad.tensor(3.0, requires_grad=True)
+    _, p = SplitSum.apply(x, y)
+    p.backward()
+    assert x.grad.item() == 3.0
+
+
+def test_wrong_number_of_gradients_is_reported():
+    class Bad(ad.Function):
+        @staticmethod
+        def forward(ctx, x, y):
+            return x * y
+
+        @staticmethod
+        def vjp(ctx, g):
+            return g
+
+    x = ad.tensor(1.0, requires_grad=True)
+    with pytest.raises(RuntimeError, match="Bad.vjp returned 1 gradients for 2 inputs"):
+        Bad.apply(x, x).backward()
+
+
+def test_saved_tensor_modified_in_place_is_detected():
+    x = ad.tensor([1.0], requires_grad=True)
+    h = x * 1
+    y = Cube.apply(h)
+    with ad.no_grad():
+        h += 1
+    with pytest.raises(RuntimeError, match="in place"):
+        y.backward()
+
+
+def test_gradcheck_on_custom_function():
+    assert ad.fd.gradcheck(lambda t: Cube.apply(t), ad.tensor([0.3, -1.2]))
+
+
+def test_custom_functions_are_not_in_the_registry():
+    Cube.apply(ad.tensor(1.0))
+    assert "Cube" not in ad.REGISTRY
