@@ -652,8 +652,6 @@ class Tensor:
 
 
 _REDUCE: dict[tuple[np.ufunc, str], Callable[..., Any]] = {}
-_UFUNCS: dict[np.ufunc, Callable[..., Any]] = {}
-_FUNCTIONS: dict[Any, Callable[..., Any]] = {}
 
 from . import _graph  # noqa: E402
 from . import ops as _F  # noqa: E402
@@ -673,6 +671,7 @@ class _Prims:
 
 
 _P = _Prims()
-_UFUNCS.update(UFUNC_MAP)
-_FUNCTIONS.update(FUNCTION_MAP)
+# The registry's own dicts (not copies): entries registered later dispatch too.
+_UFUNCS = UFUNC_MAP
+_FUNCTIONS = FUNCTION_MAP
 _REDUCE.update(_F.UFUNC_REDUCE)

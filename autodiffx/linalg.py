@@ -1,7 +1,43 @@
-"""``ad.linalg``: NumPy's linear algebra, differentiable."""
+"""``ad.linalg``: NumPy's linear algebra, differentiable in reverse and forward mode."""
 
 from __future__ import annotations
 
 from .ops.composite import norm
+from .ops.linalg_decomp import (
+    EighResult,
+    QRResult,
+    SlogdetResult,
+    SVDResult,
+    cholesky,
+    det,
+    eigh,
+    eigvalsh,
+    inv,
+    lstsq,
+    pinv,
+    qr,
+    slogdet,
+    solve,
+    svd,
+    svdvals,
+)
 
-__all__ = ["norm"]
+__all__ = [
+    "EighResult",
+    "QRResult",
+    "SVDResult",
+    "SlogdetResult",
+    "cholesky",
+    "det",
+    "eigh",
+    "eigvalsh",
+    "inv",
+    "lstsq",
+    "norm",
+    "pinv",
+    "qr",
+    "slogdet",
+    "solve",
+    "svd",
+    "svdvals",
+]
