@@ -161,7 +161,7 @@ def run_backward(
             if node.vers is not None:
                 _check_versions(node)
             p = node.prim
-            if node.nout != 1:
+            if node.multi:
                 g = tuple(
                     gk if gk is not None else _zeros(o, create_graph) for gk, o in zip(g, node.out)
                 )
@@ -190,7 +190,7 @@ def run_backward(
                 if anomaly:
                     _check_grad(node, i, c)
                 if type(child) is Node:
-                    if child.nout == 1:
+                    if not child.multi:
                         prev = grads.get(child)
                         grads[child] = c if prev is None else prev + c
                     else:
@@ -233,7 +233,7 @@ def run_backward(
 def _hooks_and_targets(
     node: Node, g: Any, create_graph: bool, target_keys: Any, captured: list[Any]
 ) -> Any:
-    gs = [g] if node.nout == 1 else g
+    gs = g if node.multi else [g]
     if node.hooks:
         for k, fns in node.hooks.items():
             if gs[k] is not None:
@@ -243,7 +243,7 @@ def _hooks_and_targets(
             j = target_keys.get((node, k))
             if j is not None:
                 captured[j] = gs[k]
-    return gs[0] if node.nout == 1 else gs
+    return gs if node.multi else gs[0]
 
 
 def _check_grad(node: Node, i: int, c: Any) -> None:
@@ -257,7 +257,7 @@ def _check_grad(node: Node, i: int, c: Any) -> None:
 
 
 def _add_node(grads: dict[Node, Any], node: Node, k: int, c: Any) -> None:
-    if node.nout == 1:
+    if not node.multi:
         prev = grads.get(node)
         grads[node] = c if prev is None else prev + c
         return

@@ -469,6 +469,7 @@ def _record(
     node.prim = p
     node.params = params
     node.nout = nout
+    node.multi = p.nout != 1
     edges = []
     needs = []
     save = p.save_args
@@ -593,6 +594,7 @@ class Node:
         "datas",
         "edges",
         "hooks",
+        "multi",
         "needs",
         "nout",
         "out",

@@ -44,8 +44,12 @@ def grad(
     ins = _as_list(inputs)
     if grad_outputs is None:
         gos: list[Any] = [None] * len(outs)
+    elif isinstance(outputs, Tensor) and not (
+        isinstance(grad_outputs, list | tuple) and len(grad_outputs) == 1
+    ):
+        gos = [grad_outputs]  # one output: an array, Tensor or nested list is its cotangent
     else:
-        gos = _as_list(grad_outputs) if not isinstance(grad_outputs, Tensor) else [grad_outputs]
+        gos = _as_list(grad_outputs)
     if len(gos) != len(outs):
         raise ValueError(f"grad: got {len(gos)} grad_outputs for {len(outs)} outputs")
     seeds = []

@@ -38,12 +38,12 @@ def directional(
     h = rel_step * scale / vmax
 
     def central(step: float) -> list[np.ndarray]:
-        plus = _outputs(f(*[x + step * v for x, v in zip(xs, vs)]))
-        minus = _outputs(f(*[x - step * v for x, v in zip(xs, vs)]))
-        return [(p - m) / (2 * step) for p, m in zip(plus, minus)]
+        plus = _outputs(f(*[x + step * v for x, v in zip(xs, vs, strict=True)]))
+        minus = _outputs(f(*[x - step * v for x, v in zip(xs, vs, strict=True)]))
+        return [(p - m) / (2 * step) for p, m in zip(plus, minus, strict=True)]
 
     coarse = central(h)
     if not richardson:
         return coarse
     fine = central(h / 2)
-    return [(4 * b - a) / 3 for a, b in zip(coarse, fine)]
+    return [(4 * b - a) / 3 for a, b in zip(coarse, fine, strict=True)]

@@ -22,6 +22,9 @@ class Domain:
     point of ``away_from``), ``"lattice"`` (within ``jitter`` of ``offset + k`` for integers
     ``k``: keeps two arguments apart, e.g. for ``maximum``), ``"distinct"`` (all values at
     least 0.1 apart: no ties inside a reduction) or ``"bool"`` (a mask, not differentiable).
+    Matrix kinds act on the last two axes: ``"wellcond"`` (uniform in [-0.5, 0.5] plus
+    2, 3.5, 5, ... on the diagonal: diagonally dominant, singular values apart) and ``"spd"``
+    (symmetric, plus 3, 5, 7, ... on the diagonal: positive definite, eigenvalues apart).
     Complex samples get an imaginary part in ``[-imag, imag]``.
     """
 
@@ -50,6 +53,8 @@ class Domain:
         n = math.prod(shape)
         if self.kind == "bool":
             return _readonly(rng.random(shape) < 0.5)
+        if self.kind in ("wellcond", "spd"):
+            return _readonly(self._matrix(rng, shape, dtype))
         if self.kind == "distinct":
             vals = (rng.permutation(max(n, 1))[:n] - n / 2) * 0.25
             vals = vals + rng.uniform(-0.05, 0.05, n)
@@ -67,6 +72,20 @@ class Domain:
         if dtype.kind == "c":
             x = x + 1j * rng.uniform(-self.imag, self.imag, shape)
         return _readonly(np.asarray(x, dtype=dtype))
+
+    def _matrix(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        m, n = shape[-2:]
+        x = rng.uniform(-0.5, 0.5, shape) if self.kind == "wellcond" else rng.uniform(-1, 1, shape)
+        if np.dtype(dtype).kind == "c":
+            x = x + 1j * rng.uniform(-self.imag, self.imag, shape)
+        if self.kind == "spd":
+            x = (x + np.swapaxes(x, -1, -2).conj()) / 2 + np.diag(3.0 + 2 * np.arange(n))
+        else:
+            k = min(m, n)
+            d = np.zeros((m, n))
+            d[:k, :k] = np.diag(2.0 + 1.5 * np.arange(k))
+            x = x + d
+        return np.asarray(x, dtype=dtype)
 
     def scalar(self, rng: np.random.Generator) -> float:
         """One value of the domain as a Python float (for NEP 50 weak-scalar checks)."""
@@ -133,6 +152,8 @@ BOOL = Domain(kind="bool")
 DISTINCT = Domain(kind="distinct")
 NEAR_INT = Domain(kind="lattice")  # within 0.15 of an integer
 NEAR_HALF = Domain(kind="lattice", offset=0.5)  # within 0.15 of k + 1/2: 0.2 from NEAR_INT
+WELLCOND = Domain(kind="wellcond")  # matrices: invertible, distinct singular values
+SPD = Domain(kind="spd")  # symmetric positive definite matrices, distinct eigenvalues
 
 
 def interval(lo: float, hi: float) -> Domain:

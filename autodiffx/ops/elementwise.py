@@ -185,8 +185,20 @@ erf = _unary(
     lambda x: _TWO_OVER_SQRT_PI * np.exp(-x * x),
     "Elementwise error function.",
 )
-# NOTE: abs'(0) = 0 (sign(0) = 0), the published kink convention.
-abs = _unary("abs", np.absolute, lambda x: np.sign(x), "Elementwise |x|; abs'(0) = 0.")
+
+
+def _dabs(x: Any) -> Any:
+    # NOTE: abs'(0) = 0 (sign(0) = 0), the published kink convention. For complex z,
+    # d|z| = Re(conj(z)/|z| dz), so the partial is conj(z)/|z| (JAX's convention), written
+    # without sign(), whose derivative is defined as 0 (z/|z| is not constant off the real axis).
+    if x.dtype.kind != "c":
+        return np.sign(x)
+    mag = np.abs(x)
+    zero = mag == 0
+    return np.where(zero, 0, np.conj(x) / np.where(zero, 1, mag))
+
+
+abs = _unary("abs", np.absolute, _dabs, "Elementwise |x|; abs'(0) = 0.")
 sign = defprim("sign", np.sign, zero_deriv=True, doc="Elementwise sign; its derivative is 0.")
 floor = defprim("floor", np.floor, zero_deriv=True, doc="Elementwise floor; derivative 0.")
 ceil = defprim("ceil", np.ceil, zero_deriv=True, doc="Elementwise ceil; derivative 0.")

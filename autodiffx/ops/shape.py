@@ -45,6 +45,7 @@ astype = defprim(
     "astype",
     _astype_kernel,
     linear=lambda g, x, dtype, copy=True: (g,),
+    nondiff=(1,),  # dtype: the JVP must not replace it by a zero tangent
     shapes=False,
     doc="Cast to ``dtype`` (the gradient is cast back to the input's dtype).",
     example="ad.astype(ad.tensor([1.5, 2.5]), 'float32')",
