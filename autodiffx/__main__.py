@@ -47,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="autodiffx", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="gradients by reverse mode, forward mode and finite differences")
+    demo = sub.add_parser(
+        "demo", help="gradients by reverse mode, forward mode and finite differences"
+    )
     demo.add_argument("--n", type=int, default=50, help="problem size (default 50)")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.set_defaults(func=_demo)

@@ -203,9 +203,13 @@ def run_backward(
         # Leaves reached only through symbolic zeros still get a (zero) gradient.
         for node in order:
             for e in node.edges:
-                if e is not None and type(e[0]) is not Node and e[0] not in leaf_grads:
-                    if needed is None or e[0] in needed:
-                        leaf_grads[e[0]] = None
+                if (
+                    e is not None
+                    and type(e[0]) is not Node
+                    and e[0] not in leaf_grads
+                    and (needed is None or e[0] in needed)
+                ):
+                    leaf_grads[e[0]] = None
         for leaf, g in leaf_grads.items():
             if g is None:
                 g = np.zeros(leaf.data.shape, leaf.data.dtype)

@@ -21,7 +21,9 @@ class _State(threading.local):
     def sync(self) -> None:
         """Recompute ``mode``: bit 1 no grad, bit 2 dual levels open, bit 4 anomaly detection."""
         self.mode = (
-            (0 if self._grad_enabled else 1) | (2 if self.levels else 0) | (4 if self._anomaly else 0)
+            (0 if self._grad_enabled else 1)
+            | (2 if self.levels else 0)
+            | (4 if self._anomaly else 0)
         )
 
     @property

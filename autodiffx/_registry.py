@@ -180,7 +180,9 @@ def _expand_doc(p: Primitive) -> str:
     return f"{head}\n\nExamples\n--------\n{example}\n"
 
 
-def _binder(fn: Callable[..., Any], argnames: Sequence[str]) -> tuple[Callable[..., Any], bool, bool]:
+def _binder(
+    fn: Callable[..., Any], argnames: Sequence[str]
+) -> tuple[Callable[..., Any], bool, bool]:
     """Bind a derivative written with argument names (and ``out``) to ``(args, out, params)``."""
     names = [
         p.name
@@ -516,7 +518,9 @@ def _record(
 _NONES = [(None,) * k for k in range(8)]
 
 
-def _push_tangents(p: Primitive, args: Sequence[Any], params: dict[str, Any], res: Any, st: Any) -> None:
+def _push_tangents(
+    p: Primitive, args: Sequence[Any], params: dict[str, Any], res: Any, st: Any
+) -> None:
     """Forward mode: compute the output tangent at every open dual level that has one."""
     for level in st.levels:
         if level in st.masked:
@@ -540,7 +544,10 @@ def _push_tangents(p: Primitive, args: Sequence[Any], params: dict[str, Any], re
             )
         st.masked.add(level)
         try:
-            tout = p.jvp(tuple(tans), res, args, params)
+            # NOTE: like the backward pass, tangent rules run without floating-point warnings:
+            # an infinite derivative is a value (detect_anomaly() reports it).
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                tout = p.jvp(tuple(tans), res, args, params)
         finally:
             st.masked.discard(level)
         outs = (res,) if p.nout == 1 else res

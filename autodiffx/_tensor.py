@@ -193,16 +193,24 @@ class Tensor:
         return bool(self.data)
 
     def __float__(self) -> float:
-        return float(self.data)
+        return float(self._scalar("float"))
 
     def __int__(self) -> int:
-        return int(self.data)
+        return int(self._scalar("int"))
+
+    def _scalar(self, what: str) -> Any:
+        if self.data.size != 1:
+            raise TypeError(
+                f"only one-element tensors can be converted to Python scalars ({what}() of a "
+                f"tensor of shape {self.shape})"
+            )
+        return self.data.item()
 
     def __index__(self) -> int:
         return self.data.__index__()
 
     def __complex__(self) -> complex:
-        return complex(self.data)
+        return complex(self._scalar("complex"))
 
     __hash__ = object.__hash__  # identity, although == is elementwise (as in PyTorch)
 
@@ -435,6 +443,14 @@ class Tensor:
         """As ``ndarray.repeat``."""
         return _F.repeat(self, repeats, axis)
 
+    def any(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """As ``ndarray.any`` (not differentiable)."""
+        return Tensor(self.data.any(axis=axis, keepdims=keepdims))
+
+    def all(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """As ``ndarray.all`` (not differentiable)."""
+        return Tensor(self.data.all(axis=axis, keepdims=keepdims))
+
     def exp(self) -> Tensor:
         """Elementwise e**x."""
         return _F.exp(self)
@@ -645,8 +661,8 @@ class Tensor:
         if func in _INSPECT:
             return func(*_unwrap(args), **_unwrap(kwargs))
         raise TypeError(
-            f"{func.__module__}.{func.__name__} has no autodiffx rule, so it cannot be applied to a "
-            "Tensor; see the list of supported NumPy functions in the docs, use an "
+            f"{func.__module__}.{func.__name__} has no autodiffx rule, so it cannot be applied "
+            "to a Tensor; see the list of supported NumPy functions in the docs, use an "
             "ad.<function>, or convert explicitly with np.asarray(t) (no gradient)"
         )
 

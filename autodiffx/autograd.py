@@ -239,7 +239,9 @@ def _function_vjp(cls: type[Function]) -> Any:
 def _function_jvp(cls: type[Function]) -> Any:
     def jvp(tans: Any, out: Any, *args: Any, ctx: FunctionCtx, result: Any) -> Any:
         filled = tuple(
-            t if t is not None else (Tensor(np.zeros_like(a.data)) if isinstance(a, Tensor) else None)
+            t
+            if t is not None
+            else (Tensor(np.zeros_like(a.data)) if isinstance(a, Tensor) else None)
             for t, a in zip(tans, args)
         )
         res = cls.jvp(ctx, *filled)  # type: ignore[attr-defined]

@@ -151,7 +151,11 @@ def arange(*args: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor
 
 
 def linspace(
-    start: float, stop: float, num: int = 50, endpoint: bool = True, dtype: Any = None,
+    start: float,
+    stop: float,
+    num: int = 50,
+    endpoint: bool = True,
+    dtype: Any = None,
     requires_grad: bool = False,
 ) -> Tensor:
     """``num`` evenly spaced values from ``start`` to ``stop``.
@@ -165,8 +169,9 @@ def linspace(
     return _make(np.linspace(start, stop, num, endpoint=endpoint, dtype=dtype), requires_grad)
 
 
-def eye(n: int, m: int | None = None, k: int = 0, dtype: Any = float,
-        requires_grad: bool = False) -> Tensor:
+def eye(
+    n: int, m: int | None = None, k: int = 0, dtype: Any = float, requires_grad: bool = False
+) -> Tensor:
     """The identity matrix (ones on the k-th diagonal).
 
     Examples

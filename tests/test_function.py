@@ -69,7 +69,7 @@ def test_forward_mode_uses_jvp():
 def test_missing_jvp_names_the_function():
     with ad.forward.dual_level():
         x = ad.forward.make_dual(ad.tensor([2.0]), ad.tensor([1.0]))
-        with pytest.raises(TypeError, match="NoJvp.*jvp"):
+        with pytest.raises(TypeError, match=r"NoJvp.*jvp"):
             NoJvp.apply(x)
 
 
@@ -101,7 +101,7 @@ def test_wrong_number_of_gradients_is_reported():
             return g
 
     x = ad.tensor(1.0, requires_grad=True)
-    with pytest.raises(RuntimeError, match="Bad.vjp returned 1 gradients for 2 inputs"):
+    with pytest.raises(RuntimeError, match=r"Bad\.vjp returned 1 gradients for 2 inputs"):
         Bad.apply(x, x).backward()
 
 

@@ -224,7 +224,7 @@ def test_inplace_on_saved_tensor_is_detected():
     b = a * 2
     c = (b * b).sum()
     b += 1
-    with pytest.raises(RuntimeError, match="multiply.*in-place"):
+    with pytest.raises(RuntimeError, match=r"multiply.*in-place"):
         c.backward()
 
 
@@ -284,7 +284,10 @@ def test_getitem_repeated_indices_accumulate():
 
 def test_detect_anomaly_names_primitive_and_location():
     x = ad.tensor([0.0, 1.0], requires_grad=True)
-    with ad.detect_anomaly(), pytest.raises(FloatingPointError, match="(?s)'sqrt'.*test_graph.py"):
+    with (
+        ad.detect_anomaly(),
+        pytest.raises(FloatingPointError, match=r"(?s)'sqrt'.*test_graph\.py"),
+    ):
         ad.sqrt(x).sum().backward()
 
 

@@ -90,4 +90,4 @@ def test_scipy_special_erf_dispatches():
 
     x = ad.tensor([0.1, 0.5], requires_grad=True)
     sp.erf(x).sum().backward()
-    np.testing.assert_allclose(x.grad.data, 2 / np.sqrt(np.pi) * np.exp(-x.data**2))
+    np.testing.assert_allclose(x.grad.data, 2 / np.sqrt(np.pi) * np.exp(-(x.data**2)))

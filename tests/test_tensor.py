@@ -144,3 +144,15 @@ def test_operators_with_numbers_and_arrays_on_either_side():
 def test_hash_is_identity():
     x = ad.tensor([1.0])
     assert {x: 1}[x] == 1
+
+
+def test_python_scalars_from_one_element_tensors():
+    assert float(ad.tensor([1.5])) == 1.5
+    assert int(ad.tensor([[3]])) == 3
+    with pytest.raises(TypeError, match="one-element"):
+        float(ad.tensor([1.0, 2.0]))
+
+
+def test_any_all():
+    x = ad.tensor([0.0, 2.0])
+    assert x.any().item() and not x.all().item()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .._registry import UFUNC_MAP
-from .elementwise import *  # noqa: F403
+from .composite import clip, norm, power
+from .elementwise import *
 from .elementwise import UFUNC_ALIASES
 from .linalg import dot, einsum, inner, matmul, outer, tensordot, trace
 from .reduction import (
@@ -51,6 +52,5 @@ from .shape import (
     tril,
     triu,
 )
-from .composite import clip, norm, power  # noqa: F811
 
 UFUNC_MAP.update(UFUNC_ALIASES)

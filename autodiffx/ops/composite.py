@@ -130,10 +130,8 @@ def _matrix_norm(x: Tensor, mag: Tensor, ord: Any, ax: tuple, keepdims: bool) ->
 
         xm = np.moveaxis(x, (r, c), (-2, -1))
         s = linalg.svd(xm, compute_uv=False)
-        if ord == "nuc":
-            out = sum_(s, axis=-1)
-        else:
-            out = (amax if ord == 2 else amin)(s, axis=-1)
+        red = sum_ if ord == "nuc" else (amax if ord == 2 else amin)
+        out = red(s, axis=-1)
         if keepdims:
             out = np.expand_dims(np.expand_dims(out, r if r < c else c), c if r < c else r)
         return out

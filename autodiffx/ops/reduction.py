@@ -21,7 +21,9 @@ def norm_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     n = ndim if ndim > 0 else 1
     for a in axis:
         if not -n <= a < n:
-            raise np.exceptions.AxisError(f"axis {a} is out of bounds for array of dimension {ndim}")
+            raise np.exceptions.AxisError(
+                f"axis {a} is out of bounds for array of dimension {ndim}"
+            )
         out.append(int(a) % n)
     return tuple(sorted(out))
 
@@ -253,7 +255,7 @@ def _no_out(name: str, out: Any, **kw: Any) -> None:
         raise TypeError(f"{name}: unsupported arguments {sorted(bad)}")
 
 
-def sum(  # noqa: A001
+def sum(
     x: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any
 ) -> Tensor:
     """Sum of elements over ``axis``.
@@ -349,7 +351,7 @@ def std(
     return sqrt(var(x, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, **kw))
 
 
-def max(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:  # noqa: A001
+def max(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
     """Maximum over ``axis`` (``amax``); ties split the gradient equally.
 
     Examples
@@ -362,7 +364,7 @@ def max(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw:
     return amax(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
 
 
-def min(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:  # noqa: A001
+def min(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
     """Minimum over ``axis`` (``amin``); ties split the gradient equally.
 
     Examples

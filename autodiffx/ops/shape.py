@@ -24,9 +24,7 @@ def raw_index(idx: Any) -> Any:
 
 def _is_basic(idx: Any) -> bool:
     items = idx if isinstance(idx, tuple) else (idx,)
-    return all(
-        i is None or i is Ellipsis or isinstance(i, int | np.integer | slice) for i in items
-    )
+    return all(i is None or i is Ellipsis or isinstance(i, int | np.integer | slice) for i in items)
 
 
 def _no_duplicates(idx: Any) -> bool:
@@ -496,8 +494,11 @@ def pad(x: Any, pad_width: Any, mode: str = "constant", constant_values: Any = 0
     if mode != "constant":
         raise NotImplementedError(f"pad: mode={mode!r} is not supported, only 'constant'")
     pw = np.asarray(pad_width, dtype=np.int64)
-    return pad_(x, pad_width=tuple(map(tuple, np.broadcast_to(pw, (np.ndim(x), 2)).tolist())),
-                constant_values=constant_values)
+    return pad_(
+        x,
+        pad_width=tuple(map(tuple, np.broadcast_to(pw, (np.ndim(x), 2)).tolist())),
+        constant_values=constant_values,
+    )
 
 
 def tile(x: Any, reps: Any) -> Tensor:
@@ -587,7 +588,9 @@ def take(x: Any, indices: Any, axis: Any = None) -> Tensor:
     tensor([7., 5.])
     """
     if axis is None:
-        return getitem_(ravel(x), idx=raw_index(np.asarray(indices) if isinstance(indices, list) else indices))
+        return getitem_(
+            ravel(x), idx=raw_index(np.asarray(indices) if isinstance(indices, list) else indices)
+        )
     ax = axis % np.ndim(x)
     return getitem_(x, idx=(slice(None),) * ax + (raw_index(indices),))
 

@@ -1,0 +1,564 @@
+"""First-order optimizers: SGD, Adam, AdamW, RMSprop, Adagrad and SteepestDescent.
+
+The update equations are PyTorch's (``torch/optim/*.py``, single-tensor path) operation by
+operation, so that in float64 the trajectories agree with PyTorch to rounding. They run on
+the raw arrays in place (``p.data``), never recording a graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._tensor import Tensor
+from .optimizer import Optimizer, _real_view
+
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "RMSprop", "SteepestDescent"]
+
+
+def _check(name: str, value: float, ok: bool) -> None:
+    if not ok:
+        raise ValueError(f"Invalid {name}: {value}")
+
+
+def _like(p: Tensor, values: np.ndarray | None = None, fill: Any = 0) -> np.ndarray:
+    """A state array in the parameter's layout (shape, dtype), optionally filled from the
+    real-view values ``values``."""
+    a = np.full(p.shape, fill, dtype=p.dtype)
+    if values is not None:
+        _real_view(a)[...] = values
+    return a
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, w: float) -> None:
+    """In place ``a += w * (b - a)`` with PyTorch's two-sided lerp formula."""
+    if abs(w) < 0.5:
+        a += w * (b - a)
+    else:
+        a[...] = b - (b - a) * (1 - w)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay.
+
+    PyTorch's equations: ``g <- g + weight_decay * p``; with momentum
+    ``b <- g`` (first step) or ``b <- momentum * b + (1 - dampening) * g``, then
+    ``g <- g + momentum * b`` (Nesterov) or ``g <- b``; finally ``p <- p - lr * g``
+    (``maximize`` negates the gradient first).
+
+    Parameters
+    ----------
+    params : iterable
+        Tensors or parameter-group dicts.
+    lr : float
+        Learning rate (default 1e-3, as PyTorch).
+    momentum, dampening, weight_decay : float
+        Default 0.
+    nesterov, maximize : bool
+        Default False.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+    >>> opt = ad.optim.SGD([x], lr=0.1, momentum=0.9)
+    >>> for _ in range(2):
+    ...     opt.zero_grad()
+    ...     (x * x).sum().backward()
+    ...     opt.step()
+    >>> x
+    tensor([0.46, 0.92], requires_grad=True)
+    """
+
+    _param_shaped = frozenset({"momentum_buffer"})
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        _check("learning rate", lr, lr >= 0)
+        _check("momentum value", momentum, momentum >= 0)
+        _check("weight_decay value", weight_decay, weight_decay >= 0)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
+        x = _real_view(p.data)
+        if group["maximize"]:
+            g = -g
+        wd = group["weight_decay"]
+        if wd != 0:
+            g = g + wd * x
+        mom = group["momentum"]
+        if mom != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = _like(p, g)
+                b = _real_view(buf)
+            else:
+                b = _real_view(buf)
+                b *= mom
+                b += (1 - group["dampening"]) * g
+            g = g + mom * b if group["nesterov"] else b
+        x -= group["lr"] * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), with AMSGrad, weight decay and ``maximize`` as in PyTorch.
+
+    With ``t`` the step count: ``g <- g + weight_decay * p`` (or, decoupled,
+    ``p <- p (1 - lr weight_decay)``), ``m <- m + (1 - beta1)(g - m)``,
+    ``v <- beta2 v + (1 - beta2) g**2``, ``v_hat = max(v_hat, v)`` (AMSGrad) and
+    ``p <- p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``.
+
+    Parameters
+    ----------
+    params : iterable
+        Tensors or parameter-group dicts.
+    lr : float
+        Default 1e-3.
+    betas : (float, float)
+        Default (0.9, 0.999).
+    eps : float
+        Default 1e-8.
+    weight_decay : float
+        Default 0 (L2 penalty added to the gradient unless ``decoupled_weight_decay``).
+    amsgrad, maximize, decoupled_weight_decay : bool
+        Default False.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor([1.0, -1.0], requires_grad=True)
+    >>> opt = ad.optim.Adam([x], lr=0.1)
+    >>> (x * x).sum().backward()
+    >>> opt.step()
+    >>> x
+    tensor([ 0.9, -0.9], requires_grad=True)
+    """
+
+    _param_shaped = frozenset({"exp_avg", "exp_avg_sq", "max_exp_avg_sq"})
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        _check("learning rate", lr, lr >= 0)
+        _check("epsilon value", eps, eps >= 0)
+        _check("beta parameter at index 0", betas[0], 0 <= betas[0] < 1)
+        _check("beta parameter at index 1", betas[1], 0 <= betas[1] < 1)
+        _check("weight_decay value", weight_decay, weight_decay >= 0)
+        defaults = dict(
+            lr=lr,
+            betas=(float(betas[0]), float(betas[1])),
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
+        x = _real_view(p.data)
+        if group["maximize"]:
+            g = -g
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = _like(p)
+            state["exp_avg_sq"] = _like(p)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = _like(p)
+        state["step"] += 1
+        step = state["step"]
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        beta1, beta2 = group["betas"]
+        if wd != 0:
+            if group["decoupled_weight_decay"]:
+                x *= 1 - lr * wd
+            else:
+                g = g + wd * x
+        m = _real_view(state["exp_avg"])
+        v = _real_view(state["exp_avg_sq"])
+        _lerp(m, g, 1 - beta1)
+        v *= beta2
+        v += (1 - beta2) * g * g
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2**0.5
+        if group["amsgrad"]:
+            vmax = _real_view(state["max_exp_avg_sq"])
+            np.maximum(vmax, v, out=vmax)
+            denom = np.sqrt(vmax) / bias_correction2_sqrt + eps
+        else:
+            denom = np.sqrt(v) / bias_correction2_sqrt + eps
+        x += -step_size * m / denom
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as PyTorch's ``AdamW``.
+
+    The same as ``Adam(..., decoupled_weight_decay=True)``: ``p <- p (1 - lr *
+    weight_decay)`` before the Adam step; ``weight_decay`` defaults to 1e-2.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor([1.0], requires_grad=True)
+    >>> opt = ad.optim.AdamW([x], lr=0.1, weight_decay=0.5)
+    >>> (x * x).sum().backward()
+    >>> opt.step()
+    >>> x
+    tensor([0.85], requires_grad=True)
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            maximize=maximize,
+            decoupled_weight_decay=True,
+        )
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), optionally centered and with momentum, as PyTorch's.
+
+    ``s <- alpha s + (1 - alpha) g**2``; centered: ``a <- a + (1 - alpha)(g - a)`` and
+    ``d = sqrt(s - a**2) + eps``, else ``d = sqrt(s) + eps``; with momentum
+    ``b <- momentum b + g / d``, ``p <- p - lr b``, else ``p <- p - lr g / d``.
+
+    Parameters
+    ----------
+    params : iterable
+        Tensors or parameter-group dicts.
+    lr : float
+        Default 1e-2.
+    alpha : float
+        Smoothing constant, default 0.99.
+    eps : float
+        Default 1e-8.
+    weight_decay, momentum : float
+        Default 0.
+    centered, maximize : bool
+        Default False.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor([1.0], requires_grad=True)
+    >>> opt = ad.optim.RMSprop([x], lr=0.01)
+    >>> (x * x).sum().backward()
+    >>> opt.step()
+    >>> x
+    tensor([0.9], requires_grad=True)
+    """
+
+    _param_shaped = frozenset({"square_avg", "momentum_buffer", "grad_avg"})
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        _check("learning rate", lr, lr >= 0)
+        _check("epsilon value", eps, eps >= 0)
+        _check("momentum value", momentum, momentum >= 0)
+        _check("weight_decay value", weight_decay, weight_decay >= 0)
+        _check("alpha value", alpha, alpha >= 0)
+        defaults = dict(
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
+        x = _real_view(p.data)
+        if group["maximize"]:
+            g = -g
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = _like(p)
+            if group["momentum"] > 0:
+                state["momentum_buffer"] = _like(p)
+            if group["centered"]:
+                state["grad_avg"] = _like(p)
+        state["step"] += 1
+        alpha, wd = group["alpha"], group["weight_decay"]
+        if wd != 0:
+            g = g + wd * x
+        sq = _real_view(state["square_avg"])
+        sq *= alpha
+        sq += (1 - alpha) * g * g
+        if group["centered"]:
+            ga = _real_view(state["grad_avg"])
+            _lerp(ga, g, 1 - alpha)
+            avg = np.sqrt(sq - ga * ga)
+        else:
+            avg = np.sqrt(sq)
+        avg += group["eps"]
+        if group["momentum"] > 0:
+            buf = _real_view(state["momentum_buffer"])
+            buf *= group["momentum"]
+            buf += g / avg
+            x -= group["lr"] * buf
+        else:
+            x += -group["lr"] * g / avg
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al.), as PyTorch's.
+
+    With step count ``t``: ``g <- g + weight_decay p``, ``clr = lr / (1 + (t - 1)
+    lr_decay)``, ``s <- s + g**2`` (``s`` starts at ``initial_accumulator_value``) and
+    ``p <- p - clr g / (sqrt(s) + eps)``.
+
+    Parameters
+    ----------
+    params : iterable
+        Tensors or parameter-group dicts.
+    lr : float
+        Default 1e-2.
+    lr_decay, weight_decay, initial_accumulator_value : float
+        Default 0.
+    eps : float
+        Default 1e-10.
+    maximize : bool
+        Default False.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor([1.0], requires_grad=True)
+    >>> opt = ad.optim.Adagrad([x], lr=0.5)
+    >>> (x * x).sum().backward()
+    >>> opt.step()
+    >>> x
+    tensor([0.5], requires_grad=True)
+    """
+
+    _param_shaped = frozenset({"sum"})
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        _check("learning rate", lr, lr >= 0)
+        _check("lr_decay value", lr_decay, lr_decay >= 0)
+        _check("weight_decay value", weight_decay, weight_decay >= 0)
+        _check(
+            "initial_accumulator_value value",
+            initial_accumulator_value,
+            initial_accumulator_value >= 0,
+        )
+        _check("epsilon value", eps, eps >= 0)
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            eps=eps,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
+        x = _real_view(p.data)
+        if not state:
+            init = group["initial_accumulator_value"]
+            state["step"] = 0
+            state["sum"] = _like(p, fill=complex(init, init) if p.dtype.kind == "c" else init)
+        state["step"] += 1
+        step = state["step"]
+        if group["maximize"]:
+            g = -g
+        wd = group["weight_decay"]
+        if wd != 0:
+            g = g + wd * x
+        clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
+        s = _real_view(state["sum"])
+        s += g * g
+        std = np.sqrt(s) + group["eps"]
+        x += -clr * g / std
+
+
+# ----- steepest descent under a norm ---------------------------------------------------------
+def _dir_l2(g: np.ndarray) -> np.ndarray:
+    m = np.max(np.abs(g), initial=0.0)
+    if m == 0:
+        return np.zeros_like(g)
+    s = g / m  # NOTE: scaled first, so that the norm never overflows or underflows
+    return s / np.sqrt(np.sum(s * s))
+
+
+def _dir_l1(g: np.ndarray) -> np.ndarray:
+    a = np.abs(g)
+    m = np.max(a, initial=0.0)
+    if m == 0:
+        return np.zeros_like(g)
+    hit = a == m
+    # NOTE: ties split the unit mass equally (the minimum-norm maximiser).
+    return np.sign(g) * hit / np.count_nonzero(hit)
+
+
+def _dir_spectral(g: np.ndarray) -> np.ndarray:
+    if g.ndim < 2:
+        return np.sign(g) if g.ndim == 0 else _dir_l2(g)
+    u, s, vh = np.linalg.svd(g, full_matrices=False)
+    smax = np.max(s, axis=-1, keepdims=True)
+    # NOTE: singular directions of (numerically) zero singular values are dropped: the
+    # minimum-norm maximiser U_r V_r^T, and 0 for a zero gradient.
+    keep = s > smax * max(g.shape[-2:]) * np.finfo(g.dtype).eps
+    return (u * keep[..., None, :]) @ vh
+
+
+_DIRECTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "l2": _dir_l2,
+    "l1": _dir_l1,
+    "linf": np.sign,
+    "spectral": _dir_spectral,
+}
+
+
+class SteepestDescent(Optimizer):
+    r"""Steepest descent under a chosen norm: one class for every norm.
+
+    For each parameter tensor with gradient ``g`` the step is ``p <- p - lr * v`` where
+    ``v = argmax { <g, v> : ||v|| <= 1 }`` is the maximiser of the gradient's pairing over
+    the unit ball of the norm (the direction of steepest ascent; descent goes against it).
+    The maximum value ``<g, v> = ||g||_*`` is the dual norm.
+
+    ============  =================================================  ===================
+    ``norm``      maximiser ``v``                                    dual norm ``<g, v>``
+    ============  =================================================  ===================
+    ``"l2"``      ``g / ||g||_2``                                    ``||g||_2``
+    ``"linf"``    ``sign(g)`` (signSGD)                              ``||g||_1``
+    ``"l1"``      ``sign(g_i) e_i`` at the largest ``|g_i|`` (ties   ``||g||_inf``
+                  split the unit mass equally): coordinate descent
+    ``"spectral"`` ``U V^T`` from the SVD ``g = U S V^T`` (matrices;  nuclear norm
+                  batched over leading axes; vectors as ``"l2"``)
+    callable      ``norm(g) -> v`` for any other norm                ``<g, v>``
+    ============  =================================================  ===================
+
+    A zero gradient gives ``v = 0``. With ``scale_by_dual_norm=True`` the step is
+    ``lr * ||g||_* * v``, the minimiser of ``<g, d> + ||d||**2 / (2 lr)``: for ``"l2"``
+    this is plain gradient descent. Each parameter tensor is one block (the norm of the
+    whole parameter vector is the max over blocks, whose unit ball is the product of the
+    blocks' balls, so the maximiser is taken blockwise). Real parameters only.
+
+    Parameters
+    ----------
+    params : iterable
+        Tensors or parameter-group dicts.
+    lr : float
+        Step length (default 1e-3).
+    norm : {"l2", "l1", "linf", "spectral"} or callable
+        The norm (per group).
+    scale_by_dual_norm : bool
+        Multiply the step by the dual norm of the gradient (default False).
+    maximize : bool
+        Ascend instead (default False).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor([3.0, -1.0], requires_grad=True)
+    >>> opt = ad.optim.SteepestDescent([x], lr=0.5, norm="linf")
+    >>> (x * x).sum().backward()
+    >>> opt.step()
+    >>> x
+    tensor([ 2.5, -0.5], requires_grad=True)
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        norm: str | Callable[[np.ndarray], Any] = "l2",
+        scale_by_dual_norm: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        _check("learning rate", lr, lr >= 0)
+        if not callable(norm) and norm not in _DIRECTIONS:
+            raise ValueError(
+                f"norm must be one of {sorted(_DIRECTIONS)} or a callable, got {norm!r}"
+            )
+        defaults = dict(lr=lr, norm=norm, scale_by_dual_norm=scale_by_dual_norm, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
+        if p.dtype.kind == "c":
+            raise TypeError("SteepestDescent supports real parameters only")
+        if group["maximize"]:
+            g = -g
+        norm = group["norm"]
+        direction = norm if callable(norm) else _DIRECTIONS[norm]
+        v = np.asarray(direction(g), dtype=p.dtype)
+        if v.shape != g.shape:
+            raise ValueError(
+                f"norm callable returned shape {v.shape} for a gradient of shape {g.shape}"
+            )
+        if group["scale_by_dual_norm"]:
+            v = v * float(np.vdot(g, v))
+        p.data -= group["lr"] * v
