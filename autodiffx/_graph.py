@@ -185,7 +185,7 @@ def run_backward(
                         c = _wrap_const(np.asarray(c))
                 elif type(c) is not np.ndarray:
                     c = np.asarray(c.data if isinstance(c, Tensor) else c)
-                if c.shape != e[2] or c.dtype != e[3]:
+                if c.shape != e[2] or (c.dtype is not e[3] and c.dtype != e[3]):
                     c = fit(c, e[2], e[3])
                 if anomaly:
                     _check_grad(node, i, c)
