@@ -180,7 +180,9 @@ def _expand_doc(p: Primitive) -> str:
     return f"{head}\n\nExamples\n--------\n{example}\n"
 
 
-def _binder(fn: Callable[..., Any], argnames: Sequence[str]) -> tuple[Callable[..., Any], bool, bool]:
+def _binder(
+    fn: Callable[..., Any], argnames: Sequence[str]
+) -> tuple[Callable[..., Any], bool, bool]:
     """Bind a derivative written with argument names (and ``out``) to ``(args, out, params)``."""
     sig = inspect.signature(fn).parameters.values()
     names = [p.name for p in sig if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
