@@ -10,7 +10,7 @@ import numpy as np
 from ._broadcast import fit
 from ._mode import STATE, enable_grad, no_grad
 from ._registry import Node, _wrap_const
-from ._tensor import Tensor
+from ._tensor import STAMP, Tensor
 
 
 def _toposort(roots: list[Node]) -> list[Node]:
@@ -49,17 +49,25 @@ def _freed_error(node: Node) -> RuntimeError:
 
 
 def _check_versions(node: Node) -> None:
-    vers = node.vers
-    if vers is None:
-        return
-    for i, (a, v) in enumerate(zip(node.args, vers)):
-        if v is not None and a._vc[0] != v:
-            raise RuntimeError(
-                f"one of the inputs saved by '{node.name}' (argument {i}, shape "
-                f"{tuple(a.shape)}) was modified by an in-place operation after it was used "
-                f"(version {a._vc[0]}, expected {v}). Use an out-of-place operation "
-                "(x = x + y instead of x += y), or .copy() the tensor before modifying it."
-            )
+    """Raise if a value this node saved was modified in place after it was saved."""
+    stamp = node.stamp
+    if node.prim.save_args:
+        for i, a in enumerate(node.args):
+            if isinstance(a, Tensor) and a._vc is not None and a._vc[0] > stamp:
+                raise _inplace_error(node, f"argument {i}, shape {tuple(a.shape)}")
+    vcs = node.out_vc
+    if vcs is not None:
+        for k, vc in enumerate([vcs] if not node.multi else vcs):
+            if vc[0] > stamp:
+                raise _inplace_error(node, f"output {k}")
+
+
+def _inplace_error(node: Node, what: str) -> RuntimeError:
+    return RuntimeError(
+        f"a value saved by '{node.name}' for its backward ({what}) was modified by an "
+        "in-place operation after it was used. Use an out-of-place operation (x = x + y "
+        "instead of x += y), or .copy() the tensor before modifying it."
+    )
 
 
 def _out_for_rule(node: Node, create_graph: bool) -> Any:
@@ -158,7 +166,7 @@ def run_backward(
                 g = _hooks_and_targets(node, g, create_graph, target_keys, captured)
                 if needed is not None and node not in needed:
                     continue
-            if node.vers is not None:
+            if node.stamp != STAMP[0]:
                 _check_versions(node)
             p = node.prim
             if node.multi:
@@ -166,9 +174,10 @@ def run_backward(
                     gk if gk is not None else _zeros(o, create_graph) for gk, o in zip(g, node.out)
                 )
             if create_graph:
-                cts = p.vjp(node.needs, g, _out_for_rule(node, True), node.args, node.params)
+                cts = p.vjp(node.edges, g, _out_for_rule(node, True), node.args, node.params)
             else:
-                cts = p.vjp(node.needs, g, node.out, node.datas, node.params)
+                # `needs` is the edge list: an edge (truthy) means "requires grad".
+                cts = p.vjp(node.edges, g, node.out, node.datas, node.params)
             i = -1
             for e in node.edges:
                 i += 1
@@ -199,7 +208,7 @@ def run_backward(
                     prev = leaf_grads.get(child)
                     leaf_grads[child] = c if prev is None else prev + c
             if not retain_graph:
-                node.args = node.datas = node.out = node.outs = node.vers = None
+                node.args = node.datas = node.out = node.outs = None
         # Leaves reached only through symbolic zeros still get a (zero) gradient.
         for node in order:
             for e in node.edges:

@@ -438,9 +438,9 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
         res.grad = res._tan = res._hooks = None
         res._idx = 0
         if p.view and out.base is not None and isinstance(args[0], Tensor):
-            res._vc = args[0]._vc
+            res._vc = version_counter(args[0])
         else:
-            res._vc = [0]
+            res._vc = None
         if record and out.dtype.kind in "fc":
             res._node = _record(p, args, datas, params, out, res, 1, mode)
             res._rg = True
@@ -455,8 +455,7 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
             outs.append(o)
             t = _new(Tensor)
             t.data = o
-            t.grad = t._tan = t._hooks = t._node = None
-            t._vc = [0]
+            t.grad = t._tan = t._hooks = t._node = t._vc = None
             t._rg = False
             t._idx = len(res)
             res.append(t)
@@ -491,30 +490,16 @@ def _record(
     node.nout = nout
     node.multi = p.nout != 1
     edges = []
-    needs = []
-    save = p.save_args
-    vers = [] if save else None
     for a in args:
-        if isinstance(a, Tensor):
-            if a._rg:
-                n = a._node
-                d = a.data
-                edges.append((a if n is None else n, a._idx, d.shape, d.dtype))
-                needs.append(True)
-            else:
-                edges.append(None)
-                needs.append(False)
-            if save:
-                vers.append(a._vc[0])
+        if isinstance(a, Tensor) and a._rg:
+            n = a._node
+            d = a.data
+            edges.append((a if n is None else n, a._idx, d.shape, d.dtype))
         else:
             edges.append(None)
-            needs.append(False)
-            if save:
-                vers.append(None)
     node.edges = edges
-    node.needs = needs
-    node.vers = vers
-    if save:
+    node.stamp = STAMP[0]
+    if p.save_args:
         node.args = args
         node.datas = datas
     elif p.shapes:
@@ -525,7 +510,11 @@ def _record(
         ]
     else:
         node.args = node.datas = _NONES[len(datas)] if len(datas) < 8 else [None] * len(datas)
-    node.out = out if p.save_out else None
+    if p.save_out:
+        node.out = out
+        node.out_vc = version_counter(res) if p.nout == 1 else [version_counter(t) for t in res]
+    else:
+        node.out = node.out_vc = None
     # Forward-over-reverse needs the outputs' tangents in the recorded backward pass.
     node.outs = res if mode & 2 else None
     node.hooks = None
@@ -596,7 +585,7 @@ def _wrap_const(arr: np.ndarray) -> Any:
     t.grad = t._tan = t._hooks = t._node = None
     t._rg = False
     t._idx = 0
-    t._vc = [0]
+    t._vc = None
     return t
 
 
@@ -620,13 +609,13 @@ class Node:
         "edges",
         "hooks",
         "multi",
-        "needs",
         "nout",
         "out",
+        "out_vc",
         "outs",
         "params",
         "prim",
-        "vers",
+        "stamp",
         "where",
     )
 
@@ -645,4 +634,4 @@ class Node:
 
 
 from ._broadcast import fit  # noqa: E402
-from ._tensor import Tensor, _new  # noqa: E402
+from ._tensor import STAMP, Tensor, _new, version_counter  # noqa: E402

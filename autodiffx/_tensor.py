@@ -11,6 +11,29 @@ from ._mode import STATE
 
 _new = object.__new__
 
+# NOTE: versions are stamps from one global in-place counter: a node records the counter when
+# it is made and needs checking only if the counter moved since (never, in most programs).
+STAMP = [0]
+
+
+def bump_version(t: Tensor) -> None:
+    """Record that ``t``'s buffer was modified in place (saved copies of it are now stale)."""
+    STAMP[0] += 1
+    vc = t._vc
+    if vc is None:
+        t._vc = [STAMP[0]]
+    else:
+        vc[0] = STAMP[0]
+
+
+def version_counter(t: Tensor) -> list[int]:
+    """``t``'s version cell, made on first need so that views and detached copies share it."""
+    vc = t._vc
+    if vc is None:
+        vc = t._vc = [0]
+    return vc
+
+
 # Non-differentiable NumPy functions that only inspect values; they run on the raw data.
 _INSPECT = {
     np.shape,
@@ -91,7 +114,7 @@ class Tensor:
         self._rg = bool(requires_grad)
         self._node: Any = None
         self._idx = 0
-        self._vc = [0]
+        self._vc: list[int] | None = None  # shared with views; made on first need
         self._tan: dict[int, Tensor] | None = None
         self._hooks: list[Callable[[Tensor], Tensor | None]] | None = None
 
@@ -310,6 +333,11 @@ class Tensor:
         hooks.append(fn)
         return lambda: hooks.remove(fn) if fn in hooks else None
 
+    @property
+    def _version(self) -> int:
+        """The in-place modification stamp of the buffer (0 if never modified)."""
+        return 0 if self._vc is None else self._vc[0]
+
     def detach(self) -> Tensor:
         """A new leaf sharing the data, cut from the graph.
 
@@ -320,7 +348,7 @@ class Tensor:
         False
         """
         t = Tensor(self.data)
-        t._vc = self._vc
+        t._vc = version_counter(self)
         return t
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
@@ -331,7 +359,7 @@ class Tensor:
     def zero_(self) -> Tensor:
         """Fill with zeros in place (bumps the version counter)."""
         self.data[...] = 0
-        self._vc[0] += 1
+        bump_version(self)
         return self
 
     # ----- methods mirroring ndarray ------------------------------------------------------
@@ -591,7 +619,7 @@ class Tensor:
                 src.data = self.data.copy()
                 src.grad = src._hooks = None
                 src._node, src._idx, src._rg, src._tan = self._node, self._idx, self._rg, self._tan
-                src._vc = [0]
+                src._vc = None
             res = _apply(p, (src, o))
             if res.shape != self.shape:
                 raise ValueError(
@@ -609,7 +637,7 @@ class Tensor:
                 p.kernel(self.data, od, out=self.data)
             except (TypeError, ValueError, np._core._exceptions._UFuncOutputCastingError) as e:
                 raise TypeError(f"in-place {p.name} on {self.dtype}{list(self.shape)}: {e}") from e
-        self._vc[0] += 1
+        bump_version(self)
         return self
 
     def __setitem__(self, idx: Any, value: Any) -> None:
@@ -626,7 +654,7 @@ class Tensor:
                 self.data[_F.raw_index(idx)] = v
             except (ValueError, IndexError, TypeError) as e:
                 raise type(e)(f"setitem on {self.dtype}{list(self.shape)}: {e}") from e
-        self._vc[0] += 1
+        bump_version(self)
 
     # ----- NumPy protocols ----------------------------------------------------------------
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:

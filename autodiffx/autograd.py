@@ -10,7 +10,7 @@ import numpy as np
 from ._graph import run_backward
 from ._mode import STATE, no_grad
 from ._registry import apply, defprim
-from ._tensor import Tensor
+from ._tensor import STAMP, Tensor
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -110,19 +110,19 @@ class FunctionCtx:
 
     def __init__(self) -> None:
         self._saved: tuple[Any, ...] = ()
-        self._versions: tuple[int | None, ...] = ()
+        self._stamp = 0
         self.needs_input_grad: tuple[bool, ...] = ()
 
     def save_for_backward(self, *tensors: Any) -> None:
         """Keep ``tensors`` for ``vjp``/``jvp``; modifying them in place afterwards is an error."""
         self._saved = tensors
-        self._versions = tuple(t._vc[0] if isinstance(t, Tensor) else None for t in tensors)
+        self._stamp = STAMP[0]
 
     @property
     def saved_tensors(self) -> tuple[Any, ...]:
         """The tensors given to ``save_for_backward``."""
-        for i, (t, v) in enumerate(zip(self._saved, self._versions)):
-            if v is not None and t._vc[0] != v:
+        for i, t in enumerate(self._saved):
+            if isinstance(t, Tensor) and t._vc is not None and t._vc[0] > self._stamp:
                 raise RuntimeError(
                     f"saved tensor {i} of a custom Function was modified in place after "
                     "save_for_backward (use an out-of-place op or save a copy)"

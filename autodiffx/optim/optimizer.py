@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._mode import enable_grad, no_grad
-from .._tensor import Tensor
+from .._tensor import Tensor, bump_version
 
 __all__ = ["Optimizer", "required"]
 
@@ -57,7 +57,7 @@ def _scalar(v: Any) -> float:
 
 def _bump(p: Tensor) -> None:
     """Record an in-place change of ``p`` (its version counter guards saved values)."""
-    p._vc[0] += 1
+    bump_version(p)
 
 
 class Optimizer:
