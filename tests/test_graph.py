@@ -328,3 +328,23 @@ def test_multi_output_unused_outputs_get_zero_cotangent():
     a, _b, c = ad.split(x, 3)
     (a.sum() + 2 * c.sum()).backward()
     np.testing.assert_allclose(x.grad.data, [1, 1, 0, 0, 2, 2])
+
+
+def test_inplace_on_saved_output_is_detected():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = ad.exp(x)
+    z = y * 1.0
+    y += 1  # exp's backward needs its output, now overwritten
+    with pytest.raises(RuntimeError, match=r"'exp'.*output 0"):
+        (z.sum() + y.sum()).backward()
+
+
+def test_inplace_through_a_view_is_detected():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 1.0
+    y = h * h
+    v = h[0:1]
+    with ad.no_grad():
+        v += 1.0  # writes into h's buffer
+    with pytest.raises(RuntimeError, match="in-place"):
+        y.sum().backward()
