@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 
 .PHONY: run test lint bench
 run: $(VENV)/.installed
-	$(PY) -m autodiffx demo
+	$(PY) -m autodiffx train
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check autodiffx tests benchmarks

@@ -1,0 +1,415 @@
+"""``autodiffx train``: short runs, files, exact resume, clean errors, ``--help`` everywhere."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import autodiffx as ad
+from autodiffx import train
+from autodiffx.__main__ import build_parser, main
+from autodiffx.data import load_digits
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["train", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def accuracy(stdout: str) -> float:
+    m = re.search(r"test accuracy (\d\.\d+) \((\d+)/(\d+)\)", stdout)
+    assert m, stdout
+    assert int(m[2]) / int(m[3]) == pytest.approx(float(m[1]), abs=1e-4)
+    return float(m[1])
+
+
+def assert_one_line_error(err: str) -> None:
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert re.match(r"autodiffx( train)?: error: ", lines[0]), err
+
+
+def checkpoint_equal(a: dict, b: dict) -> None:
+    """Every array of the two checkpoints is bit-identical (wall-clock times excepted)."""
+    assert a["epoch"] == b["epoch"]
+    assert a["config"] == b["config"]
+    assert a["rng"] == b["rng"]
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert np.array_equal(a["model"][k], b["model"][k]), k
+    for k in train._HISTORY_KEYS:
+        if k != "seconds":
+            assert np.array_equal(a["history"][k], b["history"][k]), k
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        assert sa[i].keys() == sb[i].keys()
+        for name in sa[i]:
+            va, vb = sa[i][name], sb[i][name]
+            if isinstance(va, list):
+                assert len(va) == len(vb)
+                assert all(np.array_equal(x, y) for x, y in zip(va, vb)), name
+            else:
+                assert np.array_equal(va, vb), name
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
+
+
+# ----- data -------------------------------------------------------------------------------
+def test_load_digits_contract():
+    X, y = load_digits()
+    assert X.shape == (1797, 64) and X.dtype == np.float64
+    assert y.shape == (1797,) and y.dtype == np.int64
+    assert X.min() == 0.0 and X.max() == 1.0
+    assert np.array_equal(np.unique(X * 16), np.arange(17))
+    assert np.array_equal(np.unique(y), np.arange(10))
+    X2, _ = load_digits()
+    X2[0, 0] = 5.0
+    assert load_digits()[0][0, 0] == 0.0  # fresh arrays every call
+
+
+def test_split_is_stratified_seeded_and_disjoint():
+    Xtr, ytr, Xte, yte = train.split_digits(seed=0)
+    X, y = load_digits()
+    assert len(ytr) + len(yte) == len(y)
+    counts = np.bincount(y)
+    assert np.array_equal(np.bincount(yte), np.round(0.2 * counts).astype(int))
+    both = np.concatenate([Xtr, Xte])
+    assert len(np.unique(both, axis=0)) == len(np.unique(X, axis=0))
+    again = train.split_digits(seed=0)
+    assert np.array_equal(again[2], Xte) and np.array_equal(again[3], yte)
+    assert not np.array_equal(train.split_digits(seed=1)[3], yte)
+
+
+# ----- a short run through the command line --------------------------------------------------
+def test_short_run_writes_checkpoint_and_plot(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli(capsys, "--epochs", "3", "--out", str(out))
+    assert code == 0, stderr
+    assert accuracy(stdout) >= 0.9
+    # stderr is not a terminal here: exactly one progress line per epoch, no carriage return
+    lines = stderr.strip().splitlines()
+    assert [ln.split()[1] for ln in lines] == ["1/3", "2/3", "3/3"]
+    assert "\r" not in stderr
+    assert all(re.search(r"loss \S+  train acc \d\.\d{4}  test acc \d\.\d{4}", ln) for ln in lines)
+    ckpt, png = out / "checkpoint.npz", out / "training.png"
+    assert f"checkpoint: {ckpt}" in stdout and f"plot: {png}" in stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in os.listdir(out) if p.startswith(".")]  # no temporary files left
+    # plain arrays only: every member loads without pickle
+    with np.load(ckpt, allow_pickle=False) as npz:
+        for name in npz.files:
+            assert npz[name].dtype != object
+    ck = train.load_checkpoint(ckpt)
+    assert ck["epoch"] == 3
+    assert ck["config"] == train.TrainConfig().to_dict()
+    assert ck["rng"]["bit_generator"] == "PCG64"
+    assert ck["history"]["test_acc"][-1] == pytest.approx(accuracy(stdout), abs=1e-4)
+    model = train.make_model()
+    model.load_state_dict(ck["model"])
+    _, _, Xte, yte = train.split_digits(0)
+    assert train.evaluate(model, Xte, yte)[1] == ck["history"]["test_acc"][-1]
+
+
+def test_defaults_reach_095(tmp_path, capsys):
+    code, stdout, stderr = run_cli(capsys, "--out", str(tmp_path), "--no-plot")
+    assert code == 0, stderr
+    assert accuracy(stdout) >= 0.95
+    assert "after 20 epochs" in stdout
+    assert not (tmp_path / "training.png").exists()
+
+
+def test_progress_bar_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    log = Terminal()
+    train.fit(train.TrainConfig(hidden=(8,)), epochs=2, log=log)
+    text = log.getvalue()
+    assert text.count("\n") == 2
+    assert "\r" in text
+    finals = [seg for seg in text.split("\r") if seg.endswith("\n")]
+    assert len(finals) == 2
+    assert all("[" + "#" * train._Progress.WIDTH + "]" in seg for seg in finals)
+
+
+# ----- resume ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "lbfgs"])
+def test_resume_equals_uninterrupted(tmp_path, capsys, optimizer):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    common = ["--optimizer", optimizer, "--no-plot"]
+    assert run_cli(capsys, "--epochs", "4", "--out", str(whole), *common)[0] == 0
+    assert run_cli(capsys, "--epochs", "2", "--out", str(split), *common)[0] == 0
+    assert train.load_checkpoint(split / "checkpoint.npz")["epoch"] == 2
+    code, _, stderr = run_cli(
+        capsys, "--epochs", "4", "--out", str(split), "--resume", str(split / "checkpoint.npz")
+    )
+    assert code == 0, stderr
+    assert [ln.split()[1] for ln in stderr.strip().splitlines()] == ["3/4", "4/4"]
+    a = train.load_checkpoint(whole / "checkpoint.npz")
+    b = train.load_checkpoint(split / "checkpoint.npz")
+    checkpoint_equal(a, b)
+
+
+def test_resume_in_python_matches_and_continues_history(tmp_path):
+    cfg = train.TrainConfig(hidden=(16,), activation="relu", batch_size=50, seed=3)
+    full = train.fit(cfg, epochs=3)
+    train.fit(cfg, epochs=1, out=tmp_path, plot=False)
+    rest = train.fit(epochs=3, resume=tmp_path / "checkpoint.npz", out=tmp_path, plot=False)
+    assert rest.config == cfg and rest.trained == 2 and rest.epoch == 3
+    for p, q in zip(full.model.parameters(), rest.model.parameters()):
+        assert np.array_equal(p, q)
+    assert np.array_equal(full.history["test_acc"], rest.history["test_acc"])
+
+
+def test_resume_when_already_done(tmp_path, capsys):
+    assert run_cli(capsys, "--epochs", "2", "--out", str(tmp_path), "--no-plot")[0] == 0
+    ckpt = tmp_path / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    code, stdout, _ = run_cli(
+        capsys, "--epochs", "2", "--resume", str(ckpt), "--out", str(tmp_path)
+    )
+    assert code == 0
+    assert "nothing to train" in stdout and "after 2 epochs" in stdout
+    assert ckpt.read_bytes() == before
+
+
+def test_resume_may_change_lr_and_batch_size(tmp_path, capsys):
+    assert run_cli(capsys, "--epochs", "1", "--out", str(tmp_path), "--no-plot")[0] == 0
+    ckpt = str(tmp_path / "checkpoint.npz")
+    args = ["--epochs", "2", "--resume", ckpt, "--lr", "0.001", "--batch-size", "64", "--no-plot"]
+    code, _, stderr = run_cli(capsys, *args, "--out", str(tmp_path))
+    assert code == 0, stderr
+    ck = train.load_checkpoint(ckpt)
+    assert ck["config"]["lr"] == 0.001 and ck["config"]["batch_size"] == 64
+    assert ck["optimizer"]["param_groups"][0]["lr"] == 0.001
+
+
+def test_interrupt_keeps_the_last_epoch(tmp_path, capsys, monkeypatch):
+    calls = []
+    real = train.train_epoch
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epoch", interrupted)
+    code, _, stderr = run_cli(capsys, "--epochs", "5", "--out", str(tmp_path))
+    assert code == 130
+    assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    assert train.load_checkpoint(tmp_path / "checkpoint.npz")["epoch"] == 1
+
+
+# ----- errors -----------------------------------------------------------------------------------
+@pytest.fixture
+def checkpoint(tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("ckpt")
+    train.fit(train.TrainConfig(), epochs=1, out=out, plot=False)
+    return str(out / "checkpoint.npz")
+
+
+def _corrupt(path: str, how: str) -> None:
+    data = bytearray(Path(path).read_bytes())
+    if how == "garbage":
+        data = bytearray(b"not a checkpoint at all\n")
+    elif how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "flipped":
+        data[len(data) // 2] ^= 0xFF
+    elif how == "empty":
+        data = bytearray()
+    Path(path).write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated", "flipped", "empty"])
+def test_corrupt_checkpoint_is_a_clean_error(tmp_path, capsys, checkpoint, how):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(Path(checkpoint).read_bytes())
+    _corrupt(str(bad), how)
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(capsys, "--resume", str(bad), "--out", str(out))
+    assert code == 1
+    assert_one_line_error(stderr)
+    assert "cannot resume" in stderr and "bad.npz" in stderr
+    assert stdout == "" and not out.exists()
+
+
+def test_checkpoint_of_other_kinds_is_refused(tmp_path, capsys):
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, a=np.zeros(3))
+    other = tmp_path / "other.npz"
+    ad.save({"model": {"w": np.zeros(2)}}, other)
+    for path in (plain, other, tmp_path / "missing.npz", tmp_path):
+        code, _, stderr = run_cli(capsys, "--resume", str(path), "--out", str(tmp_path / "o"))
+        assert code == 1, path
+        assert_one_line_error(stderr)
+    assert not (tmp_path / "o").exists()
+
+
+def test_checkpoint_with_bad_contents_is_refused(tmp_path, checkpoint):
+    ck = ad.load(checkpoint)
+    for key, value in [
+        ("epoch", 0),
+        ("config", {"hidden": [64], "activation": "sine"}),
+        ("history", {"loss": np.zeros(1)}),
+        ("rng", "PCG64"),
+    ]:
+        path = tmp_path / f"{key}.npz"
+        ad.save({**ck, key: value}, path)
+        with pytest.raises(train.TrainError, match="not a valid training checkpoint"):
+            train.load_checkpoint(path)
+    path = tmp_path / "rng.npz"
+    ad.save({**ck, "rng": {"bit_generator": "MT19937", "state": {}}}, path)
+    with pytest.raises(train.TrainError, match="generator state"):
+        train.fit(epochs=2, resume=path)
+
+
+def test_checkpoint_of_another_shape_changes_nothing(tmp_path, capsys, checkpoint):
+    out = os.path.dirname(checkpoint)
+    before = Path(checkpoint).read_bytes()
+    files = sorted(os.listdir(out))
+    code, stdout, stderr = run_cli(
+        capsys, "--resume", checkpoint, "--hidden", "32", "--epochs", "3", "--out", out
+    )
+    assert code == 1
+    assert_one_line_error(stderr)
+    assert "size mismatch for 0.weight" in stderr and stdout == ""
+    assert Path(checkpoint).read_bytes() == before
+    assert sorted(os.listdir(out)) == files
+    # the library call underneath: load_state_dict raises and leaves the model as it was
+    model = train.make_model((32,))
+    snapshot = [p.data.copy() for p in model.parameters()]
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        model.load_state_dict(train.load_checkpoint(checkpoint)["model"])
+    assert all(np.array_equal(p, s) for p, s in zip(model.parameters(), snapshot))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--seed", "5"), ("--activation", "relu"), ("--optimizer", "adamw")]
+)
+def test_resume_with_a_conflicting_setting(tmp_path, capsys, checkpoint, option, value):
+    code, _, stderr = run_cli(capsys, "--resume", checkpoint, option, value, "--out", str(tmp_path))
+    assert code == 1
+    assert_one_line_error(stderr)
+    assert f"omit {option}" in stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--epochs", "0"],
+        ["--epochs", "two"],
+        ["--lr", "-1"],
+        ["--lr", "inf"],
+        ["--lr", "nan"],
+        ["--batch-size", "0"],
+        ["--optimizer", "newton"],
+        ["--activation", "sine"],
+        ["--hidden", "64,0"],
+        ["--hidden", ""],
+        ["--seed", "-1"],
+        ["--bogus"],
+    ],
+)
+def test_bad_options_exit_with_one_line(capsys, args):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *args])
+    assert exc.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert_one_line_error(err)
+
+
+def test_unwritable_output_directory(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, stderr = run_cli(capsys, "--epochs", "1", "--out", str(blocker / "sub"))
+    assert code == 1
+    assert_one_line_error(stderr)
+
+
+def test_missing_matplotlib_skips_the_plot(tmp_path, capsys, monkeypatch):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)
+    code, stdout, stderr = run_cli(capsys, "--epochs", "1", "--out", str(tmp_path))
+    assert code == 0
+    assert "matplotlib is not installed" in stderr
+    assert "plot:" not in stdout and not (tmp_path / "training.png").exists()
+    assert (tmp_path / "checkpoint.npz").exists()
+
+
+def test_config_validation():
+    assert train.TrainConfig(optimizer="lbfgs").lr == 1.0
+    for kwargs in (
+        {"hidden": ()},
+        {"hidden": (8, -1)},
+        {"lr": 0.0},
+        {"lr": float("nan")},
+        {"seed": -1},
+        {"batch_size": 1.5},
+        {"optimizer": "newton"},
+    ):
+        with pytest.raises(ValueError):
+            train.TrainConfig(**kwargs)
+    with pytest.raises(train.TrainError, match="epochs"):
+        train.fit(epochs=0)
+
+
+# ----- --help on every subcommand ---------------------------------------------------------
+def _subcommands() -> list[str]:
+    parser = build_parser()
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(action.choices)
+
+
+@pytest.mark.parametrize("argv", [[], *([c] for c in _subcommands())])
+def test_help(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: autodiffx")
+    assert "--help" in out
+
+
+def test_subcommands_include_train_and_demo():
+    assert {"train", "demo"} <= set(_subcommands())
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run(
+        [sys.executable, "-m", "autodiffx", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--resume CHECKPOINT" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "autodiffx", "train", "--resume", "/nonexistent/ck.npz"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert_one_line_error(proc.stderr)
+
+
+def test_checkpoint_is_a_zip_of_npy_members(checkpoint):
+    with zipfile.ZipFile(checkpoint) as zf:
+        assert all(n.endswith(".npy") for n in zf.namelist())
