@@ -3,13 +3,13 @@
 Parametrized over ``sorted(autodiffx.REGISTRY)``, so a new op is benchmarked with no edit: a
 ufunc kernel gets ``nin`` vectors of the size, any other kernel is tried on one vector, and
 ops that need other arguments have a builder in ``BUILDERS``. An op none of these fit is
-skipped (asv shows it as n/a). ``time_numpy_kernel / time_forward`` is the dispatch overhead.
+skipped (asv shows it as n/a). ``time_forward - time_numpy_kernel`` is the dispatch overhead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -56,22 +56,52 @@ def _half(n: int) -> int:
     return len(range(0, n, 2))
 
 
+#: O(side**3) LAPACK ops stop at 1e4 elements (100 x 100): beyond it the kernel is all there is.
+CUBIC_MAX = 10_000
+
+
+def _square(kind: str, nargs: int = 1, **params: Any) -> Callable[[str, int], Args]:
+    """A well-conditioned ("general") or symmetric positive definite ("spd") matrix, and for
+    ``nargs=2`` a right-hand side vector."""
+
+    def build(name: str, n: int) -> Args:
+        if n > CUBIC_MAX:
+            raise NotImplementedError(f"{name}: O(n**3) kernel, sizes up to {CUBIC_MAX} only")
+        m = _mat(name, n)
+        side = m.shape[0]
+        m = m @ m.T / side if kind == "spd" else m
+        m = m + side * np.eye(side)
+        args = (m, _vec(name, side, 1)) if nargs == 2 else (m,)
+        return args, params
+
+    return build
+
+
 #: Ops whose arguments are not "one vector per kernel input", by name.
 BUILDERS: dict[str, Callable[[str, int], Args]] = {
     "astype": _one_vec(dtype=np.float32),
     "broadcast_to": lambda name, n: ((_vec(name, n),), {"shape": (2, n)}),
+    "cholesky": _square("spd"),
     "concatenate": _two_vecs(),
     "cumprod": _one_vec(axis=0),
     "cumsum": _one_vec(axis=0),
+    "det": _square("general"),
     "diagonal": _one_mat(),
     "diagonal_scatter": lambda name, n: (
         (_mat(name, n)[0],),
         {"shape": (_mat(name, n).shape[0],) * 2, "offset": 0, "axis1": 0, "axis2": 1},
     ),
+    "eigh": _square("spd"),
+    "eigvalsh": _square("spd"),
+    "einsum": lambda name, n: ((_mat(name, n), _mat(name, n, 1)[0]), {"subscripts": "ij,j->i"}),
     "getitem": _one_vec(idx=slice(None, None, 2)),
+    "inv": _square("general"),
+    "lstsq": _square("general", 2),
     "matmul": lambda name, n: ((_mat(name, n), _mat(name, n, 1)[0]), {}),
     "pad": _one_vec(pad_width=1),
+    "pinv": _square("general"),
     "power": _two_vecs(),
+    "qr": _square("general"),
     "reshape": _one_vec(shape=(-1, 1)),
     "roll": _one_vec(shift=1),
     "scatter_add": lambda name, n: (
@@ -82,7 +112,11 @@ BUILDERS: dict[str, Callable[[str, int], Args]] = {
         (_vec(name, n), _vec(name, _half(n), 1)),
         {"idx": slice(None, None, 2)},
     ),
+    "slogdet": _square("general"),
+    "solve": _square("general", 2),
     "split": lambda name, n: ((_vec(name, n),), {"indices_or_sections": [n // 2]}),
+    "svd": _square("general", full_matrices=False),
+    "svdvals": _square("general"),
     "swapaxes": _one_mat(axis1=0, axis2=1),
     "transpose": _one_mat(),
     "tril": _one_mat(),
@@ -114,8 +148,8 @@ def _outputs(res: Any) -> list[ad.Tensor]:
 class _PrimitiveBench:
     """Setup shared by the three classes below: arguments as arrays and as Tensors."""
 
-    params = [sorted(ad.REGISTRY), list(SIZES)]
-    param_names = ["op", "size"]
+    params: ClassVar[list[list[Any]]] = [sorted(ad.REGISTRY), list(SIZES)]
+    param_names: ClassVar[list[str]] = ["op", "size"]
     rounds = 1
     repeat = (1, 5, 2.0)
     warmup_time = 0.02
@@ -126,14 +160,16 @@ class _PrimitiveBench:
         try:
             self.raw, self.kw = build_args(op, size)
             p.kernel(*self.raw, **self.kw)
+        except NotImplementedError:
+            raise
         except Exception as e:
             raise NotImplementedError(f"no argument builder fits {op!r}") from e
         self.diff = [_differentiable(p, i, a) for i, a in enumerate(self.raw)]
         self.args = tuple(
             ad.tensor(a, requires_grad=d) if isinstance(a, np.ndarray) else a
-            for a, d in zip(self.raw, self.diff)
+            for a, d in zip(self.raw, self.diff, strict=True)
         )
-        self.inputs = [a for a, d in zip(self.args, self.diff) if d]
+        self.inputs = [a for a, d in zip(self.args, self.diff, strict=True) if d]
 
 
 class PrimitiveForward(_PrimitiveBench):
@@ -174,7 +210,7 @@ class PrimitiveJVP(_PrimitiveBench):
         r = rng(8)
         self.duals = tuple(
             ad.forward.make_dual(a.detach(), r.uniform(0.1, 0.9, a.shape)) if d else a
-            for a, d in zip(self.args, self.diff)
+            for a, d in zip(self.args, self.diff, strict=True)
         )
 
     def teardown(self, op: str, size: int) -> None:

@@ -6,6 +6,8 @@ the function transforms. ``ratios.py`` times the same functions outside asv and 
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import autodiffx as ad
 
 from .common import (
@@ -72,8 +74,8 @@ class W3LargeElementwise:
 class W4GradientVsFiniteDifferences:
     """Gradient of ``sum(tanh(A @ x))``: reverse mode, hand-written, central differences."""
 
-    params = [list(W4_SIZES)]
-    param_names = ["n"]
+    params: ClassVar[list[list[Any]]] = [list(W4_SIZES)]
+    param_names: ClassVar[list[str]] = ["n"]
     timeout = 300.0
 
     def setup(self, n: int) -> None:
