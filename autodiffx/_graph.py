@@ -159,6 +159,7 @@ def run_backward(
         for node in reversed(order):
             g = grads.pop(node, None)
             if g is None:
+                _zero_leaves(node, leaf_grads, needed)
                 continue
             if node.args is None:
                 raise _freed_error(node)
@@ -184,10 +185,13 @@ def run_backward(
                 if e is None:
                     continue
                 c = cts[i]
-                if c is None:
-                    continue
                 child = e[0]
                 if needed is not None and child not in needed:
+                    continue
+                if c is None:
+                    # A leaf reached only through symbolic zeros still gets a zero gradient.
+                    if type(child) is not Node and child not in leaf_grads:
+                        leaf_grads[child] = None
                     continue
                 if create_graph:
                     if not isinstance(c, Tensor):
@@ -209,16 +213,6 @@ def run_backward(
                     leaf_grads[child] = c if prev is None else prev + c
             if not retain_graph:
                 node.args = node.datas = node.out = node.outs = None
-        # Leaves reached only through symbolic zeros still get a (zero) gradient.
-        for node in order:
-            for e in node.edges:
-                if (
-                    e is not None
-                    and type(e[0]) is not Node
-                    and e[0] not in leaf_grads
-                    and (needed is None or e[0] in needed)
-                ):
-                    leaf_grads[e[0]] = None
         for leaf, g in leaf_grads.items():
             if g is None:
                 g = np.zeros(leaf.data.shape, leaf.data.dtype)
@@ -241,6 +235,18 @@ def run_backward(
                 _accumulate(t, g, create_graph)
         return None
     return captured
+
+
+def _zero_leaves(node: Node, leaf_grads: dict[Tensor, Any], needed: set[Any] | None) -> None:
+    """A node no cotangent reached: its leaf inputs still get a zero gradient."""
+    for e in node.edges:
+        if (
+            e is not None
+            and type(e[0]) is not Node
+            and e[0] not in leaf_grads
+            and (needed is None or e[0] in needed)
+        ):
+            leaf_grads[e[0]] = None
 
 
 def _hooks_and_targets(

@@ -281,7 +281,7 @@ class Tensor:
                     "of the same shape); the gradient can be created implicitly only for "
                     "scalar outputs"
                 )
-            gradient = np.ones_like(self.data)
+            gradient = np.ones(self.data.shape, self.data.dtype)
         else:
             g = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient)
             if g.shape != self.shape:
@@ -501,34 +501,34 @@ class Tensor:
 
     # ----- operators --------------------------------------------------------------------
     def __add__(self, o: Any) -> Tensor:
-        return _apply(_P.add, (self, o))
+        return _apply2(_P.add, self, o)
 
     def __radd__(self, o: Any) -> Tensor:
-        return _apply(_P.add, (o, self))
+        return _apply2(_P.add, o, self)
 
     def __sub__(self, o: Any) -> Tensor:
-        return _apply(_P.subtract, (self, o))
+        return _apply2(_P.subtract, self, o)
 
     def __rsub__(self, o: Any) -> Tensor:
-        return _apply(_P.subtract, (o, self))
+        return _apply2(_P.subtract, o, self)
 
     def __mul__(self, o: Any) -> Tensor:
-        return _apply(_P.multiply, (self, o))
+        return _apply2(_P.multiply, self, o)
 
     def __rmul__(self, o: Any) -> Tensor:
-        return _apply(_P.multiply, (o, self))
+        return _apply2(_P.multiply, o, self)
 
     def __truediv__(self, o: Any) -> Tensor:
-        return _apply(_P.divide, (self, o))
+        return _apply2(_P.divide, self, o)
 
     def __rtruediv__(self, o: Any) -> Tensor:
-        return _apply(_P.divide, (o, self))
+        return _apply2(_P.divide, o, self)
 
     def __floordiv__(self, o: Any) -> Tensor:
-        return _apply(_P.floor_divide, (self, o))
+        return _apply2(_P.floor_divide, self, o)
 
     def __rfloordiv__(self, o: Any) -> Tensor:
-        return _apply(_P.floor_divide, (o, self))
+        return _apply2(_P.floor_divide, o, self)
 
     def __pow__(self, o: Any) -> Tensor:
         return _F.power(self, o)
@@ -552,31 +552,31 @@ class Tensor:
         return _apply(_P.abs, (self,))
 
     def __lt__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return _apply(_P.less, (self, o))
+        return _apply2(_P.less, self, o)
 
     def __le__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return _apply(_P.less_equal, (self, o))
+        return _apply2(_P.less_equal, self, o)
 
     def __gt__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return _apply(_P.greater, (self, o))
+        return _apply2(_P.greater, self, o)
 
     def __ge__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return _apply(_P.greater_equal, (self, o))
+        return _apply2(_P.greater_equal, self, o)
 
     def __eq__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return _apply(_P.equal, (self, o))
+        return _apply2(_P.equal, self, o)
 
     def __ne__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return _apply(_P.not_equal, (self, o))
+        return _apply2(_P.not_equal, self, o)
 
     def __invert__(self) -> Tensor:
         return _apply(_P.logical_not, (self,))
 
     def __and__(self, o: Any) -> Tensor:
-        return _apply(_P.logical_and, (self, o))
+        return _apply2(_P.logical_and, self, o)
 
     def __or__(self, o: Any) -> Tensor:
-        return _apply(_P.logical_or, (self, o))
+        return _apply2(_P.logical_or, self, o)
 
     def __getitem__(self, idx: Any) -> Tensor:
         return _F.getitem(self, idx)
@@ -701,6 +701,7 @@ from . import _graph  # noqa: E402
 from . import ops as _F  # noqa: E402
 from ._registry import FUNCTION_MAP, REGISTRY, UFUNC_MAP  # noqa: E402
 from ._registry import apply as _apply  # noqa: E402
+from ._registry import apply2 as _apply2  # noqa: E402
 
 
 class _Prims:

@@ -41,3 +41,13 @@ __all__ = [
     "svd",
     "svdvals",
 ]
+
+from .linalg_solvers import (
+    ConvergenceError,
+    ConvergenceWarning,
+    cg,
+    custom_linear_solve,
+    minres,
+)
+
+__all__ += ["ConvergenceError", "ConvergenceWarning", "cg", "custom_linear_solve", "minres"]

@@ -48,7 +48,7 @@ def matmul(a: Any, b: Any, out: Any = None, **kw: Any) -> Tensor:
     if out is not None or kw:
         raise TypeError("matmul: out= and other keyword arguments are not supported on Tensors")
     for name, v in (("a", a), ("b", b)):
-        if np.ndim(v) == 0:
+        if (v.ndim if isinstance(v, Tensor | np.ndarray) else np.ndim(v)) == 0:
             raise ValueError(f"matmul: input {name} is 0-d (a scalar); use multiply or *")
     return matmul_(a, b)
 

@@ -36,6 +36,8 @@ def _keep(g: Any, x: Any, axis: Any, keepdims: bool) -> Any:
 
 
 def _sum_kernel(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    if type(x) is np.ndarray and x.dtype.kind in "fc":
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)  # np.sum's Python layer: ~1 µs
     return np.sum(x, axis=axis, keepdims=keepdims)
 
 
