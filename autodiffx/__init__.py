@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import autograd, fd, forward, linalg, nn, optim
+from . import autograd, fd, forward, implicit, linalg, nn, optim
 from ._mode import detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from ._registry import REGISTRY, Primitive  # noqa: F401  (for extensions and tests)
 from ._tensor import Tensor
@@ -180,6 +180,7 @@ __all__ = [
     "greater_equal",
     "hypot",
     "imag",
+    "implicit",
     "inner",
     "is_grad_enabled",
     "less",
