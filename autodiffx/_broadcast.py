@@ -7,14 +7,15 @@ from typing import Any
 import numpy as np
 
 
-def fit(g: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+def fit(g: Any, shape: tuple[int, ...], dtype: np.dtype, nb: int = 0) -> Any:
     """Return ``g`` summed or broadcast to ``shape`` and cast to ``dtype``.
 
     ``g`` is an ndarray or a Tensor (both expose ``shape``, ``sum``, ``reshape`` and
     ``astype``), so the same code serves first-order and recorded (higher-order) passes.
     A gradient larger than ``shape`` is the cotangent of an implicit broadcast and is
     summed over the broadcast axes; a smaller one (a rule may return a keepdims-shaped
-    or scalar cotangent) is broadcast up. Complex to real keeps the real part.
+    or scalar cotangent) is broadcast up. Complex to real keeps the real part. The first
+    ``nb`` axes of ``g`` are batch axes (vectorized Jacobians) and are kept as they are.
 
     Examples
     --------
@@ -22,20 +23,24 @@ def fit(g: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
     array([2., 2., 2.])
     >>> fit(np.ones((1, 3)), (2, 3), np.dtype("float32")).dtype
     dtype('float32')
+    >>> fit(np.ones((5, 2, 3)), (3,), np.dtype("float64"), nb=1).shape
+    (5, 3)
     """
     gshape = g.shape
-    if gshape != shape:
-        lead = len(gshape) - len(shape)
-        if lead >= 0 and all(s == 1 or s == gs for s, gs in zip(shape, gshape[lead:])):
-            axes = tuple(range(lead)) + tuple(
-                i + lead for i, s in enumerate(shape) if s == 1 and gshape[i + lead] != 1
+    target = tuple(gshape[:nb]) + tuple(shape) if nb else shape
+    if gshape != target:
+        lead = len(gshape) - len(target)
+        core = gshape[nb + lead :] if lead >= 0 else ()
+        if lead >= 0 and all(s == 1 or s == c for s, c in zip(shape, core)):
+            axes = tuple(range(nb, nb + lead)) + tuple(
+                nb + lead + i for i, s in enumerate(shape) if s == 1 and core[i] != 1
             )
             if axes:
                 g = g.sum(axis=axes, keepdims=True)
-            if g.shape != shape:
-                g = g.reshape(shape)
+            if g.shape != target:
+                g = g.reshape(target)
         else:
-            g = _broadcast_to(g, shape)
+            g = _broadcast_to(g, target)
     gdtype = g.dtype
     if gdtype != dtype:
         if gdtype.kind == "c" and dtype.kind != "c":

@@ -107,12 +107,14 @@ def run_backward(
     create_graph: bool,
     targets: Sequence[Tensor] | None = None,
     accumulate: bool = True,
+    batch_ndim: int = 0,
 ) -> list[Any] | None:
     """Propagate ``seeds`` from ``roots`` to the leaves (or to ``targets``).
 
     With ``accumulate`` the gradients are added into ``.grad`` (of every reached leaf, or of
     ``targets`` only); otherwise the gradients of ``targets`` are returned in order
-    (None where unreachable).
+    (None where unreachable). With ``batch_ndim`` the seeds carry that many leading batch
+    axes, kept through every rule (one pass computes many vector-Jacobian products).
     """
     if create_graph:
         seeds = [s if isinstance(s, Tensor) else _wrap_const(np.asarray(s)) for s in seeds]
@@ -152,6 +154,47 @@ def run_backward(
                 needed.add(n)
 
     anomaly = STATE.anomaly
+    nb = batch_ndim
+    bshape = tuple(seeds[0].shape[:nb]) if nb else ()
+    prev_nb = STATE.nb
+    STATE.nb = nb
+    try:
+        return _run(
+            order,
+            grads,
+            leaf_grads,
+            root_nodes,
+            target_keys,
+            needed,
+            captured,
+            retain_graph,
+            create_graph,
+            accumulate,
+            targets,
+            anomaly,
+            nb,
+            bshape,
+        )
+    finally:
+        STATE.nb = prev_nb
+
+
+def _run(
+    order: list[Node],
+    grads: dict[Node, Any],
+    leaf_grads: dict[Tensor, Any],
+    root_nodes: list[Node],
+    target_keys: dict[Any, int] | None,
+    needed: set[Any] | None,
+    captured: list[Any],
+    retain_graph: bool,
+    create_graph: bool,
+    accumulate: bool,
+    targets: Sequence[Tensor] | None,
+    anomaly: bool,
+    nb: int,
+    bshape: tuple[int, ...],
+) -> list[Any] | None:
     ctx = enable_grad() if create_graph else no_grad()
     # NOTE: rules evaluate silently where the derivative is infinite (sqrt at 0), as PyTorch;
     # detect_anomaly() is the tool that turns non-finite gradients into errors.
@@ -172,7 +215,8 @@ def run_backward(
             p = node.prim
             if node.multi:
                 g = tuple(
-                    gk if gk is not None else _zeros(o, create_graph) for gk, o in zip(g, node.out)
+                    gk if gk is not None else _zeros(o, create_graph, bshape)
+                    for gk, o in zip(g, node.out)
                 )
             if create_graph:
                 cts = p.vjp(node.edges, g, _out_for_rule(node, True), node.args, node.params)
@@ -198,8 +242,8 @@ def run_backward(
                         c = _wrap_const(np.asarray(c))
                 elif type(c) is not np.ndarray:
                     c = np.asarray(c.data if isinstance(c, Tensor) else c)
-                if c.shape != e[2] or (c.dtype is not e[3] and c.dtype != e[3]):
-                    c = fit(c, e[2], e[3])
+                if nb or c.shape != e[2] or (c.dtype is not e[3] and c.dtype != e[3]):
+                    c = fit(c, e[2], e[3], nb)
                 if anomaly:
                     _check_grad(node, i, c)
                 if type(child) is Node:
@@ -215,7 +259,7 @@ def run_backward(
                 node.args = node.datas = node.out = node.outs = None
         for leaf, g in leaf_grads.items():
             if g is None:
-                g = np.zeros(leaf.data.shape, leaf.data.dtype)
+                g = np.zeros(bshape + leaf.data.shape, leaf.data.dtype)
                 if create_graph:
                     g = _wrap_const(g)
             if leaf._hooks:
@@ -291,8 +335,8 @@ def _add(d: dict[Any, Any], key: Any, c: Any) -> None:
     d[key] = c if prev is None else prev + c
 
 
-def _zeros(o: Any, create_graph: bool) -> Any:
-    z = np.zeros(o.shape, o.dtype)
+def _zeros(o: Any, create_graph: bool, bshape: tuple[int, ...] = ()) -> Any:
+    z = np.zeros(bshape + o.shape, o.dtype)
     return _wrap_const(z) if create_graph else z
 
 

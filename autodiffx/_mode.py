@@ -16,6 +16,10 @@ class _State(threading.local):
         # Open dual levels, outermost first; `masked` holds levels whose tangent rule is running.
         self.levels: list[int] = []
         self.masked: set[int] = set()
+        # Leading batch axes of the tangents of each level, and of the cotangents or tangents
+        # that the rule being evaluated now receives (vectorized Jacobians).
+        self.level_nb: dict[int, int] = {}
+        self.nb = 0
         self.mode = 0
 
     def sync(self) -> None:
@@ -127,6 +131,15 @@ class detect_anomaly(contextlib.ContextDecorator):
         STATE.anomaly = self._prev
 
 
+def batch_ndim() -> int:
+    """Leading batch axes of the cotangent or tangents the current rule receives.
+
+    Rules that reshape, transpose or index their cotangent (or apply a linear op to a
+    tangent) keep these leading axes untouched; everything else broadcasts over them.
+    """
+    return STATE.nb
+
+
 @contextlib.contextmanager
 def new_level() -> Iterator[int]:
     """Open a fresh dual level (innermost) for the duration of the block."""
@@ -138,4 +151,5 @@ def new_level() -> Iterator[int]:
         yield level
     finally:
         STATE.levels.remove(level)
+        STATE.level_nb.pop(level, None)
         STATE.sync()

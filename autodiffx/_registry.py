@@ -78,6 +78,8 @@ class Primitive:
         self.kind = "general"
         # One output, no Meta placeholders, not a view: eligible for apply1/apply2.
         self.fast = False
+        # batch(nb, *args, **params): the op on arguments with nb leading batch axes.
+        self.batch: Callable[..., Any] | None = None
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         if not params and len(args) == 1 and self.fast and not STATE.mode:
@@ -246,6 +248,7 @@ def defprim(
     zero_deriv: bool = False,
     view: bool = False,
     shapes: bool = True,
+    batch: Callable[..., Any] | None = None,
     ufunc: np.ufunc | None = None,
     overrides: Sequence[Callable[..., Any]] = (),
     doc: str = "",
@@ -266,6 +269,7 @@ def defprim(
     p.nout = nout
     p.view = view
     p.shapes = shapes
+    p.batch = batch
     if derivs is not None:
         _def_elementwise(p, derivs, argnames)
     elif linear is not None:
@@ -373,11 +377,13 @@ def _def_linear(p: Primitive, transpose: Any) -> None:
     nd = p.nondiff
 
     def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any) -> Any:
+        nb = STATE.nb
+        bshape = next(t.shape[:nb] for t in tans if t is not None) if nb else ()
         filled = [
-            a if i in nd else (t if t is not None else _zeros_like(a))
+            a if i in nd else (t if t is not None else _zeros_like(a, bshape))
             for i, (a, t) in enumerate(zip(args, tans))
         ]
-        return apply(p, filled, params)
+        return batched_apply(p, filled, params)
 
     p.vjp, p.jvp = vjp, jvp
 
@@ -396,19 +402,31 @@ def _def_bilinear(p: Primitive, transposes: Sequence[Callable[..., Any]]) -> Non
     def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any) -> Any:
         a, b = args
         ta_, tb_ = tans
-        acc = None if ta_ is None else apply(p, (ta_, b), params)
+        acc = None if ta_ is None else batched_apply(p, (ta_, b), params)
         if tb_ is not None:
-            term = apply(p, (a, tb_), params)
+            term = batched_apply(p, (a, tb_), params)
             acc = term if acc is None else acc + term
         return acc
 
     p.vjp, p.jvp = vjp, jvp
 
 
-def _zeros_like(a: Any) -> Any:
-    if isinstance(a, Tensor):
-        return np.zeros(a.shape, a.dtype)
-    return np.zeros_like(a) if isinstance(a, np.ndarray) else 0.0
+def _zeros_like(a: Any, bshape: tuple[int, ...] = ()) -> Any:
+    if isinstance(a, Tensor | np.ndarray):
+        return np.zeros(bshape + a.shape, a.dtype)
+    return np.zeros(bshape) if bshape else 0.0
+
+
+def batched_apply(p: Primitive, args: Sequence[Any], params: dict[str, Any]) -> Any:
+    """Apply ``p`` to arguments whose tangents carry ``batch_ndim()`` leading batch axes.
+
+    Ops whose parameters name positions (a shape, an index, a permutation) give a ``batch``
+    rule; the others broadcast over leading axes as they are.
+    """
+    nb = STATE.nb
+    if nb and p.batch is not None:
+        return p.batch(nb, *args, **params)
+    return apply(p, args, params)
 
 
 def _describe(args: Sequence[Any]) -> str:
@@ -643,6 +661,9 @@ def _push_tangents(
                 "static jvp(ctx, *tangents) to be used in forward mode"
             )
         st.masked.add(level)
+        nb = st.level_nb.get(level, 0)
+        prev_nb = st.nb
+        st.nb = nb
         try:
             # NOTE: like the backward pass, tangent rules run without floating-point warnings:
             # an infinite derivative is a value (detect_anomaly() reports it).
@@ -650,6 +671,7 @@ def _push_tangents(
                 tout = p.jvp(tuple(tans), res, args, params)
         finally:
             st.masked.discard(level)
+            st.nb = prev_nb
         outs = (res,) if p.nout == 1 else res
         touts = (tout,) if p.nout == 1 else (tout if tout is not None else (None,) * len(res))
         for o, t in zip(outs, touts):
@@ -657,7 +679,7 @@ def _push_tangents(
                 continue
             if not isinstance(t, Tensor):
                 t = _wrap_const(np.asarray(t))
-            t = fit(t, o.shape, o.data.dtype)
+            t = fit(t, o.shape, o.data.dtype, nb)
             if o._tan is None:
                 o._tan = {}
             o._tan[level] = t

@@ -26,11 +26,15 @@ def grad(
     retain_graph: bool | None = None,
     create_graph: bool = False,
     allow_unused: bool = False,
+    is_grads_batched: bool = False,
 ) -> tuple[Tensor | None, ...]:
     """Gradients of ``outputs`` with respect to ``inputs``, returned as a tuple.
 
     ``grad_outputs`` (one per output) seeds non-scalar outputs. With
-    ``create_graph=True`` the returned gradients are themselves differentiable.
+    ``create_graph=True`` the returned gradients are themselves differentiable. With
+    ``is_grads_batched=True`` (PyTorch's name) the first axis of every ``grad_outputs``
+    entry is a batch of cotangents, all pushed through the graph in one vectorized pass:
+    the result has that axis too (rows of a Jacobian).
 
     Examples
     --------
@@ -63,8 +67,12 @@ def grad(
             g = np.ones_like(o.data)
         elif not isinstance(g, Tensor):
             g = np.asarray(g, dtype=o.dtype)
-        if g.shape != o.shape:
-            raise RuntimeError(f"grad: grad_outputs shape {g.shape} != output shape {o.shape}")
+        gshape = g.shape[1:] if is_grads_batched else g.shape
+        if gshape != o.shape:
+            raise RuntimeError(
+                f"grad: grad_outputs shape {g.shape} does not match output shape {o.shape}"
+                + (" (with a leading batch axis)" if is_grads_batched else "")
+            )
         seeds.append(g)
     for i, t in enumerate(ins):
         if not isinstance(t, Tensor) or not t.requires_grad:
@@ -78,6 +86,7 @@ def grad(
         create_graph=create_graph,
         targets=ins,
         accumulate=False,
+        batch_ndim=1 if is_grads_batched else 0,
     )
     assert res is not None
     out: list[Tensor | None] = []
@@ -92,7 +101,7 @@ def grad(
         elif isinstance(g, Tensor):
             out.append(g)
         else:
-            out.append(Tensor(np.array(g, dtype=ins[i].dtype)))
+            out.append(Tensor(np.array(g, dtype=ins[i].dtype, copy=True)))
     return tuple(out)
 
 

@@ -49,8 +49,14 @@ def _current_level(level: int | None) -> int:
     return STATE.levels[-1]
 
 
-def make_dual(primal: Any, tangent: Any, level: int | None = None) -> Tensor:
+def make_dual(
+    primal: Any, tangent: Any, level: int | None = None, *, batched: bool = False
+) -> Tensor:
     """A tensor with the values of ``primal`` carrying ``tangent`` at the current level.
+
+    With ``batched=True`` the tangent has one extra leading axis: a batch of tangents pushed
+    through every op in one pass (columns of a Jacobian). All dual tensors of a level must
+    agree on batching.
 
     Examples
     --------
@@ -65,12 +71,18 @@ def make_dual(primal: Any, tangent: Any, level: int | None = None) -> Tensor:
     if p.dtype.kind not in "fc":
         p = p.astype(np.float64)
     t = tangent if isinstance(tangent, Tensor) else Tensor(np.asarray(tangent))
-    if t.shape != p.shape:
-        raise ValueError(f"make_dual: tangent shape {t.shape} != primal shape {p.shape}")
+    nb = 1 if batched else 0
+    if t.shape[nb:] != p.shape or t.ndim < nb:
+        raise ValueError(
+            f"make_dual: tangent shape {t.shape} does not match primal shape {p.shape}"
+            + (" (with a leading batch axis)" if batched else "")
+        )
+    if STATE.level_nb.setdefault(lvl, nb) != nb:
+        raise ValueError("make_dual: all dual tensors of one level must agree on `batched`")
     if t.dtype != p.dtype:
         if t.dtype.kind not in "fc" and t.dtype.kind not in "iub":
             raise TypeError(f"make_dual: tangent dtype {t.dtype} is not numeric")
-        t = fit(t, p.shape, p.dtype)
+        t = fit(t, p.shape, p.dtype, nb)
     out = alias(p)
     if out._tan is None:
         out._tan = {}
