@@ -80,6 +80,8 @@ class Primitive:
         self.fast = False
         # batch(nb, *args, **params): the op on arguments with nb leading batch axes.
         self.batch: Callable[..., Any] | None = None
+        # Elementwise with NumPy broadcasting: batched tangents are padded to the output's rank.
+        self.broadcasting = False
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         if not params and len(args) == 1 and self.fast and not STATE.mode:
@@ -249,6 +251,7 @@ def defprim(
     view: bool = False,
     shapes: bool = True,
     batch: Callable[..., Any] | None = None,
+    broadcasting: bool = False,
     ufunc: np.ufunc | None = None,
     overrides: Sequence[Callable[..., Any]] = (),
     doc: str = "",
@@ -291,6 +294,11 @@ def defprim(
     if nout != 1:
         p.save_out = True  # the engine needs the shapes of unused outputs for their zero cotangents
     p.fast = p.nout == 1 and not p.view and (p.save_args or not p.shapes)
+    p.broadcasting = (
+        broadcasting
+        or p.kind in ("elementwise", "zero")
+        or (isinstance(kernel, np.ufunc) and kernel.signature is None)
+    )
     if not register:
         return p
     if isinstance(ufunc, np.ufunc):
@@ -380,7 +388,7 @@ def _def_linear(p: Primitive, transpose: Any) -> None:
         nb = STATE.nb
         bshape = next(t.shape[:nb] for t in tans if t is not None) if nb else ()
         filled = [
-            a if i in nd else (t if t is not None else _zeros_like(a, bshape))
+            a if i in nd else (t if t is not None else _zeros_like(a, bshape, out, nb, p))
             for i, (a, t) in enumerate(zip(args, tans))
         ]
         return batched_apply(p, filled, params)
@@ -411,10 +419,23 @@ def _def_bilinear(p: Primitive, transposes: Sequence[Callable[..., Any]]) -> Non
     p.vjp, p.jvp = vjp, jvp
 
 
-def _zeros_like(a: Any, bshape: tuple[int, ...] = ()) -> Any:
-    if isinstance(a, Tensor | np.ndarray):
-        return np.zeros(bshape + a.shape, a.dtype)
-    return np.zeros(bshape) if bshape else 0.0
+def _zeros_like(
+    a: Any, bshape: tuple[int, ...] = (), out: Any = None, nb: int = 0, p: Any = None
+) -> Any:
+    if not bshape:
+        return np.zeros(a.shape, a.dtype) if isinstance(a, Tensor | np.ndarray) else 0.0
+    shape = np.shape(a)
+    if p is not None and p.broadcasting:
+        bshape = bshape[:nb] + (1,) * (out.ndim - len(shape))
+    return np.zeros(bshape + shape, getattr(a, "dtype", np.float64))
+
+
+def _pad_batched(t: Any, nb: int, ndim: int) -> Any:
+    """A batched tangent with size-1 axes after the batch axes up to the output's rank."""
+    pad = ndim - (t.ndim - nb)
+    if pad <= 0:
+        return t
+    return t.reshape(t.shape[:nb] + (1,) * pad + t.shape[nb:])
 
 
 def batched_apply(p: Primitive, args: Sequence[Any], params: dict[str, Any]) -> Any:
@@ -660,8 +681,13 @@ def _push_tangents(
                 f"'{p.name}' has no forward-mode (JVP) rule; an ad.Function subclass needs a "
                 "static jvp(ctx, *tangents) to be used in forward mode"
             )
-        st.masked.add(level)
         nb = st.level_nb.get(level, 0)
+        if nb and p.broadcasting:
+            # NOTE: batch axes lead, so a tangent of a lower-rank operand must be padded
+            # before NumPy broadcasting aligns shapes from the right.
+            ndim = res.ndim
+            tans = [None if t is None else _pad_batched(t, nb, ndim) for t in tans]
+        st.masked.add(level)
         prev_nb = st.nb
         st.nb = nb
         try:

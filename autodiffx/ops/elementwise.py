@@ -287,6 +287,7 @@ where = defprim(
         lambda g, c, a, b: np.where(c, 0, g),
     ),
     nondiff=(0,),
+    broadcasting=True,
     overrides=(np.where,),
     doc="Elementwise choice: a where cond is true, else b (cond is not differentiated).",
     example=(
