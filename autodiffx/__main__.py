@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n", type=train._positive_int, default=50, help="problem size (default 50)")
     demo.add_argument("--seed", type=train._seed, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
+    from .cli_study import add_subcommands
+
+    add_subcommands(sub)  # trace, check, bench
     return parser
 
 

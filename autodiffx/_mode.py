@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 
 class _State(threading.local):
@@ -20,14 +21,18 @@ class _State(threading.local):
         # that the rule being evaluated now receives (vectorized Jacobians).
         self.level_nb: dict[int, int] = {}
         self.nb = 0
+        # A callable(prim, args, params, result) that sees every top-level application
+        # (ad.evaluation_trace records the Wengert list with it).
+        self.tape: Any = None
         self.mode = 0
 
     def sync(self) -> None:
-        """Recompute ``mode``: bit 1 no grad, bit 2 dual levels open, bit 4 anomaly detection."""
+        """Recompute ``mode``: bit 1 no grad, 2 dual levels open, 4 anomaly detection, 8 tape."""
         self.mode = (
             (0 if self._grad_enabled else 1)
             | (2 if self.levels else 0)
             | (4 if self._anomaly else 0)
+            | (8 if self.tape is not None else 0)
         )
 
     @property

@@ -522,11 +522,13 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
             for i, t in enumerate(res):
                 if outs[i].dtype.kind in "fc":
                     t._node, t._rg = node, True
-    if mode & 6:
+    if mode & 14:
         if mode & 2:
             _push_tangents(p, args, params, res, STATE)
         if mode & 4:
             _check_finite(p, res, "forward")
+        if mode & 8 and not STATE.masked:  # not the inner ops of a tangent rule
+            STATE.tape(p, args, params, res)
     return res
 
 

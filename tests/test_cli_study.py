@@ -1,0 +1,170 @@
+"""The ``trace``, ``check`` and ``bench`` subcommands (in process, plus one real process each)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import unicodedata
+
+import pytest
+
+from autodiffx.cli_study import add_subcommands, bench_gradients, main
+
+TEXTBOOK = "ln(x1) + x1*x2 - sin(x2)"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, unicodedata.normalize("NFC", out), err
+
+
+def test_trace_prints_the_three_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "trace", TEXTBOOK, "--at", "x1=2,x2=5")
+    assert code == 0
+    assert f"f(x1, x2) = {TEXTBOOK}" in out
+    for text in ("Forward primal trace", "Forward tangent trace", "Reverse adjoint trace"):
+        assert text in out
+    values = re.findall(r"=\s+(-?[\d.]+)$", out, flags=re.MULTILINE)
+    for v in ("11.652", "0.693", "10", "10.693", "-0.959", "5.5", "1.716"):
+        assert v in values
+    assert unicodedata.normalize("NFC", "ẏ   = v̇₅") in out
+
+
+def test_trace_options(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    dot = tmp_path / "g.dot"
+    code, out, _ = run(
+        capsys,
+        "trace",
+        TEXTBOOK,
+        "--at",
+        "x1=2",
+        "--at",
+        "x2=5",
+        "--seed",
+        "x2=1",
+        "--ascii",
+        "--digits",
+        "5",
+        "--dot",
+        str(dot),
+    )
+    assert code == 0
+    assert "ydot     = vdot[5]" in out and "= 1.71634" in out
+    assert "written to" in out
+    assert dot.read_text(encoding="utf-8").startswith("digraph evaluation_trace {")
+    code, out, _ = run(capsys, "trace", "a*b", "--at", "a=pi/2,b=atan2(1, 1)", "--ybar", "2")
+    assert code == 0 and "(ȳ = 2)" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["trace", "x.real", "--at", "x=1"], "bad expression: attribute access"),
+        (["trace", "__import__('os')", "--at", "x=1"], "names starting with '_'"),
+        (["trace", "x**2", "--at", "y=1"], "no value for x: add --at x=..."),
+        (["trace", "x**2", "--at", "x=1,y=2"], "y not in 'x**2'"),
+        (["trace", "2 + 3", "--at", "x=1"], "has no variables"),
+        (["trace", "x", "--at", "x=1", "--at", "x=2"], "gives x twice"),
+        (["trace", "x", "--at", "x="], "expected name=value"),
+        (["trace", "x", "--at", "x=foo"], "a value cannot use variables (foo)"),
+        (["trace", "x", "--at", "_x=1"], "is not a variable name"),
+        (["trace", "x", "--at", "x=1", "--seed", "y=1"], "--seed y: not an input"),
+        (["check", "sin(x", "--at", "x=1"], "missing ')' to close sin("),
+        (["check", "x", "--at", "x=1", "--h", "-1"], "positive"),
+        (["bench", "--sizes", "0"], "sizes must be integers"),
+        (["bench", "--sizes", "a,b"], "expected sizes like"),
+        (["bench", "--repeat", "0"], "positive integer"),
+        (["trace", "x"], "required: --at"),
+    ],
+)
+def test_usage_errors_exit_2(capsys, argv: list[str], message: str) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+
+
+def test_check_reports_every_scheme(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", TEXTBOOK, "--at", "x1=2,x2=5")
+    assert code == 0
+    for method in ("AD reverse mode", "AD forward mode", "FD forward", "FD backward"):
+        assert method in out
+    assert "FD central" in out and "FD complex step" in out
+    assert "df/dx1" in out and "1.716337814536774" in out and "(reference)" in out
+    assert "2.98e-08, 7.45e-08" in out  # forward-difference steps, scaled by max(1, |x|)
+    assert "verdict: OK" in out
+
+
+def test_check_flags_a_kink_and_non_finite_points(capsys) -> None:
+    code, out, _ = run(capsys, "check", "abs(x)", "--at", "x=1e-7")
+    assert code == 1 and "MISMATCH between AD and central differences" in out
+    code, out, _ = run(capsys, "check", "sqrt(x)", "--at", "x=-1")
+    assert code == 1 and "not finite" in out
+    code, out, _ = run(capsys, "check", "sigmoid(x)", "--at", "x=0.5", "--h", "1e-4")
+    assert code == 0 and "no complex evaluation" in out and "1.00e-04" in out
+
+
+def test_bench_writes_tables_and_pngs(capsys, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    out_dir = tmp_path / "out"
+    code, out, _ = run(
+        capsys, "bench", "--out", str(out_dir), "--sizes", "4,8", "--repeat", "1", "--budget", "0"
+    )
+    assert code == 0
+    assert "reverse mode" in out and "forward mode (n JVPs)" in out
+    assert "central differences (2n)" in out and "Step-size study" in out
+    for name in ("bench_time.png", "bench_error.png", "step_study.png"):
+        data = (out_dir / name).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_bench_gradients_rows() -> None:
+    rows = bench_gradients([5], repeat=1, budget=0.0)
+    assert [r["evals"] for r in rows] == [1, 5, 10]
+    assert all(r["seconds"] > 0 for r in rows)
+    assert rows[0]["error"] < 1e-14 and rows[2]["error"] < 1e-6
+
+
+def test_help_of_each_subcommand(capsys) -> None:
+    for sub, text in (("trace", "Wengert"), ("check", "complex-step"), ("bench", "W4")):
+        code, out, _ = run(capsys, sub, "--help")
+        assert code == 0 and text in " ".join(out.split())
+
+
+def test_registers_on_a_custom_parser_class() -> None:
+    class OneLine(argparse.ArgumentParser):
+        def error(self, message: str):  # type: ignore[override]
+            raise RuntimeError(message)
+
+    parser = OneLine(prog="autodiffx")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["trace", "x y", "--at", "x=1"])
+    with pytest.raises(RuntimeError, match="a missing operator"):
+        args.func(args)
+
+
+def test_as_a_process() -> None:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    ok = subprocess.run(
+        [sys.executable, "-m", "autodiffx.cli_study", "trace", TEXTBOOK, "--at", "x1=2,x2=5"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        timeout=60,
+    )
+    assert ok.returncode == 0 and "11.652" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "autodiffx.cli_study", "check", "x.__class__", "--at", "x=1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "attribute access" in bad.stderr
