@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import autograd, fd, forward, implicit, linalg, nn, optim
+from . import autograd, fd, forward, func, implicit, linalg, nn, optim
 from ._mode import detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from ._registry import REGISTRY, Primitive  # noqa: F401  (for extensions and tests)
 from ._tensor import Tensor
@@ -21,6 +21,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .func import grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
 from .io import load, save
 from .ops import (
     abs,
@@ -120,6 +121,7 @@ from .ops import (
     where,
 )
 from .ops.composite import norm
+from .wengert import evaluation_trace
 
 __version__ = "0.1.0"
 
@@ -163,6 +165,7 @@ __all__ = [
     "enable_grad",
     "equal",
     "erf",
+    "evaluation_trace",
     "exp",
     "exp2",
     "expand_dims",
@@ -176,13 +179,21 @@ __all__ = [
     "forward",
     "full",
     "full_like",
+    "func",
+    "grad",
     "greater",
     "greater_equal",
+    "hessian",
+    "hvp",
     "hypot",
     "imag",
     "implicit",
     "inner",
     "is_grad_enabled",
+    "jacfwd",
+    "jacobian",
+    "jacrev",
+    "jvp",
     "less",
     "less_equal",
     "linalg",
@@ -243,7 +254,9 @@ __all__ = [
     "transpose",
     "tril",
     "triu",
+    "value_and_grad",
     "var",
+    "vjp",
     "where",
     "zeros",
     "zeros_like",

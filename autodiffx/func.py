@@ -1,0 +1,580 @@
+"""Function transforms: grad, value_and_grad, vjp, jvp, jacfwd, jacrev, jacobian, hessian, hvp."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import autograd
+from ._mode import STATE, enable_grad
+from ._tensor import Tensor
+from .forward import alias, dual_level, make_dual, unpack_dual
+
+__all__ = [
+    "grad",
+    "hessian",
+    "hvp",
+    "jacfwd",
+    "jacobian",
+    "jacrev",
+    "jvp",
+    "tree_flatten",
+    "tree_unflatten",
+    "value_and_grad",
+    "vjp",
+]
+
+# ----- pytrees -------------------------------------------------------------------------------
+_LEAF = ("leaf",)
+
+
+def tree_flatten(tree: Any) -> tuple[list[Any], Any]:
+    """Leaves (Tensors, arrays, numbers) of nested tuples/lists/dicts, and the structure.
+
+    Examples
+    --------
+    >>> leaves, treedef = tree_flatten({"w": 1.0, "b": (2.0, [3.0])})
+    >>> leaves
+    [1.0, 2.0, 3.0]
+    >>> tree_unflatten(treedef, [10, 20, 30])
+    {'w': 10, 'b': (20, [30])}
+    """
+    leaves: list[Any] = []
+
+    def walk(t: Any) -> Any:
+        if isinstance(t, tuple | list):
+            return (type(t), [walk(c) for c in t])
+        if isinstance(t, dict):
+            return (dict, list(t), [walk(t[k]) for k in t])
+        if t is None:
+            return (None,)
+        leaves.append(t)
+        return _LEAF
+
+    return leaves, walk(tree)
+
+
+def tree_unflatten(treedef: Any, leaves: Sequence[Any]) -> Any:
+    """Rebuild the structure of :func:`tree_flatten` around new leaves.
+
+    Examples
+    --------
+    >>> tree_unflatten(tree_flatten([1, (2, 3)])[1], "abc")
+    ['a', ('b', 'c')]
+    """
+    it = iter(leaves)
+
+    def build(d: Any) -> Any:
+        if d is _LEAF:
+            return next(it)
+        if d[0] is None:
+            return None
+        if d[0] is dict:
+            return {k: build(c) for k, c in zip(d[1], d[2])}
+        return d[0](build(c) for c in d[1])
+
+    return build(treedef)
+
+
+# ----- inputs and outputs ----------------------------------------------------------------------
+def _argnums(argnums: int | Sequence[int], n: int, who: str) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for a in nums:
+        if not -n <= a < n:
+            raise ValueError(f"{who}: argnums {a} is out of range for {n} positional arguments")
+    return tuple(a % n for a in nums)
+
+
+def _variable(leaf: Any, who: str, where: str) -> tuple[Tensor, bool]:
+    """A Tensor to differentiate with respect to, still connected to any outer transform.
+
+    Returns it and whether an outer transform sees it (then derivatives are recorded).
+    """
+    base = leaf if isinstance(leaf, Tensor) else Tensor(np.asarray(leaf))
+    if base.dtype.kind not in "fc":
+        if base.dtype.kind not in "iub":
+            raise TypeError(f"{who}: {where} has dtype {base.dtype}, which is not numeric")
+        base = base.astype(np.float64)
+    outer = base.requires_grad or base._tan is not None
+    if outer:
+        with enable_grad():
+            x = alias(base)
+        if not x.requires_grad:
+            x.requires_grad_()
+        return x, True
+    return Tensor(base.data, requires_grad=True), False
+
+
+def _prepare(
+    args: tuple[Any, ...], nums: tuple[int, ...], who: str
+) -> tuple[list[Any], list, list, bool]:
+    """Replace the differentiated arguments by variables; return (args, leaves, defs, outer)."""
+    new = list(args)
+    leaves_per: list[list[Tensor]] = []
+    defs = []
+    outer = bool(STATE.levels)
+    for a in nums:
+        leaves, d = tree_flatten(args[a])
+        if not leaves:
+            raise ValueError(f"{who}: argument {a} has no array leaves to differentiate")
+        xs = []
+        for j, leaf in enumerate(leaves):
+            x, o = _variable(leaf, who, f"argument {a} (leaf {j})")
+            xs.append(x)
+            outer = outer or o
+        new[a] = tree_unflatten(d, xs)
+        leaves_per.append(xs)
+        defs.append(d)
+    return new, leaves_per, defs, outer
+
+
+def _as_output(y: Any, who: str) -> Tensor:
+    if isinstance(y, Tensor):
+        return y
+    if isinstance(y, np.ndarray | float | int | np.generic):
+        return Tensor(np.asarray(y, dtype=float))
+    raise TypeError(f"{who}: f must return a Tensor (or a pytree of them), got {type(y).__name__}")
+
+
+def _zeros_for(x: Tensor, batch: tuple[int, ...] = ()) -> Tensor:
+    return Tensor(np.zeros(batch + x.shape, x.dtype))
+
+
+def _finish(t: Tensor, keep: bool) -> Tensor:
+    return t if keep else t.detach()
+
+
+# ----- grad ------------------------------------------------------------------------------------
+def value_and_grad(
+    f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool = False
+) -> Callable[..., Any]:
+    """``f`` returning ``(value, gradient)`` (``((value, aux), gradient)`` with ``has_aux``).
+
+    The gradient has the structure of the argument(s) selected by ``argnums`` (a tuple of
+    them when ``argnums`` is a tuple). Transforms compose: ``grad(grad(f))``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> v, g = ad.value_and_grad(lambda x: ad.sum(x ** 3))(ad.tensor([1.0, 2.0]))
+    >>> v, g
+    (tensor(9.), tensor([ 3., 12.]))
+    """
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        who = "grad"
+        nums = _argnums(argnums, len(args), who)
+        new, leaves, defs, outer = _prepare(args, nums, who)
+        with enable_grad():
+            res = f(*new, **kwargs)
+        if has_aux:
+            if not (isinstance(res, tuple | list) and len(res) == 2):
+                raise TypeError(f"{who}: with has_aux=True f must return a pair (output, aux)")
+            res, aux = res
+        y = _as_output(res, who)
+        if y.size != 1:
+            raise TypeError(
+                f"{who}: f must return a scalar (one element) but returned shape {y.shape}; for "
+                "non-scalar outputs use ad.jacobian / ad.jacrev, or ad.vjp with a cotangent"
+            )
+        flat = [x for xs in leaves for x in xs]
+        if y.requires_grad:
+            gs = autograd.grad(y, flat, create_graph=outer, retain_graph=outer, allow_unused=True)
+        else:
+            gs = (None,) * len(flat)
+        gs = [_zeros_for(x) if g is None else _finish(g, outer) for g, x in zip(gs, flat)]
+        out = []
+        k = 0
+        for xs, d in zip(leaves, defs):
+            out.append(tree_unflatten(d, gs[k : k + len(xs)]))
+            k += len(xs)
+        grads = out[0] if isinstance(argnums, int) else tuple(out)
+        value = _finish(y, outer)
+        return ((value, aux), grads) if has_aux else (value, grads)
+
+    wrapped.__name__ = f"value_and_grad({getattr(f, '__name__', 'f')})"
+    return wrapped
+
+
+def grad(
+    f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool = False
+) -> Callable[..., Any]:
+    """The gradient of a scalar function ``f`` with respect to argument(s) ``argnums``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> df = ad.grad(lambda x: x ** 3)
+    >>> df(2.0), ad.grad(df)(2.0), ad.grad(ad.grad(df))(2.0)
+    (tensor(12.), tensor(12.), tensor(6.))
+    """
+    vg = value_and_grad(f, argnums, has_aux)
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        value, g = vg(*args, **kwargs)
+        return (g, value[1]) if has_aux else g
+
+    wrapped.__name__ = f"grad({getattr(f, '__name__', 'f')})"
+    return wrapped
+
+
+# ----- vjp / jvp -------------------------------------------------------------------------------
+def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[Any, ...]:
+    """``(f(*primals), vjp_fn)``; ``vjp_fn(cotangent)`` gives one gradient per primal.
+
+    ``vjp_fn`` may be called many times (the graph is kept while it lives).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> y, back = ad.vjp(lambda x: x * x, ad.tensor([1.0, 2.0]))
+    >>> back(ad.tensor([1.0, 10.0]))
+    (tensor([ 2., 40.]),)
+    """
+    who = "vjp"
+    nums = tuple(range(len(primals)))
+    new, leaves, defs, outer = _prepare(primals, nums, who)
+    with enable_grad():
+        res = f(*new)
+    if has_aux:
+        res, aux = res
+    out_leaves, out_def = tree_flatten(res)
+    outs = [_as_output(o, who) for o in out_leaves]
+    flat = [x for xs in leaves for x in xs]
+
+    def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
+        cts, _ = tree_flatten(cotangent)
+        if len(cts) != len(outs):
+            raise ValueError(f"vjp: got {len(cts)} cotangent leaves for {len(outs)} outputs")
+        used, seeds = [], []
+        for i, (o, c) in enumerate(zip(outs, cts)):
+            c = c if isinstance(c, Tensor) else Tensor(np.asarray(c, dtype=o.dtype))
+            if c.shape != o.shape:
+                raise ValueError(
+                    f"vjp: cotangent {i} has shape {c.shape} but output {i} has shape {o.shape}"
+                )
+            if o.requires_grad:
+                used.append(o)
+                seeds.append(c if outer else c.data)
+        gs: Sequence[Any] = (None,) * len(flat)
+        if used:
+            gs = autograd.grad(
+                used,
+                flat,
+                grad_outputs=seeds,
+                retain_graph=True,
+                create_graph=outer,
+                allow_unused=True,
+            )
+        gs = [_zeros_for(x) if g is None else _finish(g, outer) for g, x in zip(gs, flat)]
+        result, k = [], 0
+        for xs, d in zip(leaves, defs):
+            result.append(tree_unflatten(d, gs[k : k + len(xs)]))
+            k += len(xs)
+        return tuple(result)
+
+    value = tree_unflatten(out_def, [_finish(o, outer) for o in outs])
+    return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
+
+
+def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+    """``(f(*primals), J·tangents)`` in ONE forward pass carrying dual numbers.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.jvp(ad.sin, (ad.tensor(0.0),), (ad.tensor(2.0),))
+    (tensor(0.), tensor(2.))
+    """
+    who = "jvp"
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    with dual_level():
+        args = []
+        for i, (p, t) in enumerate(zip(primals, tangents)):
+            pl, pd = tree_flatten(p)
+            tl, _ = tree_flatten(t)
+            if len(pl) != len(tl):
+                raise ValueError(f"jvp: tangent {i} does not have the structure of primal {i}")
+            duals = []
+            for j, (pv, tv) in enumerate(zip(pl, tl)):
+                pt = pv if isinstance(pv, Tensor) else Tensor(np.asarray(pv))
+                if pt.dtype.kind not in "fc":
+                    pt = pt.astype(np.float64)
+                tt = tv if isinstance(tv, Tensor) else Tensor(np.asarray(tv))
+                if tt.shape != pt.shape:
+                    raise ValueError(
+                        f"jvp: the tangent of argument {i} (leaf {j}) has shape {tt.shape} but "
+                        f"the primal has shape {pt.shape}"
+                    )
+                if tt.dtype.kind not in "fciub":
+                    raise TypeError(
+                        f"jvp: the tangent of argument {i} (leaf {j}) has dtype {tt.dtype}"
+                    )
+                duals.append(make_dual(pt, tt))
+            args.append(tree_unflatten(pd, duals))
+        res = f(*args)
+        out_leaves, out_def = tree_flatten(res)
+        ps, ts = [], []
+        for o in out_leaves:
+            o = _as_output(o, who)
+            p, t = unpack_dual(o)
+            ps.append(p)
+            ts.append(_zeros_for(o) if t is None else t)
+    return tree_unflatten(out_def, ps), tree_unflatten(out_def, ts)
+
+
+# ----- Jacobians -------------------------------------------------------------------------------
+def _basis(n: int, start: int, stop: int, dtype: np.dtype) -> np.ndarray:
+    """Rows start..stop of the n×n identity."""
+    e = np.zeros((stop - start, n), dtype)
+    e[np.arange(stop - start), np.arange(start, stop)] = 1
+    return e
+
+
+def _jac_fwd(
+    f: Callable[..., Any], args: tuple[Any, ...], nums: tuple[int, ...], chunk: int | None
+) -> tuple[Any, Any, list[Any], list[Any]]:
+    """Columns of the Jacobian by batched tangents; returns (out_def, outs, blocks, in_defs)."""
+    flat_in = []
+    in_defs = []
+    outer = bool(STATE.levels)
+    for a in nums:
+        leaves, d = tree_flatten(args[a])
+        in_defs.append((d, len(leaves)))
+        for leaf in leaves:
+            t = leaf if isinstance(leaf, Tensor) else Tensor(np.asarray(leaf))
+            outer = outer or t.requires_grad or t._tan is not None
+            flat_in.append(t.astype(np.float64) if t.dtype.kind not in "fc" else t)
+    sizes = [x.size for x in flat_in]
+    n = sum(sizes)
+    offsets = np.cumsum([0, *sizes])
+    chunk = chunk or n
+    cols: list[list[Tensor]] | None = None
+    out_def = outs = None
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        with dual_level():
+            new = list(args)
+            duals = []
+            for x, o0, o1 in zip(flat_in, offsets[:-1], offsets[1:]):
+                e = _basis(n, start, stop, x.dtype)[:, o0:o1].reshape((stop - start, *x.shape))
+                duals.append(make_dual(x, e, batched=True))
+            k = 0
+            for a, (d, m) in zip(nums, in_defs):
+                new[a] = tree_unflatten(d, duals[k : k + m])
+                k += m
+            res = f(*new)
+            leaves, out_def = tree_flatten(res)
+            ps, ts = [], []
+            for o in leaves:
+                o = _as_output(o, "jacfwd")
+                p, t = unpack_dual(o)
+                ps.append(p)
+                ts.append(_zeros_for(o, (stop - start,)) if t is None else t)
+        outs = ps
+        if cols is None:
+            cols = [[] for _ in ts]
+        for c, t in zip(cols, ts):
+            c.append(t)
+    assert cols is not None
+    # t: (columns, *out_shape) -> out_shape + (columns,) -> split per input leaf
+    blocks = []
+    for c, o in zip(cols, outs):
+        t = c[0] if len(c) == 1 else _concat(c)
+        tt = _moveaxis0_last(t)
+        row = []
+        for x, o0, o1 in zip(flat_in, offsets[:-1], offsets[1:]):
+            row.append(_finish(tt[..., o0:o1].reshape(o.shape + x.shape), outer))
+        blocks.append(row)
+    return out_def, [_finish(o, outer) for o in outs], blocks, in_defs
+
+
+def _concat(ts: list[Tensor]) -> Tensor:
+    from .ops import concatenate
+
+    return concatenate(ts, axis=0)
+
+
+def _moveaxis0_last(t: Tensor) -> Tensor:
+    from .ops import moveaxis
+
+    return moveaxis(t, 0, -1)
+
+
+def _jac_rev(
+    f: Callable[..., Any], args: tuple[Any, ...], nums: tuple[int, ...], chunk: int | None
+) -> tuple[Any, Any, list[Any], list[Any]]:
+    """Rows of the Jacobian by batched cotangents through one recorded graph."""
+    new, leaves, defs, outer = _prepare(args, nums, "jacrev")
+    with enable_grad():
+        res = f(*new)
+    out_leaves, out_def = tree_flatten(res)
+    outs = [_as_output(o, "jacrev") for o in out_leaves]
+    flat = [x for xs in leaves for x in xs]
+    in_defs = [(d, len(xs)) for d, xs in zip(defs, leaves)]
+    sizes = [o.size for o in outs]
+    m = sum(sizes)
+    offsets = np.cumsum([0, *sizes])
+    chunk = chunk or m
+    used = [i for i, o in enumerate(outs) if o.requires_grad]
+    rows: list[list[Any]] = [[] for _ in flat]
+    for start in range(0, m, chunk):
+        stop = min(m, start + chunk)
+        gs: Sequence[Any] = (None,) * len(flat)
+        if used:
+            seeds = []
+            for i in used:
+                o = outs[i]
+                e = _basis(m, start, stop, o.dtype)[:, offsets[i] : offsets[i + 1]]
+                seeds.append(e.reshape((stop - start, *o.shape)))
+            gs = autograd.grad(
+                [outs[i] for i in used],
+                flat,
+                grad_outputs=seeds,
+                retain_graph=True,
+                create_graph=outer,
+                allow_unused=True,
+                is_grads_batched=True,
+            )
+        for r, g, x in zip(rows, gs, flat):
+            r.append(_zeros_for(x, (stop - start,)) if g is None else _finish(g, outer))
+    blocks = []
+    full = [r[0] if len(r) == 1 else _concat(r) for r in rows]  # (m, *x.shape) per input
+    for i, o in enumerate(outs):
+        blocks.append(
+            [
+                _finish(g[offsets[i] : offsets[i + 1]].reshape(o.shape + x.shape), outer)
+                for g, x in zip(full, flat)
+            ]
+        )
+    values = [_finish(o, outer) for o in outs]
+    return out_def, values, blocks, in_defs
+
+
+def _assemble(
+    out_def: Any, blocks: list[list[Tensor]], in_defs: list[Any], argnums: int | Sequence[int]
+) -> Any:
+    per_out = []
+    for row in blocks:
+        parts, k = [], 0
+        for d, n in in_defs:
+            parts.append(tree_unflatten(d, row[k : k + n]))
+            k += n
+        per_out.append(parts[0] if isinstance(argnums, int) else tuple(parts))
+    return tree_unflatten(out_def, per_out)
+
+
+def jacfwd(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
+    """Jacobian by forward mode: all basis tangents pushed through ``f`` in one batched pass.
+
+    The result has shape ``out.shape + in.shape`` (pytrees: the output structure holding
+    the input structure).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.jacfwd(lambda x: x ** 2)(ad.tensor([1.0, 3.0]))
+    tensor([[2., 0.],
+            [0., 6.]])
+    """
+
+    def wrapped(*args: Any) -> Any:
+        nums = _argnums(argnums, len(args), "jacfwd")
+        out_def, _, blocks, in_defs = _jac_fwd(f, args, nums, None)
+        return _assemble(out_def, blocks, in_defs, argnums)
+
+    return wrapped
+
+
+def jacrev(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
+    """Jacobian by reverse mode: all basis cotangents pulled back in one batched pass.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.jacrev(lambda x: ad.sum(x) * x)(ad.tensor([1.0, 2.0]))
+    tensor([[4., 1.],
+            [2., 5.]])
+    """
+
+    def wrapped(*args: Any) -> Any:
+        nums = _argnums(argnums, len(args), "jacrev")
+        out_def, _, blocks, in_defs = _jac_rev(f, args, nums, None)
+        return _assemble(out_def, blocks, in_defs, argnums)
+
+    return wrapped
+
+
+def jacobian(
+    f: Callable[..., Any],
+    argnums: int | Sequence[int] = 0,
+    mode: str = "auto",
+    chunk_size: int | None = None,
+) -> Callable[..., Any]:
+    """Jacobian of ``f``; ``mode`` "fwd", "rev" or "auto" (forward when outputs outnumber
+    inputs). Basis vectors go through in vectorized chunks of ``chunk_size`` (None: all).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.jacobian(lambda x: ad.exp(x), chunk_size=1)(ad.tensor([0.0, 1.0])).shape
+    (2, 2)
+    """
+    if mode not in ("auto", "fwd", "rev"):
+        raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"jacobian: chunk_size must be a positive integer, got {chunk_size}")
+
+    def wrapped(*args: Any) -> Any:
+        nums = _argnums(argnums, len(args), "jacobian")
+        use = mode
+        if use == "auto":
+            n_in = sum(np.size(leaf) for a in nums for leaf in tree_flatten(args[a])[0])
+            out_def, values, blocks, in_defs = _jac_rev(f, args, nums, chunk_size)
+            n_out = sum(v.size for v in values)
+            if n_out > n_in:
+                out_def, _, blocks, in_defs = _jac_fwd(f, args, nums, chunk_size)
+            return _assemble(out_def, blocks, in_defs, argnums)
+        run = _jac_fwd if use == "fwd" else _jac_rev
+        out_def, _, blocks, in_defs = run(f, args, nums, chunk_size)
+        return _assemble(out_def, blocks, in_defs, argnums)
+
+    return wrapped
+
+
+def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
+    """Hessian of a scalar ``f``: forward-over-reverse, ``jacfwd(jacrev(f))``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.hessian(lambda x: ad.sum(x ** 3))(ad.tensor([1.0, 2.0]))
+    tensor([[ 6.,  0.],
+            [ 0., 12.]])
+    """
+    return jacfwd(jacrev(f, argnums), argnums)
+
+
+def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+    """``(f(*primals), H·tangents)`` by forward-over-reverse (PyTorch's ``hvp`` convention).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.hvp(lambda x: ad.sum(x ** 3), (ad.tensor([1.0, 2.0]),), (ad.tensor([1.0, 0.0]),))
+    (tensor(9.), tensor([6., 0.]))
+    """
+    nums = tuple(range(len(tuple(primals))))
+    vg = value_and_grad(f, argnums=nums)
+    (value, _), (_, hv) = jvp(lambda *xs: vg(*xs), tuple(primals), tuple(tangents))
+    hv = hv[0] if len(nums) == 1 else hv
+    outer = any(
+        isinstance(leaf, Tensor) and (leaf.requires_grad or leaf._tan is not None)
+        for p in primals
+        for leaf in tree_flatten(p)[0]
+    ) or bool(STATE.levels)
+    return _finish(value, outer), _finish(hv, outer)

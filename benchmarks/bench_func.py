@@ -1,0 +1,67 @@
+"""Transforms: W5 Hessian-vector product vs the hand-derived HVP; Jacobians batched vs looped."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import autodiffx as ad
+
+from .common import rng
+
+
+def _w5_problem(n: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r = rng(5)
+    return r.standard_normal((n, n)) / np.sqrt(n), r.standard_normal(n), r.standard_normal(n)
+
+
+def w5_f(a: np.ndarray):
+    """``x -> sum(tanh(A @ x)**2)`` on Tensors."""
+    at = ad.tensor(a)
+    return lambda x: ad.sum(ad.tanh(at @ x) ** 2)
+
+
+def w5_hand_hvp(a: np.ndarray, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The hand-derived HVP: H = 2 Aᵀ diag(s'' ) A with s(z) = tanh(z)^2."""
+    t = np.tanh(a @ x)
+    d2 = 2 * (1 - t * t) * (1 - 3 * t * t)  # (tanh^2)'' = 2 sech^2 (1 - 3 tanh^2)
+    return a.T @ (d2 * (a @ v))
+
+
+class HVP:
+    """W5: HVP of sum(tanh(A @ x)**2), n = 1000, forward-over-reverse vs hand-derived."""
+
+    def setup(self) -> None:
+        self.a, self.x, self.v = _w5_problem()
+        self.f = w5_f(self.a)
+
+    def time_autodiffx_hvp(self) -> None:
+        ad.hvp(self.f, (self.x,), (self.v,))
+
+    def time_numpy_hand_hvp(self) -> None:
+        w5_hand_hvp(self.a, self.x, self.v)
+
+
+class JacobianBatching:
+    """f: R^100 -> R^100, tanh(A @ x): one batched pass vs 100 single vjp/jvp calls."""
+
+    params = [["rev", "fwd"]]
+    param_names = ["mode"]
+
+    def setup(self, mode: str) -> None:
+        r = rng(6)
+        self.a = ad.tensor(r.standard_normal((100, 100)) / 10)
+        self.x = r.standard_normal(100)
+        self.f = lambda x: ad.tanh(self.a @ x)
+        self.eye = np.eye(100)
+
+    def time_batched(self, mode: str) -> None:
+        (ad.jacrev if mode == "rev" else ad.jacfwd)(self.f)(self.x)
+
+    def time_loop_of_single_calls(self, mode: str) -> None:
+        if mode == "rev":
+            _, back = ad.vjp(self.f, self.x)
+            for i in range(100):
+                back(self.eye[i])
+        else:
+            for i in range(100):
+                ad.jvp(self.f, (self.x,), (self.eye[i],))
