@@ -174,3 +174,55 @@ def test_autograd_and_forward_names():
 
 def test_trace_is_numpys_matrix_trace():
     assert ad.trace(ad.eye(3)).item() == 3.0
+
+
+SECTION_6 = "grad value_and_grad vjp jvp jacfwd jacrev jacobian hessian hvp".split()
+NN = """Module Parameter Linear Sequential Dropout Identity ReLU Sigmoid Tanh""".split()
+FUNCTIONAL = """heaviside sigmoid relu leaky_relu softplus elu gelu tanh softmax log_softmax
+logsumexp dropout mse_loss l1_loss cross_entropy binary_cross_entropy
+binary_cross_entropy_with_logits hinge_loss""".split()
+OPTIM = "Optimizer SGD Adam AdamW RMSprop Adagrad LBFGS SteepestDescent minimize".split()
+SCHEDULERS = "StepLR ExponentialLR CosineAnnealingLR LambdaLR ReduceLROnPlateau".split()
+
+
+@pytest.mark.parametrize("name", SECTION_6)
+def test_transforms_at_top_level_and_in_func(name):
+    assert getattr(ad, name) is getattr(ad.func, name)
+
+
+@pytest.mark.parametrize("name", NN)
+def test_nn_name(name):
+    assert hasattr(ad.nn, name)
+
+
+@pytest.mark.parametrize("name", FUNCTIONAL)
+def test_functional_name(name):
+    assert callable(getattr(ad.nn.functional, name))
+
+
+@pytest.mark.parametrize("name", OPTIM)
+def test_optim_name(name):
+    assert hasattr(ad.optim, name)
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_scheduler_name(name):
+    assert hasattr(ad.optim.lr_scheduler, name)
+
+
+def test_sections_8_11_names():
+    assert callable(ad.evaluation_trace)
+    assert callable(ad.save)
+    assert callable(ad.load)
+    assert issubclass(ad.Function, object)
+    for name in ("custom_linear_solve", "cg", "minres"):
+        assert callable(getattr(ad.linalg, name))
+    for name in ("root", "fixed_point"):
+        assert callable(getattr(ad.implicit, name))
+
+
+def test_textbook_trace_values():
+    tr = ad.evaluation_trace(lambda x1, x2: ad.log(x1) + x1 * x2 - ad.sin(x2), x1=2.0, x2=5.0)
+    text = str(tr.primal()) + str(tr.tangent(seed={"x1": 1.0})) + str(tr.adjoint())
+    for value in ("11.652", "5.5", "1.716", "0.693", "10.693", "-0.959"):
+        assert value in text
