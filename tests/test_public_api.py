@@ -176,13 +176,60 @@ def test_trace_is_numpys_matrix_trace():
     assert ad.trace(ad.eye(3)).item() == 3.0
 
 
-SECTION_6 = "grad value_and_grad vjp jvp jacfwd jacrev jacobian hessian hvp".split()
-NN = """Module Parameter Linear Sequential Dropout Identity ReLU Sigmoid Tanh""".split()
-FUNCTIONAL = """heaviside sigmoid relu leaky_relu softplus elu gelu tanh softmax log_softmax
-logsumexp dropout mse_loss l1_loss cross_entropy binary_cross_entropy
-binary_cross_entropy_with_logits hinge_loss""".split()
-OPTIM = "Optimizer SGD Adam AdamW RMSprop Adagrad LBFGS SteepestDescent minimize".split()
-SCHEDULERS = "StepLR ExponentialLR CosineAnnealingLR LambdaLR ReduceLROnPlateau".split()
+SECTION_6 = [
+    "grad",
+    "value_and_grad",
+    "vjp",
+    "jvp",
+    "jacfwd",
+    "jacrev",
+    "jacobian",
+    "hessian",
+    "hvp",
+]
+NN = [
+    "Module",
+    "Parameter",
+    "Linear",
+    "Sequential",
+    "Dropout",
+    "Identity",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+]
+FUNCTIONAL = [
+    "heaviside",
+    "sigmoid",
+    "relu",
+    "leaky_relu",
+    "softplus",
+    "elu",
+    "gelu",
+    "tanh",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "dropout",
+    "mse_loss",
+    "l1_loss",
+    "cross_entropy",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "hinge_loss",
+]
+OPTIM = [
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "Adagrad",
+    "LBFGS",
+    "SteepestDescent",
+    "minimize",
+]
+SCHEDULERS = ["StepLR", "ExponentialLR", "CosineAnnealingLR", "LambdaLR", "ReduceLROnPlateau"]
 
 
 @pytest.mark.parametrize("name", SECTION_6)
