@@ -30,6 +30,11 @@ def fit(g: Any, shape: tuple[int, ...], dtype: np.dtype, nb: int = 0) -> Any:
     target = tuple(gshape[:nb]) + tuple(shape) if nb else shape
     if gshape != target:
         lead = len(gshape) - len(target)
+        if nb and lead < 0:
+            # NOTE: a lower-rank cotangent broadcasts against the example, not the batch axes.
+            g = g.reshape(gshape[:nb] + (1,) * -lead + gshape[nb:])
+            gshape = g.shape
+            lead = 0
         core = gshape[nb + lead :] if lead >= 0 else ()
         if lead >= 0 and all(s == 1 or s == c for s, c in zip(shape, core)):
             axes = tuple(range(nb, nb + lead)) + tuple(

@@ -211,6 +211,11 @@ def _split_ref(x: Any, indices_or_sections: Any, axis: int = 0) -> tuple[np.ndar
 _MASK23 = np.array([[True, False, True], [False, False, True]])
 _DUP = np.array([0, 2, 0, 0])  # repeated indices: the gradient accumulates
 _ZEROS = np.array([[0.0, 2.0, -3.0], [1.5, 0.0, 0.0]])  # one and two zeros in a group
+_I10 = np.array([1, 0])
+# Separated advanced indices put their axes first; an Ellipsis between them: the batched
+# rules (vectorized Jacobians) must keep the batch axes in front in both cases.
+_SEPARATED = (_I10, slice(None), np.array([2, 0]))
+_ELLIPSIS_ADV = (_I10, Ellipsis, np.array([3, 3]))
 
 ROWS: list[OpSpec] = [
     # ----- linear elementwise ------------------------------------------------------------
@@ -492,7 +497,7 @@ ROWS += [
     OpSpec(
         "tril",
         (REAL,),
-        grid([((3, 3),), ((3, 4),)], k=[0, 1, -1]) + grid([((2, 3, 4),)], k=[0]),
+        grid([((3, 3),), ((3, 4),)], k=[0, 1, -1]) + grid([((2, 3, 4),), ((3,),)], k=[0]),
         complex=True,
         batch="lead",
         batch_min_ndim=2,
@@ -500,7 +505,7 @@ ROWS += [
     OpSpec(
         "triu",
         (REAL,),
-        grid([((3, 3),), ((3, 4),)], k=[0, 1, -1]) + grid([((2, 3, 4),)], k=[0]),
+        grid([((3, 3),), ((3, 4),)], k=[0, 1, -1]) + grid([((2, 3, 4),), ((3,),)], k=[0]),
         complex=True,
         batch="lead",
         batch_min_ndim=2,
@@ -520,6 +525,7 @@ ROWS += [
             Case(((3,),), {"pad_width": ((1, 2),)}),
             Case(((3,),), {"pad_width": ((0, 1),), "constant_values": 1.5}),
             Case(((2, 3),), {"pad_width": ((1, 0), (2, 1))}),
+            Case(((2, 3),), {"pad_width": ((1, 2),)}),  # one pair for every axis
         ),
         ref=_pad_ref,
         complex=True,
@@ -539,6 +545,9 @@ ROWS += [
                 (np.array([1, 0]), np.array([2, 2])),
                 (slice(None), _DUP[:3] % 3),
             ],
+        )
+        + grid(
+            [((2, 3, 4),)], idx=[_SEPARATED, _ELLIPSIS_ADV, (Ellipsis, _I10), (None, 1, ..., 2)]
         ),
         ref=lambda x, idx: x[idx],
         complex=True,
@@ -552,6 +561,8 @@ ROWS += [
             Case(((3,),), {"shape": (2, 3), "idx": _MASK23}),
             Case(((2,),), {"shape": (2, 3), "idx": (slice(None), 1)}),
             Case(((),), {"shape": (3,), "idx": 2}),
+            Case(((2, 3),), {"shape": (2, 3, 4), "idx": _SEPARATED}),
+            Case(((2, 3),), {"shape": (2, 3, 4), "idx": (Ellipsis, 1)}),
         ),
         ref=_scatter_add_ref,
         complex=True,
@@ -566,6 +577,9 @@ ROWS += [
             Case(((2, 3), (2,)), {"idx": (slice(None), 1)}),
             Case(((2, 3), (3,)), {"idx": 0}),
             Case(((2, 3), (1, 3)), {"idx": slice(None, 1)}),
+            Case(((2, 3, 4), (2, 1)), {"idx": _SEPARATED}),
+            Case(((2, 3, 4), (2, 1)), {"idx": _ELLIPSIS_ADV}),
+            Case(((2, 3, 4), (3,)), {"idx": (Ellipsis, 1)}),
         ),
         ref=_setitem_ref,
         complex=True,
@@ -585,6 +599,8 @@ ROWS += [
             Case(((4, 2, 3), (3, 2))),
             Case(((2, 1, 2, 3), (3, 3, 2))),
             Case(((3,), (2, 3, 4))),
+            Case(((2, 3), (4, 3, 2))),
+            Case(((4, 2, 3), (3,))),
         ),
         complex=True,
         batch="lead",
@@ -653,6 +669,7 @@ ROWS += [
             Case(((3, 3), (3, 2))),
             Case(((2, 3, 3), (2, 3, 1))),
             Case(((2, 3, 3), (3,))),
+            Case(((3, 3), (2, 3, 1))),
         ),
         ref=np.linalg.solve,
         complex=True,

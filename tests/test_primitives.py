@@ -5,7 +5,9 @@ the inner product <u, J v> = <J^T u, v>; 3 JVP vs central differences; 4 VJP and
 to ~1e-12; 5 second order (reverse-over-reverse, forward-over-reverse, reverse-over-forward,
 forward-over-forward); 6 gradients have each input's shape and dtype; 7 inputs and
 cotangents are read-only; 8 non-differentiable arguments and ops; 9 Hypothesis-drawn
-broadcastable shapes and reduction axes; 10 batched inputs. Plus the completeness guard.
+broadcastable shapes and reduction axes; 10 batched inputs; 11 vectorized Jacobians (a batch
+of cotangents or tangents in one pass equals the stack of single passes, to first and second
+order). Plus the completeness guard.
 
 Complex numbers follow the JAX convention: the VJP is the plain transpose of the JVP with
 respect to the real pairing <a, b> = Re(sum(a * b)) (no conjugation).
@@ -562,6 +564,8 @@ def _hypothesis_checks(spec: OpSpec, p: Point, seed: int) -> None:
     f, xs = op_fun(p), p.xs
     check_vjp(f, xs, rng, spec.rtol, spec.atol, what=f"VJP {p!r}")
     check_jvp(f, xs, rng, spec.rtol, spec.atol, what=f"JVP {p!r}")
+    check_batched_vjp(f, xs, rng, f"batched VJP {p!r}")
+    check_batched_jvp(f, xs, rng, f"batched JVP {p!r}")
     ts = [Tensor(x, requires_grad=True) for x in xs]
     outs = _floating(f(ts))
     for g, x in zip(
@@ -654,6 +658,154 @@ def test_batched_inputs(spec, rng):
             for t, t1 in zip(tans, tb_, strict=True):
                 np.testing.assert_allclose(t[b], t1, rtol=EXACT, atol=1e-14)
     assert ran, f"{spec.name}: no case of this row can be batched; fix the row"
+
+
+# ----- 11. vectorized Jacobians: a batch of cotangents or tangents in one pass -----------
+NB = 3  # cotangents or tangents pushed through in one batched pass
+NB2 = 2  # the inner batch of a batched first-order map that is differentiated again
+
+
+def _zeros_b(nb: int, x: Any) -> np.ndarray:
+    return np.zeros((nb, *x.shape), x.dtype)
+
+
+def batched_vjp(f: TFun, xs: Sequence[np.ndarray], us: Sequence[np.ndarray]) -> list[Any]:
+    """J^T u for every u in the leading axis of ``us``, by one ``is_grads_batched`` pass."""
+    nb = us[0].shape[0]
+    ts = [Tensor(x, requires_grad=True) for x in xs]
+    outs = _floating(f(ts))
+    pairs = [(o, u) for o, u in zip(outs, us, strict=True) if o.requires_grad]
+    gs: Sequence[Any] = [None] * len(ts)
+    if pairs:
+        gs = ad.autograd.grad(
+            [o for o, _ in pairs],
+            ts,
+            grad_outputs=[u for _, u in pairs],
+            is_grads_batched=True,
+            allow_unused=True,
+        )
+    return [_zeros_b(nb, x) if g is None else np.asarray(g.data) for g, x in zip(gs, xs)]
+
+
+def batched_jvp(f: TFun, xs: Sequence[np.ndarray], vs: Sequence[np.ndarray], requires_grad=False):
+    """J v for every v in the leading axis of ``vs``, by one pass of batched dual tensors."""
+    nb = vs[0].shape[0]
+    with dual_level():
+        duals = [
+            make_dual(Tensor(x, requires_grad=requires_grad), Tensor(v), batched=True)
+            for x, v in zip(xs, vs, strict=True)
+        ]
+        outs = _floating(f(duals))
+        tans = [unpack_dual(o).tangent for o in outs]
+    return [
+        _zeros_b(nb, o) if t is None else np.asarray(t.data)
+        for t, o in zip(tans, outs, strict=True)
+    ]
+
+
+def brev(f: TFun, n: int) -> TFun:
+    """x, U -> J(x)^T U[b] for every b (one batched pass), recorded: jacrev's inner map."""
+
+    def g(ts: Sequence[Any]) -> list[Any]:
+        xs, us = ts[:n], ts[n:]
+        nb = us[0].shape[0]
+        outs = _floating(f(xs))
+        pairs = [(o, u) for o, u in zip(outs, us, strict=True) if o.requires_grad]
+        gs: Sequence[Any] = [None] * n
+        if pairs:
+            gs = ad.autograd.grad(
+                [o for o, _ in pairs],
+                list(xs),
+                grad_outputs=[u for _, u in pairs],
+                create_graph=True,
+                allow_unused=True,
+                is_grads_batched=True,
+            )
+        return [Tensor(_zeros_b(nb, x)) if g is None else g for g, x in zip(gs, xs, strict=True)]
+
+    return g
+
+
+def bfwd(f: TFun, n: int) -> TFun:
+    """x, V -> J(x) V[b] for every b (one batched pass), recorded: jacfwd's inner map."""
+
+    def g(ts: Sequence[Any]) -> list[Any]:
+        xs, vs = ts[:n], ts[n:]
+        nb = vs[0].shape[0]
+        with dual_level():
+            outs = _floating(
+                f([make_dual(x, v, batched=True) for x, v in zip(xs, vs, strict=True)])
+            )
+            tans = [unpack_dual(o).tangent for o in outs]
+        return [Tensor(_zeros_b(nb, o)) if t is None else t for t, o in zip(tans, outs)]
+
+    return g
+
+
+def _stack_close(got: Any, want: Sequence[Any], what: str) -> None:
+    want = np.stack([np.asarray(w) for w in want])
+    got = np.asarray(got)
+    assert got.shape == want.shape, f"{what}: batched shape {got.shape}, expected {want.shape}"
+    scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=EXACT, atol=EXACT * scale, err_msg=what)
+
+
+def check_batched_vjp(f: TFun, xs: list[np.ndarray], rng, what: str) -> None:
+    """One batched VJP pass equals the stack of one VJP per cotangent."""
+    us = [rand_like(rng, (NB, *o.shape), o.dtype) for o in evaluate(f, xs)]
+    got = batched_vjp(f, xs, us)
+    per = []
+    for b in range(NB):
+        ts = [Tensor(x, requires_grad=True) for x in xs]
+        per.append([np.asarray(g.data) for g in _grads(_floating(f(ts)), ts, [u[b] for u in us])])
+    for k, g in enumerate(got):
+        _stack_close(g, [p[k] for p in per], f"{what}: gradient of input {k}")
+
+
+def check_batched_jvp(f: TFun, xs: list[np.ndarray], rng, what: str, requires_grad=False):
+    """One pass of batched tangents equals the stack of one JVP per tangent."""
+    vs = [rand_like(rng, (NB, *x.shape), x.dtype) for x in xs]
+    got = batched_jvp(f, xs, vs, requires_grad)
+    per = [jvp_of(f, xs, [v[b] for v in vs], requires_grad)[1] for b in range(NB)]
+    for k, t in enumerate(got):
+        _stack_close(t, [p[k] for p in per], f"{what}: tangent of output {k}")
+
+
+@pytest.mark.parametrize(("spec", "dtype"), _with_dtypes(DIFF))
+def test_batched_vjp_and_jvp(spec, dtype, rng):
+    """is_grads_batched and make_dual(batched=True) give the stack of single products."""
+    for p in _points(spec, rng, dtype):
+        f, xs = op_fun(p), p.xs
+        check_batched_vjp(f, xs, rng, f"batched VJP {p!r}")
+        check_batched_jvp(f, xs, rng, f"batched JVP {p!r}")
+
+
+BATCHED_SECOND_ORDER = [
+    f"{outer}_over_{inner}" for outer in ("rev", "fwd") for inner in ("rev", "fwd", "brev", "bfwd")
+]
+
+
+@pytest.mark.parametrize("mode", BATCHED_SECOND_ORDER)
+@pytest.mark.parametrize("spec", _ids([r for r in SMOOTH if r.order >= 2]))
+def test_batched_second_order(spec, mode, rng):
+    """A batched outer pass over a first-order map (itself batched for brev/bfwd: the
+    jacfwd(jacrev) and jacrev(jacrev) paths of a Hessian) equals the stack of single passes."""
+    outer, inner = mode.split("_over_")
+    _exempt(spec, f"{outer}_over_{inner.lstrip('b')}")
+    lift = {"rev": rev, "fwd": fwd, "brev": brev, "bfwd": bfwd}[inner]
+    for p in _points(spec, rng):
+        f, xs = op_fun(p), p.xs
+        g = lift(f, len(xs))
+        if inner.startswith("b"):
+            outs = evaluate(f, xs) if inner == "brev" else xs
+            ys = xs + [rand_like(rng, (NB2, *o.shape), o.dtype) for o in outs]
+        else:
+            ys = lifted_point(f, xs, rng, inner)
+        what = f"batched {mode} {p!r}"
+        if outer == "rev":
+            check_batched_vjp(g, ys, rng, what)
+        else:
+            check_batched_jvp(g, ys, rng, what, requires_grad=inner.endswith("rev"))
 
 
 # ----- multi-output: unused outputs get zero cotangents ------------------------------------

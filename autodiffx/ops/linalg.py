@@ -6,15 +6,19 @@ from typing import Any
 
 import numpy as np
 
+from .._mode import STATE
 from .._registry import FUNCTION_MAP, defprim
 from .._tensor import Tensor
 from .reduction import sum_
-from .shape import diagonal, ravel, reshape, transpose
+from .shape import diagonal, lift, ravel, reshape, transpose
 
 
+# NOTE: cotangents and tangents may carry leading batch axes (vectorized Jacobians), so a 1-D
+# operand's cotangent is never a plain product with g (g * b would pair the batch axis with
+# b): the vector axis is always spelled out with [..., None].
 def _mm_ta(g: Any, a: Any, b: Any) -> Any:
     if b.ndim == 1:
-        return g * b if a.ndim == 1 else g[..., None] * b
+        return g[..., None] * b
     if a.ndim == 1:
         return (g[..., None, :] @ np.swapaxes(b, -1, -2))[..., 0, :]
     return g @ np.swapaxes(b, -1, -2)
@@ -22,17 +26,60 @@ def _mm_ta(g: Any, a: Any, b: Any) -> Any:
 
 def _mm_tb(g: Any, a: Any, b: Any) -> Any:
     if a.ndim == 1:
-        return a * g if b.ndim == 1 else a[:, None] * g[..., None, :]
+        return a * g[..., None] if b.ndim == 1 else a[:, None] * g[..., None, :]
     if b.ndim == 1:
         return (np.swapaxes(a, -1, -2) @ g[..., :, None])[..., 0]
     return np.swapaxes(a, -1, -2) @ g
 
 
+def _mm_vjp(needs: tuple[bool, ...], g: Any, out: Any, a: Any, b: Any) -> tuple[Any, Any]:
+    return (_mm_ta(g, a, b) if needs[0] else None, _mm_tb(g, a, b) if needs[1] else None)
+
+
+def _mm_batched(x: Any, y: Any, nb: int, x_batched: bool) -> Any:
+    """``x @ y`` per example, where ``x`` (or else ``y``) carries ``nb`` leading batch axes.
+
+    A batched 1-D tangent would be read by matmul as a matrix (a batched vector is 2-D), and
+    a batched matrix's batch axis would meet the other operand's stack axes: the vectors
+    become explicit row/column matrices and the batched operand gets the stack rank first.
+    """
+    nx = x.ndim - (nb if x_batched else 0)
+    ny = y.ndim - (0 if x_batched else nb)
+    if nx == 1:
+        x = x[..., None, :]
+    if ny == 1:
+        y = y[..., None]
+    n = max(nx, ny, 2)
+    if x_batched:
+        x = lift(x, nb, n)
+    else:
+        y = lift(y, nb, n)
+    r = matmul_.call(x, y)
+    if ny == 1:
+        r = r[..., 0]
+    if nx == 1:
+        r = r[..., 0] if ny == 1 else r[..., 0, :]
+    return r
+
+
+def _mm_jvp(tans: tuple[Any, ...], out: Any, a: Any, b: Any) -> Any:
+    ta, tb = tans
+    nb = STATE.nb
+    acc = None
+    if ta is not None:
+        acc = _mm_batched(ta, b, nb, True) if nb else matmul_.call(ta, b)
+    if tb is not None:
+        term = _mm_batched(a, tb, nb, False) if nb else matmul_.call(a, tb)
+        acc = term if acc is None else acc + term
+    return acc
+
+
 matmul_ = defprim(
     "matmul",
     np.matmul,
-    bilinear=(_mm_ta, _mm_tb),
-    doc="Matrix product with NumPy's batching and 1-D rules.",
+    vjp=_mm_vjp,
+    jvp=_mm_jvp,
+    doc="Matrix product with NumPy's batching and 1-D rules (bilinear: one rule per operand).",
 )
 
 
@@ -208,6 +255,7 @@ def _einsum_kernel(*operands: Any, subscripts: str, optimize: Any = False) -> An
 
 def _einsum_ct(k: int, g: Any, ops: tuple[Any, ...], subscripts: str, optimize: Any) -> Any:
     """Cotangent of operand ``k``: an einsum of ``g`` with the other operands (and identities)."""
+    nb = STATE.nb
     lhs, out = subscripts.split("->")
     terms = lhs.split(",")
     term, shape = terms[k], np.shape(ops[k])
@@ -217,6 +265,9 @@ def _einsum_ct(k: int, g: Any, ops: tuple[Any, ...], subscripts: str, optimize: 
         for c, n in zip(t, np.shape(o), strict=True):
             sizes[c] = n if sizes.get(c, 1) == 1 else sizes[c]
     fresh = (c for c in _LETTERS if c not in subscripts)
+    # Batch axes of g get fresh labels of their own (not '...': the subscripts of every einsum
+    # stay explicit, the form that this rule differentiates again).
+    batch = "".join(next(fresh) for _ in range(nb))
     # NOTE: a label repeated within operand k (a diagonal, 'ii->i') is the first occurrence times
     # identity masks: each later occurrence gets a fresh label tied to the first by an eye.
     eyes: list[tuple[str, Any]] = []
@@ -236,14 +287,15 @@ def _einsum_ct(k: int, g: Any, ops: tuple[Any, ...], subscripts: str, optimize: 
         c in avail and not (n == 1 and sizes.get(c, 1) != 1)
         for c, n in zip(labels, shape, strict=True)
     ]
-    spec = ",".join([out] + [t for t, _ in others] + [e for e, _ in eyes])
-    spec += "->" + "".join(c for c, kp in zip(labels, keep, strict=True) if kp)
+    spec = ",".join([batch + out] + [t for t, _ in others] + [e for e, _ in eyes])
+    spec += "->" + batch + "".join(c for c, kp in zip(labels, keep, strict=True) if kp)
     opt = optimize if isinstance(optimize, bool | str) else True
     ct = einsum_.call(
         g, *[o for _, o in others], *[e for _, e in eyes], subscripts=spec, optimize=opt
     )
     if not all(keep):
-        ct = np.reshape(ct, tuple(n if kp else 1 for n, kp in zip(shape, keep, strict=True)))
+        kept = tuple(n if kp else 1 for n, kp in zip(shape, keep, strict=True))
+        ct = np.reshape(ct, tuple(g.shape[:nb]) + kept)
     return ct
 
 
@@ -258,13 +310,22 @@ def _einsum_vjp(
 def _einsum_jvp(
     tans: tuple[Any, ...], out: Any, *ops: Any, subscripts: str, optimize: Any = False
 ) -> Any:
+    nb = STATE.nb
+    lhs, out_sub = subscripts.split("->")
+    fresh = (c for c in _LETTERS if c not in subscripts)
+    batch = "".join(next(fresh) for _ in range(nb))
     acc = None
     for k, t in enumerate(tans):
         if t is None:
             continue
         args = list(ops)
         args[k] = t
-        term = einsum_.call(*args, subscripts=subscripts, optimize=optimize)
+        spec = subscripts
+        if nb:  # the tangent's batch axes get fresh labels, kept in front of the result
+            terms = lhs.split(",")
+            terms[k] = batch + terms[k]
+            spec = ",".join(terms) + "->" + batch + out_sub
+        term = einsum_.call(*args, subscripts=spec, optimize=optimize)
         acc = term if acc is None else acc + term
     return acc
 

@@ -6,9 +6,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._mode import is_grad_enabled
+from .._mode import STATE, is_grad_enabled
 from .._registry import FUNCTION_MAP, defprim
 from .._tensor import Tensor
+from .shape import lift
 
 # NOTE: the rules follow the published matrix-calculus results: Giles, "An extended collection
 # of matrix derivative results for forward and reverse mode AD" (2008) for solve, inv, det
@@ -20,6 +21,8 @@ from .._tensor import Tensor
 # They are written with np.* so that they compose to any order (see _registry).
 # Complex inputs: solve, inv, det (holomorphic) differentiate with the plain (non-conjugated)
 # transpose; for the others complex derivatives raise NotImplementedError (values work).
+# Cotangents and tangents may carry leading batch axes (vectorized Jacobians): the rules use
+# stack-friendly forms (@, mT, [..., None]) and never count axes from the front.
 
 
 def _mT(x: Any) -> Any:
@@ -86,6 +89,11 @@ def _solve_vjp(needs: tuple[bool, ...], g: Any, out: Any, a: Any, b: Any) -> tup
 def _solve_jvp(tans: tuple[Any, ...], out: Any, a: Any, b: Any) -> Any:
     ta, tb = tans
     vec = np.ndim(b) == 1
+    nb = STATE.nb
+    if nb:  # batched tangents get the stack rank of the result before they meet a or x
+        n = np.ndim(out)
+        ta = None if ta is None else lift(ta, nb, n + 1 if vec else n)
+        tb = None if tb is None else lift(tb, nb, n)
     rhs = tb
     if ta is not None:
         r = -_mv(ta, out) if vec else -(ta @ out)
@@ -472,12 +480,12 @@ def _lstsq_vjp(
     vec, x, xp, r, y = _lstsq_parts(out, a, b, rcond)
     ga = gb = None
     if not _unused(gx):
-        gx = gx[:, None] if vec else gx
+        gx = gx[..., None] if vec else gx
         gb = _mT(xp) @ gx
         if needs[0]:
             ga = -gb @ _mT(x) + r @ _mT(xp @ gb) + y @ _mT(gx - xp @ (a @ gx))
     if np.size(out[1]) and not _unused(gres):
-        rg = 2 * r * gres
+        rg = 2 * r * gres[..., None, :]
         if needs[0]:
             ga = -(rg @ _mT(x)) if ga is None else ga - rg @ _mT(x)
         gb = rg if gb is None else gb + rg
@@ -486,7 +494,7 @@ def _lstsq_vjp(
         t = (u * gs[..., None, :]) @ vh
         ga = t if ga is None else ga + t
     if vec and gb is not None:
-        gb = gb[:, 0]
+        gb = gb[..., 0]
     return ga, gb if needs[1] else None
 
 
@@ -497,12 +505,12 @@ def _lstsq_jvp(
     _real_only("lstsq", out[0])
     vec, x, xp, r, y = _lstsq_parts(out, a, b, rcond)
     if tb is not None and vec:
-        tb = tb[:, None]
+        tb = tb[..., None]
     dx = None if tb is None else xp @ tb
     dres = None
     if np.size(out[1]):
         rhs = tb if ta is None else (-(ta @ x) if tb is None else tb - ta @ x)
-        dres = 2 * np.sum(r * rhs, axis=0)
+        dres = 2 * np.sum(r * rhs, axis=-2)
     ds = None
     if ta is not None:
         tt = _mT(ta)
@@ -511,7 +519,7 @@ def _lstsq_jvp(
         u, _, vh = svd_.call(a, full_matrices=False)
         ds = np.sum(u * (ta @ _mT(vh)), axis=-2)
     if vec:
-        dx = dx[:, 0]
+        dx = dx[..., 0]
     return dx, dres, None, ds
 
 

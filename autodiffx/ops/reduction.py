@@ -6,9 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from .._mode import STATE
 from .._registry import FUNCTION_MAP, defprim
 from .._tensor import Tensor
 from .elementwise import sqrt
+from .shape import neg_axis
 
 
 def norm_axes(axis: Any, ndim: int) -> tuple[int, ...]:
@@ -28,11 +30,19 @@ def norm_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def _neg(axis: Any, ndim: int) -> tuple[int, ...]:
+    """The reduced axes of an ``ndim``-dimensional example, counted from the end."""
+    return tuple(a - ndim for a in norm_axes(axis, ndim)) if ndim else ()
+
+
 def _keep(g: Any, x: Any, axis: Any, keepdims: bool) -> Any:
-    """Re-insert the reduced axes of ``g`` as size 1 (the engine broadcasts the rest)."""
-    if keepdims or x.ndim == 0:
+    """Re-insert the reduced axes of ``g`` as size 1 (the engine broadcasts the rest).
+
+    Counted from the end, so that leading batch axes of ``g`` stay in front.
+    """
+    if keepdims or x.ndim == 0 or (axis is None and not STATE.nb):
         return g
-    return np.expand_dims(g, norm_axes(axis, x.ndim)) if axis is not None else g
+    return np.expand_dims(g, _neg(axis, x.ndim))
 
 
 def _sum_kernel(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
@@ -45,6 +55,9 @@ sum_ = defprim(
     "sum",
     _sum_kernel,
     linear=lambda g, x, axis=None, keepdims=False: (_keep(g, x, axis, keepdims),),
+    batch=lambda nb, x, axis=None, keepdims=False: sum_(
+        x, axis=_neg(axis, x.ndim - nb), keepdims=keepdims
+    ),
     doc="Sum over ``axis`` (None: all).",
 )
 
@@ -59,7 +72,7 @@ def _prod_vjp(needs: Any, g: Any, out: Any, x: Any, axis: Any = None, keepdims: 
 
 
 def _prod_jvp(tans: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    return sum(tans[0] * _others_product(x, axis), axis=axis, keepdims=keepdims)
+    return sum_(tans[0] * _others_product(x, axis), axis=_neg(axis, x.ndim), keepdims=keepdims)
 
 
 def _others_product(x: Any, axis: Any) -> Any:
@@ -111,7 +124,8 @@ def _extreme(name: str, fn: Any) -> Any:
         return (_keep(g, x, axis, keepdims) * weights(out, x, axis, keepdims),)
 
     def jvp(tans: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-        return sum(tans[0] * weights(out, x, axis, keepdims), axis=axis, keepdims=keepdims)
+        w = weights(out, x, axis, keepdims)
+        return sum_(tans[0] * w, axis=_neg(axis, x.ndim), keepdims=keepdims)
 
     return defprim(
         name,
@@ -148,7 +162,7 @@ def _lse_vjp(needs: Any, g: Any, out: Any, x: Any, axis: Any = None, keepdims: b
 
 def _lse_jvp(tans: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     w = np.exp(x - _keep(out, x, axis, keepdims))
-    return sum(tans[0] * w, axis=axis, keepdims=keepdims)
+    return sum_(tans[0] * w, axis=_neg(axis, x.ndim), keepdims=keepdims)
 
 
 logsumexp = defprim(
@@ -168,6 +182,7 @@ logsumexp = defprim(
 
 
 def _cumsum_t(g: Any, x: Any, axis: int) -> tuple[Any]:
+    axis = neg_axis(axis, x.ndim)
     return (np.flip(np.cumsum(np.flip(g, axis), axis), axis),)
 
 
@@ -175,6 +190,7 @@ _cumsum = defprim(
     "cumsum",
     lambda x, axis: np.cumsum(x, axis=axis),
     linear=_cumsum_t,
+    batch=lambda nb, x, axis: _cumsum(x, axis=neg_axis(axis, x.ndim - nb)),
     doc="Cumulative sum along ``axis``.",
 )
 
@@ -182,6 +198,7 @@ _cumsum = defprim(
 def _cumprod_vjp(needs: Any, g: Any, out: Any, x: Any, axis: int) -> tuple[Any]:
     # NOTE: d out_j / d x_i = out_j / x_i for j >= i; exact for nonzero x. Zeros fall back to
     # the exclusive-product form along the axis, computed by a masked division-free product.
+    axis = neg_axis(axis, np.ndim(x))
     rev = np.flip(np.cumsum(np.flip(g * out, axis), axis), axis)
     zero = x == 0
     if not np.any(np.asarray(zero)):
@@ -206,6 +223,7 @@ def _cumprod_vjp_exact(g: Any, x: Any, axis: int) -> Any:
 
 def _cumprod_jvp(tans: Any, out: Any, x: Any, axis: int) -> Any:
     t = tans[0]
+    axis = neg_axis(axis, np.ndim(x))
     if not np.any(np.asarray(x.data if isinstance(x, Tensor) else x) == 0):
         return out * np.cumsum(t / x, axis=axis)
     xm = np.moveaxis(x, axis, -1)

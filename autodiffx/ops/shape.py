@@ -7,8 +7,51 @@ from typing import Any
 
 import numpy as np
 
+from .._mode import STATE
 from .._registry import FUNCTION_MAP, defprim
 from .._tensor import Tensor
+
+
+# ----- batch helpers (vectorized Jacobians) -------------------------------------------------
+# A rule's cotangent (VJP) or tangents (JVP) carry ``batch_ndim()`` leading batch axes that the
+# primal arguments do not have; these helpers keep positions (axes, shapes, indices) counted
+# per example, so that the same rule serves one product and a batch of them.
+def lead(g: Any) -> tuple[int, ...]:
+    """The leading batch axes of the cotangent or tangent ``g`` (``()`` unbatched)."""
+    nb = STATE.nb
+    return tuple(g.shape[:nb]) if nb else ()
+
+
+def lift(t: Any, nb: int, ndim: int) -> Any:
+    """``t`` with size-1 axes inserted after its ``nb`` batch axes, up to ``nb + ndim`` axes.
+
+    A batched tangent of a broadcast operand must first get the result's rank: otherwise its
+    batch axes would be aligned with the other operand's leading axes.
+    """
+    k = nb + ndim - t.ndim
+    if k <= 0:
+        return t
+    shape = tuple(t.shape)
+    return t.reshape(shape[:nb] + (1,) * k + shape[nb:])
+
+
+def neg_axis(axis: Any, ndim: int) -> int:
+    """One axis of an ``ndim``-dimensional example, counted from the end (batch-agnostic)."""
+    a = int(axis)
+    return a - ndim if a >= 0 else a
+
+
+def neg_axes(axis: Any, ndim: int) -> Any:
+    """Axes counted from the end; ``None`` (all axes) becomes the explicit tuple."""
+    if axis is None:
+        return tuple(range(-ndim, 0))
+    if isinstance(axis, tuple | list):
+        return tuple(neg_axis(a, ndim) for a in axis)
+    return neg_axis(axis, ndim)
+
+
+def _shape_arg(shape: Any) -> tuple[int, ...]:
+    return (int(shape),) if isinstance(shape, int | np.integer) else tuple(shape)
 
 
 def raw_index(idx: Any) -> Any:
@@ -59,7 +102,8 @@ copy = defprim(
 reshape_ = defprim(
     "reshape",
     lambda x, shape: np.reshape(x, shape),
-    linear=lambda g, x, shape: (g.reshape(x.shape),),
+    linear=lambda g, x, shape: (g.reshape(lead(g) + x.shape),),
+    batch=lambda nb, x, shape: reshape_(x, shape=tuple(x.shape[:nb]) + _shape_arg(shape)),
     view=True,
     doc="Give a new shape without changing the data.",
 )
@@ -69,23 +113,39 @@ def _inverse_perm(axes: Sequence[int]) -> tuple[int, ...]:
     return tuple(np.argsort(axes))
 
 
+def _perm(axes: Any, ndim: int) -> list[int]:
+    return list(range(ndim))[::-1] if axes is None else [int(a) % ndim for a in axes]
+
+
+def _batch_perm(perm: Sequence[int], nb: int) -> tuple[int, ...]:
+    """A permutation of an example's axes, extended to keep ``nb`` leading batch axes."""
+    return tuple(range(nb)) + tuple(nb + int(a) for a in perm)
+
+
 def _transpose_t(g: Any, x: Any, axes: Any = None) -> tuple[Any]:
-    if axes is None:
+    nb = STATE.nb
+    if axes is None and not nb:
         return (np.transpose(g),)
-    return (np.transpose(g, _inverse_perm([a % x.ndim for a in axes])),)
+    return (np.transpose(g, _batch_perm(_inverse_perm(_perm(axes, x.ndim)), nb)),)
 
 
 transpose_ = defprim(
     "transpose",
     lambda x, axes=None: np.transpose(x, axes),
     linear=_transpose_t,
+    batch=lambda nb, x, axes=None: transpose_(x, axes=_batch_perm(_perm(axes, x.ndim - nb), nb)),
     view=True,
     doc="Permute the axes (reverse them by default).",
 )
 swapaxes_ = defprim(
     "swapaxes",
     lambda x, axis1, axis2: np.swapaxes(x, axis1, axis2),
-    linear=lambda g, x, axis1, axis2: (np.swapaxes(g, axis1, axis2),),
+    linear=lambda g, x, axis1, axis2: (
+        np.swapaxes(g, neg_axis(axis1, x.ndim), neg_axis(axis2, x.ndim)),
+    ),
+    batch=lambda nb, x, axis1, axis2: swapaxes_(
+        x, axis1=neg_axis(axis1, x.ndim - nb), axis2=neg_axis(axis2, x.ndim - nb)
+    ),
     view=True,
     doc="Interchange two axes.",
 )
@@ -94,6 +154,9 @@ broadcast_to_ = defprim(
     lambda x, shape: np.broadcast_to(x, shape),
     # The engine's fit() sums the cotangent back to the input's shape.
     linear=lambda g, x, shape: (g,),
+    batch=lambda nb, x, shape: broadcast_to_(
+        lift(x, nb, len(_shape_arg(shape))), shape=tuple(x.shape[:nb]) + _shape_arg(shape)
+    ),
     shapes=False,
     view=True,
     doc="Broadcast to a new shape (read-only, as NumPy).",
@@ -102,13 +165,14 @@ broadcast_to_ = defprim(
 
 def _concat_t(g: Any, *xs: Any, axis: int = 0) -> list[Any]:
     offsets = np.cumsum([x.shape[axis] for x in xs])[:-1]
-    return list(np.split(g, offsets, axis=axis))
+    return list(np.split(g, offsets, axis=neg_axis(axis, xs[0].ndim)))
 
 
 concatenate_ = defprim(
     "concatenate",
     lambda *xs, axis=0: np.concatenate(xs, axis=axis),
     linear=_concat_t,
+    batch=lambda nb, *xs, axis=0: concatenate_(*xs, axis=neg_axis(axis, xs[0].ndim - nb)),
     doc="Join arrays along an existing axis.",
 )
 
@@ -120,7 +184,12 @@ def _split_kernel(x: Any, indices_or_sections: Any, axis: int = 0) -> tuple[Any,
 split_ = defprim(
     "split",
     _split_kernel,
-    linear=lambda g, x, indices_or_sections, axis=0: (np.concatenate(list(g), axis=axis),),
+    linear=lambda g, x, indices_or_sections, axis=0: (
+        np.concatenate(list(g), axis=neg_axis(axis, x.ndim)),
+    ),
+    batch=lambda nb, x, indices_or_sections, axis=0: split_(
+        x, indices_or_sections=indices_or_sections, axis=neg_axis(axis, x.ndim - nb)
+    ),
     nout=-1,
     view=False,
     doc="Split into several arrays along ``axis`` (as ``np.split``).",
@@ -128,7 +197,8 @@ split_ = defprim(
 flip_ = defprim(
     "flip",
     lambda x, axis=None: np.flip(x, axis),
-    linear=lambda g, x, axis=None: (np.flip(g, axis),),
+    linear=lambda g, x, axis=None: (np.flip(g, neg_axes(axis, x.ndim) if STATE.nb else axis),),
+    batch=lambda nb, x, axis=None: flip_(x, axis=neg_axes(axis, x.ndim - nb)),
     view=True,
     doc="Reverse the order of elements along ``axis``.",
 )
@@ -138,22 +208,47 @@ def _neg_shift(shift: Any) -> Any:
     return tuple(-s for s in shift) if isinstance(shift, tuple | list) else -shift
 
 
+def _roll(x: Any, shift: Any, axis: Any, ndim: int, nb: int) -> Any:
+    """np.roll of each example of ``x`` (``ndim`` axes after ``nb`` batch axes)."""
+    if not nb:
+        return np.roll(x, shift, axis)
+    if axis is None:  # the flattened example
+        flat = np.reshape(x, (*x.shape[:nb], -1))
+        return np.reshape(np.roll(flat, shift, -1), tuple(x.shape))
+    return np.roll(x, shift, neg_axes(axis, ndim))
+
+
 roll_ = defprim(
     "roll",
     lambda x, shift, axis=None: np.roll(x, shift, axis),
-    linear=lambda g, x, shift, axis=None: (np.roll(g, _neg_shift(shift), axis),),
+    linear=lambda g, x, shift, axis=None: (_roll(g, _neg_shift(shift), axis, x.ndim, STATE.nb),),
+    batch=lambda nb, x, shift, axis=None: _roll(x, shift, axis, x.ndim - nb, nb),
     doc="Roll elements along ``axis``.",
 )
+
+
+def _tri_batch(prim: Any) -> Any:
+    def batch(nb: int, x: Any, k: int = 0) -> Any:
+        if x.ndim - nb == 1:  # NumPy makes a vector a square matrix first
+            n = x.shape[-1]
+            x = broadcast_to_(lift(x, nb, 2), shape=(*x.shape[:nb], n, n))
+        return prim(x, k=k)
+
+    return batch
+
+
 tril_ = defprim(
     "tril",
     lambda x, k=0: np.tril(x, k),
     linear=lambda g, x, k=0: (np.tril(g, k),),
+    batch=_tri_batch(lambda x, k: tril_(x, k=k)),
     doc="Lower triangle of a (stack of) matrices.",
 )
 triu_ = defprim(
     "triu",
     lambda x, k=0: np.triu(x, k),
     linear=lambda g, x, k=0: (np.triu(g, k),),
+    batch=_tri_batch(lambda x, k: triu_(x, k=k)),
     doc="Upper triangle of a (stack of) matrices.",
 )
 
@@ -168,12 +263,40 @@ def _diag_scatter_kernel(g: Any, shape: tuple[int, ...], offset: int, axis1: int
     return z
 
 
+def _diagonal_t(g: Any, x: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> tuple[Any]:
+    return (
+        diagonal_scatter.call(
+            g,
+            shape=lead(g) + x.shape,
+            offset=offset,
+            axis1=neg_axis(axis1, x.ndim),
+            axis2=neg_axis(axis2, x.ndim),
+        ),
+    )
+
+
+def _diagonal_batch(nb: int, x: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+    n = x.ndim - nb
+    return diagonal_(x, offset=offset, axis1=neg_axis(axis1, n), axis2=neg_axis(axis2, n))
+
+
+def _diag_scatter_batch(nb: int, d: Any, shape: Any, offset: int, axis1: int, axis2: int) -> Any:
+    shape = _shape_arg(shape)
+    n = len(shape)
+    return diagonal_scatter(
+        d,
+        shape=tuple(d.shape[:nb]) + shape,
+        offset=offset,
+        axis1=neg_axis(axis1, n),
+        axis2=neg_axis(axis2, n),
+    )
+
+
 diagonal_ = defprim(
     "diagonal",
     lambda x, offset=0, axis1=0, axis2=1: np.diagonal(x, offset, axis1, axis2),
-    linear=lambda g, x, offset=0, axis1=0, axis2=1: (
-        diagonal_scatter.call(g, shape=x.shape, offset=offset, axis1=axis1, axis2=axis2),
-    ),
+    linear=_diagonal_t,
+    batch=_diagonal_batch,
     view=True,
     doc="Diagonals of a (stack of) matrices.",
 )
@@ -181,8 +304,14 @@ diagonal_scatter = defprim(
     "diagonal_scatter",
     _diag_scatter_kernel,
     linear=lambda g, d, shape, offset, axis1, axis2: (
-        diagonal_.call(g, offset=offset, axis1=axis1, axis2=axis2),
+        diagonal_.call(
+            g,
+            offset=offset,
+            axis1=neg_axis(axis1, len(_shape_arg(shape))),
+            axis2=neg_axis(axis2, len(_shape_arg(shape))),
+        ),
     ),
+    batch=_diag_scatter_batch,
     doc="Zeros of ``shape`` with ``d`` on the given diagonal (the transpose of diagonal).",
 )
 
@@ -191,24 +320,34 @@ def _pad_kernel(x: Any, pad_width: Any, constant_values: Any = 0) -> Any:
     return np.pad(x, pad_width, mode="constant", constant_values=constant_values)
 
 
+def _pad_pairs(ndim: int, pad_width: Any) -> tuple[tuple[int, int], ...]:
+    pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (ndim, 2))
+    return tuple((int(lo), int(hi)) for lo, hi in pw)
+
+
 def _pad_slices(shape: tuple[int, ...], pad_width: Any) -> tuple[slice, ...]:
-    pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (len(shape), 2))
-    return tuple(slice(int(lo), int(lo) + n) for (lo, _), n in zip(pw, shape))
+    pairs = _pad_pairs(len(shape), pad_width)
+    return tuple(slice(lo, lo + n) for (lo, _), n in zip(pairs, shape))
 
 
 pad_ = defprim(
     "pad",
     _pad_kernel,
     vjp=lambda needs, g, out, x, pad_width, constant_values=0: (
-        getitem_.call(g, idx=_pad_slices(x.shape, pad_width)),
+        getitem_.call(g, idx=(slice(None),) * STATE.nb + _pad_slices(np.shape(x), pad_width)),
     ),
-    jvp=lambda tans, out, x, pad_width, constant_values=0: _pad_kernel_t(tans[0], pad_width),
+    jvp=lambda tans, out, x, pad_width, constant_values=0: _pad_kernel_t(
+        tans[0], np.ndim(x), pad_width
+    ),
     save_args=True,
     doc="Pad with a constant (the pad value is not differentiated).",
 )
 
 
-def _pad_kernel_t(t: Any, pad_width: Any) -> Any:
+def _pad_kernel_t(t: Any, ndim: int, pad_width: Any) -> Any:
+    nb = STATE.nb
+    if nb:
+        pad_width = ((0, 0),) * nb + _pad_pairs(ndim, pad_width)
     return pad_(t, pad_width=pad_width, constant_values=0)
 
 
@@ -226,17 +365,79 @@ def _scatter_kernel(g: Any, shape: tuple[int, ...], idx: Any) -> Any:
     return z
 
 
+# NOTE: batched indexing moves the batch axes to the END and indexes the example's axes as
+# usual: an index (without Ellipsis) applies to the leading axes, and unindexed trailing axes
+# stay last and in order under basic, advanced and boolean indexing alike, whereas batch axes
+# prefixed by slices would be moved behind the result axes of separated advanced indices
+# (x[:, i, :, j]). An Ellipsis is first spelled out as slices for the example's ndim.
+def _index_items(idx: Any, ndim: int) -> tuple[Any, ...]:
+    """``idx`` as a tuple without Ellipsis, for an example of ``ndim`` axes."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    at = [k for k, i in enumerate(items) if i is Ellipsis]
+    if not at:
+        return items
+    used = 0
+    for i in items:
+        if i is None or i is Ellipsis or isinstance(i, bool | np.bool_):
+            continue
+        if isinstance(i, int | np.integer | slice):
+            used += 1
+            continue
+        a = np.asarray(i)
+        used += a.ndim if a.dtype == np.bool_ else 1
+    k = at[0]
+    return items[:k] + (slice(None),) * (ndim - used) + items[k + 1 :]
+
+
+def _to_end(a: Any, nb: int) -> Any:
+    return np.moveaxis(a, tuple(range(nb)), tuple(range(-nb, 0)))
+
+
+def _to_front(a: Any, nb: int) -> Any:
+    return np.moveaxis(a, tuple(range(-nb, 0)), tuple(range(nb)))
+
+
+def _index(x: Any, idx: Any, nb: int) -> Any:
+    """``x[b][idx]`` for every batch index b (x has ``nb`` leading batch axes)."""
+    if not nb:
+        return getitem_.call(x, idx=idx)
+    ix = _index_items(idx, x.ndim - nb)
+    return _to_front(getitem_.call(_to_end(x, nb), idx=ix), nb)
+
+
+def _scatter(v: Any, shape: tuple[int, ...], idx: Any, nb: int) -> Any:
+    """Zeros of ``shape`` with ``v[b]`` added at ``idx``, for every batch index b."""
+    if not nb:
+        return scatter_add.call(v, shape=shape, idx=idx)
+    ix = _index_items(idx, len(shape))
+    return _to_front(
+        scatter_add.call(_to_end(v, nb), shape=tuple(shape) + tuple(v.shape[:nb]), idx=ix), nb
+    )
+
+
+def _setitem_b(x: Any, v: Any, idx: Any, nb: int) -> Any:
+    """``x[b][idx] = v[b]`` out of place for every batch index b (v is a number or batched)."""
+    if not nb:
+        return setitem_.call(x, v, idx=idx)
+    ix = _index_items(idx, x.ndim - nb)
+    if np.ndim(v):
+        v = _to_end(v, nb)  # (*v.shape, *batch) broadcasts against (*x[idx].shape, *batch)
+    return _to_front(setitem_.call(_to_end(x, nb), v, idx=ix), nb)
+
+
 getitem_ = defprim(
     "getitem",
     _getitem_kernel,
-    linear=lambda g, x, idx: (scatter_add.call(g, shape=x.shape, idx=idx),),
+    linear=lambda g, x, idx: (_scatter(g, x.shape, idx, STATE.nb),),
+    batch=lambda nb, x, idx: _index(x, idx, nb),
     view=True,
     doc="Basic, advanced and boolean indexing.",
 )
 scatter_add = defprim(
     "scatter_add",
     _scatter_kernel,
-    linear=lambda g, v, shape, idx: (getitem_.call(g, idx=idx),),
+    linear=lambda g, v, shape, idx: (_index(g, idx, STATE.nb),),
+    batch=lambda nb, v, shape, idx: _scatter(v, _shape_arg(shape), idx, nb),
     doc="Zeros of ``shape`` with ``v`` added at ``idx`` (the transpose of indexing).",
 )
 
@@ -251,9 +452,10 @@ setitem_ = defprim(
     "setitem",
     _setitem_kernel,
     linear=(
-        lambda g, x, v, idx: setitem_.call(g, 0.0, idx=idx),
-        lambda g, x, v, idx: getitem_.call(g, idx=idx),
+        lambda g, x, v, idx: _setitem_b(g, 0.0, idx, STATE.nb),
+        lambda g, x, v, idx: lift(_index(g, idx, STATE.nb), STATE.nb, np.ndim(v)),
     ),
+    batch=lambda nb, x, v, idx: _setitem_b(x, v, idx, nb),
     doc="A copy of x with x[idx] = v, differentiable in x (untouched elements) and v.",
 )
 
