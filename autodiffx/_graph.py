@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -257,7 +258,9 @@ def _run(
                     leaf_grads[child] = c if prev is None else prev + c
             if not retain_graph:
                 node.args = node.datas = node.out = node.outs = None
-        for leaf, g in leaf_grads.items():
+        c = g = cts = prev = None  # the engine's own references to cotangents
+        for leaf in list(leaf_grads):
+            g = leaf_grads.pop(leaf)
             if g is None:
                 g = np.zeros(bshape + leaf.data.shape, leaf.data.dtype)
                 if create_graph:
@@ -345,7 +348,33 @@ def _accumulate(t: Tensor, g: Any, create_graph: bool) -> None:
         t.grad = g if t.grad is None else t.grad + g
         return
     if t.grad is None:
-        # NOTE: copied, so that .grad never aliases another gradient or a broadcast view.
-        t.grad = _wrap_const(np.array(g, dtype=t.data.dtype, copy=True))
+        # NOTE: copied, so that .grad never aliases another gradient or a broadcast view,
+        # unless the engine holds the only references to a fresh array of the right dtype.
+        if (
+            type(g) is np.ndarray
+            and g.base is None
+            and g.dtype == t.data.dtype
+            and g.flags.writeable
+            and sys.getrefcount(g) <= _OWNED
+        ):
+            t.grad = _wrap_const(g)
+        else:
+            t.grad = _wrap_const(np.array(g, dtype=t.data.dtype, copy=True))
     else:
         t.grad = _wrap_const(t.grad.data + g)
+
+
+def _refs_inner(g: Any) -> int:
+    return sys.getrefcount(g)
+
+
+def _refs_outer() -> int:
+    g = np.empty(0)
+    return _refs_inner(g)
+
+
+# NOTE: what sys.getrefcount reports inside _accumulate for a cotangent that only the engine
+# holds (a local of _run, the argument): probed with the same call shape, so that it holds
+# on any CPython (3.14 borrows some references). One more reference means someone else (a
+# hook, a saved value, another leaf's slot, the caller's seed) holds it: copy.
+_OWNED = _refs_outer()

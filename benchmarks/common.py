@@ -1,4 +1,4 @@
-"""Sizes, a seeded rng, and the workloads W1, W3, W4 with their hand-written NumPy floors.
+"""Sizes, a seeded rng, and the workloads W1-W4 and W6 with their hand-written NumPy floors.
 
 The workload functions live here (not in ``bench_workloads.py``) so that the asv suite and the
 standalone ``ratios.py`` time exactly the same code.
@@ -6,6 +6,9 @@ standalone ``ratios.py`` time exactly the same code.
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -150,3 +153,131 @@ def w4_numpy_central_differences(a: np.ndarray, x: np.ndarray) -> np.ndarray:
         xp[i] = xi
         g[i] = (fp - fm) / (2 * h)
     return g
+
+
+# ----- W2 MLP training step (and W6, its memory) ----------------------------------------------
+#: 784-256-256-10, tanh hidden layers, softmax cross-entropy on integer labels, batch 128.
+W2_SIZES = (784, 256, 256, 10)
+W2_BATCH = 128
+W2_LR = 0.01
+W2_DTYPES = ("float32", "float64")
+
+
+def w2_input(dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """A batch ``x`` (128, 784) in ``dtype`` and integer labels ``y`` (128,) in [0, 10)."""
+    r = rng(2)
+    x = r.standard_normal((W2_BATCH, W2_SIZES[0])).astype(dtype)
+    return x, r.integers(0, W2_SIZES[-1], size=W2_BATCH)
+
+
+def w2_model(dtype: Any = np.float64) -> tuple[Any, Any]:
+    """The autodiffx model ``Sequential(Linear, Tanh, Linear, Tanh, Linear)`` and its SGD."""
+    a, b, c, d = W2_SIZES
+    nn = ad.nn
+    model = nn.Sequential(
+        nn.Linear(a, b, rng=20, dtype=dtype),
+        nn.Tanh(),
+        nn.Linear(b, c, rng=21, dtype=dtype),
+        nn.Tanh(),
+        nn.Linear(c, d, rng=22, dtype=dtype),
+    )
+    return model, ad.optim.SGD(model.parameters(), lr=W2_LR)
+
+
+def w2_numpy_params(model: Any) -> list[np.ndarray]:
+    """Copies of the model's parameters ``[w1, b1, w2, b2, w3, b3]`` for the NumPy floor."""
+    return [p.data.copy() for p in model.parameters()]
+
+
+def w2_autodiffx_step(model: Any, opt: Any, x: Any, y: Any) -> Any:
+    """One SGD step: ``zero_grad``, forward, ``cross_entropy``, ``backward``, ``step``."""
+    opt.zero_grad(set_to_none=True)
+    loss = ad.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def w2_numpy_step(params: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> Any:
+    """The W2 floor: the same step hand-written (forward, backward, in-place SGD update).
+
+    Returns the loss (computed before the update, as the autodiffx step).
+    """
+    w1, b1, w2, b2, w3, b3 = params
+    n = x.shape[0]
+    rows = np.arange(n)
+    h1 = np.tanh(x @ w1.T + b1)
+    h2 = np.tanh(h1 @ w2.T + b2)
+    z = h2 @ w3.T + b3
+    s = z - z.max(axis=1, keepdims=True)
+    e = np.exp(s)
+    se = e.sum(axis=1, keepdims=True)
+    loss = -(s[rows, y] - np.log(se[:, 0])).mean()
+    # d loss / d z = (softmax(z) - onehot(y)) / n
+    dz = e / se
+    dz[rows, y] -= 1
+    dz *= 1 / n
+    dw3 = dz.T @ h2
+    db3 = dz.sum(axis=0)
+    da2 = (dz @ w3) * (1 - h2 * h2)
+    dw2 = da2.T @ h1
+    db2 = da2.sum(axis=0)
+    da1 = (da2 @ w2) * (1 - h1 * h1)
+    dw1 = da1.T @ x
+    db1 = da1.sum(axis=0)
+    for p, g in zip(params, (dw1, db1, dw2, db2, dw3, db3), strict=True):
+        p -= W2_LR * g
+    return loss
+
+
+# ----- W6 memory of one W2 float64 step ----------------------------------------------------
+MIB = 1 << 20
+
+
+def _traced(fn: Callable[[Callable[[], int]], dict[str, int]]) -> dict[str, int]:
+    """Run ``fn(now)`` under tracemalloc (which sees NumPy's buffers), ``now()`` being the
+    bytes traced since the start; adds ``peak``, the most bytes traced at once."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        out = fn(lambda: tracemalloc.get_traced_memory()[0] - base)
+        out["peak"] = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return out
+
+
+def w6_autodiffx_memory(model: Any, opt: Any, x: Any, y: Any) -> dict[str, int]:
+    """Bytes of one autodiffx W2 step, from a state without gradients.
+
+    ``peak``: the most held at once (above the start); ``graph``: held by the recorded
+    graph after the forward; ``after_backward``: held after ``backward()`` (the
+    gradients, the loss, nothing of the graph); ``grads``: the gradients' buffers;
+    ``held``: held after the update (the gradients).
+    """
+    opt.zero_grad(set_to_none=True)
+
+    def step(now: Callable[[], int]) -> dict[str, int]:
+        loss = ad.nn.functional.cross_entropy(model(x), y)
+        graph = now()
+        loss.backward()
+        after_backward = now()
+        opt.step()
+        del loss
+        return {"graph": graph, "after_backward": after_backward, "held": now()}
+
+    out = _traced(step)
+    out["grads"] = sum(p.grad.data.nbytes for p in model.parameters())
+    return out
+
+
+def w6_numpy_memory(params: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> dict[str, int]:
+    """``peak`` and ``held`` bytes of one hand-written W2 step (the W6 floor)."""
+
+    def step(now: Callable[[], int]) -> dict[str, int]:
+        w2_numpy_step(params, x, y)
+        return {"held": now()}
+
+    return _traced(step)

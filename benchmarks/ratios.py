@@ -1,15 +1,23 @@
-"""Time W1, W3 and W4 beside their hand-written NumPy floors and print the ratios (no asv).
+"""Time W1-W4 and W6 beside their hand-written NumPy floors and print the ratios (no asv).
 
 Usage, from the repository root::
 
-    .venv/bin/python benchmarks/ratios.py                # all three, one BLAS thread
+    .venv/bin/python benchmarks/ratios.py                # all of them, one BLAS thread
     .venv/bin/python benchmarks/ratios.py --only W1 --repeat 50
     .venv/bin/python benchmarks/ratios.py --pin           # pinned to one core (idle machine)
+    .venv/bin/python benchmarks/ratios.py --only W2 --torch --keep-freed-memory
 
 Each case and its floor are timed alternately in the same process (so drift hits both), each
 sample is ``timeit`` of a calibrated number of calls (garbage collector off, as timeit does),
 and the figure is the median of the samples. Results are checked against the floor before
 timing. The output is a Markdown table, ready for a closing note.
+
+W2 (the MLP step) allocates large temporaries on both sides, so with glibc's default
+settings a run can land in a state where one side page-faults on every step (±50 %):
+``--keep-freed-memory`` restarts the script with glibc told to keep freed memory
+(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``), which makes W2 reproducible.
+``--torch`` adds PyTorch CPU's W2 step (one thread) to the same run. W6 counts bytes with
+``tracemalloc`` (one float64 W2 step).
 """
 
 from __future__ import annotations
@@ -30,7 +38,14 @@ TARGETS = {
     "w1_nograd": "≤ 1.5× floor",
     "w3": "≤ 1.1× floor",
     "w4_10": "≤ 15 µs",
+    "w2": "≤ 1.05× floor",
+    "w2_torch": "≤ 1× (never slower)",
+    "w6_peak": "≤ 1.1× floor",
+    "w6_graph": "0 (nothing of the graph)",
 }
+
+#: glibc keeps freed memory (no trimming, no mmap below 32 MiB): no page faults per step.
+KEEP_FREED = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
 def _limit_threads(n: int, pin: bool) -> None:
@@ -128,6 +143,106 @@ def run_w1(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
     ]
 
 
+def _torch_w2_step(c: Any, dtype: str) -> Callable[[], Any]:
+    """PyTorch CPU's W2 step (same sizes, loss, optimizer), one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b, h, d = c.W2_SIZES
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(a, b), nn.Tanh(), nn.Linear(b, h), nn.Tanh(), nn.Linear(h, d))
+    model = model.to(getattr(torch, dtype))
+    opt = torch.optim.SGD(model.parameters(), lr=c.W2_LR)
+    x, y = (torch.from_numpy(v) for v in c.w2_input(dtype))
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def step() -> Any:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def run_w2(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
+    rows = []
+    for dtype in c.W2_DTYPES:
+        model, opt = c.w2_model(dtype)
+        params = c.w2_numpy_params(model)
+        x_np, y = c.w2_input(dtype)
+        x = ad.tensor(x_np)
+        rtol = 1e-5 if dtype == "float32" else 1e-12
+        _check(
+            f"W2 {dtype} loss",
+            c.w2_autodiffx_step(model, opt, x, y).data,
+            c.w2_numpy_step(params, x_np, y),
+            rtol,
+        )
+        for k, p in enumerate(model.parameters()):
+            _check(f"W2 {dtype} parameter {k} after a step", p.data, params[k], rtol)
+        cases = {
+            "ad": lambda m=model, o=opt, x=x, y=y: c.w2_autodiffx_step(m, o, x, y),
+            "np": lambda p=params, x=x_np, y=y: c.w2_numpy_step(p, x, y),
+        }
+        if args.torch:
+            cases["torch"] = _torch_w2_step(c, dtype)
+        t = measure(cases, args.repeat, args.min_time, args.budget)
+        label = f"W2 MLP step {dtype} (784-256-256-10, batch 128)"
+        rows.append(
+            [label, _fmt(t["ad"]), _fmt(t["np"]), f"{t['ad'] / t['np']:.3f}×", TARGETS["w2"]]
+        )
+        if args.torch:
+            rows.append(
+                [
+                    f"W2 MLP step {dtype}: PyTorch CPU in the floor column",
+                    _fmt(t["ad"]),
+                    _fmt(t["torch"]),
+                    f"{t['ad'] / t['torch']:.3f}×",
+                    TARGETS["w2_torch"],
+                ]
+            )
+    return rows
+
+
+def run_w6(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
+    model, opt = c.w2_model("float64")
+    params = c.w2_numpy_params(model)
+    x_np, y = c.w2_input("float64")
+    x = ad.tensor(x_np)
+    for _ in range(2):  # warm-up (imports, caches)
+        c.w2_autodiffx_step(model, opt, x, y)
+        c.w2_numpy_step(params, x_np, y)
+    m = c.w6_autodiffx_memory(model, opt, x, y)
+    f = c.w6_numpy_memory(params, x_np, y)
+    mib = c.MIB
+    graph = m["after_backward"] - m["grads"]
+    return [
+        [
+            "W6 peak of one W2 float64 step (tracemalloc, above the start)",
+            f"{m['peak'] / mib:.2f} MiB",
+            f"{f['peak'] / mib:.2f} MiB",
+            f"{m['peak'] / f['peak']:.2f}×",
+            TARGETS["w6_peak"],
+        ],
+        [
+            f"W6 held after backward() besides the gradients ({m['grads'] / mib:.2f} MiB)",
+            f"{graph / 1024:.1f} KiB",
+            "",
+            "",
+            TARGETS["w6_graph"],
+        ],
+        [
+            "W6 held by the graph after the forward (saved activations)",
+            f"{m['graph'] / mib:.2f} MiB",
+            "",
+            "",
+            "",
+        ],
+    ]
+
+
 def run_w3(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
     x_np = c.w3_input()
     x = ad.tensor(x_np, requires_grad=True)
@@ -193,13 +308,26 @@ def run_w4(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=["W1", "W3", "W4"], help="repeatable")
+    parser.add_argument(
+        "--only", action="append", choices=["W1", "W2", "W3", "W4", "W6"], help="repeatable"
+    )
     parser.add_argument("--repeat", type=int, default=30, help="samples per case (median)")
     parser.add_argument("--min-time", type=float, default=0.02, help="seconds per sample")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per group, at most")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     parser.add_argument("--pin", action="store_true", help="pin to one core (with --threads 1)")
+    parser.add_argument("--torch", action="store_true", help="W2: add PyTorch CPU's step")
+    parser.add_argument(
+        "--keep-freed-memory", action="store_true", help="restart with glibc keeping freed memory"
+    )
     args = parser.parse_args(argv)
+    if args.keep_freed_memory and any(os.environ.get(k) != v for k, v in KEEP_FREED.items()):
+        script = [sys.executable, str(Path(__file__).resolve())]
+        os.execve(
+            sys.executable,
+            script + (sys.argv[1:] if argv is None else argv),
+            {**os.environ, **KEEP_FREED},
+        )
     _limit_threads(args.threads, args.pin)
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -211,11 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"autodiffx {ad.__version__} ({Path(ad.__file__).parent}), NumPy {np.__version__}, "
         f"Python {platform.python_version()}, {args.threads} thread(s)"
-        f"{', pinned' if args.threads == 1 and args.pin else ''}; "
+        f"{', pinned' if args.threads == 1 and args.pin else ''}"
+        f"{', glibc keeping freed memory' if args.keep_freed_memory else ''}; "
         f"medians of up to {args.repeat} alternated samples\n"
     )
     rows: list[list[str]] = []
-    runners = {"W1": run_w1, "W3": run_w3, "W4": run_w4}
+    runners = {"W1": run_w1, "W2": run_w2, "W3": run_w3, "W4": run_w4, "W6": run_w6}
     for name in args.only or list(runners):
         rows += runners[name](c, ad, args)
     head = ["workload", "autodiffx", "NumPy floor", "ratio", "target"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import scipy.special as sp
-from strategies import REAL, Domain
+from strategies import REAL, Const, Domain
 
 UNARY = [(), (3,), (2, 3), (1, 4)]
 BINARY = [((), ()), ((3,), (3,)), ((2, 3), (3,)), ((2, 1), (1, 3)), ((), (2, 2))]
@@ -46,6 +46,25 @@ def _softplus_cases() -> list[dict[str, Any]]:
         )
     )
     return out
+
+
+def _linear_ref(x: Any, w: Any, b: Any = None) -> np.ndarray:
+    y = np.matmul(x, np.swapaxes(w, -1, -2))
+    return y if b is None else y + b
+
+
+def _xent_ref(x: Any, target: Any, reduction: str = "mean") -> np.ndarray:
+    x = np.asarray(x)
+    loss = -sp.log_softmax(x, axis=-1)[np.arange(x.shape[0]), target]
+    if reduction == "none":
+        return loss
+    return np.asarray(loss.mean() if reduction == "mean" else loss.sum(), dtype=x.dtype)
+
+
+# Class-index targets of the fused cross-entropy, one per row of the (N, C) logits.
+_T4 = np.array([0, 2, 1, 2])
+_T1 = np.array([1])
+_REDUCTIONS = ("mean", "sum", "none")
 
 
 NN_SPECS: list[dict[str, Any]] = [
@@ -91,6 +110,36 @@ NN_SPECS: list[dict[str, Any]] = [
         batch="pad",
         weak_scalars=True,
         exempt={"complex": "ordered inputs only"},
+    ),
+]
+
+
+NN_SPECS += [
+    dict(
+        # linear(x, weight, bias): x @ weight.T + bias; bias None is the layer without bias.
+        name="linear",
+        args=(REAL, REAL, REAL),
+        cases=[
+            dict(shapes=((4, 3), (2, 3), (2,))),
+            dict(shapes=((3,), (2, 3), (2,))),
+            dict(shapes=((2, 4, 3), (2, 3), (2,))),
+            dict(shapes=((1, 1), (1, 1), (1,))),
+            dict(shapes=((4, 3), (2, 3), None), args=(REAL, REAL, Const(None))),
+        ],
+        ref=_linear_ref,
+        complex=True,
+    ),
+    dict(
+        # softmax_cross_entropy(x, target=, reduction=): cross_entropy of logits and indices.
+        name="softmax_cross_entropy",
+        args=(REAL,),
+        cases=[
+            *(dict(shapes=((4, 3),), params=dict(target=_T4, reduction=r)) for r in _REDUCTIONS),
+            dict(shapes=((1, 2),), params=dict(target=_T1)),
+            dict(shapes=((1, 1),), params=dict(target=_T1 - 1, reduction="none")),
+        ],
+        ref=_xent_ref,
+        exempt={"complex": "max-shifting needs an ordered dtype"},
     ),
 ]
 

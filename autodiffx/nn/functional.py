@@ -44,6 +44,7 @@ from ..ops import logsumexp as _logsumexp
 from ..ops import maximum as _maximum
 from ..ops import tanh
 from ..ops import where as _where
+from ..ops.shape import neg_axis
 
 __all__ = [
     "binary_cross_entropy",
@@ -185,12 +186,14 @@ def _log_softmax_kernel(x: Any, axis: int = -1) -> Any:
 
 
 def _log_softmax_vjp(needs: Any, g: Any, out: Any, x: Any, axis: int = -1) -> tuple[Any]:
+    # The axis counted from the end: g may carry leading batch axes (vectorized Jacobians).
+    axis = neg_axis(axis, out.ndim)
     return (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),)
 
 
 def _log_softmax_jvp(tans: Any, out: Any, x: Any, axis: int = -1) -> Any:
     t = tans[0]
-    return t - np.sum(np.exp(out) * t, axis=axis, keepdims=True)
+    return t - np.sum(np.exp(out) * t, axis=neg_axis(axis, out.ndim), keepdims=True)
 
 
 _log_softmax = defprim(
@@ -549,6 +552,109 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, rng: Any = None) -> T
     return x * (keep * (1.0 / (1.0 - p))).astype(dt)
 
 
+# ----- linear layers -----------------------------------------------------------------------
+def _linear_kernel(x: Any, weight: Any, bias: Any = None) -> Any:
+    out = np.matmul(x, weight.T)
+    if bias is None:
+        return out
+    if type(bias) is np.ndarray and bias.ndim == 1 and bias.dtype == out.dtype:
+        out += bias  # the product is a fresh array: no second (N, out_features) buffer
+        return out
+    return out + bias
+
+
+def _linear_vjp(needs: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any) -> tuple[Any, ...]:
+    # NOTE: the weight's cotangent is formed as g^T x, i.e. directly in the weight's (C) layout:
+    # (x^T g)^T would be a transposed view, and every later pass over .grad (the optimizer's
+    # update) would stride through it at a fraction of the speed. g may carry leading batch
+    # axes; the engine sums x's extra leading axes away (for 2-D x the rule does).
+    gx = g @ weight if needs[0] else None
+    gw = gb = None
+    if needs[1]:
+        gw = g[..., :, None] * x if x.ndim == 1 else g.mT @ x
+    if needs[2]:
+        gb = g.sum(axis=-2) if x.ndim == 2 else g
+    return gx, gw, gb
+
+
+def _linear_jvp(tans: Any, out: Any, x: Any, weight: Any, bias: Any) -> Any:
+    # Batched tangents arrive padded to the output's rank (``broadcasting=True``).
+    tx, tw, tb = tans
+    acc = None if tx is None else tx @ weight.mT
+    if tw is not None:
+        term = x @ tw.mT
+        acc = term if acc is None else acc + term
+    if tb is not None:
+        acc = tb if acc is None else acc + tb
+    return acc
+
+
+_linear = defprim(
+    "linear",
+    _linear_kernel,
+    vjp=_linear_vjp,
+    jvp=_linear_jvp,
+    broadcasting=True,
+    doc="Affine map x @ weight.T + bias (bias may be None), one node for a whole layer.",
+    example=(
+        "import autodiffx.nn.functional as F\n"
+        "x = ad.tensor([[1.0, 2.0]], requires_grad=True)\n"
+        "w = ad.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]], requires_grad=True)\n"
+        "F.linear(x, w, ad.tensor([0.5, 0.0, -1.0]))\n"
+        "F.linear(x, w).sum().backward()\n"
+        "x.grad, w.grad"
+    ),
+)
+
+
+def linear(input: Any, weight: Any, bias: Any = None) -> Tensor:
+    """Affine map ``input @ weight.T + bias`` over the last axis (PyTorch's ``F.linear``).
+
+    One registry primitive: the product and the bias share one output buffer, and the
+    backward forms the weight's gradient ``g^T input`` directly in the weight's layout.
+
+    Parameters
+    ----------
+    input : Tensor or array_like
+        Shape (..., in_features), at least 1-D.
+    weight : Tensor or array_like
+        Shape (out_features, in_features).
+    bias : Tensor or array_like, optional
+        Shape (out_features,).
+
+    Returns
+    -------
+    Tensor
+        Shape (..., out_features).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> import autodiffx.nn.functional as F
+    >>> x = ad.tensor([[1.0, 2.0]])
+    >>> w = ad.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]], requires_grad=True)
+    >>> F.linear(x, w, ad.tensor([0.5, 0.0, -1.0]))
+    tensor([[1.5, 3. , 3. ]], grad_fn=<linear>)
+    >>> F.linear(x, w).sum().backward()
+    >>> w.grad
+    tensor([[1., 2.],
+            [1., 2.],
+            [1., 2.]])
+    """
+    ws = _shape(weight)
+    if len(ws) != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got {ws}")
+    if not _shape(input):
+        raise ValueError("linear: input is 0-d (a scalar); it needs a feature axis")
+    if bias is not None and len(_shape(bias)) != 1:
+        raise ValueError(f"linear: bias must be 1-D (out_features,), got shape {_shape(bias)}")
+    return _linear(input, weight, bias)
+
+
+def _shape(v: Any) -> tuple[int, ...]:
+    return v.shape if isinstance(v, Tensor | np.ndarray) else np.shape(v)
+
+
 # ----- losses ------------------------------------------------------------------------------
 def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
     if reduction == "mean":
@@ -688,6 +794,115 @@ def nll_loss(
     return _nll(_as_tensor(input), target, weight, ignore_index, reduction, "nll_loss")[0]
 
 
+def _shifted(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``x - max(x)`` along the last axis as a fresh array, and whether every max is finite.
+
+    A non-finite max (a row of -inf, or an inf) shifts its row by 0.
+    """
+    m = x.max(axis=-1, keepdims=True)
+    finite = bool(np.isfinite(m).all())
+    if not finite:
+        m = np.where(np.isfinite(m), m, 0)
+    return np.subtract(x, m), finite
+
+
+def _xent_kernel(x: Any, target: Any = None, reduction: str = "mean") -> Any:
+    # Logits x (N, C), class indices target (N,), all in range: -log_softmax(x)[i, target[i]]
+    # as lse_i - s[i, target[i]] with s = x - max (the value of the general path, bit for bit).
+    s, finite = _shifted(x)
+    se = np.exp(s).sum(axis=-1)
+    if finite:  # every row holds a 0, so se >= 1
+        loss = np.log(se)
+    else:
+        with np.errstate(divide="ignore"):
+            loss = np.log(se)
+    loss -= s[np.arange(s.shape[0]), target]
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    return total / loss.shape[0] if reduction == "mean" else total
+
+
+def _xent_grad(x: Any, target: Any) -> Any:
+    """``softmax(x) - onehot(target)``: the derivative of the per-sample losses."""
+    onehot = np.arange(x.shape[-1]) == target[:, None]
+    return np.exp(_log_softmax.call(x, axis=-1)) - onehot
+
+
+def _xent_vjp(
+    needs: Any, g: Any, out: Any, x: Any, target: Any = None, reduction: str = "mean"
+) -> Any:
+    n = x.shape[0]
+    if reduction == "mean":
+        g = g / n
+    if type(x) is np.ndarray and g.ndim == (reduction == "none"):
+        # NOTE: the plain backward (raw arrays, no batch axes): (softmax - onehot) * g built
+        # in one buffer in place, as a hand-written step does; the general form below is
+        # the same formula for recorded (higher-order) and batched passes.
+        e = _shifted(x)[0]
+        np.exp(e, out=e)
+        scale = g / e.sum(axis=-1)
+        e *= scale[:, None]
+        e[np.arange(n), target] -= g
+        return (e,)
+    # One cotangent per sample ('none') or one for the total; either may carry batch axes.
+    g = g[..., None] if reduction == "none" else g[..., None, None]
+    return (_xent_grad(x, target) * g,)
+
+
+def _xent_jvp(tans: Any, out: Any, x: Any, target: Any = None, reduction: str = "mean") -> Any:
+    per_sample = np.sum(_xent_grad(x, target) * tans[0], axis=-1)
+    if reduction == "none":
+        return per_sample
+    total = np.sum(per_sample, axis=-1)
+    return total / x.shape[0] if reduction == "mean" else total
+
+
+_xent = defprim(
+    "softmax_cross_entropy",
+    _xent_kernel,
+    vjp=_xent_vjp,
+    jvp=_xent_jvp,
+    doc=(
+        "Softmax cross-entropy of logits (N, C) and in-range class indices ``target`` (N,), "
+        "reduced by ``reduction``; VJP (softmax(x) - onehot) * g. The fast path of "
+        "``cross_entropy``."
+    ),
+    example=(
+        "from autodiffx.nn.functional import _xent\n"
+        "x = ad.tensor([[0.0, 0.0], [0.0, 1000.0]], requires_grad=True)\n"
+        "_xent(x, target=np.array([0, 1]))\n"
+        "_xent(x, target=np.array([0, 1])).backward()\n"
+        "x.grad"
+    ),
+)
+
+
+_UNSIGNED = {k: np.dtype(f"u{k}") for k in (1, 2, 4, 8)}
+
+
+def _xent_fast(x: Tensor, target: Any, ignore_index: int) -> Any:
+    """The class-index target as an array if the fused primitive applies, else None.
+
+    It applies to logits (N, C) with N, C > 0 and every target a valid class, none equal
+    to ``ignore_index``; anything else (including every error) takes the general path.
+    """
+    if x.ndim != 2 or x.dtype.kind != "f" or x.size == 0:
+        return None
+    t = target.data if isinstance(target, Tensor) else target
+    if type(t) is not np.ndarray:
+        t = np.asarray(t)
+    if t.dtype.kind not in "iu" or t.shape != x.shape[:1]:
+        return None
+    n_cls = x.shape[1]
+    # Negative indices read as unsigned are huge: one max() checks both bounds.
+    if t.view(_UNSIGNED[t.itemsize]).max() >= n_cls:
+        return None
+    if 0 <= ignore_index < n_cls and (t == ignore_index).any():
+        return None
+    return t
+
+
 def cross_entropy(
     input: Any,
     target: Any,
@@ -703,7 +918,9 @@ def cross_entropy(
     axis; ``ignore_index`` entries are skipped); a floating ``target`` of the input's shape
     holds probabilities (soft labels, differentiable). ``weight`` (C,) weights the classes,
     ``label_smoothing`` in [0, 1] mixes the target with the uniform distribution.
-    Computed with ``log_softmax``, so it is stable for logits of any size.
+    Computed with ``log_softmax``, so it is stable for logits of any size. Logits (N, C)
+    with in-range class indices and no weights, ignored entries or smoothing (the common
+    training case) take one fused primitive, whose backward is ``softmax - onehot``.
 
     Parameters
     ----------
@@ -727,11 +944,15 @@ def cross_entropy(
     >>> import autodiffx.nn.functional as F
     >>> logits = ad.tensor([[2.0, 0.0, -1.0], [0.0, 1000.0, 0.0]], requires_grad=True)
     >>> F.cross_entropy(logits, [0, 1])
-    tensor(0.08492301, grad_fn=<divide>)
+    tensor(0.08492301, grad_fn=<softmax_cross_entropy>)
     >>> F.cross_entropy(logits, ad.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
     tensor(0.08492301, grad_fn=<divide>)
     """
     x = _as_tensor(input)
+    if weight is None and label_smoothing == 0 and reduction in ("mean", "sum", "none"):
+        t = _xent_fast(x, target, ignore_index)
+        if t is not None:
+            return _xent(x, target=t, reduction=reduction)
     cax = _class_axis(x)
     n_cls = x.shape[cax]
     logp = log_softmax(x, axis=cax)

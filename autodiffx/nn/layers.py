@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 
 from .._tensor import Tensor
-from ..ops import matmul
 from . import functional as F
-from .functional import as_generator
+from .functional import _linear, as_generator
 from .module import Module, Parameter
 
 __all__ = [
@@ -100,10 +99,9 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Any) -> Tensor:
-        """``x @ weight.T + bias`` over the last axis of ``x``."""
-        y = matmul(x, self.weight.mT)
-        b = self.bias
-        return y if b is None else y + b
+        """``x @ weight.T + bias`` over the last axis of ``x`` (one ``linear`` node)."""
+        p = self._parameters  # (``self.weight`` goes through Module.__getattr__)
+        return _linear(x, p["weight"], p.get("bias"))  # F.linear without its argument checks
 
     def extra_repr(self) -> str:
         """Sizes and whether there is a bias."""

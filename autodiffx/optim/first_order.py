@@ -32,6 +32,37 @@ def _like(p: Tensor, values: np.ndarray | None = None, fill: Any = 0) -> np.ndar
     return a
 
 
+_AXPY: dict[np.dtype, Any] = {}
+
+
+def _blas_axpy(dtype: np.dtype) -> Any:
+    """SciPy's BLAS ``?axpy`` for float32/float64 (imported on first use), else None."""
+    if not _AXPY:
+        from scipy.linalg.blas import daxpy, saxpy
+
+        _AXPY.update({np.dtype(np.float32): saxpy, np.dtype(np.float64): daxpy})
+    return _AXPY.get(dtype)
+
+
+def _sub_scaled(x: np.ndarray, lr: float, g: np.ndarray) -> None:
+    """In place ``x -= lr * g`` without a temporary ``lr * g`` when BLAS can do it.
+
+    ``x`` and ``g`` contiguous of one float dtype go to ``?axpy`` (one pass, no allocation:
+    for a large layer the temporary and its page faults cost more than the update); anything
+    else takes NumPy's ``x -= lr * g``.
+    """
+    f = _AXPY.get(x.dtype) if _AXPY else _blas_axpy(x.dtype)
+    if f is not None and lr != 0 and g.dtype == x.dtype and x.size:
+        fx = x.flags
+        if fx.c_contiguous and fx.writeable and g.flags.c_contiguous:
+            flat = x.reshape(-1)
+            res = f(g.reshape(-1), flat, a=-lr)
+            if res is not flat:  # pragma: no cover - f2py updates contiguous arrays in place
+                flat[...] = res
+            return
+    x -= lr * g
+
+
 def _lerp(a: np.ndarray, b: np.ndarray, w: float) -> None:
     """In place ``a += w * (b - a)`` with PyTorch's two-sided lerp formula."""
     if abs(w) < 0.5:
@@ -102,12 +133,16 @@ class SGD(Optimizer):
 
     def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
         x = _real_view(p.data)
+        lr = group["lr"]
+        wd = group["weight_decay"]
+        mom = group["momentum"]
+        if wd == 0 and mom == 0:  # plain SGD (the common case): one pass, no temporary
+            _sub_scaled(x, -lr if group["maximize"] else lr, g)
+            return
         if group["maximize"]:
             g = -g
-        wd = group["weight_decay"]
         if wd != 0:
             g = g + wd * x
-        mom = group["momentum"]
         if mom != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
@@ -118,7 +153,7 @@ class SGD(Optimizer):
                 b *= mom
                 b += (1 - group["dampening"]) * g
             g = g + mom * b if group["nesterov"] else b
-        x -= group["lr"] * g
+        _sub_scaled(x, lr, g)
 
 
 class Adam(Optimizer):

@@ -219,13 +219,16 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        state, update = self.state, self._update
         with no_grad():
             for group in self.param_groups:
                 for p in group["params"]:
-                    if p.grad is None:
+                    grad = p.grad
+                    if grad is None:
                         continue
-                    self._update(p, _grad_view(p), group, self.state[p])
-                    _bump(p)
+                    g = grad.data
+                    update(p, _grad_view(p) if g.dtype.kind == "c" else g, group, state[p])
+                    bump_version(p)
         return loss
 
     def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
