@@ -56,5 +56,13 @@ def fit(g: Any, shape: tuple[int, ...], dtype: np.dtype, nb: int = 0) -> Any:
 
 def _broadcast_to(g: Any, shape: tuple[int, ...]) -> Any:
     if isinstance(g, np.ndarray | np.generic):
+        n = 1
+        for s in shape:
+            n *= s
+        if n <= 4096:
+            # NOTE: np.broadcast_to costs ~4 µs of Python; a small filled copy is cheaper.
+            out = np.empty(shape, g.dtype)
+            out[...] = g
+            return out
         return np.broadcast_to(g, shape)
     return g.broadcast_to(shape)
