@@ -35,3 +35,12 @@ def test_every_public_name_has_a_docstring_with_an_example():
         if "Examples" not in doc or ">>>" not in doc:
             undocumented.append(name)
     assert not undocumented, f"public names without a docstring: {undocumented}"
+
+
+def test_readme_example_runs(capsys):
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})
+    assert "11.652" in capsys.readouterr().out
