@@ -109,6 +109,7 @@ def run_backward(
     targets: Sequence[Tensor] | None = None,
     accumulate: bool = True,
     batch_ndim: int = 0,
+    record: bool | None = None,
 ) -> list[Any] | None:
     """Propagate ``seeds`` from ``roots`` to the leaves (or to ``targets``).
 
@@ -116,6 +117,8 @@ def run_backward(
     ``targets`` only); otherwise the gradients of ``targets`` are returned in order
     (None where unreachable). With ``batch_ndim`` the seeds carry that many leading batch
     axes, kept through every rule (one pass computes many vector-Jacobian products).
+    ``record=False`` with ``create_graph`` evaluates the rules on Tensors (so forward-mode
+    tangents flow through them: forward-over-reverse) without recording a reverse graph.
     """
     if create_graph:
         seeds = [s if isinstance(s, Tensor) else _wrap_const(np.asarray(s)) for s in seeds]
@@ -161,6 +164,7 @@ def run_backward(
     STATE.nb = nb
     try:
         return _run(
+            create_graph if record is None else (create_graph and record),
             order,
             grads,
             leaf_grads,
@@ -181,6 +185,7 @@ def run_backward(
 
 
 def _run(
+    record: bool,
     order: list[Node],
     grads: dict[Node, Any],
     leaf_grads: dict[Tensor, Any],
@@ -196,7 +201,7 @@ def _run(
     nb: int,
     bshape: tuple[int, ...],
 ) -> list[Any] | None:
-    ctx = enable_grad() if create_graph else no_grad()
+    ctx = enable_grad() if record else no_grad()
     # NOTE: rules evaluate silently where the derivative is infinite (sqrt at 0), as PyTorch;
     # detect_anomaly() is the tool that turns non-finite gradients into errors.
     with ctx, np.errstate(divide="ignore", invalid="ignore", over="ignore"):

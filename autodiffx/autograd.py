@@ -44,6 +44,28 @@ def grad(
     >>> g, ad.autograd.grad(g, x)[0]
     (tensor(12., grad_fn=<multiply>), tensor(12.))
     """
+    return _grad(
+        outputs,
+        inputs,
+        grad_outputs,
+        retain_graph,
+        create_graph,
+        allow_unused,
+        is_grads_batched,
+        record=create_graph,
+    )
+
+
+def _grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any,
+    retain_graph: bool | None,
+    create_graph: bool,
+    allow_unused: bool,
+    is_grads_batched: bool,
+    record: bool,
+) -> tuple[Tensor | None, ...]:
     outs = _as_list(outputs)
     ins = _as_list(inputs)
     if grad_outputs is None:
@@ -87,6 +109,7 @@ def grad(
         targets=ins,
         accumulate=False,
         batch_ndim=1 if is_grads_batched else 0,
+        record=record,
     )
     assert res is not None
     out: list[Tensor | None] = []

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from . import autograd
+from ._graph import _toposort
 from ._mode import STATE, enable_grad
+from ._registry import Node
 from ._tensor import Tensor
 from .forward import alias, dual_level, make_dual, unpack_dual
 
@@ -90,7 +92,7 @@ def _argnums(argnums: int | Sequence[int], n: int, who: str) -> tuple[int, ...]:
 def _variable(leaf: Any, who: str, where: str) -> tuple[Tensor, bool]:
     """A Tensor to differentiate with respect to, still connected to any outer transform.
 
-    Returns it and whether an outer transform sees it (then derivatives are recorded).
+    Returns it and whether an outer transform sees it (then derivatives are Tensors).
     """
     base = leaf if isinstance(leaf, Tensor) else Tensor(np.asarray(leaf))
     if base.dtype.kind not in "fc":
@@ -128,6 +130,25 @@ def _prepare(
         leaves_per.append(xs)
         defs.append(d)
     return new, leaves_per, defs, outer
+
+
+def _record_needed(outs: Sequence[Tensor], leaves: list[list[Tensor]]) -> bool:
+    """Whether reverse mode outside this transform may differentiate its derivatives.
+
+    True when an input is itself differentiated from outside (it is not a leaf), or when
+    the outputs also depend on other tensors that require grad (closed-over parameters,
+    e.g. a loss on ``grad(net)(x)`` trained by ``backward()``).
+    """
+    flat = [x for xs in leaves for x in xs]
+    if any(x._node is not None for x in flat):
+        return True
+    mine = set(flat)
+    roots = [o._node for o in outs if o._node is not None]
+    for node in _toposort(roots):
+        for e in node.edges:
+            if e is not None and type(e[0]) is not Node and e[0] not in mine:
+                return True
+    return False
 
 
 def _as_output(y: Any, who: str) -> Tensor:
@@ -181,7 +202,11 @@ def value_and_grad(
             )
         flat = [x for xs in leaves for x in xs]
         if y.requires_grad:
-            gs = autograd.grad(y, flat, create_graph=outer, retain_graph=outer, allow_unused=True)
+            # NOTE: forward-over-reverse (hessian, hvp, jvp of grad) needs the rules evaluated
+            # on Tensors so that tangents flow through them, but no reverse graph of them.
+            record = _record_needed([y], leaves)
+            outer = outer or record
+            gs = autograd._grad(y, flat, None, outer, outer, True, False, record=record)
         else:
             gs = (None,) * len(flat)
         gs = [_zeros_for(x) if g is None else _finish(g, outer) for g, x in zip(gs, flat)]
@@ -243,6 +268,8 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     out_leaves, out_def = tree_flatten(res)
     outs = [_as_output(o, who) for o in out_leaves]
     flat = [x for xs in leaves for x in xs]
+    record = _record_needed(outs, leaves)
+    outer = outer or record
 
     def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
         cts, _ = tree_flatten(cotangent)
@@ -260,14 +287,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
                 seeds.append(c if outer else c.data)
         gs: Sequence[Any] = (None,) * len(flat)
         if used:
-            gs = autograd.grad(
-                used,
-                flat,
-                grad_outputs=seeds,
-                retain_graph=True,
-                create_graph=outer,
-                allow_unused=True,
-            )
+            gs = autograd._grad(used, flat, seeds, True, outer, True, False, record=record)
         gs = [_zeros_for(x) if g is None else _finish(g, outer) for g, x in zip(gs, flat)]
         result, k = [], 0
         for xs, d in zip(leaves, defs):
@@ -415,6 +435,8 @@ def _jac_rev(
     out_leaves, out_def = tree_flatten(res)
     outs = [_as_output(o, "jacrev") for o in out_leaves]
     flat = [x for xs in leaves for x in xs]
+    record = _record_needed(outs, leaves)
+    outer = outer or record
     in_defs = [(d, len(xs)) for d, xs in zip(defs, leaves)]
     sizes = [o.size for o in outs]
     m = sum(sizes)
@@ -431,14 +453,8 @@ def _jac_rev(
                 o = outs[i]
                 e = _basis(m, start, stop, o.dtype)[:, offsets[i] : offsets[i + 1]]
                 seeds.append(e.reshape((stop - start, *o.shape)))
-            gs = autograd.grad(
-                [outs[i] for i in used],
-                flat,
-                grad_outputs=seeds,
-                retain_graph=True,
-                create_graph=outer,
-                allow_unused=True,
-                is_grads_batched=True,
+            gs = autograd._grad(
+                [outs[i] for i in used], flat, seeds, True, outer, True, True, record=record
             )
         for r, g, x in zip(rows, gs, flat):
             r.append(_zeros_for(x, (stop - start,)) if g is None else _finish(g, outer))

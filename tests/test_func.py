@@ -236,3 +236,30 @@ def test_jacobians_take_one_vectorized_pass(monkeypatch):
     calls.clear()
     ad.jacobian(lambda x: ad.tanh(ad.tensor(M) @ x), mode="rev", chunk_size=5)(np.ones(n))
     assert len(calls) == 4
+
+
+def test_grad_of_a_closure_over_parameters_trains_by_backward():
+    # Sobolev-style: a loss on the input-derivative of a model, trained by .backward().
+    w = ad.tensor([0.5, -1.0], requires_grad=True)
+
+    def model(x):
+        return ad.sum(ad.tanh(w * x))
+
+    dx = ad.grad(model)(np.array([0.3, 0.7]))
+    assert dx.requires_grad
+    ad.sum(dx**2).backward()
+    x = np.array([0.3, 0.7])
+
+    def loss_of(wv):
+        t = np.tanh(wv * x)
+        return np.sum((wv * (1 - t**2)) ** 2)
+
+    num = numeric_grad(loss_of, w.data.copy())
+    np.testing.assert_allclose(w.grad.data, num, rtol=1e-6)
+
+
+def test_forward_over_reverse_does_not_record_a_reverse_graph():
+    x = np.array([0.2, -0.4])
+    _, hv = ad.hvp(lambda v: ad.sum(ad.exp(v) * v), (x,), (np.ones(2),))
+    assert not hv.requires_grad
+    np.testing.assert_allclose(hv.data, np.exp(x) * (2 + x), rtol=1e-14)

@@ -28,6 +28,8 @@ def _mm_tb(g: Any, a: Any, b: Any) -> Any:
     if a.ndim == 1:
         return a * g[..., None] if b.ndim == 1 else a[:, None] * g[..., None, :]
     if b.ndim == 1:
+        if a.ndim == 2:
+            return g @ a  # (..., m) @ (m, k): one product, batch axes broadcast
         return (np.swapaxes(a, -1, -2) @ g[..., :, None])[..., 0]
     return np.swapaxes(a, -1, -2) @ g
 
