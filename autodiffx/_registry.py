@@ -82,6 +82,8 @@ class Primitive:
         self.batch: Callable[..., Any] | None = None
         # Elementwise with NumPy broadcasting: batched tangents are padded to the output's rank.
         self.broadcasting = False
+        # Rules accept raw ndarrays (registry entries); user Functions get Tensors.
+        self.raw_rules = True
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         if not params and len(args) == 1 and self.fast and not STATE.mode:
@@ -300,6 +302,7 @@ def defprim(
         or (isinstance(kernel, np.ufunc) and kernel.signature is None)
     )
     if not register:
+        p.raw_rules = False
         return p
     if isinstance(ufunc, np.ufunc):
         UFUNC_MAP[ufunc] = p
@@ -689,6 +692,23 @@ def _push_tangents(
             # before NumPy broadcasting aligns shapes from the right.
             ndim = res.ndim
             tans = [None if t is None else _pad_batched(t, nb, ndim) for t in tans]
+        # NOTE: with one level open and no reverse graph to record through the tangents, the
+        # rule runs on raw arrays (the cost of hand-written NumPy), as backward rules do.
+        raw = (
+            p.raw_rules
+            and len(st.levels) == 1
+            and (
+                not st._grad_enabled
+                or (
+                    not any(isinstance(a, Tensor) and a._rg for a in args)
+                    and not any(t is not None and t._rg for t in tans)
+                )
+            )
+        )
+        if raw:
+            r_args = [a.data if isinstance(a, Tensor) else a for a in args]
+            r_tans = tuple(None if t is None else t.data for t in tans)
+            r_out = res.data if p.nout == 1 else tuple(o.data for o in res)
         st.masked.add(level)
         prev_nb = st.nb
         st.nb = nb
@@ -696,7 +716,10 @@ def _push_tangents(
             # NOTE: like the backward pass, tangent rules run without floating-point warnings:
             # an infinite derivative is a value (detect_anomaly() reports it).
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                tout = p.jvp(tuple(tans), res, args, params)
+                if raw:
+                    tout = p.jvp(r_tans, r_out, r_args, params)
+                else:
+                    tout = p.jvp(tuple(tans), res, args, params)
         finally:
             st.masked.discard(level)
             st.nb = prev_nb
