@@ -96,6 +96,10 @@ BUILDERS: dict[str, Callable[[str, int], Args]] = {
     "einsum": lambda name, n: ((_mat(name, n), _mat(name, n, 1)[0]), {"subscripts": "ij,j->i"}),
     "getitem": _one_vec(idx=slice(None, None, 2)),
     "inv": _square("general"),
+    "linear": lambda name, n: (
+        (_mat(name, n), _mat(name, n, 1), _vec(name, _mat(name, n, 1).shape[0], 2)),
+        {},
+    ),
     "lstsq": _square("general", 2),
     "matmul": lambda name, n: ((_mat(name, n), _mat(name, n, 1)[0]), {}),
     "pad": _one_vec(pad_width=1),
@@ -113,6 +117,10 @@ BUILDERS: dict[str, Callable[[str, int], Args]] = {
         {"idx": slice(None, None, 2)},
     ),
     "slogdet": _square("general"),
+    "softmax_cross_entropy": lambda name, n: (
+        (_mat(name, n),),
+        {"target": np.arange(_mat(name, n).shape[0]) % _mat(name, n).shape[1]},
+    ),
     "solve": _square("general", 2),
     "split": lambda name, n: ((_vec(name, n),), {"indices_or_sections": [n // 2]}),
     "svd": _square("general", full_matrices=False),
