@@ -390,10 +390,13 @@ def _def_linear(p: Primitive, transpose: Any) -> None:
     def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any) -> Any:
         nb = STATE.nb
         bshape = next(t.shape[:nb] for t in tans if t is not None) if nb else ()
-        filled = [
-            a if i in nd else (t if t is not None else _zeros_like(a, bshape, out, nb, p))
-            for i, (a, t) in enumerate(zip(args, tans))
-        ]
+        filled = []
+        for i, (a, t) in enumerate(zip(args, tans)):
+            if i not in nd and t is None:
+                t = _zeros_like(a, bshape)
+                if nb and p.broadcasting:  # aligned like the padded tangents
+                    t = _pad_batched(t, nb, out.ndim)
+            filled.append(a if i in nd else t)
         return batched_apply(p, filled, params)
 
     p.vjp, p.jvp = vjp, jvp
@@ -422,15 +425,11 @@ def _def_bilinear(p: Primitive, transposes: Sequence[Callable[..., Any]]) -> Non
     p.vjp, p.jvp = vjp, jvp
 
 
-def _zeros_like(
-    a: Any, bshape: tuple[int, ...] = (), out: Any = None, nb: int = 0, p: Any = None
-) -> Any:
-    if not bshape:
-        return np.zeros(a.shape, a.dtype) if isinstance(a, Tensor | np.ndarray) else 0.0
-    shape = np.shape(a)
-    if p is not None and p.broadcasting:
-        bshape = bshape[:nb] + (1,) * (out.ndim - len(shape))
-    return np.zeros(bshape + shape, getattr(a, "dtype", np.float64))
+def _zeros_like(a: Any, bshape: tuple[int, ...] = ()) -> Any:
+    """The zero tangent of argument ``a`` (with batch axes ``bshape``)."""
+    if not bshape and not isinstance(a, Tensor | np.ndarray):
+        return 0.0
+    return np.zeros(bshape + np.shape(a), getattr(a, "dtype", np.float64))
 
 
 def _pad_batched(t: Any, nb: int, ndim: int) -> Any:
