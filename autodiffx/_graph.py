@@ -160,133 +160,98 @@ def run_backward(
     anomaly = STATE.anomaly
     nb = batch_ndim
     bshape = tuple(seeds[0].shape[:nb]) if nb else ()
+    record = create_graph if record is None else (create_graph and record)
     prev_nb = STATE.nb
     STATE.nb = nb
     try:
-        return _run(
-            create_graph if record is None else (create_graph and record),
-            order,
-            grads,
-            leaf_grads,
-            root_nodes,
-            target_keys,
-            needed,
-            captured,
-            retain_graph,
-            create_graph,
-            accumulate,
-            targets,
-            anomaly,
-            nb,
-            bshape,
-        )
+        ctx = enable_grad() if record else no_grad()
+        # NOTE: rules evaluate silently where the derivative is infinite (sqrt at 0), as PyTorch;
+        # detect_anomaly() is the tool that turns non-finite gradients into errors.
+        with ctx, np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for node in reversed(order):
+                g = grads.pop(node, None)
+                if g is None:
+                    _zero_leaves(node, leaf_grads, needed)
+                    continue
+                if node.args is None:
+                    raise _freed_error(node)
+                if node.hooks or target_keys is not None:
+                    g = _hooks_and_targets(node, g, create_graph, target_keys, captured)
+                    if needed is not None and node not in needed:
+                        continue
+                if node.stamp != STAMP[0]:
+                    _check_versions(node)
+                p = node.prim
+                if node.multi:
+                    g = tuple(
+                        gk if gk is not None else _zeros(o, create_graph, bshape)
+                        for gk, o in zip(g, node.out)
+                    )
+                if create_graph:
+                    cts = p.vjp(node.edges, g, _out_for_rule(node, True), node.args, node.params)
+                else:
+                    # `needs` is the edge list: an edge (truthy) means "requires grad".
+                    cts = p.vjp(node.edges, g, node.out, node.datas, node.params)
+                i = -1
+                for e in node.edges:
+                    i += 1
+                    if e is None:
+                        continue
+                    c = cts[i]
+                    child = e[0]
+                    if needed is not None and child not in needed:
+                        continue
+                    if c is None:
+                        # A leaf reached only through symbolic zeros still gets a zero gradient.
+                        if type(child) is not Node and child not in leaf_grads:
+                            leaf_grads[child] = None
+                        continue
+                    if create_graph:
+                        if not isinstance(c, Tensor):
+                            c = _wrap_const(np.asarray(c))
+                    elif type(c) is not np.ndarray:
+                        c = np.asarray(c.data if isinstance(c, Tensor) else c)
+                    if nb or c.shape != e[2] or (c.dtype is not e[3] and c.dtype != e[3]):
+                        c = fit(c, e[2], e[3], nb)
+                    if anomaly:
+                        _check_grad(node, i, c)
+                    if type(child) is Node:
+                        if not child.multi:
+                            prev = grads.get(child)
+                            grads[child] = c if prev is None else prev + c
+                        else:
+                            _add_node(grads, child, e[1], c)
+                    else:
+                        prev = leaf_grads.get(child)
+                        leaf_grads[child] = c if prev is None else prev + c
+                if not retain_graph:
+                    node.args = node.datas = node.out = node.outs = None
+            c = g = cts = prev = None  # the engine's own references to cotangents
+            for leaf in list(leaf_grads):
+                g = leaf_grads.pop(leaf)
+                if g is None:
+                    g = np.zeros(bshape + leaf.data.shape, leaf.data.dtype)
+                    if create_graph:
+                        g = _wrap_const(g)
+                if leaf._hooks:
+                    g = _run_hooks(leaf._hooks, g, create_graph)
+                if target_keys is not None:
+                    j = target_keys.get(leaf)
+                    if j is not None:
+                        captured[j] = g
+                    continue
+                if accumulate:
+                    _accumulate(leaf, g, create_graph)
+        if targets is None:
+            return None
+        if accumulate:
+            for t, g in zip(targets, captured):
+                if g is not None:
+                    _accumulate(t, g, create_graph)
+            return None
+        return captured
     finally:
         STATE.nb = prev_nb
-
-
-def _run(
-    record: bool,
-    order: list[Node],
-    grads: dict[Node, Any],
-    leaf_grads: dict[Tensor, Any],
-    root_nodes: list[Node],
-    target_keys: dict[Any, int] | None,
-    needed: set[Any] | None,
-    captured: list[Any],
-    retain_graph: bool,
-    create_graph: bool,
-    accumulate: bool,
-    targets: Sequence[Tensor] | None,
-    anomaly: bool,
-    nb: int,
-    bshape: tuple[int, ...],
-) -> list[Any] | None:
-    ctx = enable_grad() if record else no_grad()
-    # NOTE: rules evaluate silently where the derivative is infinite (sqrt at 0), as PyTorch;
-    # detect_anomaly() is the tool that turns non-finite gradients into errors.
-    with ctx, np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for node in reversed(order):
-            g = grads.pop(node, None)
-            if g is None:
-                _zero_leaves(node, leaf_grads, needed)
-                continue
-            if node.args is None:
-                raise _freed_error(node)
-            if node.hooks or target_keys is not None:
-                g = _hooks_and_targets(node, g, create_graph, target_keys, captured)
-                if needed is not None and node not in needed:
-                    continue
-            if node.stamp != STAMP[0]:
-                _check_versions(node)
-            p = node.prim
-            if node.multi:
-                g = tuple(
-                    gk if gk is not None else _zeros(o, create_graph, bshape)
-                    for gk, o in zip(g, node.out)
-                )
-            if create_graph:
-                cts = p.vjp(node.edges, g, _out_for_rule(node, True), node.args, node.params)
-            else:
-                # `needs` is the edge list: an edge (truthy) means "requires grad".
-                cts = p.vjp(node.edges, g, node.out, node.datas, node.params)
-            i = -1
-            for e in node.edges:
-                i += 1
-                if e is None:
-                    continue
-                c = cts[i]
-                child = e[0]
-                if needed is not None and child not in needed:
-                    continue
-                if c is None:
-                    # A leaf reached only through symbolic zeros still gets a zero gradient.
-                    if type(child) is not Node and child not in leaf_grads:
-                        leaf_grads[child] = None
-                    continue
-                if create_graph:
-                    if not isinstance(c, Tensor):
-                        c = _wrap_const(np.asarray(c))
-                elif type(c) is not np.ndarray:
-                    c = np.asarray(c.data if isinstance(c, Tensor) else c)
-                if nb or c.shape != e[2] or (c.dtype is not e[3] and c.dtype != e[3]):
-                    c = fit(c, e[2], e[3], nb)
-                if anomaly:
-                    _check_grad(node, i, c)
-                if type(child) is Node:
-                    if not child.multi:
-                        prev = grads.get(child)
-                        grads[child] = c if prev is None else prev + c
-                    else:
-                        _add_node(grads, child, e[1], c)
-                else:
-                    prev = leaf_grads.get(child)
-                    leaf_grads[child] = c if prev is None else prev + c
-            if not retain_graph:
-                node.args = node.datas = node.out = node.outs = None
-        c = g = cts = prev = None  # the engine's own references to cotangents
-        for leaf in list(leaf_grads):
-            g = leaf_grads.pop(leaf)
-            if g is None:
-                g = np.zeros(bshape + leaf.data.shape, leaf.data.dtype)
-                if create_graph:
-                    g = _wrap_const(g)
-            if leaf._hooks:
-                g = _run_hooks(leaf._hooks, g, create_graph)
-            if target_keys is not None:
-                j = target_keys.get(leaf)
-                if j is not None:
-                    captured[j] = g
-                continue
-            if accumulate:
-                _accumulate(leaf, g, create_graph)
-    if targets is None:
-        return None
-    if accumulate:
-        for t, g in zip(targets, captured):
-            if g is not None:
-                _accumulate(t, g, create_graph)
-        return None
-    return captured
 
 
 def _zero_leaves(node: Node, leaf_grads: dict[Tensor, Any], needed: set[Any] | None) -> None:
@@ -379,7 +344,7 @@ def _refs_outer() -> int:
 
 
 # NOTE: what sys.getrefcount reports inside _accumulate for a cotangent that only the engine
-# holds (a local of _run, the argument): probed with the same call shape, so that it holds
+# holds (a local of run_backward, the argument): probed with the same call shape, so that it holds
 # on any CPython (3.14 borrows some references). One more reference means someone else (a
 # hook, a saved value, another leaf's slot, the caller's seed) holds it: copy.
 _OWNED = _refs_outer()
