@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._broadcast import fit
-from ._mode import STATE, enable_grad, no_grad
+from ._mode import STATE, enable_grad, no_grad, quiet_enter, quiet_exit
 from ._registry import Node, _wrap_const
 from ._tensor import STAMP, Tensor
 
@@ -110,6 +110,7 @@ def run_backward(
     accumulate: bool = True,
     batch_ndim: int = 0,
     record: bool | None = None,
+    tangents_at: int | None = None,
 ) -> list[Any] | None:
     """Propagate ``seeds`` from ``roots`` to the leaves (or to ``targets``).
 
@@ -119,6 +120,10 @@ def run_backward(
     axes, kept through every rule (one pass computes many vector-Jacobian products).
     ``record=False`` with ``create_graph`` evaluates the rules on Tensors (so forward-mode
     tangents flow through them: forward-over-reverse) without recording a reverse graph.
+    With ``tangents_at`` (a dual level; with ``create_graph``, ``record=False`` and leaf
+    ``targets``) the targets' gradients are returned as their tangents at that level only, raw
+    arrays: an edge into a target through a multilinear rule whose other arguments carry no
+    tangent then costs the tangent alone (the primal gradient, dead in an HVP, is skipped).
     """
     if create_graph:
         seeds = [s if isinstance(s, Tensor) else _wrap_const(np.asarray(s)) for s in seeds]
@@ -145,29 +150,40 @@ def run_backward(
     target_keys: dict[Any, int] | None = None
     needed: set[Any] | None = None
     captured: list[Any] = []
+    # Nodes with an output among the targets: their cotangent is captured on the way.
+    target_nodes: set[Node] = set()
     if targets is not None:
         target_keys = {}
         for j, t in enumerate(targets):
-            target_keys[t if t._node is None else (t._node, t._idx)] = j
+            if t._node is None:
+                target_keys[t] = j
+            else:
+                target_keys[(t._node, t._idx)] = j
+                target_nodes.add(t._node)
         captured = [None] * len(targets)
         needed = {t for t in targets if t._node is None}
+        needed |= target_nodes
         for n in order:  # producers first, so children are decided before their consumers
-            if any((n, k) in target_keys for k in range(n.nout)) or any(
-                e is not None and e[0] in needed for e in n.edges
-            ):
-                needed.add(n)
+            if n not in needed:
+                for e in n.edges:
+                    if e is not None and e[0] in needed:
+                        needed.add(n)
+                        break
 
+    # Tangent-only contributions to target leaves (forward-over-reverse, see ``tangents_at``).
+    leaf_tans: dict[Tensor, Any] = {}
+    tl = tangents_at if create_graph and not record and target_keys is not None else None
     anomaly = STATE.anomaly
     nb = batch_ndim
     bshape = tuple(seeds[0].shape[:nb]) if nb else ()
     record = create_graph if record is None else (create_graph and record)
     prev_nb = STATE.nb
     STATE.nb = nb
+    # NOTE: rules evaluate silently where the derivative is infinite (sqrt at 0), as PyTorch;
+    # detect_anomaly() is the tool that turns non-finite gradients into errors.
+    token = quiet_enter()
     try:
-        ctx = enable_grad() if record else no_grad()
-        # NOTE: rules evaluate silently where the derivative is infinite (sqrt at 0), as PyTorch;
-        # detect_anomaly() is the tool that turns non-finite gradients into errors.
-        with ctx, np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        with enable_grad() if record else no_grad():
             for node in reversed(order):
                 g = grads.pop(node, None)
                 if g is None:
@@ -175,10 +191,10 @@ def run_backward(
                     continue
                 if node.args is None:
                     raise _freed_error(node)
-                if node.hooks or target_keys is not None:
+                if node.hooks or node in target_nodes:
                     g = _hooks_and_targets(node, g, create_graph, target_keys, captured)
-                    if needed is not None and node not in needed:
-                        continue
+                if needed is not None and node not in needed:
+                    continue
                 if node.stamp != STAMP[0]:
                     _check_versions(node)
                 p = node.prim
@@ -187,13 +203,20 @@ def run_backward(
                         gk if gk is not None else _zeros(o, create_graph, bshape)
                         for gk, o in zip(g, node.out)
                     )
+                needs = node.edges
+                if tl is not None and p.multilinear:
+                    needs = _tangent_only(node, g, tl, target_keys, leaf_tans, nb)
+                    if needs is None:
+                        if not retain_graph:
+                            node.args = node.datas = node.out = node.outs = None
+                        continue
                 if create_graph:
-                    cts = p.vjp(node.edges, g, _out_for_rule(node, True), node.args, node.params)
+                    cts = p.vjp(needs, g, _out_for_rule(node, True), node.args, node.params)
                 else:
                     # `needs` is the edge list: an edge (truthy) means "requires grad".
                     cts = p.vjp(node.edges, g, node.out, node.datas, node.params)
                 i = -1
-                for e in node.edges:
+                for e in needs:
                     i += 1
                     if e is None:
                         continue
@@ -212,7 +235,10 @@ def run_backward(
                     elif type(c) is not np.ndarray:
                         c = np.asarray(c.data if isinstance(c, Tensor) else c)
                     if nb or c.shape != e[2] or (c.dtype is not e[3] and c.dtype != e[3]):
-                        c = fit(c, e[2], e[3], nb)
+                        if create_graph and not c._rg and c._tan is None:
+                            c = _wrap_const(fit(c.data, e[2], e[3], nb))  # a constant: raw
+                        else:
+                            c = fit(c, e[2], e[3], nb)
                     if anomaly:
                         _check_grad(node, i, c)
                     if type(child) is Node:
@@ -244,6 +270,8 @@ def run_backward(
                     _accumulate(leaf, g, create_graph)
         if targets is None:
             return None
+        if tl is not None:
+            return [_tangent_of(g, tl, leaf_tans.get(t)) for t, g in zip(targets, captured)]
         if accumulate:
             for t, g in zip(targets, captured):
                 if g is not None:
@@ -251,7 +279,64 @@ def run_backward(
             return None
         return captured
     finally:
+        quiet_exit(token)
         STATE.nb = prev_nb
+
+
+def _tangent_only(
+    node: Node,
+    g: Tensor,
+    level: int,
+    target_keys: dict[Any, int],
+    leaf_tans: dict[Tensor, Any],
+    nb: int,
+) -> list[Any] | None:
+    """Add the tangent-only cotangents of ``node``'s edges into target leaves to ``leaf_tans``.
+
+    Returns the edges still to evaluate on dual Tensors (None when none is left). An edge
+    qualifies when it leads to a target leaf and no other argument has a tangent at
+    ``level``: the rule is linear in the cotangent and reads only the other arguments, so the
+    tangent of its result is the rule applied to the cotangent's tangent.
+    """
+    edges = node.edges
+    into = [i for i, e in enumerate(edges) if e is not None and e[0] in target_keys]
+    if not into:
+        return edges
+    with_tan = [
+        i
+        for i, a in enumerate(node.args)
+        if isinstance(a, Tensor) and a._tan is not None and level in a._tan
+    ]
+    raw = [i for i in into if not any(j != i for j in with_tan)]
+    if not raw:
+        return edges
+    gt = g._tan.get(level) if g._tan is not None else None
+    if gt is not None:
+        needs = [e if i in raw else None for i, e in enumerate(edges)]
+        cts = node.prim.vjp(needs, gt.data, node.out, node.datas, node.params)
+        for i in raw:
+            c = cts[i]
+            if c is None:
+                continue
+            e = edges[i]
+            c = np.asarray(c)
+            if nb or c.shape != e[2] or c.dtype != e[3]:
+                c = fit(c, e[2], e[3], nb)
+            _add(leaf_tans, e[0], c)
+    if len(raw) == sum(e is not None for e in edges):
+        return None
+    return [None if i in raw else e for i, e in enumerate(edges)]
+
+
+def _tangent_of(g: Any, level: int, extra: Any) -> Any:
+    """The tangent at ``level`` of a dual gradient (or None) plus tangent-only contributions."""
+    t = None
+    if g is not None and g._tan is not None:
+        tt = g._tan.get(level)
+        t = None if tt is None else tt.data
+    if extra is None:
+        return t
+    return extra if t is None else t + extra
 
 
 def _zero_leaves(node: Node, leaf_grads: dict[Tensor, Any], needed: set[Any] | None) -> None:

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 
 class _State(threading.local):
     """Per-thread flags; ``mode`` folds them into one int read once per op on the hot path."""
@@ -24,6 +26,8 @@ class _State(threading.local):
         # A callable(prim, args, params, result) that sees every top-level application
         # (ad.evaluation_trace records the Wengert list with it).
         self.tape: Any = None
+        # A forward-over-reverse transform's reverse scope (see Scope), or None.
+        self.scope: Scope | None = None
         self.mode = 0
 
     def sync(self) -> None:
@@ -52,6 +56,43 @@ class _State(threading.local):
     def anomaly(self, flag: bool) -> None:
         self._anomaly = flag
         self.sync()
+
+
+class Scope:
+    """The variables of a reverse pass run inside dual ``level`` (forward-over-reverse).
+
+    That reverse pass differentiates primal values only, so a tangent at ``level`` computed
+    from tensors that depend on nothing but these variables (and constants) is never
+    differentiated in reverse: its rule runs on raw arrays. Nodes made in the scope that
+    depend only on the variables are collected in ``inside``; anything else that requires
+    grad (a closed-over parameter, a tensor computed before) is outside, tangents through
+    it are recorded as usual, and ``leaked`` tells the transform to keep its results'
+    graph.
+    """
+
+    __slots__ = ("inside", "leaked", "leaves", "level")
+
+    def __init__(self, level: int, leaves: Any) -> None:
+        self.level = level
+        self.leaves = set(leaves)
+        self.inside: set[Any] = set()
+        self.leaked = False
+
+    def reaches_outside(self, args: Any) -> bool:
+        """Whether an argument that requires grad depends on a tensor outside the scope."""
+        for a in args:
+            if getattr(a, "_rg", False):
+                n = a._node
+                if (a not in self.leaves) if n is None else (n not in self.inside):
+                    return True
+        return False
+
+    def add(self, node: Any, args: Any) -> None:
+        """Classify a node made in the scope from its arguments."""
+        if self.reaches_outside(args):
+            self.leaked = True
+        else:
+            self.inside.add(node)
 
 
 STATE = _State()
@@ -134,6 +175,41 @@ class detect_anomaly(contextlib.ContextDecorator):
 
     def __exit__(self, *exc: object) -> None:
         STATE.anomaly = self._prev
+
+
+# NOTE: derivative rules run without floating-point warnings (an infinite derivative, as of
+# sqrt at 0, is a value; detect_anomaly() reports it). np.errstate costs ~1 µs per entry,
+# as much as a small kernel, and tangent rules enter it once per op: the quiet error state
+# is made once per distinct outer state and switched in by its context variable.
+try:
+    from numpy._core._ufunc_config import _extobj_contextvar as _EXTOBJ
+except ImportError:  # pragma: no cover - a NumPy without the context variable
+    _EXTOBJ = None
+_QUIET: dict[Any, Any] = {}
+
+
+def quiet_enter() -> Any:
+    """Ignore divide, invalid and overflow floating-point errors until :func:`quiet_exit`."""
+    if _EXTOBJ is None:  # pragma: no cover
+        cm = np.errstate(divide="ignore", invalid="ignore", over="ignore")
+        cm.__enter__()
+        return cm
+    cur = _EXTOBJ.get()
+    q = _QUIET.get(cur)
+    if q is None:
+        if len(_QUIET) > 32:
+            _QUIET.clear()
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            q = _QUIET[cur] = _EXTOBJ.get()
+    return _EXTOBJ.set(q)
+
+
+def quiet_exit(token: Any) -> None:
+    """Restore the floating-point error state saved by :func:`quiet_enter`."""
+    if _EXTOBJ is None:  # pragma: no cover
+        token.__exit__(None, None, None)
+    else:
+        _EXTOBJ.reset(token)
 
 
 def batch_ndim() -> int:

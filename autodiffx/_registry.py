@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._mode import STATE
+from ._mode import STATE, quiet_enter, quiet_exit
 
 REGISTRY: dict[str, Primitive] = {}
 UFUNC_MAP: dict[np.ufunc, Callable[..., Any]] = {}
@@ -84,6 +84,9 @@ class Primitive:
         self.broadcasting = False
         # Rules accept raw ndarrays (registry entries); user Functions get Tensors.
         self.raw_rules = True
+        # Linear in each differentiable argument separately: the VJP for argument i reads the
+        # values of the other arguments only (and argument i's shape), never ``out``.
+        self.multilinear = False
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         if not params and len(args) == 1 and self.fast and not STATE.mode:
@@ -254,6 +257,7 @@ def defprim(
     shapes: bool = True,
     batch: Callable[..., Any] | None = None,
     broadcasting: bool = False,
+    multilinear: bool = False,
     ufunc: np.ufunc | None = None,
     overrides: Sequence[Callable[..., Any]] = (),
     doc: str = "",
@@ -264,6 +268,9 @@ def defprim(
 
     ``register=False`` builds the same entry outside the registry (custom ``ad.Function``
     rules), so it is not in NumPy's dispatch tables nor in the generic test table.
+    ``multilinear=True`` declares general rules linear in each argument separately (the VJP
+    for one argument reads only the others' values): forward-over-reverse then computes the
+    tangent of a gradient flowing through it without its dead primal (see ``ad.hvp``).
     """
     if register and name in REGISTRY:
         raise ValueError(f"primitive {name!r} is registered twice")
@@ -296,6 +303,7 @@ def defprim(
     if nout != 1:
         p.save_out = True  # the engine needs the shapes of unused outputs for their zero cotangents
     p.fast = p.nout == 1 and not p.view and (p.save_args or not p.shapes)
+    p.multilinear = multilinear or p.kind in ("linear", "bilinear")
     p.broadcasting = (
         broadcasting
         or p.kind in ("elementwise", "zero")
@@ -449,7 +457,10 @@ def batched_apply(p: Primitive, args: Sequence[Any], params: dict[str, Any]) -> 
     nb = STATE.nb
     if nb and p.batch is not None:
         return p.batch(nb, *args, **params)
-    return apply(p, args, params)
+    for a in args:
+        if isinstance(a, Tensor):
+            return apply(p, args, params)
+    return p.kernel(*args, **params)  # a rule on raw arrays: nothing to record or carry
 
 
 def _describe(args: Sequence[Any]) -> str:
@@ -526,7 +537,7 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
                     t._node, t._rg = node, True
     if mode & 14:
         if mode & 2:
-            _push_tangents(p, args, params, res, STATE)
+            _push_tangents(p, args, datas, params, res, STATE)
         if mode & 4:
             _check_finite(p, res, "forward")
         if mode & 8 and not STATE.masked:  # not the inner ops of a tangent rule
@@ -582,7 +593,13 @@ def _record(
     else:
         node.out = node.out_vc = None
     # Forward-over-reverse needs the outputs' tangents in the recorded backward pass.
-    node.outs = res if mode & 2 else None
+    if mode & 2:
+        node.outs = res
+        scope = STATE.scope
+        if scope is not None:
+            scope.add(node, args)
+    else:
+        node.outs = None
     node.hooks = None
     node.where = _user_frames() if mode & 4 else None
     return node
@@ -662,20 +679,38 @@ _NONES = [(None,) * k for k in range(8)]
 
 
 def _push_tangents(
-    p: Primitive, args: Sequence[Any], params: dict[str, Any], res: Any, st: Any
+    p: Primitive,
+    args: Sequence[Any],
+    datas: Sequence[Any],
+    params: dict[str, Any],
+    res: Any,
+    st: Any,
 ) -> None:
     """Forward mode: compute the output tangent at every open dual level that has one."""
-    for level in st.levels:
-        if level in st.masked:
+    levels = st.levels
+    masked = st.masked
+    for level in levels:
+        if masked and level in masked:
             continue
-        tans = []
+        tans: list[Any] = []
+        r_tans: list[Any] = []
         any_t = False
+        rg = t_rg = False
         for a in args:
-            t = None
-            if isinstance(a, Tensor) and a._tan is not None:
-                t = a._tan.get(level)
-                any_t = any_t or t is not None
-            tans.append(t)
+            if isinstance(a, Tensor):
+                if a._rg:
+                    rg = True
+                if a._tan is not None:
+                    t = a._tan.get(level)
+                    if t is not None:
+                        any_t = True
+                        if t._rg:
+                            rg = t_rg = True
+                        tans.append(t)
+                        r_tans.append(t.data)
+                        continue
+            tans.append(None)
+            r_tans.append(None)
         if not any_t:
             continue
         if p.jvp is None:
@@ -691,48 +726,69 @@ def _push_tangents(
             # before NumPy broadcasting aligns shapes from the right.
             ndim = res.ndim
             tans = [None if t is None else _pad_batched(t, nb, ndim) for t in tans]
+            r_tans = [None if t is None else t.data for t in tans]
         # NOTE: with one level open and no reverse graph to record through the tangents, the
         # rule runs on raw arrays (the cost of hand-written NumPy), as backward rules do.
         raw = (
             p.raw_rules
-            and len(st.levels) == 1
+            and len(levels) == 1
             and (
-                not st._grad_enabled
+                not rg
+                or not st._grad_enabled
                 or (
-                    not any(isinstance(a, Tensor) and a._rg for a in args)
-                    and not any(t is not None and t._rg for t in tans)
+                    st.scope is not None
+                    and st.scope.level == level
+                    and not t_rg
+                    and not st.scope.reaches_outside(args)
                 )
             )
         )
-        if raw:
-            r_args = [a.data if isinstance(a, Tensor) else a for a in args]
-            r_tans = tuple(None if t is None else t.data for t in tans)
-            r_out = res.data if p.nout == 1 else tuple(o.data for o in res)
-        st.masked.add(level)
+        masked.add(level)
         prev_nb = st.nb
         st.nb = nb
+        token = quiet_enter()
         try:
-            # NOTE: like the backward pass, tangent rules run without floating-point warnings:
-            # an infinite derivative is a value (detect_anomaly() reports it).
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                if raw:
-                    tout = p.jvp(r_tans, r_out, r_args, params)
-                else:
-                    tout = p.jvp(tuple(tans), res, args, params)
+            if raw:
+                tout = p.jvp(
+                    tuple(r_tans),
+                    res.data if p.nout == 1 else tuple(o.data for o in res),
+                    datas,
+                    params,
+                )
+            else:
+                tout = p.jvp(tuple(tans), res, args, params)
         finally:
-            st.masked.discard(level)
+            quiet_exit(token)
+            masked.discard(level)
             st.nb = prev_nb
-        outs = (res,) if p.nout == 1 else res
-        touts = (tout,) if p.nout == 1 else (tout if tout is not None else (None,) * len(res))
-        for o, t in zip(outs, touts):
-            if t is None or o.data.dtype.kind not in "fc":
-                continue
-            if not isinstance(t, Tensor):
-                t = _wrap_const(np.asarray(t))
-            t = fit(t, o.shape, o.data.dtype, nb)
-            if o._tan is None:
-                o._tan = {}
-            o._tan[level] = t
+        if p.nout == 1:
+            if tout is not None:
+                _set_tangent(res, tout, level, nb)
+        elif tout is not None:
+            for o, t in zip(res, tout):
+                if t is not None:
+                    _set_tangent(o, t, level, nb)
+
+
+def _set_tangent(o: Tensor, t: Any, level: int, nb: int) -> None:
+    """Attach tangent ``t`` (fitted to ``o``'s shape and dtype) to output ``o`` at ``level``."""
+    d = o.data
+    dt = d.dtype
+    if dt.kind not in "fc":
+        return
+    if isinstance(t, Tensor):
+        if nb or t.data.shape != d.shape or t.data.dtype != dt:
+            t = fit(t, d.shape, dt, nb)
+    else:
+        if type(t) is not np.ndarray:
+            t = np.asarray(t)
+        if nb or t.shape != d.shape or t.dtype != dt:
+            t = fit(t, d.shape, dt, nb)
+        t = _wrap_const(t)
+    if o._tan is None:
+        o._tan = {level: t}
+    else:
+        o._tan[level] = t
 
 
 def _check_finite(p: Primitive, res: Any, where: str) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from . import autograd
-from ._graph import _toposort
-from ._mode import STATE, enable_grad
+from ._graph import _toposort, run_backward
+from ._mode import STATE, Scope, enable_grad
 from ._registry import Node
 from ._tensor import Tensor
 from .forward import alias, dual_level, make_dual, unpack_dual
@@ -299,6 +299,42 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
 
 
+def _dual_args(
+    primals: tuple[Any, ...],
+    tangents: tuple[Any, ...],
+    who: str,
+    make: Callable[[Tensor, Tensor], Tensor],
+) -> tuple[list[Any], list[list[Tensor]]]:
+    """The arguments with each leaf made dual by ``make(primal, tangent)``, and those leaves."""
+    if len(primals) != len(tangents):
+        raise ValueError(f"{who}: {len(primals)} primals but {len(tangents)} tangents")
+    args, leaves = [], []
+    for i, (p, t) in enumerate(zip(primals, tangents)):
+        pl, pd = tree_flatten(p)
+        tl, _ = tree_flatten(t)
+        if len(pl) != len(tl):
+            raise ValueError(f"{who}: tangent {i} does not have the structure of primal {i}")
+        duals = []
+        for j, (pv, tv) in enumerate(zip(pl, tl)):
+            pt = pv if isinstance(pv, Tensor) else Tensor(np.asarray(pv))
+            if pt.dtype.kind not in "fc":
+                pt = pt.astype(np.float64)
+            tt = tv if isinstance(tv, Tensor) else Tensor(np.asarray(tv))
+            if tt.shape != pt.shape:
+                raise ValueError(
+                    f"{who}: the tangent of argument {i} (leaf {j}) has shape {tt.shape} but "
+                    f"the primal has shape {pt.shape}"
+                )
+            if tt.dtype.kind not in "fciub":
+                raise TypeError(
+                    f"{who}: the tangent of argument {i} (leaf {j}) has dtype {tt.dtype}"
+                )
+            duals.append(make(pt, tt))
+        args.append(tree_unflatten(pd, duals))
+        leaves.append(duals)
+    return args, leaves
+
+
 def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
     """``(f(*primals), J·tangents)`` in ONE forward pass carrying dual numbers.
 
@@ -310,32 +346,8 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     """
     who = "jvp"
     primals, tangents = tuple(primals), tuple(tangents)
-    if len(primals) != len(tangents):
-        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     with dual_level():
-        args = []
-        for i, (p, t) in enumerate(zip(primals, tangents)):
-            pl, pd = tree_flatten(p)
-            tl, _ = tree_flatten(t)
-            if len(pl) != len(tl):
-                raise ValueError(f"jvp: tangent {i} does not have the structure of primal {i}")
-            duals = []
-            for j, (pv, tv) in enumerate(zip(pl, tl)):
-                pt = pv if isinstance(pv, Tensor) else Tensor(np.asarray(pv))
-                if pt.dtype.kind not in "fc":
-                    pt = pt.astype(np.float64)
-                tt = tv if isinstance(tv, Tensor) else Tensor(np.asarray(tv))
-                if tt.shape != pt.shape:
-                    raise ValueError(
-                        f"jvp: the tangent of argument {i} (leaf {j}) has shape {tt.shape} but "
-                        f"the primal has shape {pt.shape}"
-                    )
-                if tt.dtype.kind not in "fciub":
-                    raise TypeError(
-                        f"jvp: the tangent of argument {i} (leaf {j}) has dtype {tt.dtype}"
-                    )
-                duals.append(make_dual(pt, tt))
-            args.append(tree_unflatten(pd, duals))
+        args, _ = _dual_args(primals, tangents, who, make_dual)
         res = f(*args)
         out_leaves, out_def = tree_flatten(res)
         ps, ts = [], []
@@ -578,19 +590,77 @@ def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable
 def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
     """``(f(*primals), H·tangents)`` by forward-over-reverse (PyTorch's ``hvp`` convention).
 
+    One forward pass carries the tangents as dual numbers; one backward pass evaluates the
+    rules on them. Where the gradient reaches an input through a multilinear rule (``A @ x``
+    with a constant ``A``), only its tangent is computed: the gradient itself is not needed.
+
     Examples
     --------
     >>> import autodiffx as ad
     >>> ad.hvp(lambda x: ad.sum(x ** 3), (ad.tensor([1.0, 2.0]),), (ad.tensor([1.0, 0.0]),))
     (tensor(9.), tensor([6., 0.]))
     """
-    nums = tuple(range(len(tuple(primals))))
-    vg = value_and_grad(f, argnums=nums)
-    (value, _), (_, hv) = jvp(lambda *xs: vg(*xs), tuple(primals), tuple(tangents))
-    hv = hv[0] if len(nums) == 1 else hv
-    outer = any(
+    who = "hvp"
+    primals, tangents = tuple(primals), tuple(tangents)
+    outer = bool(STATE.levels) or any(
         isinstance(leaf, Tensor) and (leaf.requires_grad or leaf._tan is not None)
-        for p in primals
-        for leaf in tree_flatten(p)[0]
-    ) or bool(STATE.levels)
-    return _finish(value, outer), _finish(hv, outer)
+        for tree in (*primals, *tangents)
+        for leaf in tree_flatten(tree)[0]
+    )
+    if outer:  # differentiated from outside: the general composition keeps every graph
+        nums = tuple(range(len(primals)))
+        vg = value_and_grad(f, argnums=nums)
+        (value, _), (_, hv) = jvp(lambda *xs: vg(*xs), primals, tangents)
+        return value, hv[0] if len(nums) == 1 else hv
+    with dual_level() as level:
+        STATE.level_nb[level] = 0
+
+        def variable(p: Tensor, t: Tensor) -> Tensor:
+            x = Tensor(p.data, requires_grad=True)
+            x._tan = {level: t if t.dtype == p.dtype else t.astype(p.dtype)}
+            return x
+
+        args, leaves = _dual_args(primals, tangents, who, variable)
+        prev = STATE.scope
+        STATE.scope = scope = Scope(level, [x for xs in leaves for x in xs])
+        try:
+            with enable_grad():
+                y = _as_output(f(*args), who)
+        finally:
+            STATE.scope = prev
+        if y.size != 1:
+            raise TypeError(
+                f"{who}: f must return a scalar (one element) but returned shape {y.shape}; for "
+                "a vector function use ad.jvp / ad.vjp, or ad.jacobian"
+            )
+        flat = [x for xs in leaves for x in xs]
+        hs: list[Any] = [None] * len(flat)
+        if y.requires_grad:
+            seed = np.ones_like(y.data)
+            if scope.leaked or scope.reaches_outside([y]):
+                # f closes over tensors that require grad: Hv stays differentiable in them.
+                gs = autograd._grad(y, flat, None, True, True, True, False, record=True)
+                hs = [None if g is None else unpack_dual(g, level).tangent for g in gs]
+                outer = True
+            else:
+                hs = run_backward(
+                    [y],
+                    [seed],
+                    retain_graph=False,
+                    create_graph=True,
+                    targets=flat,
+                    accumulate=False,
+                    record=False,
+                    tangents_at=level,
+                )
+        value = unpack_dual(y, level).primal if outer else Tensor(y.data)
+    hv_leaves = [
+        _zeros_for(x) if h is None else (h if isinstance(h, Tensor) else Tensor(h))
+        for h, x in zip(hs, flat)
+    ]
+    out, k = [], 0
+    for xs, p in zip(leaves, primals):
+        out.append(tree_unflatten(tree_flatten(p)[1], hv_leaves[k : k + len(xs)]))
+        k += len(xs)
+    hv = out[0] if len(out) == 1 else tuple(out)
+    return _finish(value, outer), hv

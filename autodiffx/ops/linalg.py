@@ -81,6 +81,7 @@ matmul_ = defprim(
     np.matmul,
     vjp=_mm_vjp,
     jvp=_mm_jvp,
+    multilinear=True,
     doc="Matrix product with NumPy's batching and 1-D rules (bilinear: one rule per operand).",
 )
 
@@ -337,6 +338,7 @@ einsum_ = defprim(
     _einsum_kernel,
     vjp=_einsum_vjp,
     jvp=_einsum_jvp,
+    multilinear=True,
     doc="Einstein summation over canonical explicit subscripts (multilinear in the operands).",
 )
 

@@ -1,0 +1,184 @@
+"""ad.hvp: forward-over-reverse with tangent-only edges and raw tangents, against oracles.
+
+The oracles are the general composition ``jvp(grad(f))`` (every rule on dual Tensors),
+the Hessian and central differences of the gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import autodiffx as ad
+
+RNG = np.random.default_rng(7)
+A = RNG.standard_normal((4, 3))
+Q = RNG.standard_normal((3, 3))
+M = RNG.standard_normal((4, 3))
+X = RNG.standard_normal(3)
+V = RNG.standard_normal(3)
+
+
+def composed_hvp(f, x, v):
+    """The general path: jvp of grad, every rule evaluated on dual Tensors."""
+    return ad.jvp(ad.grad(f), (x,), (v,))[1].data
+
+
+def fd_hvp(f, x, v, h=1e-5):
+    g = ad.grad(f)
+    return (g(x + h * v).data - g(x - h * v).data) / (2 * h)
+
+
+FUNCTIONS = {
+    # A @ x with a constant A: the gradient reaches x through matmul's tangent-only edge.
+    "tanh(A@x)^2": lambda x: ad.sum(ad.tanh(ad.tensor(A) @ x) ** 2),
+    # x on the left of matmul.
+    "tanh(x@Q)": lambda x: ad.sum(ad.tanh(x @ ad.tensor(Q)) ** 3),
+    # x reaches the gradient twice: a tangent-only edge and an elementwise (dual) edge.
+    "(A@x)*x": lambda x: ad.sum(ad.sin(ad.tensor(A) @ x)) * ad.sum(x * x),
+    # Quadratic form: matmul(x, Q) qualifies, matmul(xQ, x) does not (xQ carries a tangent).
+    "x@Q@x": lambda x: 0.5 * (x @ ad.tensor(Q) @ x) + ad.sum(ad.exp(x)),
+    # A broadcast multiply by a constant: the tangent-only cotangent is summed by the engine.
+    "M*x": lambda x: ad.sum(ad.tanh(ad.tensor(M) * x) ** 2),
+    "einsum": lambda x: ad.sum(ad.cos(ad.einsum("ij,j->i", ad.tensor(A), x))),
+    # Linear ops (reshape, indexing) straight on x.
+    "getitem": lambda x: ad.sum(x[1:] * x[:-1]) + ad.sum(ad.sin(x.reshape(3, 1))),
+    "x@x": lambda x: (x @ x) ** 2,
+    "linear": lambda x: ad.sum(3.0 * x),
+    "constant": lambda x: ad.sum(ad.tensor(A)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_hvp_matches_composition_hessian_and_differences(name):
+    f = FUNCTIONS[name]
+    value, hv = ad.hvp(f, (X,), (V,))
+    assert isinstance(hv, ad.Tensor) and hv.shape == X.shape and hv.dtype == np.float64
+    assert not hv.requires_grad and not value.requires_grad
+    np.testing.assert_allclose(value.item(), f(ad.tensor(X)).item(), rtol=1e-14)
+    np.testing.assert_allclose(hv.data, composed_hvp(f, X, V), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(hv.data, ad.hessian(f)(X).data @ V, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(hv.data, fd_hvp(f, X, V), rtol=1e-6, atol=1e-8)
+
+
+def test_hvp_of_a_matrix_argument():
+    data = RNG.standard_normal((3, 5))
+    w = RNG.standard_normal((2, 3))
+    u = RNG.standard_normal((2, 3))
+
+    def f(w):
+        return ad.sum(ad.tanh(w @ ad.tensor(data)) ** 2)
+
+    _, hv = ad.hvp(f, (w,), (u,))
+    assert hv.shape == (2, 3)
+    np.testing.assert_allclose(hv.data, composed_hvp(f, w, u), rtol=1e-12)
+    H = ad.hessian(f)(w).data.reshape(6, 6)
+    np.testing.assert_allclose(hv.data.ravel(), H @ u.ravel(), rtol=1e-11)
+
+
+def test_hvp_of_pytrees_and_several_arguments():
+    data = RNG.standard_normal((5, 3))
+    params = {"w": RNG.standard_normal(3), "b": np.array(0.3)}
+    tangent = {"w": RNG.standard_normal(3), "b": np.array(-1.2)}
+    scale = np.array(1.5)
+
+    def f(p, s):
+        z = ad.tensor(data) @ p["w"] + p["b"]
+        return ad.sum(ad.log(1 + ad.exp(-z * s))) + ad.sum(p["w"] ** 2) * s
+
+    _, hv = ad.hvp(f, (params, scale), (tangent, np.array(0.5)))
+    assert set(hv[0]) == {"w", "b"} and hv[1].shape == ()
+    # The same product through the general path (every argument at once).
+    _, ref = ad.jvp(ad.grad(f, argnums=(0, 1)), (params, scale), (tangent, np.array(0.5)))
+    np.testing.assert_allclose(hv[0]["w"].data, ref[0]["w"].data, rtol=1e-12)
+    np.testing.assert_allclose(hv[0]["b"].data, ref[0]["b"].data, rtol=1e-12)
+    np.testing.assert_allclose(hv[1].data, ref[1].data, rtol=1e-12)
+
+
+def test_hvp_keeps_float32():
+    x = X.astype(np.float32)
+    _, hv = ad.hvp(FUNCTIONS["tanh(A@x)^2"], (x,), (V.astype(np.float32),))
+    assert hv.dtype == np.float32
+    want = composed_hvp(FUNCTIONS["tanh(A@x)^2"], X, V)
+    np.testing.assert_allclose(hv.data, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("derived", [False, True])
+def test_hvp_of_a_closure_is_differentiable_in_the_closed_over_parameter(derived):
+    """Tangents through a parameter from outside are recorded: d(Hv)/dW is exact."""
+    w0 = RNG.standard_normal((4, 3))
+
+    def hv_of(wdata):
+        w = ad.tensor(wdata, requires_grad=True)
+        wu = w * 2.0 if derived else w  # a non-leaf made before hvp counts as outside too
+        _, hv = ad.hvp(lambda x: ad.sum(ad.tanh(wu @ x) ** 2), (X,), (V,))
+        return w, hv
+
+    w, hv = hv_of(w0)
+    assert hv.requires_grad
+    ad.sum(hv * hv).backward()
+    h = 1e-6
+    num = np.zeros_like(w0)
+    for i in range(w0.size):
+        e = np.zeros_like(w0)
+        e.flat[i] = h
+        plus = np.sum(hv_of(w0 + e)[1].data ** 2)
+        minus = np.sum(hv_of(w0 - e)[1].data ** 2)
+        num.flat[i] = (plus - minus) / (2 * h)
+    np.testing.assert_allclose(w.grad.data, num, rtol=1e-6, atol=1e-9)
+
+
+def test_hvp_inside_grad_third_order():
+    """d/dx <Hv, 1> through an outer grad: the general composition path."""
+    f = FUNCTIONS["tanh(A@x)^2"]
+
+    def k(x):
+        return ad.sum(ad.hvp(f, (x,), (V,))[1])
+
+    g = ad.grad(k)(X).data
+    h = 1e-5
+    num = np.array(
+        [
+            (k(ad.tensor(X + h * e)).item() - k(ad.tensor(X - h * e)).item()) / (2 * h)
+            for e in np.eye(3)
+        ]
+    )
+    np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-9)
+
+
+def test_hvp_errors_name_the_problem():
+    with pytest.raises(TypeError, match=r"hvp: f must return a scalar .* shape \(4,\)"):
+        ad.hvp(lambda x: ad.tensor(A) @ x, (X,), (V,))
+    with pytest.raises(ValueError, match=r"hvp: the tangent of argument 0 .* shape \(2,\)"):
+        ad.hvp(FUNCTIONS["linear"], (X,), (np.ones(2),))
+    with pytest.raises(ValueError, match="hvp: 1 primals but 2 tangents"):
+        ad.hvp(FUNCTIONS["linear"], (X,), (V, V))
+
+
+class _CountingMatmul(np.ndarray):
+    """An ndarray that counts the matrix products it takes part in."""
+
+    calls = 0
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if ufunc is np.matmul:
+            type(self).calls += 1
+        inputs = tuple(np.asarray(i) if isinstance(i, _CountingMatmul) else i for i in inputs)
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+
+def test_hvp_skips_the_dead_gradient_product():
+    """W5's structure: A @ x, A @ v forward and one product for Hv; the gradient A.T @ g is dead."""
+    a = ad.tensor(A)
+    a.data = A.view(_CountingMatmul)
+
+    def f(x):
+        return ad.sum(ad.tanh(a @ x) ** 2)
+
+    _CountingMatmul.calls = 0
+    _, hv = ad.hvp(f, (X,), (V,))
+    assert _CountingMatmul.calls == 3
+    _CountingMatmul.calls = 0
+    ref = composed_hvp(f, X, V)
+    assert _CountingMatmul.calls == 4  # the general composition also computes the gradient
+    np.testing.assert_allclose(hv.data, ref, rtol=1e-12)
