@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._broadcast import fit
-from ._mode import STATE, enable_grad, no_grad, quiet_enter, quiet_exit
+from ._mode import STATE, new_level, quiet_enter, quiet_exit
 from ._registry import Node, _wrap_const
 from ._tensor import STAMP, Tensor
 
@@ -110,7 +110,6 @@ def run_backward(
     accumulate: bool = True,
     batch_ndim: int = 0,
     record: bool | None = None,
-    tangents_at: int | None = None,
 ) -> list[Any] | None:
     """Propagate ``seeds`` from ``roots`` to the leaves (or to ``targets``).
 
@@ -120,10 +119,6 @@ def run_backward(
     axes, kept through every rule (one pass computes many vector-Jacobian products).
     ``record=False`` with ``create_graph`` evaluates the rules on Tensors (so forward-mode
     tangents flow through them: forward-over-reverse) without recording a reverse graph.
-    With ``tangents_at`` (a dual level; with ``create_graph``, ``record=False`` and leaf
-    ``targets``) the targets' gradients are returned as their tangents at that level only, raw
-    arrays: an edge into a target through a multilinear rule whose other arguments carry no
-    tangent then costs the tangent alone (the primal gradient, dead in an HVP, is skipped).
     """
     if create_graph:
         seeds = [s if isinstance(s, Tensor) else _wrap_const(np.asarray(s)) for s in seeds]
@@ -170,9 +165,6 @@ def run_backward(
                         needed.add(n)
                         break
 
-    # Tangent-only contributions to target leaves (forward-over-reverse, see ``tangents_at``).
-    leaf_tans: dict[Tensor, Any] = {}
-    tl = tangents_at if create_graph and not record and target_keys is not None else None
     anomaly = STATE.anomaly
     nb = batch_ndim
     bshape = tuple(seeds[0].shape[:nb]) if nb else ()
@@ -182,96 +174,88 @@ def run_backward(
     # NOTE: rules evaluate silently where the derivative is infinite (sqrt at 0), as PyTorch;
     # detect_anomaly() is the tool that turns non-finite gradients into errors.
     token = quiet_enter()
+    prev_grad = STATE.grad_enabled
+    STATE.grad_enabled = record
     try:
-        with enable_grad() if record else no_grad():
-            for node in reversed(order):
-                g = grads.pop(node, None)
-                if g is None:
-                    _zero_leaves(node, leaf_grads, needed)
+        for node in reversed(order):
+            g = grads.pop(node, None)
+            if g is None:
+                _zero_leaves(node, leaf_grads, needed)
+                continue
+            if node.args is None:
+                raise _freed_error(node)
+            if node.hooks or node in target_nodes:
+                g = _hooks_and_targets(node, g, create_graph, target_keys, captured)
+            if needed is not None and node not in needed:
+                continue
+            if node.stamp != STAMP[0]:
+                _check_versions(node)
+            p = node.prim
+            if node.multi:
+                g = tuple(
+                    gk if gk is not None else _zeros(o, create_graph, bshape)
+                    for gk, o in zip(g, node.out)
+                )
+            if create_graph:
+                cts = p.vjp(node.edges, g, _out_for_rule(node, True), node.args, node.params)
+            else:
+                # `needs` is the edge list: an edge (truthy) means "requires grad".
+                cts = p.vjp(node.edges, g, node.out, node.datas, node.params)
+            i = -1
+            for e in node.edges:
+                i += 1
+                if e is None:
                     continue
-                if node.args is None:
-                    raise _freed_error(node)
-                if node.hooks or node in target_nodes:
-                    g = _hooks_and_targets(node, g, create_graph, target_keys, captured)
-                if needed is not None and node not in needed:
+                c = cts[i]
+                child = e[0]
+                if needed is not None and child not in needed:
                     continue
-                if node.stamp != STAMP[0]:
-                    _check_versions(node)
-                p = node.prim
-                if node.multi:
-                    g = tuple(
-                        gk if gk is not None else _zeros(o, create_graph, bshape)
-                        for gk, o in zip(g, node.out)
-                    )
-                needs = node.edges
-                if tl is not None and p.multilinear:
-                    needs = _tangent_only(node, g, tl, target_keys, leaf_tans, nb)
-                    if needs is None:
-                        if not retain_graph:
-                            node.args = node.datas = node.out = node.outs = None
-                        continue
+                if c is None:
+                    # A leaf reached only through symbolic zeros still gets a zero gradient.
+                    if type(child) is not Node and child not in leaf_grads:
+                        leaf_grads[child] = None
+                    continue
                 if create_graph:
-                    cts = p.vjp(needs, g, _out_for_rule(node, True), node.args, node.params)
-                else:
-                    # `needs` is the edge list: an edge (truthy) means "requires grad".
-                    cts = p.vjp(node.edges, g, node.out, node.datas, node.params)
-                i = -1
-                for e in needs:
-                    i += 1
-                    if e is None:
-                        continue
-                    c = cts[i]
-                    child = e[0]
-                    if needed is not None and child not in needed:
-                        continue
-                    if c is None:
-                        # A leaf reached only through symbolic zeros still gets a zero gradient.
-                        if type(child) is not Node and child not in leaf_grads:
-                            leaf_grads[child] = None
-                        continue
-                    if create_graph:
-                        if not isinstance(c, Tensor):
-                            c = _wrap_const(np.asarray(c))
-                    elif type(c) is not np.ndarray:
-                        c = np.asarray(c.data if isinstance(c, Tensor) else c)
-                    if nb or c.shape != e[2] or (c.dtype is not e[3] and c.dtype != e[3]):
-                        if create_graph and not c._rg and c._tan is None:
-                            c = _wrap_const(fit(c.data, e[2], e[3], nb))  # a constant: raw
-                        else:
-                            c = fit(c, e[2], e[3], nb)
-                    if anomaly:
-                        _check_grad(node, i, c)
-                    if type(child) is Node:
-                        if not child.multi:
-                            prev = grads.get(child)
-                            grads[child] = c if prev is None else prev + c
-                        else:
-                            _add_node(grads, child, e[1], c)
+                    if not isinstance(c, Tensor):
+                        c = _wrap_const(np.asarray(c))
+                elif type(c) is not np.ndarray:
+                    c = np.asarray(c.data if isinstance(c, Tensor) else c)
+                if nb or c.shape != e[2] or (c.dtype is not e[3] and c.dtype != e[3]):
+                    if create_graph and not c._rg and c._tan is None:
+                        c = _wrap_const(fit(c.data, e[2], e[3], nb))  # a constant: raw
                     else:
-                        prev = leaf_grads.get(child)
-                        leaf_grads[child] = c if prev is None else prev + c
-                if not retain_graph:
-                    node.args = node.datas = node.out = node.outs = None
-            c = g = cts = prev = None  # the engine's own references to cotangents
-            for leaf in list(leaf_grads):
-                g = leaf_grads.pop(leaf)
-                if g is None:
-                    g = np.zeros(bshape + leaf.data.shape, leaf.data.dtype)
-                    if create_graph:
-                        g = _wrap_const(g)
-                if leaf._hooks:
-                    g = _run_hooks(leaf._hooks, g, create_graph)
-                if target_keys is not None:
-                    j = target_keys.get(leaf)
-                    if j is not None:
-                        captured[j] = g
-                    continue
-                if accumulate:
-                    _accumulate(leaf, g, create_graph)
+                        c = fit(c, e[2], e[3], nb)
+                if anomaly:
+                    _check_grad(node, i, c)
+                if type(child) is Node:
+                    if not child.multi:
+                        prev = grads.get(child)
+                        grads[child] = c if prev is None else prev + c
+                    else:
+                        _add_node(grads, child, e[1], c)
+                else:
+                    prev = leaf_grads.get(child)
+                    leaf_grads[child] = c if prev is None else prev + c
+            if not retain_graph:
+                node.args = node.datas = node.out = node.outs = None
+        c = g = cts = prev = None  # the engine's own references to cotangents
+        for leaf in list(leaf_grads):
+            g = leaf_grads.pop(leaf)
+            if g is None:
+                g = np.zeros(bshape + leaf.data.shape, leaf.data.dtype)
+                if create_graph:
+                    g = _wrap_const(g)
+            if leaf._hooks:
+                g = _run_hooks(leaf._hooks, g, create_graph)
+            if target_keys is not None:
+                j = target_keys.get(leaf)
+                if j is not None:
+                    captured[j] = g
+                continue
+            if accumulate:
+                _accumulate(leaf, g, create_graph)
         if targets is None:
             return None
-        if tl is not None:
-            return [_tangent_of(g, tl, leaf_tans.get(t)) for t, g in zip(targets, captured)]
         if accumulate:
             for t, g in zip(targets, captured):
                 if g is not None:
@@ -279,64 +263,264 @@ def run_backward(
             return None
         return captured
     finally:
+        STATE.grad_enabled = prev_grad
         quiet_exit(token)
         STATE.nb = prev_nb
 
 
-def _tangent_only(
-    node: Node,
-    g: Tensor,
-    level: int,
-    target_keys: dict[Any, int],
-    leaf_tans: dict[Tensor, Any],
-    nb: int,
-) -> list[Any] | None:
-    """Add the tangent-only cotangents of ``node``'s edges into target leaves to ``leaf_tans``.
+def run_hvp(root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any]) -> list[Any] | None:
+    """Forward-over-reverse on raw arrays: the tangents of d root / d targets along ``seeds``.
 
-    Returns the edges still to evaluate on dual Tensors (None when none is left). An edge
-    qualifies when it leads to a target leaf and no other argument has a tangent at
-    ``level``: the rule is linear in the cotangent and reads only the other arguments, so the
-    tangent of its result is the rule applied to the cotangent's tangent.
+    ``root`` is a scalar recorded in a :class:`~autodiffx._mode.Scope` (every node kept its
+    arguments and outputs) from the leaf ``targets``; ``seeds`` are their tangents. A
+    forward sweep over the recorded nodes computes the tangents that will be read, on raw
+    arrays; the backward sweep carries each cotangent as a pair of raw arrays, its value and
+    its tangent (:func:`_pair_rule`). Only tangents reach the targets, so their gradients are
+    never formed. Returns per target its tangent (None where unreached), or None when a
+    rule needs Tensors (a custom Function), hooks or anomaly checks are present: the caller
+    then replays the tangents on dual Tensors.
     """
-    edges = node.edges
-    into = [i for i, e in enumerate(edges) if e is not None and e[0] in target_keys]
-    if not into:
-        return edges
-    with_tan = [
-        i
-        for i, a in enumerate(node.args)
-        if isinstance(a, Tensor) and a._tan is not None and level in a._tan
-    ]
-    raw = [i for i in into if not any(j != i for j in with_tan)]
-    if not raw:
-        return edges
-    gt = g._tan.get(level) if g._tan is not None else None
-    if gt is not None:
-        needs = [e if i in raw else None for i, e in enumerate(edges)]
-        cts = node.prim.vjp(needs, gt.data, node.out, node.datas, node.params)
-        for i in raw:
-            c = cts[i]
-            if c is None:
-                continue
-            e = edges[i]
-            c = np.asarray(c)
-            if nb or c.shape != e[2] or c.dtype != e[3]:
-                c = fit(c, e[2], e[3], nb)
-            _add(leaf_tans, e[0], c)
-    if len(raw) == sum(e is not None for e in edges):
+    order = _toposort([root._node])
+    if STATE.anomaly:
         return None
-    return [None if i in raw else e for i, e in enumerate(edges)]
+    # needed: the nodes on a path to a target. read: the nodes whose output tangent is read,
+    # by a consumer's backward rule (all but linear ones), to form the tangent of a read
+    # consumer, or by the node's own rule evaluated on dual Tensors.
+    needed: set[Any] = set(targets)
+    consumers: dict[Node, list[Node]] = {}
+    for n in order:
+        if n.hooks or not n.prim.raw_rules:
+            return None
+        into = False
+        for e in n.edges:
+            if e is not None:
+                child = e[0]
+                if child in needed:
+                    into = True
+                if type(child) is Node:
+                    consumers.setdefault(child, []).append(n)
+        if into:
+            needed.add(n)
+    read: set[Node] = set()
+    for n in reversed(order):
+        if _needs_dual(n):
+            read.add(n)
+            continue
+        for c in consumers.get(n, ()):
+            if c in read or c.prim.kind != "linear":
+                read.add(n)
+                break
+    tans: dict[Any, Any] = dict(zip(targets, seeds))
+    index = {t: j for j, t in enumerate(targets)}
+    grads: dict[Node, Any] = {root._node: np.ones(root.shape, root.dtype)}
+    gtans: dict[Node, Any] = {}
+    result: list[Any] = [None] * len(targets)
+    token = quiet_enter()
+    prev_grad, prev_nb = STATE.grad_enabled, STATE.nb
+    STATE.grad_enabled = False
+    STATE.nb = 0
+    try:
+        for n in order:  # the tangent sweep
+            if n in read:
+                _push_raw(n, tans)
+        with new_level() as level:  # for rules evaluated on dual Tensors
+            for node in reversed(order):
+                g = grads.pop(node, None)
+                gt = gtans.pop(node, None)
+                if g is None or node not in needed:
+                    continue
+                if node.stamp != STAMP[0]:
+                    _check_versions(node)
+                arg_tans = [_tangent(tans, e) for e in node.edges]
+                cs, cts = _pair_rule(node, g, gt, arg_tans, level, tans)
+                for i, e in enumerate(node.edges):
+                    if e is None or e[0] not in needed:
+                        continue
+                    child, k, shape, dtype = e
+                    ct = cts[i]
+                    if type(child) is Node:
+                        c = cs[i]
+                        if c is not None:
+                            _add_pair(grads, child, k, _fit(c, shape, dtype))
+                        if ct is not None:
+                            _add_pair(gtans, child, k, _fit(ct, shape, dtype))
+                    elif ct is not None:
+                        j = index[child]
+                        ct = _fit(ct, shape, dtype)
+                        result[j] = ct if result[j] is None else result[j] + ct
+                node.args = node.datas = node.out = node.outs = None
+    finally:
+        STATE.grad_enabled, STATE.nb = prev_grad, prev_nb
+        quiet_exit(token)
+    return result
 
 
-def _tangent_of(g: Any, level: int, extra: Any) -> Any:
-    """The tangent at ``level`` of a dual gradient (or None) plus tangent-only contributions."""
-    t = None
-    if g is not None and g._tan is not None:
-        tt = g._tan.get(level)
-        t = None if tt is None else tt.data
-    if extra is None:
+def _fit(c: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """:func:`fit` for raw results, skipped when shape and dtype already match."""
+    if type(c) is np.ndarray and c.shape == shape and c.dtype == dtype:
+        return c
+    return fit(np.asarray(c), shape, dtype)
+
+
+def _needs_dual(n: Node) -> bool:
+    """Whether :func:`_pair_rule` may evaluate ``n``'s rule on dual Tensors (which reads the
+    tangent of ``n``'s own output)."""
+    p = n.prim
+    if n.multi:
+        return True
+    if p.kind == "general":
+        return not p.multilinear
+    if p.kind == "elementwise":  # a differentiated argument without a second derivative
+        return any(
+            e is not None and d2 is None and not c
+            for e, d2, c in zip(n.edges, p.derivs2, p.deriv_const)
+        )
+    return False
+
+
+def _tangent(tans: dict[Any, Any], e: Any) -> Any:
+    """The raw tangent of the value an edge points to (None if it has none)."""
+    if e is None:
+        return None
+    child = e[0]
+    if type(child) is Node and child.multi:
+        return tans.get((child, e[1]))
+    return tans.get(child)
+
+
+def _push_raw(n: Node, tans: dict[Any, Any]) -> None:
+    """Forward mode through one recorded node on raw arrays (the tangent sweep of run_hvp)."""
+    r = [_tangent(tans, e) for e in n.edges]
+    if not any(t is not None for t in r):
+        return
+    p = n.prim
+    if p.jvp is None:
+        if p.vjp is None and p.kind == "general":
+            return  # non-differentiable (comparisons, argmax): no tangent
+        raise TypeError(f"'{p.name}' has no forward-mode (JVP) rule, which ad.hvp needs")
+    out = n.out
+    t = p.jvp(tuple(r), out, n.datas, n.params)
+    if t is None:
+        return
+    if not n.multi:
+        tans[n] = _fit(t, out.shape, out.dtype)
+        return
+    for k, (tk, o) in enumerate(zip(t, out)):
+        if tk is not None and o.dtype.kind in "fc":
+            tans[(n, k)] = _fit(tk, o.shape, o.dtype)
+
+
+def _add_pair(d: dict[Node, Any], node: Node, k: int, c: Any) -> None:
+    if not node.multi:
+        prev = d.get(node)
+        d[node] = c if prev is None else prev + c
+        return
+    slot = d.get(node)
+    if slot is None:
+        slot = d[node] = [None] * node.nout
+    slot[k] = c if slot[k] is None else slot[k] + c
+
+
+def _pair_rule(
+    node: Node, g: Any, gt: Any, tans: list[Any], level: int, sweep: dict[Any, Any]
+) -> tuple[Sequence[Any], Sequence[Any]]:
+    """Per edge, the cotangent and its tangent (raw arrays or None).
+
+    ``g`` and ``gt`` are the node's output cotangent and its tangent, ``tans`` the tangents
+    of its arguments. The cotangent itself is computed only for edges into other nodes (a
+    target leaf needs its tangent alone).
+    """
+    p = node.prim
+    edges = node.edges
+    none = [None] * len(edges)
+    if p.vjp is None or p.kind == "zero":
+        return none, none
+    datas, out, params = node.datas, node.out, node.params
+    needs_c = [e if e is not None and type(e[0]) is Node else None for e in edges]
+    any_c = any(needs_c)
+    kind = p.kind
+    if kind == "linear":
+        cs = p.vjp(needs_c, g, out, datas, params) if any_c else none
+        cts = p.vjp(edges, gt, out, datas, params) if gt is not None else none
+        return cs, cts
+    if p.multilinear and not node.multi:
+        # d/de T_i(g; a_1..a_n) = T_i(gt; a) + sum over j != i of T_i(g; a with a_j -> t_j).
+        cs = p.vjp(needs_c, g, out, datas, params) if any_c else none
+        cts = list(none)
+        terms = [p.vjp(edges, gt, out, datas, params)] if gt is not None else []
+        for j, tj in enumerate(tans):
+            needs_j = [None if i == j else e for i, e in enumerate(edges)]
+            if tj is not None and any(needs_j):
+                swapped = list(datas)
+                swapped[j] = tj
+                terms.append(p.vjp(needs_j, g, out, swapped, params))
+        for term in terms:
+            for i, c in enumerate(term):
+                if c is not None:
+                    c = _fit(c, edges[i][2], edges[i][3])
+                    cts[i] = c if cts[i] is None else cts[i] + c
+        return cs, cts
+    if kind == "elementwise" and not node.multi:
+        with_tan = [j for j, t in enumerate(tans) if t is not None]
+        cs, cts = list(none), list(none)
+        for i, e in enumerate(edges):
+            d_i = p.derivs[i]
+            if e is None or d_i is None:
+                continue
+            d = d_i(datas, out, params)
+            if needs_c[i] is not None:
+                cs[i] = g * d
+            ct = None if gt is None else gt * d
+            if with_tan and not p.deriv_const[i]:
+                d2 = p.derivs2[i]
+                if d2 is None or with_tan != [i]:
+                    return _pair_rule_dual(node, g, gt, tans, level, sweep)
+                term = g * d2([*datas, d], out, params) * tans[i]  # the product rule, g (d_i)'
+                ct = term if ct is None else ct + term
+            cts[i] = ct
+        return cs, cts
+    return _pair_rule_dual(node, g, gt, tans, level, sweep)
+
+
+def _pair_rule_dual(
+    node: Node, g: Any, gt: Any, tans: list[Any], level: int, sweep: dict[Any, Any]
+) -> tuple[list[Any], list[Any]]:
+    """:func:`_pair_rule` for any rule: one evaluation on dual Tensors at ``level``."""
+
+    def dual(value: Any, tangent: Any) -> Tensor:
+        t = _wrap_const(np.asarray(value))
+        if tangent is not None:
+            t._tan = {level: _wrap_const(np.asarray(tangent))}
         return t
-    return extra if t is None else t + extra
+
+    args = [
+        dual(d, t) if isinstance(a, Tensor) else a
+        for a, d, t in zip(node.args, node.datas, tans, strict=True)
+    ]
+    if node.multi:
+        gts = gt or [None] * node.nout
+        gd: Any = tuple(
+            dual(np.zeros(o.shape, o.dtype) if gk is None else gk, tk)
+            for gk, tk, o in zip(g, gts, node.out)
+        )
+        out: Any = tuple(dual(o, sweep.get((node, k))) for k, o in enumerate(node.out))
+    else:
+        gd = dual(g, gt)
+        out = dual(node.out, sweep.get(node))
+    res = node.prim.vjp(node.edges, gd, out, args, node.params)
+    cs, cts = [], []
+    for c in res:
+        if c is None:
+            cs.append(None)
+            cts.append(None)
+        elif isinstance(c, Tensor):
+            cs.append(c.data)
+            t = c._tan.get(level) if c._tan is not None else None
+            cts.append(None if t is None else t.data)
+        else:
+            cs.append(c)
+            cts.append(None)
+    return cs, cts
 
 
 def _zero_leaves(node: Node, leaf_grads: dict[Tensor, Any], needed: set[Any] | None) -> None:

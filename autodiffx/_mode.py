@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,17 +26,28 @@ class _State(threading.local):
         # (ad.evaluation_trace records the Wengert list with it).
         self.tape: Any = None
         # A forward-over-reverse transform's reverse scope (see Scope), or None.
-        self.scope: Scope | None = None
+        self._scope: Scope | None = None
         self.mode = 0
 
     def sync(self) -> None:
-        """Recompute ``mode``: bit 1 no grad, 2 dual levels open, 4 anomaly detection, 8 tape."""
+        """Recompute ``mode``: bit 1 no grad, 2 dual levels open, 4 anomaly detection, 8 tape,
+        16 a reverse scope (``hvp`` recording its function)."""
         self.mode = (
             (0 if self._grad_enabled else 1)
             | (2 if self.levels else 0)
             | (4 if self._anomaly else 0)
             | (8 if self.tape is not None else 0)
+            | (16 if self._scope is not None else 0)
         )
+
+    @property
+    def scope(self) -> Scope | None:
+        return self._scope
+
+    @scope.setter
+    def scope(self, scope: Scope | None) -> None:
+        self._scope = scope
+        self.sync()
 
     @property
     def grad_enabled(self) -> bool:
@@ -59,20 +69,18 @@ class _State(threading.local):
 
 
 class Scope:
-    """The variables of a reverse pass run inside dual ``level`` (forward-over-reverse).
+    """The variables of a forward-over-reverse transform (``hvp``) while it records ``f``.
 
-    That reverse pass differentiates primal values only, so a tangent at ``level`` computed
-    from tensors that depend on nothing but these variables (and constants) is never
-    differentiated in reverse: its rule runs on raw arrays. Nodes made in the scope that
-    depend only on the variables are collected in ``inside``; anything else that requires
-    grad (a closed-over parameter, a tensor computed before) is outside, tangents through
-    it are recorded as usual, and ``leaked`` tells the transform to keep its results'
-    graph.
+    Nodes recorded in the scope keep their arguments and outputs (the tangent sweep reads
+    them). Those that depend only on the variables are collected in ``inside``; anything else
+    that requires grad (a closed-over parameter, a tensor computed before) is outside, and
+    ``leaked`` tells the transform to keep its results' graph. Tangents at dual ``level`` of
+    inside nodes are never differentiated in reverse, so their rules run on raw arrays.
     """
 
     __slots__ = ("inside", "leaked", "leaves", "level")
 
-    def __init__(self, level: int, leaves: Any) -> None:
+    def __init__(self, leaves: Any, level: int | None = None) -> None:
         self.level = level
         self.leaves = set(leaves)
         self.inside: set[Any] = set()
@@ -221,16 +229,24 @@ def batch_ndim() -> int:
     return STATE.nb
 
 
-@contextlib.contextmanager
-def new_level() -> Iterator[int]:
-    """Open a fresh dual level (innermost) for the duration of the block."""
-    _level_counter[0] += 1
-    level = _level_counter[0]
-    STATE.levels.append(level)
-    STATE.sync()
-    try:
-        yield level
-    finally:
+class new_level:
+    """Open a fresh dual level (innermost) for the duration of a ``with`` block.
+
+    A class rather than a generator: entering and leaving costs ~0.5 µs instead of ~3 µs,
+    which ``jvp`` and ``hvp`` pay on every call.
+    """
+
+    __slots__ = ("level",)
+
+    def __enter__(self) -> int:
+        _level_counter[0] += 1
+        self.level = level = _level_counter[0]
+        STATE.levels.append(level)
+        STATE.sync()
+        return level
+
+    def __exit__(self, *exc: object) -> None:
+        level = self.level
         STATE.levels.remove(level)
         STATE.level_nb.pop(level, None)
         STATE.sync()

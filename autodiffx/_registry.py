@@ -87,6 +87,11 @@ class Primitive:
         # Linear in each differentiable argument separately: the VJP for argument i reads the
         # values of the other arguments only (and argument i's shape), never ``out``.
         self.multilinear = False
+        # Elementwise entries: per argument the bound derivative d_i(args, out, params), its
+        # derivative with respect to that argument (or None), and whether d_i is a constant.
+        self.derivs: list[Any] = []
+        self.derivs2: list[Any] = []
+        self.deriv_const: list[bool] = []
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         if not params and len(args) == 1 and self.fast and not STATE.mode:
@@ -243,6 +248,7 @@ def defprim(
     kernel: Callable[..., Any],
     *,
     derivs: Sequence[Callable[..., Any] | None] | None = None,
+    derivs2: Sequence[Callable[..., Any] | None] | None = None,
     linear: Callable[..., Any] | Sequence[Callable[..., Any] | None] | None = None,
     bilinear: Sequence[Callable[..., Any]] | None = None,
     vjp: Callable[..., Any] | None = None,
@@ -268,6 +274,11 @@ def defprim(
 
     ``register=False`` builds the same entry outside the registry (custom ``ad.Function``
     rules), so it is not in NumPy's dispatch tables nor in the generic test table.
+    ``derivs2`` (with ``derivs``) gives, per argument, the derivative of its ``derivs``
+    entry with respect to that argument (written with the same names, ``out`` and ``d``, the
+    first derivative's value, included):
+    forward-over-reverse then runs the node on raw arrays (``ad.hvp``); without it the
+    derivative is evaluated on dual numbers, which gives the same values more slowly.
     ``multilinear=True`` declares general rules linear in each argument separately (the VJP
     for one argument reads only the others' values): forward-over-reverse then computes the
     tangent of a gradient flowing through it without its dead primal (see ``ad.hvp``).
@@ -283,7 +294,7 @@ def defprim(
     p.shapes = shapes
     p.batch = batch
     if derivs is not None:
-        _def_elementwise(p, derivs, argnames)
+        _def_elementwise(p, derivs, argnames, derivs2)
     elif linear is not None:
         _def_linear(p, linear)
     elif bilinear is not None:
@@ -322,18 +333,35 @@ def defprim(
     return p
 
 
-def _def_elementwise(p: Primitive, derivs: Sequence[Any], argnames: Sequence[str]) -> None:
+def _def_elementwise(
+    p: Primitive,
+    derivs: Sequence[Any],
+    argnames: Sequence[str],
+    derivs2: Sequence[Any] | None = None,
+) -> None:
     p.kind = "elementwise"
     bound = []
+    const = []
     save_args = save_out = False
     for d in derivs:
         if d is None:
             bound.append(None)
+            const.append(True)
             continue
         b, ua, uo = _binder(d, argnames)
         bound.append(b)
+        const.append(not (ua or uo))
         save_args |= ua
         save_out |= uo
+    bound2: list[Any] = [None] * len(bound)
+    for i, d in enumerate(derivs2 or ()):
+        if d is not None:
+            # A second derivative may also name ``d``: the first derivative's value.
+            bound2[i] = _binder(d, (*argnames, "d"))[0]
+            names = inspect.signature(d).parameters
+            save_args |= any(n in argnames for n in names)
+            save_out |= "out" in names
+    p.derivs, p.derivs2, p.deriv_const = bound, bound2, const
     p.save_args, p.save_out = save_args, save_out
     p.shapes = False  # the engine's edges carry the shapes; derivatives never read Metas
     n = len(bound)
@@ -485,6 +513,9 @@ def op_error(name: str, args: Sequence[Any], params: dict[str, Any], e: Exceptio
 
 def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) -> Any:
     """Run primitive ``p`` on ``args``: the hot path of every op."""
+    st = STATE
+    if st.mode & 14 == 2 and p.nout == 1 and p.raw_rules and len(st.levels) == 1 and not st.masked:
+        return _apply_dual(p, args, params, st)
     datas = []
     rg = False
     for a in args:
@@ -545,6 +576,67 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
     return res
 
 
+def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: Any) -> Any:
+    """``apply`` with one dual level open (no anomaly detection, no tape), one output.
+
+    The common forward-mode case: ``jvp``, and forward-over-reverse (``hvp``, whose
+    backward pass runs with grad off). The tangent rule runs on raw arrays unless a reverse
+    pass may differentiate the tangent (see :class:`autodiffx._mode.Scope`).
+    """
+    level = st.levels[0]
+    datas = []
+    r_tans = []
+    any_t = rg = t_rg = False
+    for a in args:
+        if isinstance(a, Tensor):
+            datas.append(a.data)
+            if a._rg:
+                rg = True
+            if a._tan is not None:
+                t = a._tan.get(level)
+                if t is not None:
+                    r_tans.append(t.data)
+                    any_t = True
+                    if t._rg:
+                        t_rg = True
+                    continue
+        else:
+            datas.append(a)
+        r_tans.append(None)
+    try:
+        out = p.kernel(*datas, **params) if params else p.kernel(*datas)
+    except _ERRORS as e:
+        raise op_error(p.name, args, params, e) from e
+    res = _result(out)
+    out = res.data
+    if p.view and out.base is not None and isinstance(args[0], Tensor):
+        res._vc = version_counter(args[0])
+    grad = not (st.mode & 1)
+    if rg and grad and p.vjp is not None and out.dtype.kind in "fc":
+        res._node = _record(p, args, datas, params, _edges(args), out, res, 2)
+        res._rg = True
+    if not any_t:
+        return res
+    scope = st.scope
+    if not grad or not (rg or t_rg):
+        raw = True  # nothing that requires grad: no reverse graph through the tangent
+    else:
+        raw = not t_rg and scope is not None and scope.level == level and res._node in scope.inside
+    if not raw or p.jvp is None or st.level_nb.get(level) or st.nb:
+        _push_tangents(p, args, datas, params, res, st)  # recorded, batched, or an error
+        return res
+    st.masked.add(level)
+    token = quiet_enter()
+    try:
+        tout = p.jvp(tuple(r_tans), out, datas, params)
+    finally:
+        quiet_exit(token)
+        st.masked.discard(level)
+    if tout is not None:
+        _set_tangent(res, tout, level, 0)
+    return res
+
+
 def _edges(args: Sequence[Any]) -> list[Any]:
     """Per argument: (producer Node or leaf, output index, shape, dtype) if it requires grad."""
     edges = []
@@ -593,11 +685,12 @@ def _record(
     else:
         node.out = node.out_vc = None
     # Forward-over-reverse needs the outputs' tangents in the recorded backward pass.
-    if mode & 2:
+    if mode & 18:
         node.outs = res
         scope = STATE.scope
-        if scope is not None:
+        if scope is not None:  # hvp: its tangent sweep reads the arguments and outputs
             scope.add(node, args)
+            node.args, node.datas, node.out = args, datas, out
     else:
         node.outs = None
     node.hooks = None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,8 +20,7 @@ alias = defprim(
 )
 
 
-@contextlib.contextmanager
-def dual_level() -> Iterator[int]:
+class dual_level(new_level):
     """Open a forward-mode level; dual tensors made inside carry tangents through every op.
 
     Levels nest (for derivatives of derivatives); tangents are dropped at exit.
@@ -37,8 +34,8 @@ def dual_level() -> Iterator[int]:
     ...     ad.forward.unpack_dual(y).tangent
     tensor(12.)
     """
-    with new_level() as level:
-        yield level
+
+    __slots__ = ()
 
 
 def _current_level(level: int | None) -> int:

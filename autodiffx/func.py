@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from . import autograd
-from ._graph import _toposort, run_backward
-from ._mode import STATE, Scope, enable_grad
-from ._registry import Node
+from ._graph import _toposort, run_hvp
+from ._mode import STATE, Scope, enable_grad, new_level
+from ._registry import Node, _push_tangents, _wrap_const
 from ._tensor import Tensor
 from .forward import alias, dual_level, make_dual, unpack_dual
 
@@ -44,18 +44,20 @@ def tree_flatten(tree: Any) -> tuple[list[Any], Any]:
     {'w': 10, 'b': (20, [30])}
     """
     leaves: list[Any] = []
+    return leaves, _walk(tree, leaves)
 
-    def walk(t: Any) -> Any:
-        if isinstance(t, tuple | list):
-            return (type(t), [walk(c) for c in t])
-        if isinstance(t, dict):
-            return (dict, list(t), [walk(t[k]) for k in t])
-        if t is None:
-            return (None,)
-        leaves.append(t)
-        return _LEAF
 
-    return leaves, walk(tree)
+def _walk(t: Any, leaves: list[Any]) -> Any:
+    # NOTE: module-level recursion, not a closure: a recursive closure is a reference cycle
+    # that keeps the leaves alive until the garbage collector runs.
+    if isinstance(t, tuple | list):
+        return (type(t), [_walk(c, leaves) for c in t])
+    if isinstance(t, dict):
+        return (dict, list(t), [_walk(t[k], leaves) for k in t])
+    if t is None:
+        return (None,)
+    leaves.append(t)
+    return _LEAF
 
 
 def tree_unflatten(treedef: Any, leaves: Sequence[Any]) -> Any:
@@ -66,18 +68,17 @@ def tree_unflatten(treedef: Any, leaves: Sequence[Any]) -> Any:
     >>> tree_unflatten(tree_flatten([1, (2, 3)])[1], "abc")
     ['a', ('b', 'c')]
     """
-    it = iter(leaves)
+    return _build(treedef, iter(leaves))
 
-    def build(d: Any) -> Any:
-        if d is _LEAF:
-            return next(it)
-        if d[0] is None:
-            return None
-        if d[0] is dict:
-            return {k: build(c) for k, c in zip(d[1], d[2])}
-        return d[0](build(c) for c in d[1])
 
-    return build(treedef)
+def _build(d: Any, it: Any) -> Any:
+    if d is _LEAF:
+        return next(it)
+    if d[0] is None:
+        return None
+    if d[0] is dict:
+        return {k: _build(c, it) for k, c in zip(d[1], d[2])}
+    return d[0](_build(c, it) for c in d[1])
 
 
 # ----- inputs and outputs ----------------------------------------------------------------------
@@ -299,38 +300,66 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
 
 
-def _dual_args(
-    primals: tuple[Any, ...],
-    tangents: tuple[Any, ...],
-    who: str,
-    make: Callable[[Tensor, Tensor], Tensor],
-) -> tuple[list[Any], list[list[Tensor]]]:
-    """The arguments with each leaf made dual by ``make(primal, tangent)``, and those leaves."""
+def _dual_pairs(
+    primals: tuple[Any, ...], tangents: tuple[Any, ...], who: str
+) -> tuple[list[tuple[Any, list[tuple[Any, Tensor]]]], bool]:
+    """Validate primals against tangents leaf by leaf.
+
+    Returns per argument its structure and (primal data, tangent Tensor) leaves, and whether
+    an outer transform sees any of them (open dual levels, leaves that require grad or carry
+    tangents).
+    """
     if len(primals) != len(tangents):
         raise ValueError(f"{who}: {len(primals)} primals but {len(tangents)} tangents")
-    args, leaves = [], []
+    outer = bool(STATE.levels)
+    pairs = []
     for i, (p, t) in enumerate(zip(primals, tangents)):
         pl, pd = tree_flatten(p)
         tl, _ = tree_flatten(t)
         if len(pl) != len(tl):
             raise ValueError(f"{who}: tangent {i} does not have the structure of primal {i}")
-        duals = []
+        leaves = []
         for j, (pv, tv) in enumerate(zip(pl, tl)):
-            pt = pv if isinstance(pv, Tensor) else Tensor(np.asarray(pv))
-            if pt.dtype.kind not in "fc":
-                pt = pt.astype(np.float64)
-            tt = tv if isinstance(tv, Tensor) else Tensor(np.asarray(tv))
-            if tt.shape != pt.shape:
+            if isinstance(pv, Tensor):
+                outer = outer or pv._rg or pv._tan is not None
+            else:
+                pv = _const(pv, who, f"argument {i} (leaf {j})")
+            if pv.dtype.kind not in "fc":
+                pv = pv.astype(np.float64)
+            if isinstance(tv, Tensor):
+                outer = outer or tv._rg or tv._tan is not None
+            else:
+                tv = _const(tv, who, f"the tangent of argument {i} (leaf {j})")
+            if tv.shape != pv.shape:
                 raise ValueError(
-                    f"{who}: the tangent of argument {i} (leaf {j}) has shape {tt.shape} but "
-                    f"the primal has shape {pt.shape}"
+                    f"{who}: the tangent of argument {i} (leaf {j}) has shape {tv.shape} but "
+                    f"the primal has shape {pv.shape}"
                 )
-            if tt.dtype.kind not in "fciub":
+            if tv.dtype.kind not in "fciub":
                 raise TypeError(
-                    f"{who}: the tangent of argument {i} (leaf {j}) has dtype {tt.dtype}"
+                    f"{who}: the tangent of argument {i} (leaf {j}) has dtype {tv.dtype}"
                 )
-            duals.append(make(pt, tt))
-        args.append(tree_unflatten(pd, duals))
+            leaves.append((pv, tv))
+        pairs.append((pd, leaves))
+    return pairs, outer
+
+
+def _const(value: Any, who: str, what: str) -> Tensor:
+    """A constant Tensor around an array or number (the checks of ``Tensor()``, less cost)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fciub":
+        raise TypeError(f"{who}: {what} has dtype {arr.dtype}, which is not numeric")
+    return _wrap_const(arr)
+
+
+def _dual_args(
+    pairs: list[tuple[Any, list[tuple[Any, Tensor]]]], make: Callable[[Tensor, Tensor], Tensor]
+) -> tuple[list[Any], list[list[Tensor]]]:
+    """The arguments with each leaf made dual by ``make(primal, tangent)``, and those leaves."""
+    args, leaves = [], []
+    for pd, pts in pairs:
+        duals = [make(p, t) for p, t in pts]
+        args.append(duals[0] if pd is _LEAF else tree_unflatten(pd, duals))
         leaves.append(duals)
     return args, leaves
 
@@ -346,8 +375,9 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     """
     who = "jvp"
     primals, tangents = tuple(primals), tuple(tangents)
+    pairs, _ = _dual_pairs(primals, tangents, who)
     with dual_level():
-        args, _ = _dual_args(primals, tangents, who, make_dual)
+        args, _ = _dual_args(pairs, make_dual)
         res = f(*args)
         out_leaves, out_def = tree_flatten(res)
         ps, ts = [], []
@@ -587,12 +617,40 @@ def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable
     return jacfwd(jacrev(f, argnums), argnums)
 
 
+def _hvp_on_duals(
+    y: Tensor, flat: list[Tensor], seeds: list[Any], scope: Scope, record: bool
+) -> list[Any]:
+    """Hv by replaying the recorded tangents on dual Tensors and a backward pass over them.
+
+    The general path of :func:`hvp`: for custom Functions (rules on Tensors), hooks, anomaly
+    detection, and closures over tensors that require grad (``record``: the tangents and the
+    backward pass are themselves recorded, so Hv is differentiable in those tensors).
+    """
+    with new_level() as level:
+        STATE.level_nb[level] = 0
+        for x, s in zip(flat, seeds):
+            x._tan = {level: _wrap_const(s)}
+        scope.level = level
+        prev = STATE.scope
+        STATE.scope = scope
+        try:
+            with enable_grad():
+                for n in _toposort([y._node]):  # producers first
+                    _push_tangents(n.prim, n.args, n.datas, n.params, n.outs, STATE)
+        finally:
+            STATE.scope = prev
+        gs = autograd._grad(y, flat, None, True, True, True, False, record=record)
+        return [None if g is None else unpack_dual(g, level).tangent for g in gs]
+
+
 def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
     """``(f(*primals), H·tangents)`` by forward-over-reverse (PyTorch's ``hvp`` convention).
 
-    One forward pass carries the tangents as dual numbers; one backward pass evaluates the
-    rules on them. Where the gradient reaches an input through a multilinear rule (``A @ x``
-    with a constant ``A``), only its tangent is computed: the gradient itself is not needed.
+    ``f`` runs once and is recorded; a forward sweep over the recording computes the
+    tangents along ``tangents`` that the backward pass reads, and the backward pass carries
+    each cotangent with its tangent, both as NumPy arrays (the cost of a hand-written HVP,
+    plus the dispatch). Only the tangent of the gradient is formed, not the gradient. When
+    ``f`` closes over tensors that require grad, Hv is returned differentiable in them.
 
     Examples
     --------
@@ -602,65 +660,51 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     """
     who = "hvp"
     primals, tangents = tuple(primals), tuple(tangents)
-    outer = bool(STATE.levels) or any(
-        isinstance(leaf, Tensor) and (leaf.requires_grad or leaf._tan is not None)
-        for tree in (*primals, *tangents)
-        for leaf in tree_flatten(tree)[0]
-    )
+    pairs, outer = _dual_pairs(primals, tangents, who)
     if outer:  # differentiated from outside: the general composition keeps every graph
         nums = tuple(range(len(primals)))
         vg = value_and_grad(f, argnums=nums)
         (value, _), (_, hv) = jvp(lambda *xs: vg(*xs), primals, tangents)
         return value, hv[0] if len(nums) == 1 else hv
-    with dual_level() as level:
-        STATE.level_nb[level] = 0
 
-        def variable(p: Tensor, t: Tensor) -> Tensor:
-            x = Tensor(p.data, requires_grad=True)
-            x._tan = {level: t if t.dtype == p.dtype else t.astype(p.dtype)}
-            return x
+    def variable(p: Tensor, t: Tensor) -> Tensor:
+        x = _wrap_const(p.data)
+        x._rg = True
+        return x
 
-        args, leaves = _dual_args(primals, tangents, who, variable)
-        prev = STATE.scope
-        STATE.scope = scope = Scope(level, [x for xs in leaves for x in xs])
-        try:
-            with enable_grad():
-                y = _as_output(f(*args), who)
-        finally:
-            STATE.scope = prev
-        if y.size != 1:
-            raise TypeError(
-                f"{who}: f must return a scalar (one element) but returned shape {y.shape}; for "
-                "a vector function use ad.jvp / ad.vjp, or ad.jacobian"
-            )
-        flat = [x for xs in leaves for x in xs]
-        hs: list[Any] = [None] * len(flat)
-        if y.requires_grad:
-            seed = np.ones_like(y.data)
-            if scope.leaked or scope.reaches_outside([y]):
-                # f closes over tensors that require grad: Hv stays differentiable in them.
-                gs = autograd._grad(y, flat, None, True, True, True, False, record=True)
-                hs = [None if g is None else unpack_dual(g, level).tangent for g in gs]
-                outer = True
-            else:
-                hs = run_backward(
-                    [y],
-                    [seed],
-                    retain_graph=False,
-                    create_graph=True,
-                    targets=flat,
-                    accumulate=False,
-                    record=False,
-                    tangents_at=level,
-                )
-        value = unpack_dual(y, level).primal if outer else Tensor(y.data)
+    args, leaves = _dual_args(pairs, variable)
+    flat = [x for xs in leaves for x in xs]
+    seeds = [
+        t.data if t.dtype == p.dtype else t.data.astype(p.dtype) for _, pts in pairs for p, t in pts
+    ]
+    prev = STATE.scope
+    STATE.scope = scope = Scope(flat)
+    try:
+        with enable_grad():
+            y = _as_output(f(*args), who)
+    finally:
+        STATE.scope = prev
+    if y.size != 1:
+        raise TypeError(
+            f"{who}: f must return a scalar (one element) but returned shape {y.shape}; for "
+            "a vector function use ad.jvp / ad.vjp, or ad.jacobian"
+        )
+    hs: list[Any] | None = [None] * len(flat)
+    leaked = scope.leaked or scope.reaches_outside([y])
+    if y._node is not None and not leaked:
+        hs = run_hvp(y, flat, seeds)
+    if y._node is not None and (leaked or hs is None):
+        hs = _hvp_on_duals(y, flat, seeds, scope, record=leaked)
+        outer = leaked  # Hv stays differentiable in the closed-over tensors
+    assert hs is not None
     hv_leaves = [
-        _zeros_for(x) if h is None else (h if isinstance(h, Tensor) else Tensor(h))
+        _zeros_for(x) if h is None else (h if isinstance(h, Tensor) else _wrap_const(h))
         for h, x in zip(hs, flat)
     ]
     out, k = [], 0
-    for xs, p in zip(leaves, primals):
-        out.append(tree_unflatten(tree_flatten(p)[1], hv_leaves[k : k + len(xs)]))
-        k += len(xs)
+    for (pd, _), xs in zip(pairs, leaves):
+        n = len(xs)
+        out.append(hv_leaves[k] if pd is _LEAF else tree_unflatten(pd, hv_leaves[k : k + n]))
+        k += n
     hv = out[0] if len(out) == 1 else tuple(out)
-    return _finish(value, outer), hv
+    return (y if outer else _wrap_const(y.data)), hv

@@ -1,4 +1,4 @@
-"""Time W1-W4 and W6 beside their hand-written NumPy floors and print the ratios (no asv).
+"""Time W1-W6 beside their hand-written NumPy floors and print the ratios (no asv).
 
 Usage, from the repository root::
 
@@ -16,7 +16,7 @@ W2 (the MLP step) allocates large temporaries on both sides, so with glibc's def
 settings a run can land in a state where one side page-faults on every step (±50 %):
 ``--keep-freed-memory`` restarts the script with glibc told to keep freed memory
 (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``), which makes W2 reproducible.
-``--torch`` adds PyTorch CPU's W2 step (one thread) to the same run. W6 counts bytes with
+``--torch`` adds PyTorch CPU's W2 step and W5 HVP (one thread) to the same run. W6 counts bytes with
 ``tracemalloc`` (one float64 W2 step).
 """
 
@@ -40,6 +40,7 @@ TARGETS = {
     "w4_10": "≤ 15 µs",
     "w2": "≤ 1.05× floor",
     "w2_torch": "≤ 1× (never slower)",
+    "w5": "≤ 1.3× floor",
     "w6_peak": "≤ 1.1× floor",
     "w6_graph": "0 (nothing of the graph)",
 }
@@ -264,6 +265,54 @@ def run_w3(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
     ]
 
 
+def run_w5(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
+    """HVP of sum(tanh(A @ x)**2), n = 1000: ad.hvp (forward-over-reverse) vs hand-derived."""
+    from benchmarks.bench_func import _w5_problem, w5_f, w5_hand_hvp
+
+    a, x, v = _w5_problem()
+    f = w5_f(a)
+    _check("W5", ad.hvp(f, (x,), (v,))[1].data, w5_hand_hvp(a, x, v), 1e-12)
+    cases = {
+        "ad": lambda: ad.hvp(f, (x,), (v,)),
+        "np": lambda: w5_hand_hvp(a, x, v),
+    }
+    if args.torch:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        ta, tx, tv = (torch.from_numpy(z) for z in (a, x, v))
+
+        def tf(z: Any) -> Any:
+            return (torch.tanh(ta @ z) ** 2).sum()
+
+        def torch_hvp() -> Any:
+            return torch.func.jvp(torch.func.grad(tf), (tx,), (tv,))[1]
+
+        _check("W5 (PyTorch)", torch_hvp().numpy(), w5_hand_hvp(a, x, v), 1e-12)
+        cases["torch"] = torch_hvp
+    t = measure(cases, args.repeat, args.min_time, args.budget)
+    rows = [
+        [
+            "W5 HVP, n=1000 (forward-over-reverse)",
+            _fmt(t["ad"]),
+            _fmt(t["np"]),
+            f"{t['ad'] / t['np']:.2f}×",
+            TARGETS["w5"],
+        ]
+    ]
+    if "torch" in t:
+        rows.append(
+            [
+                "W5, PyTorch torch.func.jvp(grad) in the same run",
+                _fmt(t["torch"]),
+                _fmt(t["np"]),
+                f"{t['torch'] / t['np']:.2f}× (autodiffx/PyTorch {t['ad'] / t['torch']:.2f})",
+                "",
+            ]
+        )
+    return rows
+
+
 def run_w4(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
     rows = []
     for n in c.W4_SIZES:
@@ -309,14 +358,14 @@ def run_w4(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--only", action="append", choices=["W1", "W2", "W3", "W4", "W6"], help="repeatable"
+        "--only", action="append", choices=["W1", "W2", "W3", "W4", "W5", "W6"], help="repeatable"
     )
     parser.add_argument("--repeat", type=int, default=30, help="samples per case (median)")
     parser.add_argument("--min-time", type=float, default=0.02, help="seconds per sample")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per group, at most")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     parser.add_argument("--pin", action="store_true", help="pin to one core (with --threads 1)")
-    parser.add_argument("--torch", action="store_true", help="W2: add PyTorch CPU's step")
+    parser.add_argument("--torch", action="store_true", help="W2, W5: add PyTorch CPU")
     parser.add_argument(
         "--keep-freed-memory", action="store_true", help="restart with glibc keeping freed memory"
     )
@@ -344,7 +393,14 @@ def main(argv: list[str] | None = None) -> int:
         f"medians of up to {args.repeat} alternated samples\n"
     )
     rows: list[list[str]] = []
-    runners = {"W1": run_w1, "W2": run_w2, "W3": run_w3, "W4": run_w4, "W6": run_w6}
+    runners = {
+        "W1": run_w1,
+        "W2": run_w2,
+        "W3": run_w3,
+        "W4": run_w4,
+        "W5": run_w5,
+        "W6": run_w6,
+    }
     for name in args.only or list(runners):
         rows += runners[name](c, ad, args)
     head = ["workload", "autodiffx", "NumPy floor", "ratio", "target"]

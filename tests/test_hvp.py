@@ -182,3 +182,52 @@ def test_hvp_skips_the_dead_gradient_product():
     ref = composed_hvp(f, X, V)
     assert _CountingMatmul.calls == 4  # the general composition also computes the gradient
     np.testing.assert_allclose(hv.data, ref, rtol=1e-12)
+
+
+class _Cube(ad.Function):
+    """x**3 with rules written on Tensors: hvp replays its tangents on dual Tensors."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def vjp(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x**2 * g
+
+    @staticmethod
+    def jvp(ctx, t):
+        (x,) = ctx.saved_tensors
+        return 3 * x**2 * t
+
+
+def _with_hook(x):
+    y = ad.tanh(ad.tensor(A) @ x)
+    y.register_hook(lambda g: g * 2.0)  # doubles the gradient flowing into tanh's output
+    return ad.sum(y**2)
+
+
+@pytest.mark.parametrize(
+    ("name", "f", "want"),
+    [
+        ("custom Function", lambda x: ad.sum(ad.sin(_Cube.apply(x))), None),
+        ("hook", _with_hook, "hook"),
+    ],
+)
+def test_hvp_general_path_for_custom_rules_and_hooks(name, f, want):
+    _, hv = ad.hvp(f, (X,), (V,))
+    if want == "hook":  # the hook scales the gradient, so Hv is that of 2 * f without it
+        ref = 2 * composed_hvp(lambda x: ad.sum(ad.tanh(ad.tensor(A) @ x) ** 2), X, V)
+    else:
+        ref = composed_hvp(lambda x: ad.sum(ad.sin(x**3)), X, V)
+    np.testing.assert_allclose(hv.data, ref, rtol=1e-12)
+
+
+def test_hvp_under_detect_anomaly_reports_non_finite_values():
+    with ad.detect_anomaly():
+        _, hv = ad.hvp(FUNCTIONS["tanh(A@x)^2"], (X,), (V,))
+        np.testing.assert_allclose(hv.data, composed_hvp(FUNCTIONS["tanh(A@x)^2"], X, V))
+        with pytest.raises(FloatingPointError, match="produced inf"):
+            ad.hvp(lambda x: ad.sum(ad.sqrt(x)), (np.array([0.0, 1.0]),), (np.ones(2),))

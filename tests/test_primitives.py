@@ -434,6 +434,32 @@ def test_second_order(spec, dtype, mode, rng):
             check_jvp(g, ys, rng, rtol, atol, requires_grad=inner == "rev", what=what)
 
 
+@pytest.mark.parametrize("spec", _ids([r for r in SMOOTH if r.order >= 2]))
+def test_hvp_pair_rules_match_dual_evaluation(spec, rng):
+    """ad.hvp's raw forward-over-reverse (tangent sweep, pair rules: linear, multilinear,
+    elementwise second derivatives, dual fallback) equals jvp(grad) on dual Tensors."""
+    _exempt(spec, "fwd_over_rev")
+    for p in _points(spec, rng):
+        f, xs = op_fun(p), p.xs
+        weights = [rand_like(rng, o.shape, o.dtype) for o in evaluate(f, xs)]
+        if any(w.dtype.kind == "c" for w in weights):
+            continue
+
+        def s(*ts, f=f, weights=weights):
+            outs = _floating(f(list(ts)))
+            return sum((ad.sum(o * w) for o, w in zip(outs, weights, strict=True)), 0.0)
+
+        vs = [rand_like(rng, x.shape, x.dtype) for x in xs]
+        _, hv = ad.hvp(s, tuple(xs), tuple(vs))
+        nums = tuple(range(len(xs)))
+        _, ref = ad.jvp(ad.grad(s, argnums=nums), tuple(xs), tuple(vs))
+        hv = hv if isinstance(hv, tuple) else (hv,)
+        for got, want in zip(hv, ref, strict=True):
+            assert got.shape == want.shape and got.dtype == want.dtype, repr(p)
+            scale = max(1.0, float(np.max(np.abs(want.data), initial=0.0)))
+            np.testing.assert_allclose(got.data, want.data, rtol=1e-11, atol=1e-12 * scale)
+
+
 # ----- 6. shapes and dtypes of derivatives -------------------------------------------------
 def _dtype_variants(spec: OpSpec, p: Point) -> list[list[Any]]:
     n = len(p.diff)

@@ -112,6 +112,7 @@ _sigmoid = defprim(
     "sigmoid",
     sp.expit,
     derivs=(_sigmoid_deriv,),
+    derivs2=(lambda out, d: d * (1 - 2 * out),),
     doc="Logistic sigmoid 1 / (1 + exp(-x)), stable for any x; derivative out * (1 - out).",
     example=(
         "import autodiffx.nn.functional as F\n"

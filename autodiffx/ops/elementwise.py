@@ -16,8 +16,8 @@ _LN10 = math.log(10.0)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
-def _unary(name: str, ufunc: np.ufunc, deriv: Any, doc: str) -> Any:
-    return defprim(name, ufunc, derivs=(deriv,), doc=doc)
+def _unary(name: str, ufunc: np.ufunc, deriv: Any, doc: str, deriv2: Any = None) -> Any:
+    return defprim(name, ufunc, derivs=(deriv,), derivs2=(deriv2,), doc=doc)
 
 
 # ----- linear ------------------------------------------------------------------------------
@@ -131,6 +131,15 @@ def _dpow_da(a: Any, b: Any) -> Any:
     return b * power.call(a, b - 1)
 
 
+def _d2pow_da(a: Any, b: Any) -> Any:
+    if type(b) is int or type(b) is float:
+        if b == 2:
+            return 2.0
+        if b == 1 or b == 0:
+            return 0.0
+    return b * (b - 1) * power.call(a, b - 2)
+
+
 def _dpow_db(a: Any, b: Any, out: Any) -> Any:
     # NOTE: d(a**b)/db = a**b log a; at a == 0 the limit for b > 0 is 0 (PyTorch's choice).
     safe = np.where(a == 0, 1, a)
@@ -141,6 +150,7 @@ power = defprim(
     "power",
     _power_kernel,
     derivs=(_dpow_da, _dpow_db),
+    derivs2=(_d2pow_da, None),
     argnames=("a", "b"),
     ufunc=np.power,
     doc="Elementwise a ** b (fast paths for b in {2, 3, 4, 1, 0.5, -1}).",
@@ -148,26 +158,72 @@ power = defprim(
 UFUNC_ALIASES = {np.float_power: power}
 
 # ----- unary elementwise -------------------------------------------------------------------
-exp = _unary("exp", np.exp, lambda out: out, "Elementwise e**x.")
-expm1 = _unary("expm1", np.expm1, lambda out: out + 1, "Elementwise e**x - 1, accurate near 0.")
+exp = _unary("exp", np.exp, lambda out: out, "Elementwise e**x.", lambda out: out)
+expm1 = _unary(
+    "expm1",
+    np.expm1,
+    lambda out: out + 1,
+    "Elementwise e**x - 1, accurate near 0.",
+    lambda out: out + 1,
+)
 exp2 = _unary("exp2", np.exp2, lambda out: out * _LN2, "Elementwise 2**x.")
-log = _unary("log", np.log, lambda x: 1 / x, "Elementwise natural logarithm.")
-log1p = _unary("log1p", np.log1p, lambda x: 1 / (x + 1), "Elementwise log(1 + x).")
+log = _unary("log", np.log, lambda x: 1 / x, "Elementwise natural logarithm.", lambda d: -d * d)
+log1p = _unary(
+    "log1p",
+    np.log1p,
+    lambda x: 1 / (x + 1),
+    "Elementwise log(1 + x).",
+    lambda d: -d * d,
+)
 log2 = _unary("log2", np.log2, lambda x: 1 / (x * _LN2), "Elementwise base-2 logarithm.")
 log10 = _unary("log10", np.log10, lambda x: 1 / (x * _LN10), "Elementwise base-10 logarithm.")
-sqrt = _unary("sqrt", np.sqrt, lambda out: 0.5 / out, "Elementwise square root.")
+sqrt = _unary(
+    "sqrt",
+    np.sqrt,
+    lambda out: 0.5 / out,
+    "Elementwise square root.",
+    lambda out, d: -d * d / out,
+)
 cbrt = _unary("cbrt", np.cbrt, lambda out: 1 / (3 * out * out), "Elementwise cube root.")
-square = _unary("square", np.square, lambda x: 2 * x, "Elementwise x**2.")
-reciprocal = _unary("reciprocal", np.reciprocal, lambda out: -out * out, "Elementwise 1/x.")
-sin = _unary("sin", np.sin, lambda x: np.cos(x), "Elementwise sine.")
-cos = _unary("cos", np.cos, lambda x: -np.sin(x), "Elementwise cosine.")
-tan = _unary("tan", np.tan, lambda out: 1 + out * out, "Elementwise tangent.")
+square = _unary("square", np.square, lambda x: 2 * x, "Elementwise x**2.", lambda x: 2.0)
+reciprocal = _unary(
+    "reciprocal",
+    np.reciprocal,
+    lambda out: -out * out,
+    "Elementwise 1/x.",
+    lambda out, d: -2 * out * d,
+)
+sin = _unary("sin", np.sin, lambda x: np.cos(x), "Elementwise sine.", lambda out: -out)
+cos = _unary("cos", np.cos, lambda x: -np.sin(x), "Elementwise cosine.", lambda out: -out)
+tan = _unary(
+    "tan",
+    np.tan,
+    lambda out: 1 + out * out,
+    "Elementwise tangent.",
+    lambda out, d: 2 * out * d,
+)
 arcsin = _unary("arcsin", np.arcsin, lambda x: 1 / np.sqrt(1 - x * x), "Elementwise arcsine.")
 arccos = _unary("arccos", np.arccos, lambda x: -1 / np.sqrt(1 - x * x), "Elementwise arccosine.")
-arctan = _unary("arctan", np.arctan, lambda x: 1 / (1 + x * x), "Elementwise arctangent.")
-sinh = _unary("sinh", np.sinh, lambda x: np.cosh(x), "Elementwise hyperbolic sine.")
-cosh = _unary("cosh", np.cosh, lambda x: np.sinh(x), "Elementwise hyperbolic cosine.")
-tanh = _unary("tanh", np.tanh, lambda out: 1 - out * out, "Elementwise hyperbolic tangent.")
+arctan = _unary(
+    "arctan",
+    np.arctan,
+    lambda x: 1 / (1 + x * x),
+    "Elementwise arctangent.",
+    lambda x, d: -2 * x * d * d,
+)
+sinh = _unary(
+    "sinh", np.sinh, lambda x: np.cosh(x), "Elementwise hyperbolic sine.", lambda out: out
+)
+cosh = _unary(
+    "cosh", np.cosh, lambda x: np.sinh(x), "Elementwise hyperbolic cosine.", lambda out: out
+)
+tanh = _unary(
+    "tanh",
+    np.tanh,
+    lambda out: 1 - out * out,
+    "Elementwise hyperbolic tangent.",
+    lambda out, d: -2 * out * d,
+)
 arcsinh = _unary(
     "arcsinh", np.arcsinh, lambda x: 1 / np.sqrt(x * x + 1), "Elementwise inverse sinh."
 )
@@ -184,6 +240,7 @@ erf = _unary(
     sp.erf,
     lambda x: _TWO_OVER_SQRT_PI * np.exp(-x * x),
     "Elementwise error function.",
+    lambda x, d: -2 * x * d,
 )
 
 
