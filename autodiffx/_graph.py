@@ -323,7 +323,7 @@ def run_hvp(root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any]) -> li
         for n in order:  # the tangent sweep
             if n in read:
                 _push_raw(n, tans)
-        with new_level() as level:  # for rules evaluated on dual Tensors
+        with _LazyLevel() as level:  # for rules evaluated on dual Tensors
             for node in reversed(order):
                 g = grads.pop(node, None)
                 gt = gtans.pop(node, None)
@@ -360,6 +360,26 @@ def _fit(c: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     if type(c) is np.ndarray and c.shape == shape and c.dtype == dtype:
         return c
     return fit(np.asarray(c), shape, dtype)
+
+
+class _LazyLevel:
+    """A dual level opened on first use (:func:`_pair_rule_dual`) and closed at exit."""
+
+    __slots__ = ("cm", "id")
+
+    def __enter__(self) -> _LazyLevel:
+        self.cm: new_level | None = None
+        return self
+
+    def get(self) -> int:
+        if self.cm is None:
+            self.cm = new_level()
+            self.id = self.cm.__enter__()
+        return self.id
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cm is not None:
+            self.cm.__exit__(*exc)
 
 
 def _needs_dual(n: Node) -> bool:
@@ -422,7 +442,7 @@ def _add_pair(d: dict[Node, Any], node: Node, k: int, c: Any) -> None:
 
 
 def _pair_rule(
-    node: Node, g: Any, gt: Any, tans: list[Any], level: int, sweep: dict[Any, Any]
+    node: Node, g: Any, gt: Any, tans: list[Any], level: _LazyLevel, sweep: dict[Any, Any]
 ) -> tuple[Sequence[Any], Sequence[Any]]:
     """Per edge, the cotangent and its tangent (raw arrays or None).
 
@@ -483,9 +503,10 @@ def _pair_rule(
 
 
 def _pair_rule_dual(
-    node: Node, g: Any, gt: Any, tans: list[Any], level: int, sweep: dict[Any, Any]
+    node: Node, g: Any, gt: Any, tans: list[Any], lazy: _LazyLevel, sweep: dict[Any, Any]
 ) -> tuple[list[Any], list[Any]]:
-    """:func:`_pair_rule` for any rule: one evaluation on dual Tensors at ``level``."""
+    """:func:`_pair_rule` for any rule: one evaluation on dual Tensors."""
+    level = lazy.get()
 
     def dual(value: Any, tangent: Any) -> Tensor:
         t = _wrap_const(np.asarray(value))

@@ -47,6 +47,13 @@ def tree_flatten(tree: Any) -> tuple[list[Any], Any]:
     return leaves, _walk(tree, leaves)
 
 
+def _flat(tree: Any) -> tuple[list[Any], Any]:
+    """:func:`tree_flatten`, without the walk for a single leaf (the common argument)."""
+    if tree is None or isinstance(tree, tuple | list | dict):
+        return tree_flatten(tree)
+    return [tree], _LEAF
+
+
 def _walk(t: Any, leaves: list[Any]) -> Any:
     # NOTE: module-level recursion, not a closure: a recursive closure is a reference cycle
     # that keeps the leaves alive until the garbage collector runs.
@@ -314,8 +321,8 @@ def _dual_pairs(
     outer = bool(STATE.levels)
     pairs = []
     for i, (p, t) in enumerate(zip(primals, tangents)):
-        pl, pd = tree_flatten(p)
-        tl, _ = tree_flatten(t)
+        pl, pd = _flat(p)
+        tl, _ = _flat(t)
         if len(pl) != len(tl):
             raise ValueError(f"{who}: tangent {i} does not have the structure of primal {i}")
         leaves = []
@@ -323,13 +330,13 @@ def _dual_pairs(
             if isinstance(pv, Tensor):
                 outer = outer or pv._rg or pv._tan is not None
             else:
-                pv = _const(pv, who, f"argument {i} (leaf {j})")
+                pv = _const(pv, who, "argument", i, j)
             if pv.dtype.kind not in "fc":
                 pv = pv.astype(np.float64)
             if isinstance(tv, Tensor):
                 outer = outer or tv._rg or tv._tan is not None
             else:
-                tv = _const(tv, who, f"the tangent of argument {i} (leaf {j})")
+                tv = _const(tv, who, "the tangent of argument", i, j)
             if tv.shape != pv.shape:
                 raise ValueError(
                     f"{who}: the tangent of argument {i} (leaf {j}) has shape {tv.shape} but "
@@ -344,11 +351,11 @@ def _dual_pairs(
     return pairs, outer
 
 
-def _const(value: Any, who: str, what: str) -> Tensor:
+def _const(value: Any, who: str, what: str, i: int, j: int) -> Tensor:
     """A constant Tensor around an array or number (the checks of ``Tensor()``, less cost)."""
     arr = np.asarray(value)
     if arr.dtype.kind not in "fciub":
-        raise TypeError(f"{who}: {what} has dtype {arr.dtype}, which is not numeric")
+        raise TypeError(f"{who}: {what} {i} (leaf {j}) has dtype {arr.dtype}, which is not numeric")
     return _wrap_const(arr)
 
 
