@@ -287,56 +287,53 @@ def run_hvp(root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any]) -> li
     # by a consumer's backward rule (all but linear ones), to form the tangent of a read
     # consumer, or by the node's own rule evaluated on dual Tensors.
     needed: set[Any] = set(targets)
-    consumers: dict[Node, list[Node]] = {}
     for n in order:
         if n.hooks or not n.prim.raw_rules:
             return None
-        into = False
         for e in n.edges:
-            if e is not None:
-                child = e[0]
-                if child in needed:
-                    into = True
-                if type(child) is Node:
-                    consumers.setdefault(child, []).append(n)
-        if into:
-            needed.add(n)
-    read: set[Node] = set()
-    for n in reversed(order):
-        if _needs_dual(n):
-            read.add(n)
-            continue
-        for c in consumers.get(n, ()):
-            if c in read or c.prim.kind != "linear":
-                read.add(n)
+            if e is not None and e[0] in needed:
+                needed.add(n)
                 break
+    read: set[Node] = set()
+    for c in reversed(order):  # consumers first: a node is decided before its producers
+        if _needs_dual(c):
+            read.add(c)
+        if c in read or c.prim.kind != "linear":
+            for e in c.edges:
+                if e is not None and type(e[0]) is Node:
+                    read.add(e[0])
     tans: dict[Any, Any] = dict(zip(targets, seeds))
+    derivs: dict[Node, Any] = {}  # elementwise derivatives computed by the sweep
     index = {t: j for j, t in enumerate(targets)}
     grads: dict[Node, Any] = {root._node: np.ones(root.shape, root.dtype)}
     gtans: dict[Node, Any] = {}
     result: list[Any] = [None] * len(targets)
     token = quiet_enter()
-    prev_grad, prev_nb = STATE.grad_enabled, STATE.nb
-    STATE.grad_enabled = False
+    prev_nb = STATE.nb
     STATE.nb = 0
     try:
         for n in order:  # the tangent sweep
             if n in read:
-                _push_raw(n, tans)
+                _push_raw(n, tans, derivs)
         with _LazyLevel() as level:  # for rules evaluated on dual Tensors
             for node in reversed(order):
                 g = grads.pop(node, None)
-                gt = gtans.pop(node, None)
                 if g is None or node not in needed:
                     continue
+                gt = gtans.pop(node, None)
                 if node.stamp != STAMP[0]:
                     _check_versions(node)
-                arg_tans = [_tangent(tans, e) for e in node.edges]
-                cs, cts = _pair_rule(node, g, gt, arg_tans, level, tans)
-                for i, e in enumerate(node.edges):
-                    if e is None or e[0] not in needed:
+                edges = node.edges
+                arg_tans = [None if e is None else _tangent(tans, e) for e in edges]
+                cs, cts = _pair_rule(node, g, gt, arg_tans, level, tans, derivs.get(node))
+                i = -1
+                for e in edges:
+                    i += 1
+                    if e is None:
                         continue
                     child, k, shape, dtype = e
+                    if child not in needed:
+                        continue
                     ct = cts[i]
                     if type(child) is Node:
                         c = cs[i]
@@ -350,7 +347,7 @@ def run_hvp(root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any]) -> li
                         result[j] = ct if result[j] is None else result[j] + ct
                 node.args = node.datas = node.out = node.outs = None
     finally:
-        STATE.grad_enabled, STATE.nb = prev_grad, prev_nb
+        STATE.nb = prev_nb
         quiet_exit(token)
     return result
 
@@ -363,9 +360,10 @@ def _fit(c: Any, shape: tuple[int, ...], dtype: Any) -> Any:
 
 
 class _LazyLevel:
-    """A dual level opened on first use (:func:`_pair_rule_dual`) and closed at exit."""
+    """A dual level with grad off, opened on first use (:func:`_pair_rule_dual`) and closed
+    at exit: rules evaluated on dual Tensors carry tangents and record nothing."""
 
-    __slots__ = ("cm", "id")
+    __slots__ = ("cm", "grad", "id")
 
     def __enter__(self) -> _LazyLevel:
         self.cm: new_level | None = None
@@ -373,6 +371,8 @@ class _LazyLevel:
 
     def get(self) -> int:
         if self.cm is None:
+            self.grad = STATE.grad_enabled
+            STATE.grad_enabled = False
             self.cm = new_level()
             self.id = self.cm.__enter__()
         return self.id
@@ -380,6 +380,7 @@ class _LazyLevel:
     def __exit__(self, *exc: object) -> None:
         if self.cm is not None:
             self.cm.__exit__(*exc)
+            STATE.grad_enabled = self.grad
 
 
 def _needs_dual(n: Node) -> bool:
@@ -408,7 +409,7 @@ def _tangent(tans: dict[Any, Any], e: Any) -> Any:
     return tans.get(child)
 
 
-def _push_raw(n: Node, tans: dict[Any, Any]) -> None:
+def _push_raw(n: Node, tans: dict[Any, Any], derivs: dict[Node, Any]) -> None:
     """Forward mode through one recorded node on raw arrays (the tangent sweep of run_hvp)."""
     r = [_tangent(tans, e) for e in n.edges]
     if not any(t is not None for t in r):
@@ -419,7 +420,19 @@ def _push_raw(n: Node, tans: dict[Any, Any]) -> None:
             return  # non-differentiable (comparisons, argmax): no tangent
         raise TypeError(f"'{p.name}' has no forward-mode (JVP) rule, which ad.hvp needs")
     out = n.out
-    t = p.jvp(tuple(r), out, n.datas, n.params)
+    if p.kind == "elementwise" and not n.multi:
+        # The derivatives are kept for the product rule of the backward sweep.
+        ds = [
+            None if ti is None or d is None else d(n.datas, out, n.params)
+            for ti, d in zip(r, p.derivs)
+        ]
+        t = None
+        for ti, d in zip(r, ds):
+            if d is not None:
+                t = ti * d if t is None else t + ti * d
+        derivs[n] = ds
+    else:
+        t = p.jvp(tuple(r), out, n.datas, n.params)
     if t is None:
         return
     if not n.multi:
@@ -442,7 +455,13 @@ def _add_pair(d: dict[Node, Any], node: Node, k: int, c: Any) -> None:
 
 
 def _pair_rule(
-    node: Node, g: Any, gt: Any, tans: list[Any], level: _LazyLevel, sweep: dict[Any, Any]
+    node: Node,
+    g: Any,
+    gt: Any,
+    tans: list[Any],
+    level: _LazyLevel,
+    sweep: dict[Any, Any],
+    ds: list[Any] | None = None,
 ) -> tuple[Sequence[Any], Sequence[Any]]:
     """Per edge, the cotangent and its tangent (raw arrays or None).
 
@@ -487,7 +506,9 @@ def _pair_rule(
             d_i = p.derivs[i]
             if e is None or d_i is None:
                 continue
-            d = d_i(datas, out, params)
+            d = None if ds is None else ds[i]
+            if d is None:
+                d = d_i(datas, out, params)
             if needs_c[i] is not None:
                 cs[i] = g * d
             ct = None if gt is None else gt * d

@@ -684,13 +684,16 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     seeds = [
         t.data if t.dtype == p.dtype else t.data.astype(p.dtype) for _, pts in pairs for p, t in pts
     ]
-    prev = STATE.scope
+    prev, grad = STATE.scope, STATE.grad_enabled
     STATE.scope = scope = Scope(flat)
+    if not grad:
+        STATE.grad_enabled = True
     try:
-        with enable_grad():
-            y = _as_output(f(*args), who)
+        y = _as_output(f(*args), who)
     finally:
         STATE.scope = prev
+        if not grad:
+            STATE.grad_enabled = False
     if y.size != 1:
         raise TypeError(
             f"{who}: f must return a scalar (one element) but returned shape {y.shape}; for "
