@@ -268,7 +268,9 @@ def run_backward(
         STATE.nb = prev_nb
 
 
-def run_hvp(root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any]) -> list[Any] | None:
+def run_hvp(
+    root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any], order: list[Node] | None = None
+) -> list[Any] | None:
     """Forward-over-reverse on raw arrays: the tangents of d root / d targets along ``seeds``.
 
     ``root`` is a scalar recorded in a :class:`~autodiffx._mode.Scope` (every node kept its
@@ -279,23 +281,30 @@ def run_hvp(root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any]) -> li
     never formed. Returns per target its tangent (None where unreached), or None when a
     rule needs Tensors (a custom Function), hooks or anomaly checks are present: the caller
     then replays the tangents on dual Tensors.
+
+    ``order``: the nodes, producers first, each depending on the targets only (the scope's
+    creation order; then every node leads to a target and no graph walk is needed).
     """
-    order = _toposort([root._node])
     if STATE.anomaly:
         return None
-    # needed: the nodes on a path to a target. read: the nodes whose output tangent is read,
-    # by a consumer's backward rule (all but linear ones), to form the tangent of a read
-    # consumer, or by the node's own rule evaluated on dual Tensors.
-    needed: set[Any] = set(targets)
-    for n in order:
-        if n.hooks or not n.prim.raw_rules:
-            return None
-        for e in n.edges:
-            if e is not None and e[0] in needed:
-                needed.add(n)
-                break
+    if order is None:
+        order = _toposort([root._node])
+        needed: set[Any] = set(targets)
+        for n in order:
+            for e in n.edges:
+                if e is not None and e[0] in needed:
+                    needed.add(n)
+                    break
+    else:
+        needed = set(order)
+        needed.update(targets)
+    # read: the nodes whose output tangent is read, by a consumer's backward rule (all but
+    # linear ones), to form the tangent of a read consumer, or by the node's own rule
+    # evaluated on dual Tensors.
     read: set[Node] = set()
     for c in reversed(order):  # consumers first: a node is decided before its producers
+        if c.hooks or not c.prim.raw_rules:
+            return None
         if _needs_dual(c):
             read.add(c)
         if c in read or c.prim.kind != "linear":
@@ -313,7 +322,7 @@ def run_hvp(root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any]) -> li
     STATE.nb = 0
     try:
         for n in order:  # the tangent sweep
-            if n in read:
+            if n in read and n.args is not None:  # (a node freed by an inner backward())
                 _push_raw(n, tans, derivs)
         with _LazyLevel() as level:  # for rules evaluated on dual Tensors
             for node in reversed(order):
@@ -321,6 +330,8 @@ def run_hvp(root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any]) -> li
                 if g is None or node not in needed:
                     continue
                 gt = gtans.pop(node, None)
+                if node.args is None:
+                    raise _freed_error(node)
                 if node.stamp != STAMP[0]:
                     _check_versions(node)
                 edges = node.edges

@@ -78,12 +78,13 @@ class Scope:
     inside nodes are never differentiated in reverse, so their rules run on raw arrays.
     """
 
-    __slots__ = ("inside", "leaked", "leaves", "level")
+    __slots__ = ("inside", "leaked", "leaves", "level", "order")
 
     def __init__(self, leaves: Any, level: int | None = None) -> None:
         self.level = level
         self.leaves = set(leaves)
         self.inside: set[Any] = set()
+        self.order: list[Any] = []  # the inside nodes, producers first (creation order)
         self.leaked = False
 
     def reaches_outside(self, args: Any) -> bool:
@@ -101,6 +102,7 @@ class Scope:
             self.leaked = True
         else:
             self.inside.add(node)
+            self.order.append(node)
 
 
 STATE = _State()

@@ -702,7 +702,7 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     hs: list[Any] | None = [None] * len(flat)
     leaked = scope.leaked or scope.reaches_outside([y])
     if y._node is not None and not leaked:
-        hs = run_hvp(y, flat, seeds)
+        hs = run_hvp(y, flat, seeds, scope.order)
     if y._node is not None and (leaked or hs is None):
         hs = _hvp_on_duals(y, flat, seeds, scope, record=leaked)
         outer = leaked  # Hv stays differentiable in the closed-over tensors
