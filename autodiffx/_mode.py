@@ -78,7 +78,7 @@ class Scope:
     inside nodes are never differentiated in reverse, so their rules run on raw arrays.
     """
 
-    __slots__ = ("inside", "leaked", "leaves", "level", "order")
+    __slots__ = ("inside", "leaked", "leaves", "level", "order", "untracked")
 
     def __init__(self, leaves: Any, level: int | None = None) -> None:
         self.level = level
@@ -86,6 +86,9 @@ class Scope:
         self.inside: set[Any] = set()
         self.order: list[Any] = []  # the inside nodes, producers first (creation order)
         self.leaked = False
+        # An op ran under no_grad on a tensor that requires grad: it is not recorded, but
+        # forward mode carries tangents through it (as PyTorch's does).
+        self.untracked = False
 
     def reaches_outside(self, args: Any) -> bool:
         """Whether an argument that requires grad depends on a tensor outside the scope."""

@@ -531,6 +531,8 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
         raise op_error(p.name, args, params, e) from e
     mode = STATE.mode
     record = rg and not (mode & 1) and p.vjp is not None
+    if mode & 17 == 17 and rg:  # under no_grad inside hvp's function: see func.hvp
+        STATE.scope.untracked = True  # type: ignore[union-attr]
     if p.nout == 1:
         if type(out) is not np.ndarray:
             out = np.asarray(out)

@@ -624,6 +624,16 @@ def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable
     return jacfwd(jacrev(f, argnums), argnums)
 
 
+def _hvp_composed(
+    f: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ...]
+) -> tuple[Any, Any]:
+    """``hvp`` as the composition ``jvp(value_and_grad(f))``: dual numbers from the start."""
+    nums = tuple(range(len(primals)))
+    vg = value_and_grad(f, argnums=nums)
+    (value, _), (_, hv) = jvp(lambda *xs: vg(*xs), primals, tangents)
+    return value, hv[0] if len(nums) == 1 else hv
+
+
 def _hvp_on_duals(
     y: Tensor, flat: list[Tensor], seeds: list[Any], scope: Scope, record: bool
 ) -> list[Any]:
@@ -658,6 +668,8 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     each cotangent with its tangent, both as NumPy arrays (the cost of a hand-written HVP,
     plus the dispatch). Only the tangent of the gradient is formed, not the gradient. When
     ``f`` closes over tensors that require grad, Hv is returned differentiable in them.
+    Forward mode is not stopped by ``no_grad`` (as PyTorch's): if ``f`` computes under
+    ``no_grad`` from its arguments, it runs a second time, on dual numbers.
 
     Examples
     --------
@@ -669,10 +681,7 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     primals, tangents = tuple(primals), tuple(tangents)
     pairs, outer = _dual_pairs(primals, tangents, who)
     if outer:  # differentiated from outside: the general composition keeps every graph
-        nums = tuple(range(len(primals)))
-        vg = value_and_grad(f, argnums=nums)
-        (value, _), (_, hv) = jvp(lambda *xs: vg(*xs), primals, tangents)
-        return value, hv[0] if len(nums) == 1 else hv
+        return _hvp_composed(f, primals, tangents)
 
     def variable(p: Tensor, t: Tensor) -> Tensor:
         x = _wrap_const(p.data)
@@ -699,6 +708,11 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
             f"{who}: f must return a scalar (one element) but returned shape {y.shape}; for "
             "a vector function use ad.jvp / ad.vjp, or ad.jacobian"
         )
+    if scope.untracked:
+        # NOTE: f ran an op under no_grad on a value that depends on x. The recording has no
+        # node for it, but forward mode carries tangents through no_grad (as PyTorch's), so
+        # Hv needs dual numbers from the start: f runs again through jvp(grad(f)).
+        return _hvp_composed(f, primals, tangents)
     hs: list[Any] | None = [None] * len(flat)
     leaked = scope.leaked or scope.reaches_outside([y])
     if y._node is not None and not leaked:

@@ -231,3 +231,18 @@ def test_hvp_under_detect_anomaly_reports_non_finite_values():
         np.testing.assert_allclose(hv.data, composed_hvp(FUNCTIONS["tanh(A@x)^2"], X, V))
         with pytest.raises(FloatingPointError, match="produced inf"):
             ad.hvp(lambda x: ad.sum(ad.sqrt(x)), (np.array([0.0, 1.0]),), (np.ones(2),))
+
+
+def test_hvp_carries_tangents_through_no_grad_like_jvp_of_grad():
+    """Forward mode ignores no_grad (PyTorch's rule): hvp equals jvp(grad) even then."""
+
+    def f(x):
+        with ad.no_grad():
+            scale = ad.sum(x * x)  # a constant for the gradient, not for its tangent
+        return ad.sum(ad.sin(x)) * scale
+
+    _, hv = ad.hvp(f, (X,), (V,))
+    np.testing.assert_allclose(hv.data, composed_hvp(f, X, V), rtol=1e-12)
+    calls = []
+    ad.hvp(lambda x: calls.append(1) or ad.sum(ad.tanh(x)), (X,), (V,))
+    assert len(calls) == 1  # without no_grad, f runs once
