@@ -346,16 +346,26 @@ def run_hvp(
                     if child not in needed:
                         continue
                     ct = cts[i]
-                    if type(child) is Node:
-                        c = cs[i]
-                        if c is not None:
-                            _add_pair(grads, child, k, _fit(c, shape, dtype))
-                        if ct is not None:
-                            _add_pair(gtans, child, k, _fit(ct, shape, dtype))
-                    elif ct is not None:
-                        j = index[child]
+                    if ct is not None:
                         ct = _fit(ct, shape, dtype)
-                        result[j] = ct if result[j] is None else result[j] + ct
+                    if type(child) is not Node:
+                        if ct is not None:
+                            j = index[child]
+                            result[j] = ct if result[j] is None else result[j] + ct
+                        continue
+                    c = cs[i]
+                    if c is not None:
+                        c = _fit(c, shape, dtype)
+                    if child.multi:
+                        _add_pair(grads, child, k, c)
+                        _add_pair(gtans, child, k, ct)
+                        continue
+                    if c is not None:
+                        prev = grads.get(child)
+                        grads[child] = c if prev is None else prev + c
+                    if ct is not None:
+                        prev = gtans.get(child)
+                        gtans[child] = ct if prev is None else prev + ct
                 node.args = node.datas = node.out = node.outs = None
     finally:
         STATE.nb = prev_nb
@@ -455,9 +465,8 @@ def _push_raw(n: Node, tans: dict[Any, Any], derivs: dict[Node, Any]) -> None:
 
 
 def _add_pair(d: dict[Node, Any], node: Node, k: int, c: Any) -> None:
-    if not node.multi:
-        prev = d.get(node)
-        d[node] = c if prev is None else prev + c
+    """Add cotangent (or tangent) ``c`` of output ``k`` of a multi-output node."""
+    if c is None:
         return
     slot = d.get(node)
     if slot is None:

@@ -78,12 +78,11 @@ class Scope:
     inside nodes are never differentiated in reverse, so their rules run on raw arrays.
     """
 
-    __slots__ = ("inside", "leaked", "leaves", "level", "order", "untracked")
+    __slots__ = ("inside", "leaked", "level", "order", "untracked")
 
     def __init__(self, leaves: Any, level: int | None = None) -> None:
         self.level = level
-        self.leaves = set(leaves)
-        self.inside: set[Any] = set()
+        self.inside: set[Any] = set(leaves)  # the variables and the inside nodes
         self.order: list[Any] = []  # the inside nodes, producers first (creation order)
         self.leaked = False
         # An op ran under no_grad on a tensor that requires grad: it is not recorded, but
@@ -92,20 +91,23 @@ class Scope:
 
     def reaches_outside(self, args: Any) -> bool:
         """Whether an argument that requires grad depends on a tensor outside the scope."""
+        inside = self.inside
         for a in args:
             if getattr(a, "_rg", False):
                 n = a._node
-                if (a not in self.leaves) if n is None else (n not in self.inside):
+                if (a if n is None else n) not in inside:
                     return True
         return False
 
-    def add(self, node: Any, args: Any) -> None:
-        """Classify a node made in the scope from its arguments."""
-        if self.reaches_outside(args):
-            self.leaked = True
-        else:
-            self.inside.add(node)
-            self.order.append(node)
+    def add(self, node: Any, edges: Any) -> None:
+        """Classify a node made in the scope from its edges (see ``Node``)."""
+        inside = self.inside
+        for e in edges:
+            if e is not None and e[0] not in inside:
+                self.leaked = True
+                return
+        inside.add(node)
+        self.order.append(node)
 
 
 STATE = _State()

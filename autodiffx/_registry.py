@@ -691,7 +691,7 @@ def _record(
         node.outs = res
         scope = STATE.scope
         if scope is not None:  # hvp: its tangent sweep reads the arguments and outputs
-            scope.add(node, args)
+            scope.add(node, edges)
             node.args, node.datas, node.out = args, datas, out
     else:
         node.outs = None
