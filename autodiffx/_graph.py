@@ -1,4 +1,4 @@
-"""The reverse-mode engine: iterative topological sort, rule calls, accumulation, hooks, release."""
+"""The reverse-mode engine (toposort, rules, accumulation, hooks, release); hvp's pair sweep."""
 
 from __future__ import annotations
 
