@@ -47,6 +47,12 @@ def _mm_batched(x: Any, y: Any, nb: int, x_batched: bool) -> Any:
     """
     nx = x.ndim - (nb if x_batched else 0)
     ny = y.ndim - (0 if x_batched else nb)
+    # One matrix and a batch of vectors: a single matrix-matrix product, not one
+    # matrix-vector product per batch element (A @ t_b = t_b @ A^T for every b at once).
+    if not x_batched and nx == 2 and ny == 1:
+        return matmul_.call(y, np.swapaxes(x, -1, -2))
+    if x_batched and nx == 1 and ny == 2:
+        return matmul_.call(x, y)
     if nx == 1:
         x = x[..., None, :]
     if ny == 1:
