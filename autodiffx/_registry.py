@@ -353,14 +353,11 @@ def _def_elementwise(
         const.append(not (ua or uo))
         save_args |= ua
         save_out |= uo
-    bound2: list[Any] = [None] * len(bound)
-    for i, d in enumerate(derivs2 or ()):
-        if d is not None:
-            # A second derivative may also name ``d``: the first derivative's value.
-            bound2[i] = _binder(d, (*argnames, "d"))[0]
-            names = inspect.signature(d).parameters
-            save_args |= any(n in argnames for n in names)
-            save_out |= "out" in names
+    # NOTE: second derivatives are read only by hvp, whose recording keeps every argument
+    # and output; they must not make a plain backward pass keep more (W3 saves no `out`).
+    # A second derivative may also name ``d``: the first derivative's value.
+    bound2 = [None if d is None else _binder(d, (*argnames, "d"))[0] for d in derivs2 or ()]
+    bound2 += [None] * (len(bound) - len(bound2))
     p.derivs, p.derivs2, p.deriv_const = bound, bound2, const
     p.save_args, p.save_out = save_args, save_out
     p.shapes = False  # the engine's edges carry the shapes; derivatives never read Metas
