@@ -214,7 +214,9 @@ def value_and_grad(
             # on Tensors so that tangents flow through them, but no reverse graph of them.
             record = _record_needed([y], leaves)
             outer = outer or record
-            gs = autograd._grad(y, flat, None, outer, outer, True, False, record=record)
+            # The graph is kept only for an outer reverse pass (record); forward mode over this
+            # gradient (hessian, jvp of grad) reads the tangents during this call only.
+            gs = autograd._grad(y, flat, None, record, outer, True, False, record=record)
         else:
             gs = (None,) * len(flat)
         gs = [_zeros_for(x) if g is None else _finish(g, outer) for g, x in zip(gs, flat)]
@@ -502,8 +504,10 @@ def _jac_rev(
                 o = outs[i]
                 e = _basis(m, start, stop, o.dtype)[:, offsets[i] : offsets[i + 1]]
                 seeds.append(e.reshape((stop - start, *o.shape)))
+            # The graph is kept for the next chunk and for an outer reverse pass only.
+            keep = record or stop < m
             gs = autograd._grad(
-                [outs[i] for i in used], flat, seeds, True, outer, True, True, record=record
+                [outs[i] for i in used], flat, seeds, keep, outer, True, True, record=record
             )
         for r, g, x in zip(rows, gs, flat):
             r.append(_zeros_for(x, (stop - start,)) if g is None else _finish(g, outer))
