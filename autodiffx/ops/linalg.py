@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._mode import STATE
-from .._registry import FUNCTION_MAP, defprim
+from .._registry import FUNCTION_MAP, apply2, defprim
 from .._tensor import Tensor
 from .reduction import sum_
 from .shape import diagonal, lift, ravel, reshape, transpose
@@ -103,10 +103,12 @@ def matmul(a: Any, b: Any, out: Any = None, **kw: Any) -> Tensor:
     """
     if out is not None or kw:
         raise TypeError("matmul: out= and other keyword arguments are not supported on Tensors")
-    for name, v in (("a", a), ("b", b)):
-        if (v.ndim if isinstance(v, Tensor | np.ndarray) else np.ndim(v)) == 0:
-            raise ValueError(f"matmul: input {name} is 0-d (a scalar); use multiply or *")
-    return matmul_(a, b)
+    na = a.ndim if isinstance(a, Tensor | np.ndarray) else np.ndim(a)
+    nb = b.ndim if isinstance(b, Tensor | np.ndarray) else np.ndim(b)
+    if na == 0 or nb == 0:
+        name = "a" if na == 0 else "b"
+        raise ValueError(f"matmul: input {name} is 0-d (a scalar); use multiply or *")
+    return apply2(matmul_, a, b)
 
 
 def tensordot(a: Any, b: Any, axes: Any = 2) -> Tensor:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._mode import STATE
-from .._registry import FUNCTION_MAP, defprim
+from .._registry import FUNCTION_MAP, apply, defprim
 from .._tensor import Tensor
 from .elementwise import sqrt
 from .shape import neg_axis
@@ -286,10 +286,16 @@ def sum(
     >>> ad.sum(ad.tensor([[1.0, 2.0], [3.0, 4.0]]), axis=0)
     tensor([4., 6.])
     """
-    _no_out("sum", out, **kw)
+    if out is not None or kw:
+        _no_out("sum", out, **kw)
     if dtype is not None:
         x = astype(x, dtype)
+    if axis is None and not keepdims:
+        return apply(sum_, (x,), _ALL)  # the sum of a loss: no per-call parameter dict
     return sum_(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
+
+
+_ALL = {"axis": None, "keepdims": False}
 
 
 def _axis_arg(axis: Any) -> Any:
