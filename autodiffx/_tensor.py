@@ -531,10 +531,10 @@ class Tensor:
         return _apply2(_P.floor_divide, o, self)
 
     def __pow__(self, o: Any) -> Tensor:
-        return _F.power(self, o)
+        return _apply2(_P.power, self, o)
 
     def __rpow__(self, o: Any) -> Tensor:
-        return _F.power(o, self)
+        return _apply2(_P.power, o, self)
 
     def __matmul__(self, o: Any) -> Tensor:
         return _F.matmul(self, o)
