@@ -259,3 +259,16 @@ def test_second_derivatives_do_not_make_plain_backward_keep_more(name):
     np.testing.assert_allclose(
         hv.data, composed_hvp(lambda z: ad.sum(getattr(ad, name)(z)), x.data, np.ones(5))
     )
+
+
+def test_hvp_of_a_function_that_takes_an_hvp():
+    """Fourth derivatives: hvp of x -> <w, H(x) u>, against jvp(grad) and differences."""
+    f = FUNCTIONS["tanh(A@x)^2"]
+    u = np.array([0.2, 0.1, 0.7])
+
+    def g(x):
+        return ad.sum(ad.hvp(f, (x,), (u,))[1] * ad.tensor([1.0, 2.0, 3.0]))
+
+    _, hv = ad.hvp(g, (X,), (V,))
+    np.testing.assert_allclose(hv.data, composed_hvp(g, X, V), rtol=1e-10)
+    np.testing.assert_allclose(hv.data, fd_hvp(g, X, V), rtol=1e-5, atol=1e-8)
