@@ -412,11 +412,13 @@ def _needs_dual(n: Node) -> bool:
         return True
     if p.kind == "general":
         return not p.multilinear
-    if p.kind == "elementwise":  # a differentiated argument without a second derivative
-        return any(
-            e is not None and d2 is None and not c
-            for e, d2, c in zip(n.edges, p.derivs2, p.deriv_const)
-        )
+    if p.kind == "elementwise":
+        # _pair_rule's product rule takes one differentiated argument with a second derivative
+        # (cross derivatives of several are left to dual Tensors).
+        varying = [
+            d2 for e, d2, c in zip(n.edges, p.derivs2, p.deriv_const) if e is not None and not c
+        ]
+        return len(varying) > 1 or any(d2 is None for d2 in varying)
     return False
 
 

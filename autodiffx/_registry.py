@@ -616,11 +616,7 @@ def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: A
         res._rg = True
     if not any_t:
         return res
-    scope = st.scope
-    if not grad or not (rg or t_rg):
-        raw = True  # nothing that requires grad: no reverse graph through the tangent
-    else:
-        raw = not t_rg and scope is not None and scope.level == level and res._node in scope.inside
+    raw = _tangent_unrecorded(st, level, rg and grad, t_rg and grad, args)
     if not raw or p.jvp is None or st.level_nb.get(level) or st.nb:
         _push_tangents(p, args, datas, params, res, st)  # recorded, batched, or an error
         return res
@@ -824,16 +820,7 @@ def _push_tangents(
         raw = (
             p.raw_rules
             and len(levels) == 1
-            and (
-                not rg
-                or not st._grad_enabled
-                or (
-                    st.scope is not None
-                    and st.scope.level == level
-                    and not t_rg
-                    and not st.scope.reaches_outside(args)
-                )
-            )
+            and (not st._grad_enabled or _tangent_unrecorded(st, level, rg, t_rg, args))
         )
         masked.add(level)
         prev_nb = st.nb
@@ -860,6 +847,16 @@ def _push_tangents(
             for o, t in zip(res, tout):
                 if t is not None:
                     _set_tangent(o, t, level, nb)
+
+
+def _tangent_unrecorded(st: Any, level: int, rg: bool, t_rg: bool, args: Sequence[Any]) -> bool:
+    """Whether a tangent rule at ``level`` may run on raw arrays, unrecorded: nothing it reads
+    requires grad, or a forward-over-reverse scope at ``level`` guarantees that no reverse
+    pass will differentiate the tangent (see :class:`autodiffx._mode.Scope`)."""
+    if not (rg or t_rg):
+        return True
+    sc = st.scope
+    return not t_rg and sc is not None and sc.level == level and not sc.reaches_outside(args)
 
 
 def _set_tangent(o: Tensor, t: Any, level: int, nb: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_function import Cube  # x**3 with rules written on Tensors
 
 import autodiffx as ad
 
@@ -184,25 +185,6 @@ def test_hvp_skips_the_dead_gradient_product():
     np.testing.assert_allclose(hv.data, ref, rtol=1e-12)
 
 
-class _Cube(ad.Function):
-    """x**3 with rules written on Tensors: hvp replays its tangents on dual Tensors."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def vjp(ctx, g):
-        (x,) = ctx.saved_tensors
-        return 3 * x**2 * g
-
-    @staticmethod
-    def jvp(ctx, t):
-        (x,) = ctx.saved_tensors
-        return 3 * x**2 * t
-
-
 def _with_hook(x):
     y = ad.tanh(ad.tensor(A) @ x)
     y.register_hook(lambda g: g * 2.0)  # doubles the gradient flowing into tanh's output
@@ -212,7 +194,7 @@ def _with_hook(x):
 @pytest.mark.parametrize(
     ("name", "f", "want"),
     [
-        ("custom Function", lambda x: ad.sum(ad.sin(_Cube.apply(x))), None),
+        ("custom Function", lambda x: ad.sum(ad.sin(Cube.apply(x))), None),
         ("hook", _with_hook, "hook"),
     ],
 )
