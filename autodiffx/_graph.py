@@ -10,7 +10,15 @@ import numpy as np
 
 from ._broadcast import fit
 from ._mode import STATE, new_level, quiet_enter, quiet_exit
-from ._registry import Node, _wrap_const
+from ._registry import (
+    PAIR_DUAL,
+    PAIR_EW_CHECK,
+    PAIR_LINEAR,
+    PAIR_MULTILINEAR,
+    PAIR_NONE,
+    Node,
+    _wrap_const,
+)
 from ._tensor import STAMP, Tensor
 
 
@@ -269,53 +277,41 @@ def run_backward(
 
 
 def run_hvp(
-    root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any], order: list[Node] | None = None
+    root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any], order: list[Node]
 ) -> list[Any] | None:
     """Forward-over-reverse on raw arrays: the tangents of d root / d targets along ``seeds``.
 
-    ``root`` is a scalar recorded in a :class:`~autodiffx._mode.Scope` (every node kept its
-    arguments and outputs) from the leaf ``targets``; ``seeds`` are their tangents. A
-    forward sweep over the recorded nodes computes the tangents that will be read, on raw
-    arrays; the backward sweep carries each cotangent as a pair of raw arrays, its value and
-    its tangent (:func:`_pair_rule`). Only tangents reach the targets, so their gradients are
-    never formed. Returns per target its tangent (None where unreached), or None when a
-    rule needs Tensors (a custom Function), hooks or anomaly checks are present: the caller
-    then replays the tangents on dual Tensors.
-
-    ``order``: the nodes, producers first, each depending on the targets only (the scope's
-    creation order; then every node leads to a target and no graph walk is needed).
+    ``root`` is a scalar recorded in a :class:`~autodiffx._mode.Scope` from the leaf
+    ``targets``; ``seeds`` are their tangents; ``order`` is the scope's nodes in creation
+    order (producers first), each of which kept its arguments and outputs and depends on the
+    targets only, so no graph walk is needed. A forward sweep computes the tangents that will
+    be read, on raw arrays; the backward sweep carries each cotangent as a pair of raw
+    arrays, its value and its tangent, by each primitive's ``pair`` kind (see
+    :func:`autodiffx._registry._pair_kind`). Only tangents reach the targets, so their
+    gradients are never formed. Returns per target its tangent (None where unreached), or
+    None when a rule needs Tensors (a custom Function), hooks or anomaly checks are present:
+    the caller then replays the tangents on dual Tensors.
     """
     if STATE.anomaly:
         return None
-    if order is None:
-        order = _toposort([root._node])
-        needed: set[Any] = set(targets)
-        for n in order:
-            for e in n.edges:
-                if e is not None and e[0] in needed:
-                    needed.add(n)
-                    break
-    else:
-        needed = set(order)
-        needed.update(targets)
-    # read: the nodes whose output tangent is read, by a consumer's backward rule (all but
-    # linear ones), to form the tangent of a read consumer, or by the node's own rule
+    # read: the nodes whose output tangent is read: by a consumer's rule (all but linear and
+    # piecewise-constant ones), to form the tangent of a read node, or by the node's own rule
     # evaluated on dual Tensors.
     read: set[Node] = set()
     for c in reversed(order):  # consumers first: a node is decided before its producers
-        if c.hooks or not c.prim.raw_rules:
+        k = c.prim.pair
+        if c.hooks or k < 0:
             return None
-        if _needs_dual(c):
+        if k == PAIR_DUAL or c.multi or (k == PAIR_EW_CHECK and _ew_needs_dual(c)):
             read.add(c)
-        if c in read or c.prim.kind != "linear":
-            for e in c.edges:
-                if e is not None and type(e[0]) is Node:
-                    read.add(e[0])
+        elif k <= PAIR_LINEAR and c not in read:
+            continue
+        for e in c.edges:
+            if e is not None and type(e[0]) is Node:
+                read.add(e[0])
     tans: dict[Any, Any] = dict(zip(targets, seeds))
-    derivs: dict[Node, Any] = {}  # elementwise derivatives computed by the sweep
+    derivs: dict[Node, Any] = {}  # elementwise derivatives computed by the tangent sweep
     index = {t: j for j, t in enumerate(targets)}
-    grads: dict[Node, Any] = {root._node: np.ones(root.shape, root.dtype)}
-    gtans: dict[Node, Any] = {}
     result: list[Any] = [None] * len(targets)
     token = quiet_enter()
     prev_nb = STATE.nb
@@ -324,10 +320,13 @@ def run_hvp(
         for n in order:  # the tangent sweep
             if n in read and n.args is not None:  # (a node freed by an inner backward())
                 _push_raw(n, tans, derivs)
+        rootn = root._node
+        grads: dict[Node, Any] = {rootn: np.ones_like(root.data)}
+        gtans: dict[Node, Any] = {}
         with _LazyLevel() as level:  # for rules evaluated on dual Tensors
             for node in reversed(order):
                 g = grads.pop(node, None)
-                if g is None or node not in needed:
+                if g is None:
                     continue
                 gt = gtans.pop(node, None)
                 if node.args is None:
@@ -335,27 +334,26 @@ def run_hvp(
                 if node.stamp != STAMP[0]:
                     _check_versions(node)
                 edges = node.edges
-                arg_tans = [None if e is None else _tangent(tans, e) for e in edges]
-                cs, cts = _pair_rule(node, g, gt, arg_tans, level, tans, derivs.get(node))
-                i = -1
-                for e in edges:
-                    i += 1
+                cs, cts = _pair_rule(node, g, gt, edges, tans, level, derivs.get(node))
+                for i, e in enumerate(edges):
                     if e is None:
                         continue
                     child, k, shape, dtype = e
-                    if child not in needed:
-                        continue
                     ct = cts[i]
-                    if ct is not None:
-                        ct = _fit(ct, shape, dtype)
-                    if type(child) is not Node:
+                    if ct is not None and (
+                        type(ct) is not np.ndarray or ct.shape != shape or ct.dtype != dtype
+                    ):
+                        ct = fit(np.asarray(ct), shape, dtype)
+                    if type(child) is not Node:  # a target: its tangent only
                         if ct is not None:
                             j = index[child]
                             result[j] = ct if result[j] is None else result[j] + ct
                         continue
                     c = cs[i]
-                    if c is not None:
-                        c = _fit(c, shape, dtype)
+                    if c is not None and (
+                        type(c) is not np.ndarray or c.shape != shape or c.dtype != dtype
+                    ):
+                        c = fit(np.asarray(c), shape, dtype)
                     if child.multi:
                         _add_pair(grads, child, k, c)
                         _add_pair(gtans, child, k, ct)
@@ -404,22 +402,25 @@ class _LazyLevel:
             STATE.grad_enabled = self.grad
 
 
-def _needs_dual(n: Node) -> bool:
-    """Whether :func:`_pair_rule` may evaluate ``n``'s rule on dual Tensors (which reads the
-    tangent of ``n``'s own output)."""
+def _ew_needs_dual(n: Node) -> bool:
+    """For an elementwise node of pair kind PAIR_EW_CHECK: whether :func:`_pair_rule`'s
+    product rule may not apply, so that the rule is evaluated on dual Tensors.
+
+    The product rule takes one differentiated argument whose derivative has a second
+    derivative (``derivs2``); the cross derivatives of several are left to dual Tensors.
+    """
     p = n.prim
-    if n.multi:
-        return True
-    if p.kind == "general":
-        return not p.multilinear
-    if p.kind == "elementwise":
-        # _pair_rule's product rule takes one differentiated argument with a second derivative
-        # (cross derivatives of several are left to dual Tensors).
-        varying = [
-            d2 for e, d2, c in zip(n.edges, p.derivs2, p.deriv_const) if e is not None and not c
-        ]
-        return len(varying) > 1 or any(d2 is None for d2 in varying)
-    return False
+    live = 0
+    varying = False
+    for e, d, d2, const in zip(n.edges, p.derivs, p.derivs2, p.deriv_const):
+        if e is None or d is None:
+            continue
+        live += 1
+        if not const:
+            if d2 is None:
+                return True
+            varying = True
+    return varying and live > 1
 
 
 def _tangent(tans: dict[Any, Any], e: Any) -> Any:
@@ -435,25 +436,30 @@ def _tangent(tans: dict[Any, Any], e: Any) -> Any:
 def _push_raw(n: Node, tans: dict[Any, Any], derivs: dict[Node, Any]) -> None:
     """Forward mode through one recorded node on raw arrays (the tangent sweep of run_hvp)."""
     r = [_tangent(tans, e) for e in n.edges]
-    if not any(t is not None for t in r):
+    for t in r:
+        if t is not None:
+            break
+    else:
         return
     p = n.prim
-    if p.jvp is None:
-        if p.vjp is None and p.kind == "general":
-            return  # non-differentiable (comparisons, argmax): no tangent
-        raise TypeError(f"'{p.name}' has no forward-mode (JVP) rule, which ad.hvp needs")
     out = n.out
     if p.kind == "elementwise" and not n.multi:
         # The derivatives are kept for the product rule of the backward sweep.
-        ds = [
-            None if ti is None or d is None else d(n.datas, out, n.params)
-            for ti, d in zip(r, p.derivs)
-        ]
+        datas, params = n.datas, n.params
+        ds = []
         t = None
-        for ti, d in zip(r, ds):
-            if d is not None:
-                t = ti * d if t is None else t + ti * d
+        for ti, d in zip(r, p.derivs):
+            if ti is None or d is None:
+                ds.append(None)
+                continue
+            d = d(datas, out, params)
+            ds.append(d)
+            t = ti * d if t is None else t + ti * d
         derivs[n] = ds
+    elif p.jvp is None:
+        if p.vjp is None and p.kind == "general":
+            return  # non-differentiable (comparisons, argmax): no tangent
+        raise TypeError(f"'{p.name}' has no forward-mode (JVP) rule, which ad.hvp needs")
     else:
         t = p.jvp(tuple(r), out, n.datas, n.params)
     if t is None:
@@ -480,38 +486,51 @@ def _pair_rule(
     node: Node,
     g: Any,
     gt: Any,
-    tans: list[Any],
-    level: _LazyLevel,
+    edges: Sequence[Any],
     sweep: dict[Any, Any],
-    ds: list[Any] | None = None,
+    level: _LazyLevel,
+    ds: list[Any] | None,
 ) -> tuple[Sequence[Any], Sequence[Any]]:
     """Per edge, the cotangent and its tangent (raw arrays or None).
 
-    ``g`` and ``gt`` are the node's output cotangent and its tangent, ``tans`` the tangents
-    of its arguments. The cotangent itself is computed only for edges into other nodes (a
-    target leaf needs its tangent alone).
+    ``g`` and ``gt`` are the node's output cotangent and its tangent, ``sweep`` the tangents
+    of the tangent sweep, ``ds`` the elementwise derivatives it computed. The cotangent
+    itself is computed only for edges into other nodes (a target needs its tangent alone).
     """
     p = node.prim
-    edges = node.edges
-    none = [None] * len(edges)
-    if p.vjp is None or p.kind == "zero":
+    kind = p.pair
+    none = (None,) * len(edges)
+    if kind == PAIR_NONE:
         return none, none
     datas, out, params = node.datas, node.out, node.params
-    needs_c = [e if e is not None and type(e[0]) is Node else None for e in edges]
-    any_c = any(needs_c)
-    kind = p.kind
-    if kind == "linear":
+    # needs_c: the edges whose cotangent is formed (those into nodes, not into targets).
+    needs_c: Sequence[Any] = edges
+    any_c = to_target = False
+    for e in edges:
+        if e is not None:
+            if type(e[0]) is Node:
+                any_c = True
+            else:
+                to_target = True
+    if to_target:
+        needs_c = [e if e is not None and type(e[0]) is Node else None for e in edges]
+    if kind == PAIR_LINEAR:
         cs = p.vjp(needs_c, g, out, datas, params) if any_c else none
         cts = p.vjp(edges, gt, out, datas, params) if gt is not None else none
         return cs, cts
-    if p.multilinear and not node.multi:
+    tans = [_tangent(sweep, e) for e in edges]
+    if node.multi:
+        return _pair_rule_dual(node, g, gt, tans, level, sweep)
+    if kind == PAIR_MULTILINEAR:
         # d/de T_i(g; a_1..a_n) = T_i(gt; a) + sum over j != i of T_i(g; a with a_j -> t_j).
         cs = p.vjp(needs_c, g, out, datas, params) if any_c else none
-        cts = list(none)
+        cts = [None] * len(edges)
         terms = [p.vjp(edges, gt, out, datas, params)] if gt is not None else []
         for j, tj in enumerate(tans):
+            if tj is None:
+                continue
             needs_j = [None if i == j else e for i, e in enumerate(edges)]
-            if tj is not None and any(needs_j):
+            if any(needs_j):
                 swapped = list(datas)
                 swapped[j] = tj
                 terms.append(p.vjp(needs_j, g, out, swapped, params))
@@ -521,28 +540,29 @@ def _pair_rule(
                     c = _fit(c, edges[i][2], edges[i][3])
                     cts[i] = c if cts[i] is None else cts[i] + c
         return cs, cts
-    if kind == "elementwise" and not node.multi:
-        with_tan = [j for j, t in enumerate(tans) if t is not None]
-        cs, cts = list(none), list(none)
-        for i, e in enumerate(edges):
-            d_i = p.derivs[i]
-            if e is None or d_i is None:
-                continue
-            d = None if ds is None else ds[i]
-            if d is None:
-                d = d_i(datas, out, params)
-            if needs_c[i] is not None:
-                cs[i] = g * d
-            ct = None if gt is None else gt * d
-            if with_tan and not p.deriv_const[i]:
-                d2 = p.derivs2[i]
-                if d2 is None or with_tan != [i]:
-                    return _pair_rule_dual(node, g, gt, tans, level, sweep)
-                term = g * d2([*datas, d], out, params) * tans[i]  # the product rule, g (d_i)'
-                ct = term if ct is None else ct + term
-            cts[i] = ct
-        return cs, cts
-    return _pair_rule_dual(node, g, gt, tans, level, sweep)
+    if kind == PAIR_DUAL:
+        return _pair_rule_dual(node, g, gt, tans, level, sweep)
+    # Elementwise: the cotangent g d_i, and its tangent gt d_i + g (d_i)' t_i (product rule).
+    with_tan = [j for j, t in enumerate(tans) if t is not None]
+    cs, cts = [None] * len(edges), [None] * len(edges)
+    for i, e in enumerate(edges):
+        d_i = p.derivs[i]
+        if e is None or d_i is None:
+            continue
+        d = None if ds is None else ds[i]
+        if d is None:
+            d = d_i(datas, out, params)
+        if needs_c[i] is not None:
+            cs[i] = g * d
+        ct = None if gt is None else gt * d
+        if with_tan and not p.deriv_const[i]:
+            d2 = p.derivs2[i]
+            if d2 is None or with_tan != [i]:
+                return _pair_rule_dual(node, g, gt, tans, level, sweep)
+            term = g * d2([*datas, d], out, params) * tans[i]
+            ct = term if ct is None else ct + term
+        cts[i] = ct
+    return cs, cts
 
 
 def _pair_rule_dual(

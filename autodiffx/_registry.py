@@ -92,9 +92,11 @@ class Primitive:
         self.derivs: list[Any] = []
         self.derivs2: list[Any] = []
         self.deriv_const: list[bool] = []
+        # How hvp's pair sweep evaluates this primitive's rules (see _pair_kind).
+        self.pair = PAIR_DUAL
 
     def __call__(self, *args: Any, **params: Any) -> Any:
-        if not params and len(args) == 1 and self.fast and not STATE.mode:
+        if not params and len(args) == 1 and self.fast and not STATE.mode & 15:
             a = args[0]
             if isinstance(a, Tensor):
                 return apply1(self, a)
@@ -322,6 +324,8 @@ def defprim(
     )
     if not register:
         p.raw_rules = False
+    p.pair = _pair_kind(p)
+    if not register:
         return p
     if isinstance(ufunc, np.ufunc):
         UFUNC_MAP[ufunc] = p
@@ -331,6 +335,32 @@ def defprim(
         FUNCTION_MAP[f] = p
     REGISTRY[name] = p
     return p
+
+
+# How ad.hvp's pair sweep (_graph.run_hvp) carries a cotangent and its tangent through a
+# node of a primitive, on raw arrays (PAIR_EW_CHECK: per node, as its differentiated
+# arguments decide); PAIR_RULES_NEED_TENSORS: not at all (custom Function rules).
+PAIR_RULES_NEED_TENSORS = -1
+PAIR_NONE, PAIR_LINEAR, PAIR_MULTILINEAR, PAIR_EW, PAIR_EW_CHECK, PAIR_DUAL = range(6)
+
+
+def _pair_kind(p: Primitive) -> int:
+    """The ``pair`` kind of a primitive (see above), fixed when it is registered."""
+    if not p.raw_rules:
+        return PAIR_RULES_NEED_TENSORS
+    if p.vjp is None or p.kind == "zero":
+        return PAIR_NONE
+    if p.kind == "linear":
+        return PAIR_LINEAR
+    if p.multilinear:
+        return PAIR_MULTILINEAR
+    if p.kind == "elementwise":
+        # The product rule: one argument whose derivative varies, with a second derivative.
+        varying = [i for i, (d, c) in enumerate(zip(p.derivs, p.deriv_const)) if d and not c]
+        if not varying or (len(p.derivs) == 1 and p.derivs2[0] is not None):
+            return PAIR_EW
+        return PAIR_EW_CHECK
+    return PAIR_DUAL
 
 
 def _def_elementwise(
@@ -709,7 +739,8 @@ _ERRORS = (ValueError, TypeError, IndexError, np.linalg.LinAlgError)
 
 
 def apply1(p: Primitive, a: Tensor) -> Tensor:
-    """``apply(p, (a,))`` for a ``fast`` primitive, one Tensor and no open dual level."""
+    """``apply(p, (a,))`` for a ``fast`` primitive, one Tensor, grad on, no open dual level,
+    anomaly detection or tape (an hvp scope may be open: see ``_record``)."""
     da = a.data
     try:
         out = p.kernel(da)
@@ -719,7 +750,7 @@ def apply1(p: Primitive, a: Tensor) -> Tensor:
     if a._rg and p.vjp is not None and res.data.dtype.kind in "fc":
         n = a._node
         edges = ((a if n is None else n, a._idx, da.shape, da.dtype),)
-        res._node = _record(p, (a,), (da,), _EMPTY, edges, res.data, res, 0)
+        res._node = _record(p, (a,), (da,), _EMPTY, edges, res.data, res, STATE.mode)
         res._rg = True
     return res
 
@@ -728,7 +759,7 @@ def apply2(p: Primitive, a: Any, b: Any) -> Any:
     """``apply(p, (a, b))``, specialised for the binary operators of Tensors."""
     # NOTE: the operators are most of the calls in small-model code; skipping the generic
     # argument loop and *args packing saves about a fifth of the per-op cost (benchmarks/).
-    if STATE.mode or not p.fast:
+    if STATE.mode & 15 or not p.fast:  # (16 alone: hvp's scope, which _record handles)
         return apply(p, (a, b))
     if isinstance(a, Tensor):
         da = a.data
@@ -758,7 +789,7 @@ def apply2(p: Primitive, a: Any, b: Any) -> Any:
             eb = (b if n is None else n, b._idx, db.shape, db.dtype)
         else:
             eb = None
-        res._node = _record(p, (a, b), (da, db), _EMPTY, (ea, eb), res.data, res, 0)
+        res._node = _record(p, (a, b), (da, db), _EMPTY, (ea, eb), res.data, res, STATE.mode)
         res._rg = True
     return res
 
