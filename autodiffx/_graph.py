@@ -12,6 +12,7 @@ from ._broadcast import fit
 from ._mode import STATE, new_level, quiet_enter, quiet_exit
 from ._registry import (
     PAIR_DUAL,
+    PAIR_EW,
     PAIR_EW_CHECK,
     PAIR_LINEAR,
     PAIR_MULTILINEAR,
@@ -435,13 +436,24 @@ def _tangent(tans: dict[Any, Any], e: Any) -> Any:
 
 def _push_raw(n: Node, tans: dict[Any, Any], derivs: dict[Node, Any]) -> None:
     """Forward mode through one recorded node on raw arrays (the tangent sweep of run_hvp)."""
+    p = n.prim
+    edges = n.edges
+    if p.pair == PAIR_EW and len(edges) == 1:  # a unary elementwise rule: the code below, unrolled
+        t = _tangent(tans, edges[0])
+        d_0 = p.derivs[0]
+        if t is None or d_0 is None:
+            return
+        out = n.out
+        d = d_0(n.datas, out, n.params)
+        derivs[n] = (d,)  # kept for the product rule of the backward sweep
+        tans[n] = _fit(t * d, out.shape, out.dtype)
+        return
     r = [_tangent(tans, e) for e in n.edges]
     for t in r:
         if t is not None:
             break
     else:
         return
-    p = n.prim
     out = n.out
     if p.kind == "elementwise" and not n.multi:
         # The derivatives are kept for the product rule of the backward sweep.
@@ -499,15 +511,33 @@ def _pair_rule(
     """
     p = node.prim
     kind = p.pair
+    datas, out, params = node.datas, node.out, node.params
+    if kind == PAIR_EW and len(edges) == 1:
+        # A unary elementwise rule (the most common node): the general case below, unrolled.
+        d_0 = p.derivs[0]
+        if d_0 is None:
+            return (None,), (None,)
+        d = ds[0] if ds is not None else None
+        if d is None:
+            d = d_0(datas, out, params)
+        ct = None if gt is None else gt * d
+        e = edges[0]
+        if not p.deriv_const[0]:
+            t = _tangent(sweep, e)
+            if t is not None:  # the product rule, g (d_0)' t
+                term = g * p.derivs2[0]((*datas, d), out, params) * t
+                ct = term if ct is None else ct + term
+        return (g * d if type(e[0]) is Node else None,), (ct,)
     none = (None,) * len(edges)
     if kind == PAIR_NONE:
         return none, none
-    datas, out, params = node.datas, node.out, node.params
     # needs_c: the edges whose cotangent is formed (those into nodes, not into targets).
     needs_c: Sequence[Any] = edges
+    live = 0
     any_c = to_target = False
     for e in edges:
         if e is not None:
+            live += 1
             if type(e[0]) is Node:
                 any_c = True
             else:
@@ -524,8 +554,10 @@ def _pair_rule(
     if kind == PAIR_MULTILINEAR:
         # d/de T_i(g; a_1..a_n) = T_i(gt; a) + sum over j != i of T_i(g; a with a_j -> t_j).
         cs = p.vjp(needs_c, g, out, datas, params) if any_c else none
-        cts = [None] * len(edges)
-        terms = [p.vjp(edges, gt, out, datas, params)] if gt is not None else []
+        cts = p.vjp(edges, gt, out, datas, params) if gt is not None else none
+        if live == 1:  # (the cross terms pair two differentiated arguments)
+            return cs, cts
+        cts = [None if c is None else _fit(c, e[2], e[3]) for c, e in zip(cts, edges)]
         for j, tj in enumerate(tans):
             if tj is None:
                 continue
@@ -533,12 +565,10 @@ def _pair_rule(
             if any(needs_j):
                 swapped = list(datas)
                 swapped[j] = tj
-                terms.append(p.vjp(needs_j, g, out, swapped, params))
-        for term in terms:
-            for i, c in enumerate(term):
-                if c is not None:
-                    c = _fit(c, edges[i][2], edges[i][3])
-                    cts[i] = c if cts[i] is None else cts[i] + c
+                for i, c in enumerate(p.vjp(needs_j, g, out, swapped, params)):
+                    if c is not None:
+                        c = _fit(c, edges[i][2], edges[i][3])
+                        cts[i] = c if cts[i] is None else cts[i] + c
         return cs, cts
     if kind == PAIR_DUAL:
         return _pair_rule_dual(node, g, gt, tans, level, sweep)

@@ -238,6 +238,8 @@ def _binder(
         return (lambda args, out, params: fn(args[1], out)), True, True
     if pos == [0, 1]:
         return (lambda args, out, params: fn(args[0], args[1])), True, False
+    if pos == [-1, 1]:  # a unary second derivative of (out, d)
+        return (lambda args, out, params: fn(out, args[1])), True, True
     return (
         lambda args, out, params: fn(*[out if p < 0 else args[p] for p in pos]),
         uses_args,

@@ -664,6 +664,44 @@ def _hvp_on_duals(
         return [None if g is None else unpack_dual(g, level).tangent for g in gs]
 
 
+def _new_variable(data: np.ndarray) -> Tensor:
+    """A fresh leaf that requires grad, around ``data`` (not copied)."""
+    x = _wrap_const(data)
+    x._rg = True
+    return x
+
+
+def _array_pairs(
+    primals: tuple[Any, ...], tangents: tuple[Any, ...]
+) -> tuple[list[Tensor], list[np.ndarray]] | None:
+    """:func:`hvp`'s variables and raw seeds when every primal and tangent is one floating
+    ndarray (or constant Tensor) of matching shape and no dual level is open; else None, and
+    the general path validates, converts and walks pytrees."""
+    if STATE.levels or len(primals) != len(tangents):
+        return None
+    xs, seeds = [], []
+    for p, t in zip(primals, tangents):
+        if type(p) is Tensor:
+            if p._rg or p._tan is not None:
+                return None
+            p = p.data
+        if type(t) is Tensor:
+            if t._rg or t._tan is not None:
+                return None
+            t = t.data
+        if (
+            type(p) is not np.ndarray
+            or type(t) is not np.ndarray
+            or p.dtype.kind not in "fc"
+            or t.dtype.kind not in "fc"
+            or t.shape != p.shape
+        ):
+            return None
+        xs.append(_new_variable(p))
+        seeds.append(t if t.dtype == p.dtype else t.astype(p.dtype))
+    return xs, seeds
+
+
 def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
     """``(f(*primals), H·tangents)`` by forward-over-reverse (PyTorch's ``hvp`` convention).
 
@@ -683,20 +721,26 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     """
     who = "hvp"
     primals, tangents = tuple(primals), tuple(tangents)
-    pairs, outer = _dual_pairs(primals, tangents, who)
-    if outer:  # differentiated from outside: the general composition keeps every graph
-        return _hvp_composed(f, primals, tangents)
+    arrays = _array_pairs(primals, tangents)
+    if arrays is not None:  # every argument one array: no pytree to walk or rebuild
+        flat, seeds = arrays
+        args: list[Any] = flat
+        outer = False
+    else:
+        pairs, outer = _dual_pairs(primals, tangents, who)
+        if outer:  # differentiated from outside: the general composition keeps every graph
+            return _hvp_composed(f, primals, tangents)
 
-    def variable(p: Tensor, t: Tensor) -> Tensor:
-        x = _wrap_const(p.data)
-        x._rg = True
-        return x
+        def variable(p: Tensor, t: Tensor) -> Tensor:
+            return _new_variable(p.data)
 
-    args, leaves = _dual_args(pairs, variable)
-    flat = [x for xs in leaves for x in xs]
-    seeds = [
-        t.data if t.dtype == p.dtype else t.data.astype(p.dtype) for _, pts in pairs for p, t in pts
-    ]
+        args, leaves = _dual_args(pairs, variable)
+        flat = [x for xs in leaves for x in xs]
+        seeds = [
+            t.data if t.dtype == p.dtype else t.data.astype(p.dtype)
+            for _, pts in pairs
+            for p, t in pts
+        ]
     prev, grad = STATE.scope, STATE.grad_enabled
     STATE.scope = scope = Scope(flat)
     if not grad:
@@ -729,10 +773,13 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
         _zeros_for(x) if h is None else (h if isinstance(h, Tensor) else _wrap_const(h))
         for h, x in zip(hs, flat)
     ]
-    out, k = [], 0
-    for (pd, _), xs in zip(pairs, leaves):
-        n = len(xs)
-        out.append(hv_leaves[k] if pd is _LEAF else tree_unflatten(pd, hv_leaves[k : k + n]))
-        k += n
+    if arrays is not None:
+        out = hv_leaves
+    else:
+        out, k = [], 0
+        for (pd, _), xs in zip(pairs, leaves):
+            n = len(xs)
+            out.append(hv_leaves[k] if pd is _LEAF else tree_unflatten(pd, hv_leaves[k : k + n]))
+            k += n
     hv = out[0] if len(out) == 1 else tuple(out)
     return (y if outer else _wrap_const(y.data)), hv

@@ -96,6 +96,32 @@ def test_hvp_of_pytrees_and_several_arguments():
     np.testing.assert_allclose(hv[1].data, ref[1].data, rtol=1e-12)
 
 
+def test_hvp_takes_arrays_tensors_numbers_and_pytrees_alike():
+    """Single-array arguments skip the pytree walk; every spelling gives the same product."""
+    f = FUNCTIONS["tanh(A@x)^2"]
+    _, want = ad.hvp(f, (X,), (V,))
+    spellings = [
+        ((ad.tensor(X),), (ad.tensor(V),)),
+        ((X,), (ad.tensor(V),)),
+        ([X], [V]),
+        ((X,), (V.astype(np.float32),)),  # the seed takes the primal's dtype
+    ]
+    for primals, tangents in spellings:
+        _, hv = ad.hvp(f, primals, tangents)
+        assert hv.dtype == np.float64 and not hv.requires_grad
+        np.testing.assert_allclose(
+            hv.data, want.data, rtol=1e-6 if tangents[0].dtype != np.float64 else 1e-15
+        )
+    _, hv = ad.hvp(lambda p: f(p["x"]), ({"x": X},), ({"x": V},))
+    np.testing.assert_allclose(hv["x"].data, want.data, rtol=1e-15)
+    # Integer primals are promoted to float64, as everywhere in ad.func.
+    _, hv = ad.hvp(lambda x: ad.sum(x**3), (np.array([1, 2]),), (np.array([1, 0]),))
+    np.testing.assert_array_equal(hv.data, [6.0, 0.0])
+    # A tangent of the wrong shape is refused on the fast path too.
+    with pytest.raises(ValueError, match="shape"):
+        ad.hvp(f, (X,), (V[:2],))
+
+
 def test_hvp_keeps_float32():
     x = X.astype(np.float32)
     _, hv = ad.hvp(FUNCTIONS["tanh(A@x)^2"], (x,), (V.astype(np.float32),))
