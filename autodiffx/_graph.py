@@ -322,7 +322,8 @@ def run_hvp(
             if n in read and n.args is not None:  # (a node freed by an inner backward())
                 _push_raw(n, tans, derivs)
         rootn = root._node
-        grads: dict[Node, Any] = {rootn: np.ones_like(root.data)}
+        one = np.array(1, root.dtype).reshape(root.shape)  # (np.ones: 1 us of Python)
+        grads: dict[Node, Any] = {rootn: one}
         gtans: dict[Node, Any] = {}
         with _LazyLevel() as level:  # for rules evaluated on dual Tensors
             for node in reversed(order):
