@@ -425,6 +425,21 @@ def _ew_needs_dual(n: Node) -> bool:
     return varying and live > 1
 
 
+def _single_edge(edges: Sequence[Any]) -> int:
+    """The index of the one differentiated argument of a node of one or two arguments, or -1."""
+    if len(edges) == 1:
+        return 0
+    if len(edges) == 2:
+        if edges[1] is None:
+            return 0
+        if edges[0] is None:
+            return 1
+    return -1
+
+
+_NO_PAIR = [((None,) * k, (None,) * k) for k in range(3)]
+
+
 def _tangent(tans: dict[Any, Any], e: Any) -> Any:
     """The raw tangent of the value an edge points to (None if it has none)."""
     if e is None:
@@ -439,14 +454,17 @@ def _push_raw(n: Node, tans: dict[Any, Any], derivs: dict[Node, Any]) -> None:
     """Forward mode through one recorded node on raw arrays (the tangent sweep of run_hvp)."""
     p = n.prim
     edges = n.edges
-    if p.pair == PAIR_EW and len(edges) == 1:  # a unary elementwise rule: the code below, unrolled
-        t = _tangent(tans, edges[0])
-        d_0 = p.derivs[0]
-        if t is None or d_0 is None:
+    i = _single_edge(edges) if p.kind == "elementwise" else -1
+    if i >= 0:  # an elementwise rule of one differentiated argument: the code below, unrolled
+        t = _tangent(tans, edges[i])
+        d_i = p.derivs[i]
+        if t is None or d_i is None:
             return
         out = n.out
-        d = d_0(n.datas, out, n.params)
-        derivs[n] = (d,)  # kept for the product rule of the backward sweep
+        d = d_i(n.datas, out, n.params)
+        ds = [None] * len(edges)
+        ds[i] = d
+        derivs[n] = ds  # kept for the product rule of the backward sweep
         tans[n] = _fit(t * d, out.shape, out.dtype)
         return
     r = [_tangent(tans, e) for e in n.edges]
@@ -513,22 +531,34 @@ def _pair_rule(
     p = node.prim
     kind = p.pair
     datas, out, params = node.datas, node.out, node.params
-    if kind == PAIR_EW and len(edges) == 1:
-        # A unary elementwise rule (the most common node): the general case below, unrolled.
-        d_0 = p.derivs[0]
-        if d_0 is None:
-            return (None,), (None,)
-        d = ds[0] if ds is not None else None
+    i = _single_edge(edges) if kind in (PAIR_EW, PAIR_EW_CHECK) else -1
+    if i >= 0:
+        # An elementwise rule with one differentiated argument (most nodes): the general case
+        # below, unrolled.
+        d_i = p.derivs[i]
+        if d_i is None:
+            return _NO_PAIR[len(edges)]
+        d = ds[i] if ds is not None else None
         if d is None:
-            d = d_0(datas, out, params)
+            d = d_i(datas, out, params)
         ct = None if gt is None else gt * d
-        e = edges[0]
-        if not p.deriv_const[0]:
+        e = edges[i]
+        if not p.deriv_const[i]:
             t = _tangent(sweep, e)
-            if t is not None:  # the product rule, g (d_0)' t
-                term = g * p.derivs2[0]((*datas, d), out, params) * t
+            if t is not None:  # the product rule, g (d_i)' t
+                d2 = p.derivs2[i]
+                if d2 is None:
+                    return _pair_rule_dual(
+                        node, g, gt, [_tangent(sweep, e) for e in edges], level, sweep
+                    )
+                term = g * d2((*datas, d), out, params) * t
                 ct = term if ct is None else ct + term
-        return (g * d if type(e[0]) is Node else None,), (ct,)
+        c = g * d if type(e[0]) is Node else None
+        if len(edges) == 1:
+            return (c,), (ct,)
+        cs, cts = [None] * len(edges), [None] * len(edges)
+        cs[i], cts[i] = c, ct
+        return cs, cts
     none = (None,) * len(edges)
     if kind == PAIR_NONE:
         return none, none
