@@ -285,42 +285,27 @@ def run_hvp(
     ``root`` is a scalar recorded in a :class:`~autodiffx._mode.Scope` from the leaf
     ``targets``; ``seeds`` are their tangents; ``order`` is the scope's nodes in creation
     order (producers first), each of which kept its arguments and outputs and depends on the
-    targets only, so no graph walk is needed. A forward sweep computes the tangents that will
-    be read, on raw arrays; the backward sweep carries each cotangent as a pair of raw
-    arrays, its value and its tangent, by each primitive's ``pair`` kind (see
-    :func:`autodiffx._registry._pair_kind`). Only tangents reach the targets, so their
-    gradients are never formed. Returns per target its tangent (None where unreached), or
+    targets only, so no graph walk is needed. The backward sweep carries each cotangent as a
+    pair of raw arrays, its value and its tangent, by each primitive's ``pair`` kind (see
+    :func:`autodiffx._registry._pair_kind`); the tangents the rules read are formed on first
+    use (:class:`_Tangents`). Only tangents reach the targets, so their gradients are never
+    formed. Returns per target its tangent (None where unreached), or
     None when a rule needs Tensors (a custom Function), hooks or anomaly checks are present:
     the caller then replays the tangents on dual Tensors.
     """
     if STATE.anomaly:
         return None
-    # read: the nodes whose output tangent is read: by a consumer's rule (all but linear and
-    # piecewise-constant ones), to form the tangent of a read node, or by the node's own rule
-    # evaluated on dual Tensors.
-    read: set[Node] = set()
-    for c in reversed(order):  # consumers first: a node is decided before its producers
-        k = c.prim.pair
-        if c.hooks or k < 0:
+    for c in order:
+        if c.hooks or c.prim.pair < 0:
             return None
-        if k == PAIR_DUAL or c.multi or (k == PAIR_EW_CHECK and _ew_needs_dual(c)):
-            read.add(c)
-        elif k <= PAIR_LINEAR and c not in read:
-            continue
-        for e in c.edges:
-            if e is not None and type(e[0]) is Node:
-                read.add(e[0])
-    tans: dict[Any, Any] = dict(zip(targets, seeds))
-    derivs: dict[Node, Any] = {}  # elementwise derivatives computed by the tangent sweep
+    sweep = _Tangents(targets, seeds)
+    derivs = sweep.derivs
     index = {t: j for j, t in enumerate(targets)}
     result: list[Any] = [None] * len(targets)
     token = quiet_enter()
     prev_nb = STATE.nb
     STATE.nb = 0
     try:
-        for n in order:  # the tangent sweep
-            if n in read and n.args is not None:  # (a node freed by an inner backward())
-                _push_raw(n, tans, derivs)
         rootn = root._node
         one = np.array(1, root.dtype).reshape(root.shape)  # (np.ones: 1 us of Python)
         grads: dict[Node, Any] = {rootn: one}
@@ -336,7 +321,7 @@ def run_hvp(
                 if node.stamp != STAMP[0]:
                     _check_versions(node)
                 edges = node.edges
-                cs, cts = _pair_rule(node, g, gt, edges, tans, level, derivs.get(node))
+                cs, cts = _pair_rule(node, g, gt, edges, sweep, level, derivs.get(node))
                 for i, e in enumerate(edges):
                     if e is None:
                         continue
@@ -404,27 +389,6 @@ class _LazyLevel:
             STATE.grad_enabled = self.grad
 
 
-def _ew_needs_dual(n: Node) -> bool:
-    """For an elementwise node of pair kind PAIR_EW_CHECK: whether :func:`_pair_rule`'s
-    product rule may not apply, so that the rule is evaluated on dual Tensors.
-
-    The product rule takes one differentiated argument whose derivative has a second
-    derivative (``derivs2``); the cross derivatives of several are left to dual Tensors.
-    """
-    p = n.prim
-    live = 0
-    varying = False
-    for e, d, d2, const in zip(n.edges, p.derivs, p.derivs2, p.deriv_const):
-        if e is None or d is None:
-            continue
-        live += 1
-        if not const:
-            if d2 is None:
-                return True
-            varying = True
-    return varying and live > 1
-
-
 def _single_edge(edges: Sequence[Any]) -> int:
     """The index of the one differentiated argument of a node of one or two arguments, or -1."""
     if len(edges) == 1:
@@ -440,23 +404,83 @@ def _single_edge(edges: Sequence[Any]) -> int:
 _NO_PAIR = [((None,) * k, (None,) * k) for k in range(3)]
 
 
-def _tangent(tans: dict[Any, Any], e: Any) -> Any:
-    """The raw tangent of the value an edge points to (None if it has none)."""
+class _Tangents:
+    """The tangents along the seeds of :func:`run_hvp`, on raw arrays, each formed when a rule
+    first reads it (and its producers' first): the tangents of values that only linear rules
+    consume are never formed. Keyed by target or node (a list per multi-output node; None:
+    no tangent)."""
+
+    __slots__ = ("derivs", "tans")
+
+    def __init__(self, targets: Sequence[Tensor], seeds: Sequence[Any]) -> None:
+        self.tans: dict[Any, Any] = dict(zip(targets, seeds))
+        self.derivs: dict[Node, Any] = {}  # elementwise derivatives, kept for the backward
+
+    def edge(self, e: Any) -> Any:
+        """The tangent of the value that edge ``e`` points to."""
+        if e is None:
+            return None
+        child = e[0]
+        if type(child) is Node:
+            if child not in self.tans:
+                self.form(child)
+            t = self.tans[child]
+            return t[e[1]] if child.multi and t is not None else t
+        return self.tans.get(child)
+
+    def out(self, n: Node) -> Any:
+        """The tangent of node ``n``'s output (a list for several)."""
+        if n not in self.tans:
+            self.form(n)
+        return self.tans[n]
+
+    def form(self, n: Node) -> None:
+        """Form the tangent of ``n``, after those of its producers that lack one (an iterative
+        post-order: a chain of any depth never reaches Python's recursion limit)."""
+        tans = self.tans
+        for e in n.edges:
+            if e is not None and type(e[0]) is Node and e[0] not in tans:
+                break
+        else:  # (the common case: the producers' tangents are formed)
+            if n.args is None:
+                raise _freed_error(n)  # freed by a backward() inside the function
+            _push_raw(n, tans, self.derivs)
+            return
+        pending: set[Node] = {n}
+        stack: list[Any] = [(n, iter(n.edges))]
+        while stack:
+            m, it = stack[-1]
+            for e in it:
+                if e is not None:
+                    c = e[0]
+                    if type(c) is Node and c not in tans and c not in pending:
+                        pending.add(c)
+                        stack.append((c, iter(c.edges)))
+                        break
+            else:
+                stack.pop()
+                if m.args is None:
+                    raise _freed_error(m)  # freed by a backward() inside the function
+                _push_raw(m, tans, self.derivs)
+
+
+def _formed(tans: dict[Any, Any], e: Any) -> Any:
+    """The tangent of an edge whose producer's tangent is already formed."""
     if e is None:
         return None
-    child = e[0]
-    if type(child) is Node and child.multi:
-        return tans.get((child, e[1]))
-    return tans.get(child)
+    t = tans.get(e[0])
+    return t[e[1]] if t is not None and type(e[0]) is Node and e[0].multi else t
 
 
 def _push_raw(n: Node, tans: dict[Any, Any], derivs: dict[Node, Any]) -> None:
-    """Forward mode through one recorded node on raw arrays (the tangent sweep of run_hvp)."""
+    """Forward mode through one recorded node on raw arrays: sets ``tans[n]`` (None for no
+    tangent), from the formed tangents of its arguments."""
     p = n.prim
     edges = n.edges
+    tans[n] = None
     i = _single_edge(edges) if p.kind == "elementwise" else -1
     if i >= 0:  # an elementwise rule of one differentiated argument: the code below, unrolled
-        t = _tangent(tans, edges[i])
+        t = _formed(tans, edges[i])
         d_i = p.derivs[i]
         if t is None or d_i is None:
             return
@@ -467,7 +491,7 @@ def _push_raw(n: Node, tans: dict[Any, Any], derivs: dict[Node, Any]) -> None:
         derivs[n] = ds  # kept for the product rule of the backward sweep
         tans[n] = _fit(t * d, out.shape, out.dtype)
         return
-    r = [_tangent(tans, e) for e in n.edges]
+    r = [_formed(tans, e) for e in edges]
     for t in r:
         if t is not None:
             break
@@ -498,9 +522,10 @@ def _push_raw(n: Node, tans: dict[Any, Any], derivs: dict[Node, Any]) -> None:
     if not n.multi:
         tans[n] = _fit(t, out.shape, out.dtype)
         return
-    for k, (tk, o) in enumerate(zip(t, out)):
-        if tk is not None and o.dtype.kind in "fc":
-            tans[(n, k)] = _fit(tk, o.shape, o.dtype)
+    tans[n] = [
+        _fit(tk, o.shape, o.dtype) if tk is not None and o.dtype.kind in "fc" else None
+        for tk, o in zip(t, out)
+    ]
 
 
 def _add_pair(d: dict[Node, Any], node: Node, k: int, c: Any) -> None:
@@ -518,7 +543,7 @@ def _pair_rule(
     g: Any,
     gt: Any,
     edges: Sequence[Any],
-    sweep: dict[Any, Any],
+    sweep: _Tangents,
     level: _LazyLevel,
     ds: list[Any] | None,
 ) -> tuple[Sequence[Any], Sequence[Any]]:
@@ -544,12 +569,12 @@ def _pair_rule(
         ct = None if gt is None else gt * d
         e = edges[i]
         if not p.deriv_const[i]:
-            t = _tangent(sweep, e)
+            t = sweep.edge(e)
             if t is not None:  # the product rule, g (d_i)' t
                 d2 = p.derivs2[i]
                 if d2 is None:
                     return _pair_rule_dual(
-                        node, g, gt, [_tangent(sweep, e) for e in edges], level, sweep
+                        node, g, gt, [sweep.edge(e) for e in edges], level, sweep
                     )
                 term = g * d2((*datas, d), out, params) * t
                 ct = term if ct is None else ct + term
@@ -579,7 +604,7 @@ def _pair_rule(
         cs = p.vjp(needs_c, g, out, datas, params) if any_c else none
         cts = p.vjp(edges, gt, out, datas, params) if gt is not None else none
         return cs, cts
-    tans = [_tangent(sweep, e) for e in edges]
+    tans = [sweep.edge(e) for e in edges]
     if node.multi:
         return _pair_rule_dual(node, g, gt, tans, level, sweep)
     if kind == PAIR_MULTILINEAR:
@@ -627,7 +652,7 @@ def _pair_rule(
 
 
 def _pair_rule_dual(
-    node: Node, g: Any, gt: Any, tans: list[Any], lazy: _LazyLevel, sweep: dict[Any, Any]
+    node: Node, g: Any, gt: Any, tans: list[Any], lazy: _LazyLevel, sweep: _Tangents
 ) -> tuple[list[Any], list[Any]]:
     """:func:`_pair_rule` for any rule: one evaluation on dual Tensors."""
     level = lazy.get()
@@ -648,10 +673,11 @@ def _pair_rule_dual(
             dual(np.zeros(o.shape, o.dtype) if gk is None else gk, tk)
             for gk, tk, o in zip(g, gts, node.out)
         )
-        out: Any = tuple(dual(o, sweep.get((node, k))) for k, o in enumerate(node.out))
+        touts = sweep.out(node) or [None] * node.nout
+        out: Any = tuple(dual(o, tk) for o, tk in zip(node.out, touts))
     else:
         gd = dual(g, gt)
-        out = dual(node.out, sweep.get(node))
+        out = dual(node.out, sweep.out(node))
     res = node.prim.vjp(node.edges, gd, out, args, node.params)
     cs, cts = [], []
     for c in res:

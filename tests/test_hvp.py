@@ -122,6 +122,24 @@ def test_hvp_takes_arrays_tensors_numbers_and_pytrees_alike():
         ad.hvp(f, (X,), (V[:2],))
 
 
+def test_hvp_of_a_deep_chain_stays_below_the_recursion_limit():
+    """Tangents are formed on first use, producers first, without recursion."""
+    import sys
+
+    def f(x):
+        for _ in range(300):
+            x = ad.tanh(x) * 1.5
+        return ad.sum(x**2)
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(200)
+    try:
+        _, hv = ad.hvp(f, (X,), (V,))
+    finally:
+        sys.setrecursionlimit(limit)
+    np.testing.assert_allclose(hv.data, composed_hvp(f, X, V), rtol=1e-10, atol=1e-12)
+
+
 def test_hvp_keeps_float32():
     x = X.astype(np.float32)
     _, hv = ad.hvp(FUNCTIONS["tanh(A@x)^2"], (x,), (V.astype(np.float32),))
