@@ -695,7 +695,9 @@ def _record(
     node.nout = len(out) if multi else 1
     node.edges = edges
     node.stamp = STAMP[0]
-    if p.save_args:
+    # hvp's scope: its tangents and pair rules read every argument and output (see Scope).
+    scope = STATE._scope if mode & 18 else None
+    if p.save_args or scope is not None:
         node.args = args
         node.datas = datas
     elif p.shapes:
@@ -710,14 +712,13 @@ def _record(
         node.out = out
         node.out_vc = [version_counter(t) for t in res] if multi else version_counter(res)
     else:
-        node.out = node.out_vc = None
+        node.out = out if scope is not None else None
+        node.out_vc = None
     # Forward-over-reverse needs the outputs' tangents in the recorded backward pass.
     if mode & 18:
         node.outs = res
-        scope = STATE.scope
-        if scope is not None:  # hvp: its tangent sweep reads the arguments and outputs
+        if scope is not None:
             scope.add(node, edges)
-            node.args, node.datas, node.out = args, datas, out
     else:
         node.outs = None
     node.hooks = None
