@@ -310,6 +310,7 @@ def run_hvp(
         one = np.array(1, root.dtype).reshape(root.shape)  # (np.ones: 1 us of Python)
         grads: dict[Node, Any] = {rootn: one}
         gtans: dict[Node, Any] = {}
+        stamp = STAMP[0]
         with _LazyLevel() as level:  # for rules evaluated on dual Tensors
             for node in reversed(order):
                 g = grads.pop(node, None)
@@ -318,7 +319,7 @@ def run_hvp(
                 gt = gtans.pop(node, None)
                 if node.args is None:
                     raise _freed_error(node)
-                if node.stamp != STAMP[0]:
+                if node.stamp != stamp:
                     _check_versions(node)
                 edges = node.edges
                 cs, cts = _pair_rule(node, g, gt, edges, sweep, level, derivs.get(node))
@@ -337,8 +338,10 @@ def run_hvp(
                             result[j] = ct if result[j] is None else result[j] + ct
                         continue
                     c = cs[i]
-                    if c is not None and (
-                        type(c) is not np.ndarray or c.shape != shape or c.dtype != dtype
+                    if (
+                        c is not None
+                        and (type(c) is not np.ndarray or c.shape != shape or c.dtype != dtype)
+                        and not _stays_0d(c, dtype, child)
                     ):
                         c = fit(np.asarray(c), shape, dtype)
                     if child.multi:
@@ -356,6 +359,19 @@ def run_hvp(
         STATE.nb = prev_nb
         quiet_exit(token)
     return result
+
+
+def _stays_0d(c: Any, dtype: Any, child: Node) -> bool:
+    """Whether cotangent ``c`` may reach ``child`` unbroadcast."""
+    # NOTE: a 0-d cotangent (the seed of the loss, through its sum) into an elementwise rule
+    # stays 0-d: the rule's products broadcast it, so no array of ones is made. Every other
+    # mismatch is fitted by the sweep.
+    return (
+        type(c) is np.ndarray
+        and c.ndim == 0
+        and c.dtype == dtype
+        and child.prim.kind == "elementwise"
+    )
 
 
 def _fit(c: Any, shape: tuple[int, ...], dtype: Any) -> Any:
