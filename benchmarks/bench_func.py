@@ -59,7 +59,7 @@ class HVP:
         w5_hand_hvp(w["a"], w["x"], w["v"])
 
 
-def paired_ratio(fn: Any, floor: Any, pairs: int = 60, number: int = 5) -> float:
+def paired_ratio(fn: Any, floor: Any, pairs: int = 30, number: int = 20) -> float:
     """Median over ``pairs`` of (time of ``fn``) / (time of ``floor``), the two timed back to
     back (``number`` calls each, garbage collector off, the order alternating).
 
