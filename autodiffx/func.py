@@ -762,7 +762,7 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
         # Hv needs dual numbers from the start: f runs again through jvp(grad(f)).
         return _hvp_composed(f, primals, tangents)
     hs: list[Any] | None = [None] * len(flat)
-    leaked = scope.leaked or scope.reaches_outside([y])
+    leaked = scope.leaked or (y._rg and (y._node or y) not in scope.inside)
     if y._node is not None and not leaked:
         hs = run_hvp(y, flat, seeds, scope.order)
     if y._node is not None and (leaked or hs is None):
