@@ -12,8 +12,7 @@ from ._broadcast import fit
 from ._mode import STATE, new_level, quiet_enter, quiet_exit
 from ._registry import (
     PAIR_DUAL,
-    PAIR_EW,
-    PAIR_EW_CHECK,
+    PAIR_ELEMENTWISE,
     PAIR_LINEAR,
     PAIR_MULTILINEAR,
     PAIR_NONE,
@@ -289,9 +288,9 @@ def run_hvp(
     pair of raw arrays, its value and its tangent, by each primitive's ``pair`` kind (see
     :func:`autodiffx._registry._pair_kind`); the tangents the rules read are formed on first
     use (:class:`_Tangents`). Only tangents reach the targets, so their gradients are never
-    formed. Returns per target its tangent (None where unreached), or
-    None when a rule needs Tensors (a custom Function), hooks or anomaly checks are present:
-    the caller then replays the tangents on dual Tensors.
+    formed. Returns per target its tangent (None where unreached), or None when a rule needs
+    Tensors (a custom Function), hooks or anomaly checks are present: the caller then
+    replays the tangents on dual Tensors.
     """
     if STATE.anomaly:
         return None
@@ -566,13 +565,14 @@ def _pair_rule(
     """Per edge, the cotangent and its tangent (raw arrays or None).
 
     ``g`` and ``gt`` are the node's output cotangent and its tangent, ``sweep`` the tangents
-    of the tangent sweep, ``ds`` the elementwise derivatives it computed. The cotangent
-    itself is computed only for edges into other nodes (a target needs its tangent alone).
+    (formed on first use), ``ds`` the node's elementwise derivatives if forming its tangent
+    computed them. The cotangent itself is computed only for edges into other nodes (a
+    target needs its tangent alone).
     """
     p = node.prim
     kind = p.pair
     datas, out, params = node.datas, node.out, node.params
-    i = _single_edge(edges) if kind in (PAIR_EW, PAIR_EW_CHECK) else -1
+    i = _single_edge(edges) if kind == PAIR_ELEMENTWISE else -1
     if i >= 0:
         # An elementwise rule with one differentiated argument (most nodes): the general case
         # below, unrolled.

@@ -340,10 +340,11 @@ def defprim(
 
 
 # How ad.hvp's pair sweep (_graph.run_hvp) carries a cotangent and its tangent through a
-# node of a primitive, on raw arrays (PAIR_EW_CHECK: per node, as its differentiated
-# arguments decide); PAIR_RULES_NEED_TENSORS: not at all (custom Function rules).
+# node of a primitive, on raw arrays (an elementwise rule uses the product rule with its
+# second derivatives where it can, and dual Tensors otherwise); PAIR_RULES_NEED_TENSORS:
+# not at all (custom Function rules).
 PAIR_RULES_NEED_TENSORS = -1
-PAIR_NONE, PAIR_LINEAR, PAIR_MULTILINEAR, PAIR_EW, PAIR_EW_CHECK, PAIR_DUAL = range(6)
+PAIR_NONE, PAIR_LINEAR, PAIR_MULTILINEAR, PAIR_ELEMENTWISE, PAIR_DUAL = range(5)
 
 
 def _pair_kind(p: Primitive) -> int:
@@ -357,11 +358,7 @@ def _pair_kind(p: Primitive) -> int:
     if p.multilinear:
         return PAIR_MULTILINEAR
     if p.kind == "elementwise":
-        # The product rule: one argument whose derivative varies, with a second derivative.
-        varying = [i for i, (d, c) in enumerate(zip(p.derivs, p.deriv_const)) if d and not c]
-        if not varying or (len(p.derivs) == 1 and p.derivs2[0] is not None):
-            return PAIR_EW
-        return PAIR_EW_CHECK
+        return PAIR_ELEMENTWISE
     return PAIR_DUAL
 
 
