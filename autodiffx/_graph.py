@@ -620,15 +620,13 @@ def _pair_rule(
         cs = p.vjp(needs_c, g, out, datas, params) if any_c else none
         cts = p.vjp(edges, gt, out, datas, params) if gt is not None else none
         return cs, cts
-    tans = [sweep.edge(e) for e in edges]
-    if node.multi:
-        return _pair_rule_dual(node, g, gt, tans, level, sweep)
-    if kind == PAIR_MULTILINEAR:
+    if kind == PAIR_MULTILINEAR and not node.multi:
         # d/de T_i(g; a_1..a_n) = T_i(gt; a) + sum over j != i of T_i(g; a with a_j -> t_j).
         cs = p.vjp(needs_c, g, out, datas, params) if any_c else none
         cts = p.vjp(edges, gt, out, datas, params) if gt is not None else none
         if live == 1:  # (the cross terms pair two differentiated arguments)
             return cs, cts
+        tans = [sweep.edge(e) for e in edges]
         cts = [None if c is None else _fit(c, e[2], e[3]) for c, e in zip(cts, edges)]
         for j, tj in enumerate(tans):
             if tj is None:
@@ -642,7 +640,8 @@ def _pair_rule(
                         c = _fit(c, edges[i][2], edges[i][3])
                         cts[i] = c if cts[i] is None else cts[i] + c
         return cs, cts
-    if kind == PAIR_DUAL:
+    tans = [sweep.edge(e) for e in edges]
+    if kind == PAIR_DUAL or node.multi:
         return _pair_rule_dual(node, g, gt, tans, level, sweep)
     # Elementwise: the cotangent g d_i, and its tangent gt d_i + g (d_i)' t_i (product rule).
     with_tan = [j for j, t in enumerate(tans) if t is not None]
