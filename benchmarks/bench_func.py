@@ -47,8 +47,13 @@ class HVP:
 
     No ``setup``: asv re-runs a benchmark's setup before every timed call (one call per
     sample, on freshly allocated data), which times a cold first call. HVPs run in loops
-    (Newton-CG, Lanczos) on the same data, so both sides are timed warm, in batches.
+    (Newton-CG, Lanczos) on the same data, so both sides are timed warm, in batches. Six
+    rounds (processes) per side, interleaved by asv, spread both over the same stretch of
+    time on a shared machine; ``HVPRatio`` pairs them call batch by call batch.
     """
+
+    rounds = 6
+    repeat = (3, 10, 10.0)
 
     def time_autodiffx_hvp(self) -> None:
         w = _w5()
