@@ -144,6 +144,19 @@ def test_hvp_of_a_deep_chain_stays_below_the_recursion_limit():
     np.testing.assert_allclose(hv.data, composed_hvp(f, X, V), rtol=1e-10, atol=1e-12)
 
 
+def test_hvp_through_a_graph_freed_inside_f_raises_as_backward_does():
+    def f(x, retain):
+        t = ad.tanh(x)
+        ad.sum(t * 1.0).backward(retain_graph=retain)  # frees tanh's saved values
+        return ad.sum(t**2)
+
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        ad.hvp(lambda x: f(x, False), (X,), (V,))
+    _, hv = ad.hvp(lambda x: f(x, True), (X,), (V,))
+    want = composed_hvp(lambda x: ad.sum(ad.tanh(x) ** 2), X, V)
+    np.testing.assert_allclose(hv.data, want, rtol=1e-13)
+
+
 def test_hvp_keeps_float32():
     x = X.astype(np.float32)
     _, hv = ad.hvp(FUNCTIONS["tanh(A@x)^2"], (x,), (V.astype(np.float32),))
