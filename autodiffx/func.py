@@ -11,7 +11,7 @@ from . import autograd
 from ._graph import _toposort, run_hvp
 from ._mode import STATE, Scope, enable_grad, new_level
 from ._registry import Node, _push_tangents, _wrap_const
-from ._tensor import Tensor
+from ._tensor import STAMP, Tensor
 from .forward import alias, dual_level, make_dual, unpack_dual
 
 __all__ = [
@@ -742,6 +742,7 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
             for p, t in pts
         ]
     prev, grad = STATE.scope, STATE.grad_enabled
+    stamp = STAMP[0]
     STATE.scope = scope = Scope(flat)
     if not grad:
         STATE.grad_enabled = True
@@ -756,11 +757,15 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
             f"{who}: f must return a scalar (one element) but returned shape {y.shape}; for "
             "a vector function use ad.jvp / ad.vjp, or ad.jacobian"
         )
-    if scope.untracked:
-        # NOTE: f ran an op under no_grad on a value that depends on x. The recording has no
-        # node for it, but forward mode carries tangents through no_grad (as PyTorch's), so
-        # Hv needs dual numbers from the start: f runs again through jvp(grad(f)).
-        return _hvp_composed(f, primals, tangents)
+    if scope.untracked or STAMP[0] != stamp:
+        # NOTE: f ran an op under no_grad on a value that depends on x (the recording has no
+        # node for it, but forward mode carries tangents through no_grad, as PyTorch's), or
+        # modified a tensor in place (the recording keeps every argument and output, also
+        # those a plain backward does not save, and one may have changed since it was
+        # used). Hv then needs dual numbers from the start: f runs again through
+        # jvp(grad(f)), which also raises where backward() would.
+        value, hv = _hvp_composed(f, primals, tangents)
+        return value.detach(), hv
     hs: list[Any] | None = [None] * len(flat)
     leaked = scope.leaked or (y._rg and (y._node or y) not in scope.inside)
     if y._node is not None and not leaked:

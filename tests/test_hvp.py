@@ -291,6 +291,34 @@ def test_hvp_carries_tangents_through_no_grad_like_jvp_of_grad():
     assert len(calls) == 1  # without no_grad, f runs once
 
 
+def test_hvp_of_a_function_that_modifies_a_tensor_in_place():
+    """hvp keeps outputs a plain backward does not save (sin's, for its second derivative):
+    one modified in place after its use must not change Hv, and a saved value modified in
+    place raises as backward() does."""
+
+    def f(x):
+        y = ad.sin(x)
+        z = ad.sum(y)  # sum saves nothing; sin's first derivative reads x, not y
+        y += 1.0
+        return z
+
+    value, hv = ad.hvp(f, (X,), (V,))
+    np.testing.assert_allclose(hv.data, -np.sin(X) * V, rtol=1e-14)
+    np.testing.assert_allclose(value.item(), np.sum(np.sin(X)), rtol=1e-14)
+    assert not value.requires_grad and not hv.requires_grad
+
+    def g(x):
+        y = ad.sin(x)
+        z = ad.sum(y * y)  # multiply saves y
+        y += 1.0
+        return z
+
+    with pytest.raises(RuntimeError, match="modified by an in-place"):
+        ad.sum(g(ad.tensor(X, requires_grad=True))).backward()
+    with pytest.raises(RuntimeError, match="modified by an in-place"):
+        ad.hvp(g, (X,), (V,))
+
+
 @pytest.mark.parametrize("name", ["sin", "cos", "sinh", "cosh"])
 def test_second_derivatives_do_not_make_plain_backward_keep_more(name):
     """Their derivs2 reads `out`, their first derivative does not: a plain recording must not
