@@ -313,13 +313,19 @@ def run_hvp(
         with _LazyLevel() as level:  # for rules evaluated on dual Tensors
             for node in reversed(order):
                 g = grads.pop(node, None)
-                if g is None:
-                    continue
                 gt = gtans.pop(node, None)
+                if g is None:
+                    if gt is None:
+                        continue
+                    g = [None] * node.nout if node.multi else np.zeros_like(node.out)
                 if node.args is None:
                     raise _freed_error(node)
                 if node.stamp != stamp:
                     _check_versions(node)
+                if node.multi:  # the outputs no cotangent (or tangent) reached: zeros
+                    g = _zero_filled(g, node.out)
+                    if gt is not None:
+                        gt = _zero_filled(gt, node.out)
                 edges = node.edges
                 cs, cts = _pair_rule(node, g, gt, edges, sweep, level, derivs.get(node))
                 for i, e in enumerate(edges):
@@ -358,6 +364,11 @@ def run_hvp(
         STATE.nb = prev_nb
         quiet_exit(token)
     return result
+
+
+def _zero_filled(gs: Sequence[Any], outs: Sequence[Any]) -> tuple[Any, ...]:
+    """Per output of a multi-output node, its cotangent (or tangent), zeros where none."""
+    return tuple(np.zeros(o.shape, o.dtype) if gk is None else gk for gk, o in zip(gs, outs))
 
 
 def _stays_0d(c: Any, dtype: Any, child: Node) -> bool:

@@ -46,6 +46,16 @@ FUNCTIONS = {
     "getitem": lambda x: ad.sum(x[1:] * x[:-1]) + ad.sum(ad.sin(x.reshape(3, 1))),
     "x@x": lambda x: (x @ x) ** 2,
     "linear": lambda x: ad.sum(3.0 * x),
+    # A multi-output node: one output unused, one reached nonlinearly (its cotangent has a
+    # tangent), one linearly (its tangent is None): zeros fill the missing entries.
+    "split": lambda x: ad.sum(ad.split(x, 3)[0] ** 2 * ad.split(x, 3)[2]),
+    "prod": lambda x: ad.prod(x + 2.0),
+    "logsumexp": lambda x: ad.logsumexp(ad.tensor(A) @ x),
+    "var+norm": lambda x: ad.var(ad.tanh(ad.tensor(A) @ x)) + ad.norm(x) ** 3,
+    "cumsum(concat)": lambda x: ad.sum(ad.cumsum(ad.concatenate([x, ad.sin(x)])) ** 2),
+    "solve": lambda x: ad.sum(ad.linalg.solve(ad.tensor(Q) + 4 * ad.eye(3), ad.sin(x)) ** 2),
+    "repeated index": lambda x: ad.sum(x[[0, 0, 1, 2]] ** 2 * x[[1, 2, 2, 0]]),
+    "outer": lambda x: ad.sum(ad.tanh(x[:, None] * x[None, :]) ** 2),
     # The loss's 0-d seed flows unbroadcast into elementwise rules: through add into exp and
     # x, and into a power of two differentiated arguments (evaluated on dual Tensors).
     "exp(x)+x": lambda x: ad.sum(ad.exp(x) + x),
