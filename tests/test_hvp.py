@@ -76,6 +76,65 @@ def test_hvp_matches_composition_hessian_and_differences(name):
     np.testing.assert_allclose(hv.data, fd_hvp(f, X, V), rtol=1e-6, atol=1e-8)
 
 
+# Random compositions: the sweep's bookkeeping (tangents formed on first use, multi-output
+# nodes, broadcast and 0-d cotangents, linear chains, a closed-over parameter) against jvp(grad).
+_Q = RNG.standard_normal((4, 4)) / 2
+_UNARY = [
+    ad.tanh,
+    ad.sin,
+    ad.exp,
+    ad.erf,
+    lambda z: z**2,
+    lambda z: z**3,
+    lambda z: ad.sqrt(z * z + 1.0),
+    lambda z: -z,
+    lambda z: z * 0.5,
+    lambda z: ad.tensor(_Q) @ z,
+    lambda z: z[::-1],
+    lambda z: ad.cumsum(z),
+    lambda z: z - ad.mean(z),
+    lambda z: ad.concatenate([z[:2], z[2:] * 2.0]),
+    lambda z: ad.stack(ad.split(z, 2))[::-1].reshape(4),
+    lambda z: ad.concatenate([ad.split(z, 2)[0] ** 2, ad.split(z, 2)[0]]),  # one output unused
+    lambda z: ad.where(z > 0, z, 0.1 * z),
+    lambda z: ad.reciprocal(z * z + 1.0),
+]
+_BINARY = [
+    lambda a, b: a * b,
+    lambda a, b: a + b,
+    lambda a, b: a / (b * b + 1.0),
+    lambda a, b: ad.maximum(a, b + 0.01),
+    lambda a, b: (a @ b) * ad.ones(4),
+    lambda a, b: ad.einsum("i,i->i", a, b),
+]
+
+
+def _random_program(r, depth):
+    if depth == 0 or r.random() < 0.2:
+        return lambda x: x
+    if r.random() < 0.6:
+        op, arg = _UNARY[r.integers(len(_UNARY))], _random_program(r, depth - 1)
+        return lambda x: op(arg(x))
+    op = _BINARY[r.integers(len(_BINARY))]
+    a, b = _random_program(r, depth - 1), _random_program(r, depth - 1)
+    return lambda x: op(a(x), b(x))
+
+
+@pytest.mark.parametrize("closed_over", [False, True])
+def test_hvp_of_random_programs_matches_jvp_of_grad(closed_over):
+    r = np.random.default_rng(11)
+    w = ad.tensor(r.standard_normal(4), requires_grad=closed_over)
+    for _ in range(60):
+        g = _random_program(r, int(r.integers(1, 6)))
+
+        def f(x, g=g):
+            return ad.sum(g(x) * w) + ad.sum(g(x) ** 2)
+
+        x, v = r.standard_normal(4) * 0.7, r.standard_normal(4)
+        _, hv = ad.hvp(f, (x,), (v,))
+        np.testing.assert_allclose(hv.data, composed_hvp(f, x, v), rtol=1e-10, atol=1e-12)
+
+
 def test_hvp_of_a_matrix_argument():
     data = RNG.standard_normal((3, 5))
     w = RNG.standard_normal((2, 3))
