@@ -477,9 +477,17 @@ def _moveaxis0_last(t: Tensor) -> Tensor:
 
 
 def _jac_rev(
-    f: Callable[..., Any], args: tuple[Any, ...], nums: tuple[int, ...], chunk: int | None
-) -> tuple[Any, Any, list[Any], list[Any]]:
-    """Rows of the Jacobian by batched cotangents through one recorded graph."""
+    f: Callable[..., Any],
+    args: tuple[Any, ...],
+    nums: tuple[int, ...],
+    chunk: int | None,
+    fwd_above: int | None = None,
+) -> tuple[Any, Any, list[Any], list[Any]] | None:
+    """Rows of the Jacobian by batched cotangents through one recorded graph.
+
+    With ``fwd_above`` (``jacobian``'s "auto"): None, before any backward pass, when the
+    outputs have more elements than that (forward mode is then the cheaper one).
+    """
     new, leaves, defs, outer = _prepare(args, nums, "jacrev")
     with enable_grad():
         res = f(*new)
@@ -491,6 +499,8 @@ def _jac_rev(
     in_defs = [(d, len(xs)) for d, xs in zip(defs, leaves)]
     sizes = [o.size for o in outs]
     m = sum(sizes)
+    if fwd_above is not None and m > fwd_above:
+        return None
     offsets = np.cumsum([0, *sizes])
     chunk = chunk or m
     used = [i for i, o in enumerate(outs) if o.requires_grad]
@@ -551,12 +561,7 @@ def jacfwd(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[
             [0., 6.]])
     """
 
-    def wrapped(*args: Any) -> Any:
-        nums = _argnums(argnums, len(args), "jacfwd")
-        out_def, _, blocks, in_defs = _jac_fwd(f, args, nums, None)
-        return _assemble(out_def, blocks, in_defs, argnums)
-
-    return wrapped
+    return _jacobian(f, argnums, "fwd", None, "jacfwd")
 
 
 def jacrev(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
@@ -570,12 +575,7 @@ def jacrev(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[
             [2., 5.]])
     """
 
-    def wrapped(*args: Any) -> Any:
-        nums = _argnums(argnums, len(args), "jacrev")
-        out_def, _, blocks, in_defs = _jac_rev(f, args, nums, None)
-        return _assemble(out_def, blocks, in_defs, argnums)
-
-    return wrapped
+    return _jacobian(f, argnums, "rev", None, "jacrev")
 
 
 def jacobian(
@@ -597,19 +597,26 @@ def jacobian(
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"jacobian: chunk_size must be a positive integer, got {chunk_size}")
+    return _jacobian(f, argnums, mode, chunk_size, "jacobian")
+
+
+def _jacobian(
+    f: Callable[..., Any], argnums: int | Sequence[int], mode: str, chunk: int | None, who: str
+) -> Callable[..., Any]:
+    """The Jacobian transform shared by jacfwd, jacrev and jacobian."""
 
     def wrapped(*args: Any) -> Any:
-        nums = _argnums(argnums, len(args), "jacobian")
-        use = mode
-        if use == "auto":
-            n_in = sum(np.size(leaf) for a in nums for leaf in tree_flatten(args[a])[0])
-            out_def, values, blocks, in_defs = _jac_rev(f, args, nums, chunk_size)
-            n_out = sum(v.size for v in values)
-            if n_out > n_in:
-                out_def, _, blocks, in_defs = _jac_fwd(f, args, nums, chunk_size)
-            return _assemble(out_def, blocks, in_defs, argnums)
-        run = _jac_fwd if use == "fwd" else _jac_rev
-        out_def, _, blocks, in_defs = run(f, args, nums, chunk_size)
+        nums = _argnums(argnums, len(args), who)
+        if mode == "fwd":
+            jac = _jac_fwd(f, args, nums, chunk)
+        else:
+            # "auto": reverse unless the outputs outnumber the inputs, which the recorded
+            # forward pass tells before any backward pass (then f runs again, forward).
+            n_in = None
+            if mode == "auto":
+                n_in = sum(np.size(leaf) for a in nums for leaf in tree_flatten(args[a])[0])
+            jac = _jac_rev(f, args, nums, chunk, n_in) or _jac_fwd(f, args, nums, chunk)
+        out_def, _, blocks, in_defs = jac
         return _assemble(out_def, blocks, in_defs, argnums)
 
     return wrapped
