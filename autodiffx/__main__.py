@@ -9,6 +9,8 @@ from typing import NoReturn
 
 import numpy as np
 
+from ._argtypes import non_negative_int, positive_int
+
 
 def _demo(args: argparse.Namespace) -> int:
     import autodiffx as ad
@@ -72,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare reverse mode, forward mode and finite differences on "
         "f(x) = sum(tanh(A @ x)**2).",
     )
-    demo.add_argument("--n", type=train._positive_int, default=50, help="problem size (default 50)")
-    demo.add_argument("--seed", type=train._seed, default=0, help="random seed (default 0)")
+    demo.add_argument("--n", type=positive_int, default=50, help="problem size (default 50)")
+    demo.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
     from .cli_study import add_subcommands
 

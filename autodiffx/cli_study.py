@@ -9,7 +9,6 @@ parser of :mod:`autodiffx.expr` (never ``eval``); a bad expression or point exit
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._argtypes import positive_float, positive_int
 from .expr import Expression, ExpressionError, parse
 
 SCHEMES = ("forward", "backward", "central", "complex")
@@ -74,26 +74,6 @@ def _sizes(text: str) -> list[int]:
     if not sizes or any(n < 1 or n > 100_000 for n in sizes):
         raise argparse.ArgumentTypeError(f"sizes must be integers in 1..100000, got {text!r}")
     return sorted(set(sizes))
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 def _point(args: argparse.Namespace, expr: Expression) -> dict[str, float]:
@@ -538,11 +518,11 @@ def add_subcommands(subparsers: Any) -> None:
     check.add_argument("expr", metavar="EXPR", help="expression, e.g. 'x**2 * sin(y)'")
     check.add_argument("--at", type=_assignments, action="append", required=True, help=at_help)
     check.add_argument(
-        "--h", type=_positive_float, default=None, help="step for every scheme (default: optimal)"
+        "--h", type=positive_float, default=None, help="step for every scheme (default: optimal)"
     )
     check.add_argument(
         "--rtol",
-        type=_positive_float,
+        type=positive_float,
         default=1e-6,
         help="tolerance of the AD / central-difference agreement (default 1e-6)",
     )
@@ -560,7 +540,7 @@ def add_subcommands(subparsers: Any) -> None:
     bench.add_argument(
         "--sizes", type=_sizes, default=[10, 100, 1000], help="values of n (default 10,100,1000)"
     )
-    bench.add_argument("--repeat", type=_positive_int, default=3, help="timing rounds (default 3)")
+    bench.add_argument("--repeat", type=positive_int, default=3, help="timing rounds (default 3)")
     bench.add_argument(
         "--budget",
         type=float,

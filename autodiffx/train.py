@@ -38,6 +38,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import nn, optim
+from ._argtypes import non_negative_int, positive_float, positive_int
 from ._mode import no_grad
 from .data import load_digits
 from .io import load, save
@@ -764,39 +765,9 @@ def plot_history(history: Mapping[str, Any], path: str | os.PathLike[str], title
 
 
 # ----- command line -------------------------------------------------------------------------
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
-
-
-def _seed(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}")
-    return v
-
-
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
-    if not 0 < v < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {s!r}")
-    return v
-
-
 def _widths(s: str) -> tuple[int, ...]:
     try:
-        return tuple(_positive_int(p) for p in s.split(","))
+        return tuple(positive_int(p) for p in s.split(","))
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated positive widths such as 64 or 128,64, got {s!r}"
@@ -822,7 +793,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lrs = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
     parser.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=20,
         help="total number of epochs, counting those of a resumed checkpoint (default 20)",
     )
@@ -834,11 +805,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "step of 20 iterations per epoch",
     )
     parser.add_argument(
-        "--lr", type=_positive_float, default=None, help=f"learning rate (default: {lrs})"
+        "--lr", type=positive_float, default=None, help=f"learning rate (default: {lrs})"
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help=f"minibatch size (default {defaults.batch_size})",
     )
@@ -857,7 +828,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=_seed,
+        type=non_negative_int,
         default=None,
         help=f"seeds the train/test split, the initial weights and the shuffling "
         f"(default {defaults.seed})",
