@@ -97,6 +97,13 @@ def _argnums(argnums: int | Sequence[int], n: int, who: str) -> tuple[int, ...]:
     return tuple(a % n for a in nums)
 
 
+def _new_variable(data: np.ndarray) -> Tensor:
+    """A fresh leaf that requires grad, around ``data`` (not copied)."""
+    x = _wrap_const(data)
+    x._rg = True
+    return x
+
+
 def _variable(leaf: Any, who: str, where: str) -> tuple[Tensor, bool]:
     """A Tensor to differentiate with respect to, still connected to any outer transform.
 
@@ -114,7 +121,7 @@ def _variable(leaf: Any, who: str, where: str) -> tuple[Tensor, bool]:
         if not x.requires_grad:
             x.requires_grad_()
         return x, True
-    return Tensor(base.data, requires_grad=True), False
+    return _new_variable(base.data), False
 
 
 def _prepare(
@@ -669,13 +676,6 @@ def _hvp_on_duals(
             STATE.scope = prev
         gs = autograd._grad(y, flat, None, True, True, True, False, record=record)
         return [None if g is None else unpack_dual(g, level).tangent for g in gs]
-
-
-def _new_variable(data: np.ndarray) -> Tensor:
-    """A fresh leaf that requires grad, around ``data`` (not copied)."""
-    x = _wrap_const(data)
-    x._rg = True
-    return x
 
 
 def _array_pairs(
