@@ -22,13 +22,14 @@ from ._registry import (
 from ._tensor import STAMP, Tensor
 
 
-def _toposort(roots: list[Node]) -> list[Node]:
+def _toposort(roots: list[Node], stop: set[Node] | None = None) -> list[Node]:
     """Post-order (producers before consumers) of every node reachable from ``roots``.
 
-    Iterative, so a chain of any depth never reaches Python's recursion limit.
+    Iterative, so a chain of any depth never reaches Python's recursion limit. Nodes in
+    ``stop`` are neither entered nor listed.
     """
     order: list[Node] = []
-    visited: set[Node] = set()
+    visited: set[Node] = set() if stop is None else set(stop)
     for root in roots:
         if root in visited:
             continue
@@ -118,6 +119,7 @@ def run_backward(
     accumulate: bool = True,
     batch_ndim: int = 0,
     record: bool | None = None,
+    stop_at_targets: bool = False,
 ) -> list[Any] | None:
     """Propagate ``seeds`` from ``roots`` to the leaves (or to ``targets``).
 
@@ -127,6 +129,9 @@ def run_backward(
     axes, kept through every rule (one pass computes many vector-Jacobian products).
     ``record=False`` with ``create_graph`` evaluates the rules on Tensors (so forward-mode
     tangents flow through them: forward-over-reverse) without recording a reverse graph.
+    ``stop_at_targets`` gives partial derivatives: the targets are independent variables,
+    so no cotangent flows past them (nor runs their hooks), and the graph above them is not
+    walked (``ad.implicit`` differentiates F(z, θ) in θ at fixed z that way).
     """
     if create_graph:
         seeds = [s if isinstance(s, Tensor) else _wrap_const(np.asarray(s)) for s in seeds]
@@ -148,7 +153,12 @@ def run_backward(
         else:
             _add_node(grads, r._node, r._idx, s)
             root_nodes.append(r._node)
-    order = _toposort(root_nodes)
+    if stop_at_targets:
+        stops = {t._node for t in targets or () if t._node is not None}
+        order = [*stops, *_toposort(root_nodes, stops)]  # stops last in the reversed walk
+    else:
+        stops = None
+        order = _toposort(root_nodes)
 
     target_keys: dict[Any, int] | None = None
     needed: set[Any] | None = None
@@ -193,6 +203,9 @@ def run_backward(
             if node.args is None:
                 raise _freed_error(node)
             if node.hooks or node in target_nodes:
+                if stops is not None and node in stops:
+                    _hooks_and_targets(node, g, False, target_keys, captured, hooks=False)
+                    continue
                 g = _hooks_and_targets(node, g, create_graph, target_keys, captured)
             if needed is not None and node not in needed:
                 continue
@@ -253,7 +266,7 @@ def run_backward(
                 g = np.zeros(bshape + leaf.data.shape, leaf.data.dtype)
                 if create_graph:
                     g = _wrap_const(g)
-            if leaf._hooks:
+            if leaf._hooks and not stop_at_targets:
                 g = _run_hooks(leaf._hooks, g, create_graph)
             if target_keys is not None:
                 j = target_keys.get(leaf)
@@ -733,10 +746,15 @@ def _zero_leaves(node: Node, leaf_grads: dict[Tensor, Any], needed: set[Any] | N
 
 
 def _hooks_and_targets(
-    node: Node, g: Any, create_graph: bool, target_keys: Any, captured: list[Any]
+    node: Node,
+    g: Any,
+    create_graph: bool,
+    target_keys: Any,
+    captured: list[Any],
+    hooks: bool = True,
 ) -> Any:
     gs = g if node.multi else [g]
-    if node.hooks:
+    if node.hooks and hooks:
         for k, fns in node.hooks.items():
             if gs[k] is not None:
                 gs[k] = _run_hooks(fns, gs[k], create_graph)
