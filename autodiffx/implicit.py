@@ -7,19 +7,25 @@ from typing import Any
 
 import numpy as np
 
-from . import autograd
-from ._mode import enable_grad
+from ._mode import STATE, enable_grad
+from ._registry import apply, defprim
 from ._tensor import Tensor
 from .forward import dual_level, make_dual, unpack_dual
 from .linalg_solvers import (
     LinearSystem,
+    _solve_values,
     as_tensor,
-    attach_derivatives,
+    closure_tensors,
     data,
+    partial_vjp,
     raw_mode,
     recording,
     report_failure,
+    rule_level,
     scipy_solver,
+    solve_system,
+    tangent_at,
+    variable,
 )
 
 __all__ = ["fixed_point", "root"]
@@ -28,13 +34,16 @@ Solver = Callable[[Callable[[np.ndarray], np.ndarray], np.ndarray], Any]
 
 
 class _Equation:
-    """F(z, *params) = 0 at a point z: values, ∂F/∂z products and the dense ∂F/∂z."""
+    """F(z, *params) = 0: values, ∂F/∂z products, the dense ∂F/∂z, and its parameters θ."""
 
     def __init__(self, fun: Callable[..., Any], params: tuple[Any, ...], like: np.ndarray) -> None:
         self.fun = fun
         self.params = params
         self.shape = like.shape
         self.dtype = like.dtype
+        self.thetas: tuple[Tensor, ...] = ()
+        self.solver: Solver = _dense_solve
+        self.symmetric = False
         self._graph: tuple[Tensor, Tensor] | None = None
 
     def __call__(self, z: Any, params: tuple[Any, ...] | None = None) -> Tensor:
@@ -49,17 +58,18 @@ class _Equation:
         """F(z) on values (call inside ``raw_mode``)."""
         return self(Tensor(np.asarray(z).reshape(self.shape))).data
 
-    def jvp(self, z: np.ndarray, v: Tensor) -> Tensor:
-        """∂F/∂z v by forward mode (recorded with respect to the params when grad is on)."""
+    def jvp(self, z: Tensor, v: Tensor) -> Tensor:
+        """∂F/∂z v by forward mode, differentiable in z, v and θ."""
         with dual_level():
-            tangent = unpack_dual(self(make_dual(Tensor(z), v))).tangent
+            tangent = unpack_dual(self(make_dual(z, v))).tangent
         return tangent if tangent is not None else Tensor(np.zeros(self.shape, self.dtype))
 
-    def vjp(self, z: np.ndarray, u: Tensor) -> Tensor:
-        """(∂F/∂z)ᵀ u by reverse mode, differentiable (for derivatives of higher order)."""
+    def vjp(self, z: Tensor, u: Tensor) -> Tensor:
+        """(∂F/∂z)ᵀ u by a partial VJP at fixed θ, differentiable in z, u and θ."""
+        zv = variable(z)
         with enable_grad():
-            zl = Tensor(z, requires_grad=True)
-            (g,) = autograd.grad(self(zl), zl, grad_outputs=u, create_graph=True, allow_unused=True)
+            y = self(zv)
+        (g,) = partial_vjp(y, (zv,), u, stop=self.thetas, tensors=True)
         return g if g is not None else Tensor(np.zeros(self.shape, self.dtype))
 
     def release(self) -> None:
@@ -74,20 +84,38 @@ class _Equation:
                 zl = Tensor(z, requires_grad=True)
                 self._graph = (zl, self(zl, fixed))
         zl, y = self._graph
-        if not y.requires_grad:
-            return np.zeros(self.shape, self.dtype)
         with raw_mode():
-            (g,) = autograd.grad(y, zl, grad_outputs=u, retain_graph=True, allow_unused=True)
-        return np.zeros(self.shape, self.dtype) if g is None else g.data
+            (g,) = partial_vjp(y, (zl,), u, stop=self.thetas)
+        return np.zeros(self.shape, self.dtype) if g is None else g
 
     def jacobian(self, z: np.ndarray) -> np.ndarray:
         """The dense ∂F/∂z (n × n, n = z.size) by n forward-mode products, on values."""
         n = z.size
         cols = [
-            self.jvp(z, Tensor(e.reshape(self.shape))).data.reshape(n)
+            self.jvp(Tensor(z), Tensor(e.reshape(self.shape))).data.reshape(n)
             for e in np.eye(n, dtype=self.dtype)
         ]
         return np.stack(cols, axis=1) if cols else np.zeros((0, 0), self.dtype)
+
+    def system(self, z: Tensor) -> LinearSystem:
+        """∂F/∂z at z as a LinearSystem in (z, θ), with the derivative solver."""
+        zd = z.data
+        return LinearSystem(
+            lambda v: self.jvp(z, v),
+            (z, *self.thetas),
+            self.shape,
+            self.solver,
+            self.solver,
+            self.solver,
+            symmetric=self.symmetric,
+            # NOTE: symmetric=True promises that F is a gradient: ∂F/∂z is symmetric at every
+            # θ, so its transpose's derivatives are its own. (Krylov solvers of a symmetric
+            # matrix Tensor get the true transpose: a direction of A need not be symmetric.)
+            vecmat=(lambda u: self.jvp(z, u)) if self.symmetric else (lambda u: self.vjp(z, u)),
+            raw_matvec=lambda v: self.jvp(Tensor(zd), Tensor(np.asarray(v))).data,
+            raw_vecmat=None if self.symmetric else (lambda u: self.raw_vjp(zd, u)),
+            release=self.release,
+        )
 
 
 def _dense_solve(mv: Callable[[np.ndarray], np.ndarray], rhs: np.ndarray) -> np.ndarray:
@@ -129,22 +157,51 @@ def _differentiate(
     symmetric: bool,
     raise_on_failure: bool,
 ) -> Tensor:
-    """z* as a Tensor with dz*/dθ = −(∂F/∂z)⁻¹ ∂F/∂θ (both modes)."""
+    """z* as a Tensor with dz*/dθ = −(∂F/∂z)⁻¹ ∂F/∂θ (both modes, any order)."""
     if not recording():
         return Tensor(z)
-    solve = _derivative_solver(linear_solver, linear_tol, raise_on_failure, z.size)
-    system = LinearSystem(
-        lambda v: eq.jvp(z, v),
-        solve,
-        solve,
-        symmetric=symmetric,
-        vecmat=None if symmetric else (lambda u: eq.vjp(z, u)),
-        raw_vecmat=None if symmetric else (lambda u: eq.raw_vjp(z, u)),
-        release=eq.release,
-    )
-    # r = F(z*, θ) with z* held constant: its derivative is ∂F/∂θ θ̇ (and the closed-over
-    # Tensors of F are differentiated too); the node maps ṙ to ż = −(∂F/∂z)⁻¹ ṙ.
-    return attach_derivatives(system, z, None, residual=lambda: eq(Tensor(z)))
+    eq.solver = _derivative_solver(linear_solver, linear_tol, raise_on_failure, z.size)
+    eq.symmetric = symmetric
+    _, eq.thetas = closure_tensors(eq, Tensor(z))
+    return apply(_ROOT, eq.thetas, {"eq": eq, "result": z})
+
+
+def _root_vjp(needs: Any, g: Any, out: Any, *thetas: Any, eq: _Equation, result: Any) -> Any:
+    """θ̄ = −∂⟨λ, F(z*, θ)⟩/∂θ at fixed z*, λ, with (∂F/∂z)ᵀ λ = z̄."""
+    tensors = isinstance(g, Tensor)
+    z = out if tensors else Tensor(result)
+    t = eq.system(z).transposed()
+    if tensors:
+        lam = solve_system(t, g, t.tangent_solve)
+        with enable_grad():
+            y = eq(z)
+    else:
+        lam = _solve_values(t, np.asarray(g), t.tangent_solve)
+        with raw_mode(), enable_grad():
+            y = eq(z)
+    grads = partial_vjp(y, eq.thetas, -lam, stop=(z,), batch_ndim=STATE.nb, tensors=tensors)
+    eq.release()
+    return tuple(grads)
+
+
+def _root_jvp(tans: tuple[Any, ...], out: Tensor, *thetas: Any, eq: _Equation, result: Any) -> Any:
+    """ż = −(∂F/∂z)⁻¹ ṙ with ṙ the tangent of F(z*, θ) at fixed z*."""
+    r = tangent_at(rule_level(tans, thetas), lambda: eq(out))
+    if r is None:
+        return None
+    system = eq.system(out)
+    return solve_system(system, -r, system.tangent_solve)
+
+
+_ROOT = defprim(
+    "implicit_root",
+    lambda *datas, eq, result: result,
+    vjp=_root_vjp,
+    jvp=_root_jvp,
+    save_out=True,
+    register=False,
+    doc="z* with F(z*, θ) = 0, given the solution (ad.implicit.root and fixed_point).",
+)
 
 
 def _start(z0: Any) -> np.ndarray:
@@ -196,8 +253,11 @@ def root(
     matrix-free (each product one VJP of F with respect to z, with ``linear_solver``) and
     then gives θ̄ = −(∂F/∂θ)ᵀ λ by one VJP of F; forward mode gives
     ż = −(∂F/∂z)⁻¹ (∂F/∂θ θ̇) (products by forward mode). The parameters may be passed in
-    ``params`` or closed over by F: both are differentiated. The derivatives are exact at
-    the returned z (a zero of F to the solver's tolerance).
+    ``params`` or closed over by F: both are differentiated (F runs once more on values to
+    find the Tensors it reads). The derivatives are exact at the returned z (a zero of F to
+    the solver's tolerance), to every order: the rules are themselves implicit solves (as
+    JAX's ``custom_root``), so ``hessian``, ``hvp``, ``jvp`` of ``grad`` and batched
+    Jacobians are those of z*(θ).
 
     Parameters
     ----------
@@ -320,6 +380,7 @@ def fixed_point(
     solves (I − ∂g/∂z)ᵀ λ = z̄ (VJPs of g, ``linear_solver``) and gives θ̄ = (∂g/∂θ)ᵀ λ;
     forward mode solves (I − ∂g/∂z) ż = ∂g/∂θ θ̇. Neither stores nor replays the forward
     iterations: memory and cost do not grow with their number (a "deep equilibrium" layer).
+    Derivatives of every order are exact, as in :func:`root`.
 
     Parameters
     ----------

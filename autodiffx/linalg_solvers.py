@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from . import autograd
+from ._graph import run_backward
 from ._mode import STATE, enable_grad, is_grad_enabled, no_grad
+from ._registry import apply, defprim
 from ._tensor import Tensor
-from .autograd import Function
 
 __all__ = ["ConvergenceError", "ConvergenceWarning", "cg", "custom_linear_solve", "minres"]
 
@@ -61,8 +61,10 @@ def raw_mode() -> Iterator[None]:
 
 
 def recording() -> bool:
-    """Whether an op applied now could be recorded (grad mode) or carry a tangent."""
-    return is_grad_enabled() or bool(set(STATE.levels) - STATE.masked)
+    """Whether an op applied now could be recorded (grad mode) or carry a tangent, or a tape
+    sees the ops (a solver inside a function being searched for the Tensors it reads must
+    show the Tensors its own operator reads: see :func:`closure_tensors`)."""
+    return is_grad_enabled() or bool(set(STATE.levels) - STATE.masked) or STATE.tape is not None
 
 
 def data(x: Any) -> np.ndarray:
@@ -75,58 +77,195 @@ def as_tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
 
 
-# ----- the linear system and its transpose ----------------------------------------------------
-class LinearSystem:
-    """A linear map A (given by ``matvec``) with the solvers of A x = r, A ẋ = ṙ and Aᵀ λ = ḡ.
+# ----- the Tensors a function reads, and partial derivatives -----------------------------------
+def _collect(a: Any, found: dict[int, Tensor], made: set[int]) -> None:
+    if isinstance(a, Tensor):
+        if (a._rg or a._tan) and id(a) not in made:
+            found.setdefault(id(a), a)
+    elif type(a) in (list, tuple):
+        for b in a:
+            _collect(b, found, made)
 
-    ``matvec`` maps a Tensor to a Tensor with autodiffx ops, recorded with respect to the
-    Tensors it closes over; ``raw_matvec`` maps an ndarray to an ndarray (what the solvers
-    call). ``vecmat``/``raw_vecmat`` are Aᵀ's; when not given they are derived from
-    ``matvec`` by reverse mode (A is linear, so one recorded graph serves every product).
+
+def closure_tensors(fn: Callable[..., Any], *args: Any) -> tuple[Any, tuple[Tensor, ...]]:
+    """``(fn(*args), the Tensors fn reads that require grad or carry tangents)``.
+
+    ``fn`` runs once on values (no graph, no tangents) under a tape that sees every op: the
+    Tensors it closes over (or gets in ``args``) are the arguments of its ops that no op of
+    this run produced. They become the inputs of the solution's node, as JAX's
+    ``closure_convert`` makes them explicit.
+    """
+    found: dict[int, Tensor] = {}
+    made: set[int] = set()
+    keep: list[Any] = []  # the results, so that their ids stay unique during the run
+
+    def tape(p: Any, a: Any, params: Any, res: Any) -> None:
+        _collect(a, found, made)
+        _collect(tuple(params.values()), found, made)
+        keep.append(res)
+        made.update(id(o) for o in (res if isinstance(res, tuple) else (res,)))
+
+    st = STATE
+    saved = (st.tape, st.levels, st.masked, st._scope)
+    st.tape, st.levels, st.masked, st._scope = tape, [], set(), None
+    st.sync()
+    try:
+        with no_grad():
+            out = fn(*args)
+    finally:
+        st.tape, st.levels, st.masked, st._scope = saved
+        st.sync()
+    return out, tuple(found.values())
+
+
+def partial_vjp(
+    y: Tensor,
+    wrt: tuple[Tensor, ...],
+    cotangent: Any,
+    *,
+    stop: tuple[Tensor, ...] = (),
+    batch_ndim: int = 0,
+    tensors: bool = False,
+) -> list[Any]:
+    """Per tensor of ``wrt``, ∂⟨cotangent, y⟩/∂w with ``wrt`` and ``stop`` held independent.
+
+    No cotangent flows past a tensor of ``wrt`` or ``stop`` (the graph above them is not
+    even walked), so a parameter computed from another one, or the solution z* itself in
+    F(z*, θ), is a variable of its own. ``tensors``: the result is differentiable (recorded
+    when grad mode is on, carrying tangents in any case); otherwise raw arrays. Entries are
+    None where ``y`` does not depend on the tensor.
+    """
+    idx = [i for i, w in enumerate(wrt) if w._rg]
+    if not y._rg or not idx:
+        return [None] * len(wrt)
+    ids = {id(wrt[i]) for i in idx}
+    extra = [s for s in stop if s._rg and id(s) not in ids]
+    res = run_backward(
+        [y],
+        [cotangent],
+        retain_graph=True,
+        create_graph=tensors,
+        targets=[wrt[i] for i in idx] + extra,
+        accumulate=False,
+        batch_ndim=batch_ndim,
+        record=tensors and is_grad_enabled(),
+        stop_at_targets=True,
+    )
+    out: list[Any] = [None] * len(wrt)
+    for k, i in enumerate(idx):
+        out[i] = res[k]  # type: ignore[index]
+    return out
+
+
+def variable(x: Tensor) -> Tensor:
+    """``x`` if it requires grad, else a leaf that does, with ``x``'s values and tangents."""
+    if x._rg:
+        return x
+    v = Tensor(x.data, requires_grad=True)
+    v._tan = dict(x._tan) if x._tan else None
+    return v
+
+
+def map_vectors(fn: Callable[[Tensor], Any], x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``fn`` (on Tensors of ``shape``) applied to every vector of ``x`` (leading batch axes)."""
+    if x.ndim == len(shape):
+        return as_tensor(fn(x))
+    flat = x.reshape((-1, *shape))
+    if flat.shape[0] == 0:
+        return Tensor(np.zeros(x.shape, x.dtype))
+    return np.stack([as_tensor(fn(flat[i])) for i in range(flat.shape[0])]).reshape(x.shape)
+
+
+def rule_level(tans: tuple[Any, ...], args: tuple[Any, ...]) -> int:
+    """The dual level whose tangents ``tans`` (of ``args``) a JVP rule received."""
+    for t, a in zip(tans, args):
+        if t is not None and isinstance(a, Tensor) and a._tan:
+            for level, ta in a._tan.items():
+                if ta is t:
+                    return level
+    raise RuntimeError("internal error: no dual level carries the tangents of this rule")
+
+
+def tangent_at(level: int, fn: Callable[[], Tensor]) -> Tensor | None:
+    """The tangent at ``level`` of ``fn()``, run inside that level's own JVP rule.
+
+    The rule runs with its level masked; ``fn`` runs with it open, so the parameters carry
+    their tangents into the result while the solution, whose tangent the rule is computing,
+    carries none: the result's tangent is ∂F/∂θ θ̇ at fixed z.
+    """
+    st = STATE
+    st.masked.discard(level)
+    try:
+        y = fn()
+    finally:
+        st.masked.add(level)
+    return y._tan.get(level) if y._tan else None
+
+
+# ----- the linear system and its transpose ----------------------------------------------------
+Solve = Callable[[Callable[[np.ndarray], np.ndarray], np.ndarray], Any]
+
+
+class LinearSystem:
+    """A linear map A(θ) on arrays of ``shape``, the Tensors θ it reads, and its solvers.
+
+    ``matvec`` maps a Tensor v to A v with autodiffx ops (differentiable in v and θ);
+    ``vecmat`` is Aᵀ's (derived from ``matvec`` by a partial VJP when not given);
+    ``raw_matvec``/``raw_vecmat`` are both on ndarrays (what the solvers call). ``solve`` is
+    the forward solver, ``tangent_solve`` the derivative solver of A and
+    ``transpose_solve`` that of Aᵀ; each is ``solver(matvec_on_arrays, rhs) -> x``.
+    ``symmetric`` says that A is symmetric at this θ: Aᵀ's products on values are A's.
     """
 
     def __init__(
         self,
         matvec: Callable[[Tensor], Tensor],
-        solve: Callable[..., Any],
-        transpose_solve: Callable[..., Any],
+        thetas: tuple[Tensor, ...],
+        shape: tuple[int, ...],
+        solve: Solve,
+        tangent_solve: Solve,
+        transpose_solve: Solve,
         *,
         symmetric: bool,
-        tangent_solve: Callable[..., Any] | None = None,
-        raw_matvec: Callable[[np.ndarray], np.ndarray] | None = None,
         vecmat: Callable[[Tensor], Tensor] | None = None,
+        raw_matvec: Callable[[np.ndarray], np.ndarray] | None = None,
         raw_vecmat: Callable[[np.ndarray], np.ndarray] | None = None,
         release: Callable[[], None] | None = None,
     ) -> None:
         self.matvec = matvec
+        self.thetas = thetas
+        self.shape = shape
         self.solve = solve
+        self.tangent_solve = tangent_solve
         self.transpose_solve = transpose_solve
-        self.tangent_solve = tangent_solve or solve
         self.symmetric = symmetric
-        self.raw_matvec = raw_matvec or (lambda v: data(matvec(Tensor(np.asarray(v)))))
-        if symmetric:
-            vecmat, raw_vecmat = matvec, self.raw_matvec
+        self.raw_matvec = raw_matvec or self._raw_matvec
+        if symmetric and raw_vecmat is None:
+            raw_vecmat = self.raw_matvec
         self._vecmat = vecmat
         self._raw_vecmat = raw_vecmat
         self._cached: tuple[Tensor, Tensor] | None = None
         self._release = release
 
+    def _raw_matvec(self, v: np.ndarray) -> np.ndarray:
+        with raw_mode():
+            return data(self.matvec(Tensor(np.asarray(v))))
+
     def release(self) -> None:
-        """Drop the graphs recorded for the transposed products (after a backward solve)."""
+        """Drop the graph recorded for the transposed products (after a backward solve)."""
         self._cached = None
         if self._release is not None:
             self._release()
 
     def vecmat(self, u: Tensor) -> Tensor:
-        """Aᵀ u, differentiable (with respect to u and the Tensors A closes over)."""
+        """Aᵀ u, differentiable in u and θ (recorded when grad mode is on)."""
         if self._vecmat is not None:
             return self._vecmat(u)
+        v = Tensor(np.zeros(self.shape, np.result_type(u.dtype, np.float64)), requires_grad=True)
         with enable_grad():
-            v = Tensor(np.zeros_like(data(u)), requires_grad=True)
-            (g,) = autograd.grad(
-                self.matvec(v), v, grad_outputs=u, create_graph=True, allow_unused=True
-            )
-        return g if g is not None else Tensor(np.zeros_like(data(u)))
+            y = as_tensor(self.matvec(v))
+        (g,) = partial_vjp(y, (v,), u, stop=self.thetas, tensors=True)
+        return g if g is not None else Tensor(np.zeros(self.shape, v.dtype))
 
     def raw_vecmat(self, u: np.ndarray) -> np.ndarray:
         """Aᵀ u on values: one backward pass through a graph of ``matvec`` recorded once."""
@@ -135,116 +274,114 @@ class LinearSystem:
         u = np.asarray(u)
         dtype = np.result_type(u.dtype, np.float64)
         cached = self._cached
-        if cached is None or cached[0].shape != u.shape or cached[0].dtype != dtype:
-            with enable_grad():
-                v = Tensor(np.zeros(u.shape, dtype), requires_grad=True)
+        if cached is None or cached[0].dtype != dtype:
+            with raw_mode(), enable_grad():
+                v = Tensor(np.zeros(self.shape, dtype), requires_grad=True)
                 cached = self._cached = (v, as_tensor(self.matvec(v)))
         v, y = cached
-        if not y.requires_grad:  # A does not depend on v: the zero map
-            return np.zeros_like(u)
-        (g,) = autograd.grad(y, v, grad_outputs=u, retain_graph=True, allow_unused=True)
-        return np.zeros_like(u) if g is None else g.data
+        with raw_mode():
+            (g,) = partial_vjp(y, (v,), u, stop=self.thetas)
+        return np.zeros_like(u) if g is None else g
 
     def transposed(self) -> LinearSystem:
-        """The system of Aᵀ (its solvers are this system's transpose solver)."""
-        if self.symmetric:
-            return LinearSystem(
-                self.matvec,
-                self.transpose_solve,
-                self.tangent_solve,
-                symmetric=True,
-                raw_matvec=self.raw_matvec,
-            )
+        """The system of Aᵀ, with the derivative solvers (A's transposed system is A's)."""
         return LinearSystem(
             self.vecmat,
+            self.thetas,
+            self.shape,
+            self.transpose_solve,
             self.transpose_solve,
             self.tangent_solve,
-            symmetric=False,
-            raw_matvec=self.raw_vecmat,
+            symmetric=self.symmetric,
             vecmat=self.matvec,
+            raw_matvec=self.raw_vecmat,
             raw_vecmat=self.raw_matvec,
+            release=self.release,
         )
 
 
-def solve_system(system: LinearSystem, b: Any) -> Tensor:
-    """x = A⁻¹ b by ``system.solve`` on values, with the derivatives of the linear system."""
+def _solve_values(system: LinearSystem, b: np.ndarray, solver: Solve) -> np.ndarray:
+    """A⁻¹ b on values, for every vector of ``b`` (leading batch axes)."""
+    shape = system.shape
+    flat = b.reshape((-1, *shape))
+    xs = []
+    with raw_mode():
+        for rhs in flat:
+            x = data(solver(system.raw_matvec, rhs.copy()))
+            if x.shape != shape:
+                raise ValueError(
+                    f"the solver returned shape {x.shape} for a right-hand side {shape}"
+                )
+            xs.append(x.astype(b.dtype, copy=False))
+    return np.stack(xs).reshape(b.shape) if xs else np.zeros(b.shape, b.dtype)
+
+
+def solve_system(system: LinearSystem, b: Any, solver: Solve | None = None) -> Tensor:
+    """x = A(θ)⁻¹ b (``solver`` on values; vectors of b along leading axes), differentiable.
+
+    Its rules solve again with this function, so derivatives of every order, in b and in θ,
+    are those of A(θ)⁻¹ b (JAX's ``custom_linear_solve``).
+    """
     b = as_tensor(b)
     if b.dtype.kind not in "fc":
         b = b.astype(np.float64)
-    with raw_mode():
-        x = data(system.solve(system.raw_matvec, b.data.copy()))
-    if x.shape != b.shape:
-        raise ValueError(f"the solver returned shape {x.shape} for a right-hand side {b.shape}")
-    return attach_derivatives(system, x.astype(b.dtype, copy=False), b)
-
-
-def attach_derivatives(
-    system: LinearSystem, x: np.ndarray, b: Tensor | None, residual: Callable[[], Any] | None = None
-) -> Tensor:
-    """The solution ``x`` (values) as a Tensor differentiated as A(θ)⁻¹ b.
-
-    ``r = matvec(x)`` is recorded with ``x`` held constant, so its derivative is Ȧ x (the
-    parameters of A enter only through it); the node below maps ḃ, ṙ to A⁻¹ (ḃ − ṙ), and a
-    cotangent x̄ to b̄ = λ, r̄ = −λ with Aᵀ λ = x̄. For a root z* of F (``b`` None, A = ∂F/∂z)
-    ``residual()`` gives r = F(z*, θ) instead, recorded the same way.
-    """
+    x = _solve_values(system, b.data, solver or system.solve)
     if not recording():
         return Tensor(x)
-    r = as_tensor(system.matvec(Tensor(x)) if residual is None else residual())
-    if r.shape != x.shape:
-        raise ValueError(f"matvec returned shape {r.shape} for a vector of shape {x.shape}")
-    return _ImplicitSolve.apply(b, r, (system, x))
+    return apply(_SOLVE, (b, *system.thetas), {"system": system, "result": x})
 
 
-def _warn_higher_order() -> None:
-    # NOTE: the parameters enter through r = A(θ) x (or F(z*, θ)) with the solution held
-    # constant, which is exact for first derivatives only; a second derivative through them
-    # would silently miss the terms in which the solution moves, so it is reported.
-    warnings.warn(
-        "second and higher derivatives of an implicitly differentiated solution through the "
-        "parameters of its operator (the Tensors matvec closes over; for root/fixed_point "
-        "anything F depends on) are not exact: the solution is held constant in that term. "
-        "First derivatives are exact, and so are those of any order with respect to the "
-        "right-hand side b of a linear solve",
-        UserWarning,
-        stacklevel=4,
-    )
-
-
-class _ImplicitSolve(Function):
-    """x = A(θ)⁻¹ b, given the solution: the rules solve with A (JVP) and Aᵀ (VJP)."""
-
-    @staticmethod
-    def forward(ctx: Any, b: Any, r: Any, payload: Any) -> Tensor:
-        ctx.system, x = payload
-        ctx.has_b = b is not None
-        return Tensor(x)
-
-    @staticmethod
-    def vjp(ctx: Any, g: Any) -> Any:
-        if is_grad_enabled() and ctx.needs_input_grad[1]:
-            _warn_higher_order()
-        lam = solve_system(ctx.system.transposed(), g)
-        ctx.system.release()
-        return (lam if ctx.has_b else None), -lam, None
-
-    @staticmethod
-    def jvp(ctx: Any, tb: Any, tr: Any, _: Any) -> Any:
-        nested = any(k not in STATE.masked for k in STATE.levels)
-        if nested and (not ctx.has_b or np.any(tr.data)):
-            _warn_higher_order()
-        rhs = -tr if tb is None else tb - tr
-        system = ctx.system
-        tangent = LinearSystem(
-            system.matvec,
-            system.tangent_solve,
-            system.transpose_solve,
-            symmetric=system.symmetric,
-            raw_matvec=system.raw_matvec,
-            vecmat=system._vecmat,
-            raw_vecmat=system._raw_vecmat,
+def _solve_vjp(
+    needs: Any, g: Any, out: Any, b: Any, *thetas: Any, system: LinearSystem, result: Any
+) -> tuple[Any, ...]:
+    """b̄ = λ with Aᵀ λ = x̄, θ̄ = −∂⟨λ, A(θ) x⟩/∂θ at fixed λ, x."""
+    t = system.transposed()
+    if isinstance(g, Tensor):  # a recorded pass, or forward-over-reverse: Tensors throughout
+        lam = solve_system(t, g, t.tangent_solve)
+        x = out
+    else:
+        lam = _solve_values(t, np.asarray(g), t.tangent_solve)
+        x = Tensor(result)
+    grads: list[Any] = [None] * len(system.thetas)
+    if any(needs[1:]):
+        with contextlib.nullcontext() if isinstance(g, Tensor) else raw_mode(), enable_grad():
+            y = map_vectors(system.matvec, x, system.shape)
+        grads = partial_vjp(
+            y,
+            system.thetas,
+            -lam,
+            stop=(x,),
+            batch_ndim=STATE.nb,
+            tensors=isinstance(g, Tensor),
         )
-        return solve_system(tangent, rhs)
+    system.release()
+    return (lam if needs[0] else None, *grads)
+
+
+def _solve_jvp(
+    tans: tuple[Any, ...], out: Tensor, b: Any, *thetas: Any, system: LinearSystem, result: Any
+) -> Any:
+    """ẋ = A⁻¹ (ḃ − Ȧ x), Ȧ x the tangent of A(θ) x at fixed x."""
+    rhs = tans[0]
+    if any(t is not None for t in tans[1:]):
+        level = rule_level(tans[1:], thetas)
+        ax = tangent_at(level, lambda: map_vectors(system.matvec, out, system.shape))
+        if ax is not None:
+            rhs = -ax if rhs is None else rhs - ax
+    if rhs is None:
+        return None
+    return solve_system(system, rhs, system.tangent_solve)
+
+
+_SOLVE = defprim(
+    "linear_solve",
+    lambda *datas, system, result: result,
+    vjp=_solve_vjp,
+    jvp=_solve_jvp,
+    save_out=True,
+    register=False,
+    doc="x = A(θ)⁻¹ b for a LinearSystem, given the solution (ad.linalg.custom_linear_solve).",
+)
 
 
 def custom_linear_solve(
@@ -267,9 +404,12 @@ def custom_linear_solve(
     The cost of a derivative is one solve plus one ``matvec`` pass, whatever the forward
     solve did (it is never unrolled). The derivatives are the exact ones *at the returned x*:
     with an inexact forward solution they are those of the linear system at that x.
-    The rules call ``custom_linear_solve`` again, so derivatives of higher order with respect
-    to ``b`` are exact; those through the closed-over parameters hold x constant in the
-    Ȧ x term (a documented approximation: first derivatives are exact).
+    The rules are themselves implicit solves (as JAX's ``custom_linear_solve``): the
+    Tensors ``matvec`` reads become inputs of the solution's node (found by running it
+    once), so derivatives of every order, in ``b`` and in θ, in every transform and
+    composition (``hessian``, ``hvp``, ``jvp`` of ``grad``, batched Jacobians) are those of
+    A(θ)⁻¹ b. In derivatives, Aᵀ is always the true transpose of ``matvec``; ``symmetric``
+    only lets the solvers use ``matvec``'s values for it.
 
     Parameters
     ----------
@@ -311,13 +451,51 @@ def custom_linear_solve(
     True
     """
     sym = (transpose_solve is None) if symmetric is None else bool(symmetric)
-    system = LinearSystem(
+    b = _rhs(b)
+    system = user_system(
         lambda v: as_tensor(matvec(v)),
+        b,
+        solve,
         solve,
         transpose_solve if transpose_solve is not None else solve,
         symmetric=sym,
     )
     return solve_system(system, b)
+
+
+def _rhs(b: Any) -> Tensor:
+    b = as_tensor(b)
+    return b if b.dtype.kind in "fc" else b.astype(np.float64)
+
+
+def user_system(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    solve: Solve,
+    tangent_solve: Solve,
+    transpose_solve: Solve,
+    *,
+    symmetric: bool,
+    raw_matvec: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> LinearSystem:
+    """The LinearSystem of a user's ``matvec`` on vectors like ``b``, with the Tensors it reads
+    (found by running it once, when a derivative may be taken)."""
+    thetas: tuple[Tensor, ...] = ()
+    if recording():
+        probe = Tensor(np.zeros(b.shape, b.dtype))
+        y, thetas = closure_tensors(matvec, probe)
+        if y.shape != b.shape:
+            raise ValueError(f"matvec returned shape {y.shape} for a vector of shape {b.shape}")
+    return LinearSystem(
+        matvec,
+        thetas,
+        b.shape,
+        solve,
+        tangent_solve,
+        transpose_solve,
+        symmetric=symmetric,
+        raw_matvec=raw_matvec,
+    )
 
 
 # ----- SciPy's Krylov solvers -------------------------------------------------------------
@@ -389,7 +567,7 @@ def _krylov(
     raise_on_failure: bool,
 ) -> Tensor:
     matvec, raw, n = _operator(a)
-    b = as_tensor(b)
+    b = _rhs(b)
     if b.ndim != 1 or (n >= 0 and b.shape[0] != n):
         raise ValueError(
             f"{name}: b must be a vector of length {n if n >= 0 else 'n'}, got {b.shape}"
@@ -401,9 +579,7 @@ def _krylov(
     derivative = scipy_solver(
         name, "the derivative (adjoint) solve", raise_on_failure=raise_on_failure, **adj
     )
-    system = LinearSystem(
-        matvec, forward, derivative, symmetric=True, tangent_solve=derivative, raw_matvec=raw
-    )
+    system = user_system(matvec, b, forward, derivative, derivative, symmetric=True, raw_matvec=raw)
     return solve_system(system, b)
 
 
@@ -428,7 +604,8 @@ def cg(
     VJP through ``A @ x`` at the returned x (Ā = −λ xᵀ for a Tensor A); forward mode solves
     A ẋ = ḃ − Ȧ x. So a derivative costs one CG solve, whatever the forward solve cost, and
     is the exact derivative of the linear system *at the returned x* (to the adjoint
-    tolerance).
+    tolerance). Derivatives of every order are those of A⁻¹ b (as ``ad.linalg.solve``'s),
+    also along directions of a matrix Tensor A that are not symmetric.
 
     Parameters
     ----------

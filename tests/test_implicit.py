@@ -434,22 +434,27 @@ def test_fixed_point_backward_does_not_replay_iterations(rng):
     assert np.abs(w.grad.data - np.outer(d * lam, zs)).max() < TOL
 
 
-def test_higher_order_through_parameters_is_reported(rng):
+def test_higher_order_through_parameters_is_exact_and_silent(rng):
+    """Second derivatives through A's parameters used to hold x constant (and warn)."""
     a0, b0 = spd(rng, 3), rng.standard_normal(3)
     assert ad.fd.gradgradcheck(lambda b: (ad.linalg.cg(a0, b, rtol=1e-14) ** 3).sum(), b0)
     a = ad.tensor(a0, requires_grad=True)
-    x = ad.linalg.cg(a, b0, rtol=1e-14)
-    (g,) = ad.autograd.grad((x**3).sum(), a, create_graph=False)  # first order: silent
-    x = ad.linalg.cg(a, b0, rtol=1e-14)
-    with pytest.warns(UserWarning, match="not exact"):
-        ad.autograd.grad((x**3).sum(), a, create_graph=True)
-    with ad.forward.dual_level():
-        p = ad.forward.make_dual(ad.tensor(2.0), ad.tensor(1.0))
+    a2 = ad.tensor(a0, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (g,) = ad.autograd.grad((ad.linalg.cg(a, b0, rtol=1e-14) ** 3).sum(), a, create_graph=True)
+        (h,) = ad.autograd.grad(g[0, 1], a)
         with ad.forward.dual_level():
-            q = ad.forward.make_dual(p, ad.tensor(1.0))
-            with pytest.warns(UserWarning, match="not exact"):
-                implicit.root(lambda z, q: z**3 - q, 1.0, q)
-    assert g.shape == (3, 3)
+            p = ad.forward.make_dual(ad.tensor(2.0), ad.tensor(1.0))
+            with ad.forward.dual_level():
+                q = ad.forward.make_dual(p, ad.tensor(1.0))
+                z = implicit.root(lambda z, q: z**3 - q, 1.0, q)
+                dz = ad.forward.unpack_dual(z).tangent
+            d2z = ad.forward.unpack_dual(dz).tangent
+    (g2,) = ad.autograd.grad((ad.linalg.solve(a2, b0) ** 3).sum(), a2, create_graph=True)
+    (h2,) = ad.autograd.grad(g2[0, 1], a2)
+    assert np.abs(h.data - h2.data).max() < TOL
+    assert abs(d2z.item() - (-2 / 9) * 2.0 ** (-5 / 3)) < TOL  # (q^(1/3))''
 
 
 def test_fixed_point_reports_non_convergence():
