@@ -401,3 +401,27 @@ def test_nested_implicit_solutions():
 
 
 # ----- the issue's report ---------------------------------------------------------------------
+
+
+# ----- the cases of the report (issue 11, item 5) --------------------------------------------
+def test_reported_second_derivatives_are_exact():
+    """hvp, jvp of grad and the Hessian were silently inexact (the values of main before the
+    fix in the comments): z³ + p z − 1 = 0 at p = 1 (0.11878 for the true 0.09912), z =
+    cos(p z) at p = 0.5 (−0.37736 for −0.17439), and ∑ x² with A x = b by CG along a
+    direction of A (entry [0, 1] of H·d: 0.14439 for solve's 0.07459)."""
+    root = lambda p: implicit.root(lambda z, p: z**3 + p * z - 1.0, 1.0, p)
+    fixed = lambda p: implicit.fixed_point(lambda z, p: ad.cos(p * z), 0.0, p)
+    for f, p, want in ((root, 1.0, 0.0991230350809017), (fixed, 0.5, -0.17438514362368177)):
+        p, one = ad.tensor(p), ad.tensor(1.0)
+        assert abs(ad.hvp(f, (p,), (one,))[1].item() - want) < TOL
+        assert abs(ad.jvp(ad.grad(f), (p,), (one,))[1].item() - want) < TOL
+        assert abs(ad.hessian(f)(p).item() - want) < TOL
+        assert abs(ad.grad(ad.grad(f))(p).item() - want) < TOL
+    a0, b0 = np.array([[4.0, 1.0], [1.0, 3.0]]), np.array([1.0, 2.0])
+    d = ad.tensor([[0.0, 1.0], [0.0, 0.0]])
+    cg = lambda a: ad.sum(ad.linalg.cg(a, b0, rtol=1e-13) ** 2)
+    ref = lambda a: ad.sum(ad.linalg.solve(a, b0) ** 2)
+    got = ad.hvp(cg, (ad.tensor(a0),), (d,))[1]
+    close(got, ad.hvp(ref, (ad.tensor(a0),), (d,))[1], TOL)
+    assert abs(got.data[0, 1] - 0.07458507) < 1e-7
+    close(ad.hessian(cg)(ad.tensor(a0)), ad.hessian(ref)(ad.tensor(a0)), TOL)
