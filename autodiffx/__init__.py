@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import autograd, fd, forward, func, implicit, linalg, nn, optim
+from . import autograd, distributions, fd, forward, func, implicit, linalg, nn, optim
 from ._mode import detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from ._registry import REGISTRY, Primitive  # noqa: F401  (for extensions and tests)
 from ._tensor import Tensor
@@ -163,6 +163,7 @@ __all__ = [
     "detect_anomaly",
     "diagonal",
     "digamma",
+    "distributions",
     "divide",
     "dot",
     "einsum",
