@@ -279,6 +279,8 @@ class Distribution:
 def _bad_values(data: Any, ok: np.ndarray, constraint: Constraint) -> str:
     data = np.asarray(data)
     bad = ~np.asarray(ok)
+    if data.ndim == 0:
+        return repr(data.item())
     if constraint.event_dim == 0 and bad.shape == data.shape:
         return f"{data[bad][:4].tolist()} at {np.argwhere(bad)[:4].tolist()}"
     return f"at batch index {np.argwhere(bad)[:4].tolist() if bad.ndim else '()'}"

@@ -14,7 +14,7 @@ from ..nn import functional as F
 from ._base import Distribution, sum_rightmost
 from .continuous import Beta, Exponential, Gamma, Laplace, Normal, Uniform
 from .discrete import Bernoulli, Categorical, Poisson
-from .multivariate import Dirichlet, MultivariateNormal, _tri_solve, half_log_det, mahalanobis
+from .multivariate import Dirichlet, MultivariateNormal, _half_log_det, _mahalanobis, _tri_solve
 from .transformed import Independent, TransformedDistribution
 
 __all__ = ["kl_divergence", "register_kl"]
@@ -132,8 +132,8 @@ def _kl_mvn_mvn(p: MultivariateNormal, q: MultivariateNormal) -> Tensor:
     lq_b = lq if lq.shape == shape else ops.broadcast_to(lq, shape)
     lp_b = lp if lp.shape == shape else ops.broadcast_to(lp, shape)
     term2 = (_tri_solve(lq_b, lp_b) ** 2).sum(axis=(-2, -1))
-    term3 = mahalanobis(lq, q.loc - p.loc)
-    return half_log_det(lq) - half_log_det(lp) + 0.5 * (term2 + term3 - n)
+    term3 = _mahalanobis(lq, q.loc - p.loc)
+    return _half_log_det(lq) - _half_log_det(lp) + 0.5 * (term2 + term3 - n)
 
 
 @register_kl(Bernoulli, Bernoulli)

@@ -32,7 +32,7 @@ def _tri_solve(low: Tensor, rhs: Tensor) -> Tensor:
     return la.solve(ops.tril(low), rhs)
 
 
-def mahalanobis(scale_tril: Tensor, diff: Tensor) -> Tensor:
+def _mahalanobis(scale_tril: Tensor, diff: Tensor) -> Tensor:
     """Squared Mahalanobis norm ``|L⁻¹ diff|²`` over the last axis (stacks broadcast)."""
     n = diff.shape[-1]
     shape = np.broadcast_shapes(scale_tril.shape[:-2], diff.shape[:-1])
@@ -41,7 +41,7 @@ def mahalanobis(scale_tril: Tensor, diff: Tensor) -> Tensor:
     return (z[..., 0] ** 2).sum(axis=-1)
 
 
-def half_log_det(scale_tril: Tensor) -> Tensor:
+def _half_log_det(scale_tril: Tensor) -> Tensor:
     """``log det L = sum(log diag L)``: half the log-determinant of the covariance."""
     return ops.log(ops.diagonal(scale_tril, axis1=-2, axis2=-1)).sum(axis=-1)
 
@@ -172,13 +172,15 @@ class MultivariateNormal(Distribution):
 
     def log_prob(self, value: Any) -> Tensor:
         diff = self._value(value) - self.loc
-        m = mahalanobis(self._unbroadcasted_scale_tril, diff)
+        m = _mahalanobis(self._unbroadcasted_scale_tril, diff)
         n = self._event_shape[0]
-        return -0.5 * (n * math.log(2 * math.pi) + m) - half_log_det(self._unbroadcasted_scale_tril)
+        return -0.5 * (n * math.log(2 * math.pi) + m) - _half_log_det(
+            self._unbroadcasted_scale_tril
+        )
 
     def entropy(self) -> Tensor:
         n = self._event_shape[0]
-        h = 0.5 * n * (1.0 + math.log(2 * math.pi)) + half_log_det(self._unbroadcasted_scale_tril)
+        h = 0.5 * n * (1.0 + math.log(2 * math.pi)) + _half_log_det(self._unbroadcasted_scale_tril)
         return ops.broadcast_to(h, self._batch_shape)
 
 
