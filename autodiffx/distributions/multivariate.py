@@ -189,7 +189,7 @@ def _sample_dirichlet(alpha: np.ndarray, gen: np.random.Generator) -> np.ndarray
     # so that small concentrations (whose gamma draws underflow to 0) still give a sample on
     # the simplex; clamped to [tiny, 1 - eps] as PyTorch does.
     a = alpha.astype(np.float64)
-    log_g = np.log(gen.standard_gamma(a + 1.0)) + np.log(gen.random(a.shape)) / a
+    log_g = np.log(gen.standard_gamma(a + 1.0)) + np.log1p(-gen.random(a.shape)) / a  # U in (0, 1]
     top = log_g.max(axis=-1, keepdims=True)
     y = np.exp(log_g - top)
     y /= y.sum(axis=-1, keepdims=True)
