@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import autograd, fd, forward, func, implicit, linalg, nn, optim
+from . import autograd, distributions, fd, forward, func, implicit, linalg, nn, optim
 from ._mode import detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from ._registry import REGISTRY, Primitive  # noqa: F401  (for extensions and tests)
 from ._tensor import Tensor
@@ -50,11 +50,13 @@ from .ops import (
     cumprod,
     cumsum,
     diagonal,
+    digamma,
     divide,
     dot,
     einsum,
     equal,
     erf,
+    erfinv,
     exp,
     exp2,
     expand_dims,
@@ -63,6 +65,7 @@ from .ops import (
     flip,
     floor,
     floor_divide,
+    gammaln,
     greater,
     greater_equal,
     hypot,
@@ -88,6 +91,7 @@ from .ops import (
     not_equal,
     outer,
     pad,
+    polygamma,
     power,
     prod,
     ravel,
@@ -158,6 +162,8 @@ __all__ = [
     "cumsum",
     "detect_anomaly",
     "diagonal",
+    "digamma",
+    "distributions",
     "divide",
     "dot",
     "einsum",
@@ -165,6 +171,7 @@ __all__ = [
     "enable_grad",
     "equal",
     "erf",
+    "erfinv",
     "evaluation_trace",
     "exp",
     "exp2",
@@ -180,6 +187,7 @@ __all__ = [
     "full",
     "full_like",
     "func",
+    "gammaln",
     "grad",
     "greater",
     "greater_equal",
@@ -223,6 +231,7 @@ __all__ = [
     "optim",
     "outer",
     "pad",
+    "polygamma",
     "power",
     "prod",
     "ravel",

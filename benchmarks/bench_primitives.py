@@ -104,6 +104,7 @@ BUILDERS: dict[str, Callable[[str, int], Args]] = {
     "matmul": lambda name, n: ((_mat(name, n), _mat(name, n, 1)[0]), {}),
     "pad": _one_vec(pad_width=1),
     "pinv": _square("general"),
+    "polygamma": lambda name, n: ((1, _vec(name, n)), {}),
     "power": _two_vecs(),
     "qr": _square("general"),
     "reshape": _one_vec(shape=(-1, 1)),

@@ -269,6 +269,21 @@ ROWS: list[OpSpec] = [
     elementwise("arccosh", interval(1.3, 3.0), complex=True),
     elementwise("arctanh", UNIT, complex=True),
     elementwise("erf", REAL, complex=True, ref=sp.erf),
+    elementwise("erfinv", UNIT, ref=sp.erfinv),
+    elementwise("gammaln", POSITIVE, ref=sp.gammaln),
+    elementwise("digamma", POSITIVE, ref=sp.digamma),
+    elementwise(
+        "polygamma",
+        Const(1),
+        POSITIVE,
+        ref=lambda n, x: sp.polygamma(n, x).astype(np.result_type(x, np.float16)),
+        cases=tuple(
+            Case((None, s), args=(Const(n), POSITIVE)) for n in (0, 1, 2, 3) for s in UNARY_SHAPES
+        ),
+        nondiff_args=(0,),
+        weak_scalars=False,
+        exempt={"hypothesis": "n is an integer order (a Const), not a broadcast array"},
+    ),
     # abs'(0) = 0 is checked in test_kinks; away from 0 the derivative is smooth.
     elementwise("abs", NONZERO, complex=True, ref=np.absolute),
     zero("sign", NONZERO),

@@ -14,6 +14,7 @@ from .._tensor import Tensor
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_SQRT_PI_OVER_2 = math.sqrt(math.pi) / 2.0
 
 
 def _unary(name: str, ufunc: np.ufunc, deriv: Any, doc: str, deriv2: Any = None) -> Any:
@@ -241,6 +242,56 @@ erf = _unary(
     lambda x: _TWO_OVER_SQRT_PI * np.exp(-x * x),
     "Elementwise error function.",
     lambda x, d: -2 * x * d,
+)
+erfinv = _unary(
+    "erfinv",
+    sp.erfinv,
+    lambda out: _SQRT_PI_OVER_2 * np.exp(out * out),
+    "Elementwise inverse error function on (-1, 1).",
+    lambda out, d: 2 * out * d * d,
+)
+
+
+# ----- gamma-function family (scipy.special kernels) ----------------------------------------
+def _polygamma_kernel(n: Any, x: Any) -> Any:
+    order = np.asarray(n)
+    if order.dtype.kind not in "iu" and not (
+        order.dtype.kind == "f" and np.all(order == np.floor(order))
+    ):
+        raise TypeError(f"polygamma: the order n must be an integer, not {order.dtype} {n!r}")
+    if np.any(order < 0):
+        raise ValueError(f"polygamma: the order n must be >= 0, got {n!r}")
+    dtype = np.result_type(np.asarray(x).dtype, np.float16)
+    return np.asarray(sp.polygamma(order.astype(np.int64), x)).astype(dtype, copy=False)
+
+
+gammaln = _unary(
+    "gammaln",
+    sp.gammaln,
+    lambda x: digamma.call(x),
+    "Elementwise log|Gamma(x)| (PyTorch's ``lgamma``); its derivative is ``digamma``.",
+    lambda x: polygamma.call(1, x),
+)
+digamma = _unary(
+    "digamma",
+    sp.digamma,
+    lambda x: polygamma.call(1, x),
+    "Elementwise digamma (psi) function, the derivative of ``gammaln``.",
+    lambda x: polygamma.call(2, x),
+)
+polygamma = defprim(
+    "polygamma",
+    _polygamma_kernel,
+    derivs=(None, lambda n, x: polygamma.call(n + 1, x)),
+    derivs2=(None, lambda n, x: polygamma.call(n + 2, x)),
+    argnames=("n", "x"),
+    nondiff=(0,),
+    doc="Elementwise polygamma(n, x), the n-th derivative of ``digamma`` (integer n >= 0, "
+    "not differentiated).",
+    example="x = ad.tensor([0.5, 2.0], requires_grad=True)\n"
+    "ad.polygamma(1, x)\n"
+    "ad.polygamma(1, x).sum().backward()\n"
+    "x.grad",
 )
 
 
