@@ -658,28 +658,29 @@ class Tensor:
 
     # ----- NumPy protocols ----------------------------------------------------------------
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        name = f"numpy.{ufunc.__name__}"
         if method != "__call__":
             red = _REDUCE.get((ufunc, method))
             if red is None:
                 raise TypeError(
-                    f"{name}.{method} is not supported on autodiffx Tensors; use the autodiffx "
-                    "function (e.g. ad.sum, ad.cumsum) instead"
+                    f"{ufunc_name(ufunc)}.{method} is not supported on autodiffx Tensors; use "
+                    "the autodiffx function (e.g. ad.sum, ad.cumsum) instead"
                 )
             return red(*inputs, **kwargs)
         if "out" in kwargs:
             raise TypeError(
-                f"{name}(..., out=...) is not supported on Tensors: results are new tensors; "
-                "write y = np.f(x) (or x[...] = np.f(x) to assign)"
+                f"{ufunc_name(ufunc)}(..., out=...) is not supported on Tensors: results are new "
+                "tensors; write y = np.f(x) (or x[...] = np.f(x) to assign)"
             )
         f = _UFUNCS.get(ufunc)
         if f is None:
             raise TypeError(
-                f"{name} has no autodiffx rule, so it cannot be applied to a Tensor; use "
-                "ad.<function> or convert explicitly with np.asarray(t) (no gradient)"
+                f"{ufunc_name(ufunc)} has no autodiffx rule, so it cannot be applied to a Tensor; "
+                "use ad.<function> or convert explicitly with np.asarray(t) (no gradient)"
             )
         if kwargs:
-            raise TypeError(f"{name}: keyword arguments {sorted(kwargs)} are not supported")
+            raise TypeError(
+                f"{ufunc_name(ufunc)}: keyword arguments {sorted(kwargs)} are not supported"
+            )
         return f(*inputs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
@@ -699,6 +700,7 @@ _REDUCE: dict[tuple[np.ufunc, str], Callable[..., Any]] = {}
 
 from . import _graph  # noqa: E402
 from . import ops as _F  # noqa: E402
+from ._convert import ufunc_name  # noqa: E402
 from ._registry import FUNCTION_MAP, REGISTRY, UFUNC_MAP  # noqa: E402
 from ._registry import apply as _apply  # noqa: E402
 from ._registry import apply2 as _apply2  # noqa: E402
