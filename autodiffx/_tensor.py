@@ -104,6 +104,8 @@ class Tensor:
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
+            if data._rg or data._tan is not None:
+                check_conversion(data, "copy")
             data = data.data
         arr = np.asarray(data, dtype=dtype)
         if arr.dtype == object:
@@ -185,10 +187,30 @@ class Tensor:
 
     # ----- conversion -------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
-        """The underlying ndarray (no copy)."""
+        """The underlying ndarray (no copy).
+
+        For a tensor that requires grad (with grad mode on) or carries a forward-mode
+        tangent, this raises ``TypeError`` (the derivative would be dropped silently):
+        take ``t.detach().numpy()`` or ``t.data``. ``np.asarray(t)`` follows the same rule.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+        >>> x.detach().numpy()
+        array([1., 2.])
+        >>> x.numpy()
+        Traceback (most recent call last):
+        ...
+        TypeError: t.numpy() of a Tensor that requires grad (float64[2]) would drop its ...
+        """
+        if self._rg or self._tan is not None:
+            check_conversion(self, "numpy")
         return self.data
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if self._rg or self._tan is not None:
+            check_conversion(self)
         if dtype is None and not copy:
             return self.data
         return np.array(self.data, dtype=dtype, copy=True if copy else None)
@@ -675,7 +697,7 @@ class Tensor:
         if f is None:
             raise TypeError(
                 f"{ufunc_name(ufunc)} has no autodiffx rule, so it cannot be applied to a Tensor; "
-                "use ad.<function> or convert explicitly with np.asarray(t) (no gradient)"
+                "use ad.<function>, or apply it to t.detach() (no derivative)"
             )
         if kwargs:
             raise TypeError(
@@ -692,7 +714,7 @@ class Tensor:
         raise TypeError(
             f"{func.__module__}.{func.__name__} has no autodiffx rule, so it cannot be applied "
             "to a Tensor; see the list of supported NumPy functions in the docs, use an "
-            "ad.<function>, or convert explicitly with np.asarray(t) (no gradient)"
+            "ad.<function>, or apply it to t.detach() (no derivative)"
         )
 
 
@@ -700,7 +722,7 @@ _REDUCE: dict[tuple[np.ufunc, str], Callable[..., Any]] = {}
 
 from . import _graph  # noqa: E402
 from . import ops as _F  # noqa: E402
-from ._convert import ufunc_name  # noqa: E402
+from ._convert import check_conversion, ufunc_name  # noqa: E402
 from ._registry import FUNCTION_MAP, REGISTRY, UFUNC_MAP  # noqa: E402
 from ._registry import apply as _apply  # noqa: E402
 from ._registry import apply2 as _apply2  # noqa: E402

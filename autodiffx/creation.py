@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ._convert import check_conversion
 from ._registry import FUNCTION_MAP
 from ._tensor import Tensor
 
@@ -26,6 +27,8 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     dtype('int64')
     """
     if isinstance(data, Tensor):
+        if data._rg or data._tan is not None:
+            check_conversion(data, "copy")
         data = data.data
     return _make(np.array(data, dtype=dtype, copy=True), requires_grad)
 
