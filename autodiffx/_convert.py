@@ -1,4 +1,4 @@
-"""Refusals and error names on rare paths: converting a live Tensor to NumPy, ufunc names."""
+"""Refusals on rare paths: converting a live Tensor to NumPy, np.matrix and masked operands."""
 
 from __future__ import annotations
 
@@ -83,6 +83,10 @@ def _hint(frame: Any) -> str:
     while frame is not None:
         mod = _module(frame)
         top = mod.split(".")[0]
+        if mod == "numpy.ma" or mod.startswith("numpy.ma."):
+            return f"The conversion comes from numpy.ma: {masked_message()}."
+        if mod.startswith("numpy.matrixlib"):
+            return f"The conversion comes from np.matrix: {matrix_message()}."
         if top in ("autodiffx", "numpy"):
             frame = frame.f_back
             continue
@@ -117,6 +121,54 @@ def _autodiffx_version(name: str, module: str) -> str | None:
         if callable(getattr(mod, name, None)) and not name.startswith("_"):
             return f"{prefix}.{name}"
     return None
+
+
+def masked_message() -> str:
+    """Why masked arrays are refused, and what to write instead."""
+    return (
+        "autodiffx does not take numpy.ma masked arrays (the mask would be dropped, or applied "
+        "to values but never to derivatives): pass m.filled(value) for a plain array, or mask "
+        "a Tensor with ad.where(mask, x, value)"
+    )
+
+
+def matrix_message() -> str:
+    """Why np.matrix is refused, and what to write instead."""
+    return (
+        "autodiffx does not take np.matrix (its * is a matrix product, so values and "
+        "derivatives would disagree): pass np.asarray(m), and use @ for matrix products"
+    )
+
+
+def refused(cls: type) -> str | None:
+    """The message refusing values of type ``cls`` (np.matrix, masked arrays), else None."""
+    if not issubclass(cls, np.ndarray) or cls is np.ndarray:
+        return None
+    if issubclass(cls, np.ma.MaskedArray):
+        return masked_message()
+    if issubclass(cls, np.matrix):
+        return matrix_message()
+    return None
+
+
+def refuse_operand(name: str, a: Any, describe: Any) -> None:
+    """Raise TypeError naming op ``name`` if its operand ``a`` is an np.matrix or masked."""
+    why = refused(type(a))
+    if why is not None:
+        raise TypeError(f"{name}({describe()}): {why}")
+
+
+def plain(out: Any, name: str, describe: Any = None) -> np.ndarray:
+    """``np.asarray(out)`` for a kernel's output that is not an ndarray; refuses subclasses.
+
+    A ufunc with an np.matrix or masked operand returns that subclass, which is how such
+    operands are caught without a check per op on the hot path.
+    """
+    why = refused(type(out))
+    if why is not None:
+        where = f"{name}({describe()})" if describe is not None else name
+        raise TypeError(f"{where}: {why}" if where else why)
+    return np.asarray(out)
 
 
 def ufunc_name(ufunc: np.ufunc) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ._convert import plain, refuse_operand
 from ._mode import STATE, quiet_enter, quiet_exit
 
 REGISTRY: dict[str, Primitive] = {}
@@ -550,6 +551,8 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
             if a._rg:
                 rg = True
         else:
+            if isinstance(a, np.ndarray) and type(a) is not np.ndarray:
+                refuse_operand(p.name, a, lambda: _describe(args))
             datas.append(a)
     try:
         out = p.kernel(*datas, **params) if params else p.kernel(*datas)
@@ -561,7 +564,7 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
         STATE.scope.untracked = True  # type: ignore[union-attr]
     if p.nout == 1:
         if type(out) is not np.ndarray:
-            out = np.asarray(out)
+            out = plain(out, p.name, lambda: _describe(args))
         res = _new(Tensor)
         res.data = out
         res.grad = res._tan = res._hooks = None
@@ -580,7 +583,8 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
         res = []
         outs = []
         for o in out:
-            o = np.asarray(o)
+            if type(o) is not np.ndarray:
+                o = plain(o, p.name, lambda: _describe(args))
             outs.append(o)
             t = _new(Tensor)
             t.data = o
@@ -629,13 +633,15 @@ def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: A
                         t_rg = True
                     continue
         else:
+            if isinstance(a, np.ndarray) and type(a) is not np.ndarray:
+                refuse_operand(p.name, a, lambda: _describe(args))
             datas.append(a)
         r_tans.append(None)
     try:
         out = p.kernel(*datas, **params) if params else p.kernel(*datas)
+        res = _result(out)  # (refuses np.matrix and masked results)
     except _ERRORS as e:
         raise op_error(p.name, args, params, e) from e
-    res = _result(out)
     out = res.data
     if p.view and out.base is not None and isinstance(args[0], Tensor):
         res._vc = version_counter(args[0])
@@ -726,7 +732,7 @@ def _record(
 def _result(out: Any) -> Tensor:
     """A fresh non-recorded Tensor around a kernel's (single) output."""
     if type(out) is not np.ndarray:
-        out = np.asarray(out)
+        out = plain(out, "")
     res = _new(Tensor)
     res.data = out
     res.grad = res._tan = res._hooks = res._vc = res._node = None
@@ -744,9 +750,9 @@ def apply1(p: Primitive, a: Tensor) -> Tensor:
     da = a.data
     try:
         out = p.kernel(da)
+        res = _result(out)  # (refuses np.matrix and masked results)
     except _ERRORS as e:
         raise op_error(p.name, (a,), _EMPTY, e) from e
-    res = _result(out)
     if a._rg and p.vjp is not None and res.data.dtype.kind in "fc":
         n = a._node
         edges = ((a if n is None else n, a._idx, da.shape, da.dtype),)
@@ -775,9 +781,9 @@ def apply2(p: Primitive, a: Any, b: Any) -> Any:
         rb = False
     try:
         out = p.kernel(da, db)
+        res = _result(out)  # (refuses np.matrix and masked results)
     except _ERRORS as e:
         raise op_error(p.name, (a, b), _EMPTY, e) from e
-    res = _result(out)
     if (ra or rb) and p.vjp is not None and res.data.dtype.kind in "fc":
         if ra:
             n = a._node

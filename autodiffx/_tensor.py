@@ -107,6 +107,8 @@ class Tensor:
             if data._rg or data._tan is not None:
                 check_conversion(data, "copy")
             data = data.data
+        elif type(data) is not np.ndarray and (why := refused(type(data))) is not None:
+            raise TypeError(f"Tensor(data): {why}")
         arr = np.asarray(data, dtype=dtype)
         if arr.dtype == object:
             raise TypeError("Tensor data must be numeric, got an object array")
@@ -706,6 +708,11 @@ class Tensor:
         return f(*inputs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if len(types) > 1:
+            for t in types:
+                why = refused(t)
+                if why is not None:
+                    raise TypeError(f"{func.__module__}.{func.__name__}: {why}")
         f = _FUNCTIONS.get(func)
         if f is not None:
             return f(*args, **kwargs)
@@ -722,7 +729,7 @@ _REDUCE: dict[tuple[np.ufunc, str], Callable[..., Any]] = {}
 
 from . import _graph  # noqa: E402
 from . import ops as _F  # noqa: E402
-from ._convert import check_conversion, ufunc_name  # noqa: E402
+from ._convert import check_conversion, refused, ufunc_name  # noqa: E402
 from ._registry import FUNCTION_MAP, REGISTRY, UFUNC_MAP  # noqa: E402
 from ._registry import apply as _apply  # noqa: E402
 from ._registry import apply2 as _apply2  # noqa: E402

@@ -1,9 +1,12 @@
-"""Converting a Tensor that carries a derivative to NumPy raises; plain tensors and the escape
-hatches (detach, .data, no_grad) convert freely; errors name the ufunc's module."""
+"""Converting a Tensor that carries a derivative to NumPy raises; np.matrix and masked arrays
+are refused; plain tensors and the escape hatches (detach, .data, no_grad) convert freely."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import numpy.ma as ma
 import pytest
 import scipy.linalg
 import scipy.special
@@ -27,6 +30,10 @@ SILENT = {
     "np.array of a list": (lambda x: np.array([x[0], x[1]]).sum(), "ad.stack"),
     "ad.tensor of a list": (lambda x: ad.tensor([x[0] ** 2, x[1] * 3]).sum(), "ad.stack"),
     "numpy()": (lambda x: x.numpy().sum(), "t.detach().numpy()"),
+    "masked array on the left": (
+        lambda x: (ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0]) * x).sum(),
+        "m.filled(value)",
+    ),
 }
 
 
@@ -108,6 +115,67 @@ def test_copying_a_tensor_that_requires_grad_into_a_new_one_raises():
         with pytest.raises(TypeError, match=r"t\.copy"):
             build()
     np.testing.assert_array_equal(ad.tensor(x.detach()).data, V)
+
+
+def _masked():
+    return ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0])
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", PendingDeprecationWarning)
+    MATRIX = np.matrix([[2.0, 1.0], [1.0, 3.0]])
+MIXED = {
+    "ma * x": lambda m, x: m * x,
+    "x * ma": lambda m, x: x * m,
+    "ma + x": lambda m, x: m + x,
+    "x - ma": lambda m, x: x - m,
+    "np.multiply(ma, x)": lambda m, x: np.multiply(m, x),
+    "np.concatenate": lambda m, x: np.concatenate([m, x]),
+    "np.einsum": lambda m, x: np.einsum("i,i->i", m, x),
+    "ad.einsum": lambda m, x: ad.einsum("i,i->i", m, x),
+    "ad.where": lambda m, x: ad.where(x > 1, m, x),
+    "ad.maximum": lambda m, x: ad.maximum(m, x),
+    "ad.tensor": lambda m, x: ad.tensor(m) * x,
+    "ad.asarray": lambda m, x: ad.asarray(m) * x,
+}
+
+
+@pytest.mark.parametrize("name", list(MIXED))
+def test_masked_arrays_mixed_with_tensors_raise(name):
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    with pytest.raises(TypeError, match="masked arrays"):
+        MIXED[name](_masked(), x)
+
+
+MATRIX_OPS = {
+    "matrix @ X": lambda m, x: m @ x,
+    "X @ matrix": lambda m, x: x @ m,
+    "matrix * X": lambda m, x: m * x,
+    "X * matrix": lambda m, x: x * m,
+    "np.dot": lambda m, x: np.dot(m, x),
+    "np.matmul": lambda m, x: np.matmul(x, m),
+    "np.tensordot": lambda m, x: np.tensordot(m, x, 1),
+    "ad.matmul": lambda m, x: ad.matmul(m, x),
+    "ad.linalg.solve": lambda m, x: ad.linalg.solve(m, x),
+    "ad.trace": lambda m, x: ad.trace(m) * x,
+    "ad.tensor": lambda m, x: ad.tensor(m) * x,
+}
+
+
+@pytest.mark.parametrize("name", list(MATRIX_OPS))
+@pytest.mark.parametrize("requires_grad", [True, False])
+def test_np_matrix_operands_raise(name, requires_grad):
+    x = ad.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=requires_grad)
+    with pytest.raises(TypeError, match=r"np\.matrix"):
+        MATRIX_OPS[name](MATRIX, x)
+
+
+def test_matrix_and_masked_are_refused_in_forward_mode_and_recorded_rules():
+    with ad.forward.dual_level():
+        x = ad.forward.make_dual(ad.tensor([[1.0, 2.0], [3.0, 4.0]]), ad.tensor(np.eye(2)))
+        for op in (lambda: x * MATRIX, lambda: ad.einsum("ij,jk->ik", MATRIX, x)):
+            with pytest.raises(TypeError, match=r"np\.matrix"):
+                op()
 
 
 def test_ufunc_errors_name_the_ufuncs_own_module():
