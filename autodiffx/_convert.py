@@ -151,23 +151,26 @@ def refused(cls: type) -> str | None:
     return None
 
 
-def refuse_operand(name: str, a: Any, describe: Any) -> None:
+def refuse_operand(name: str, a: Any, args: Any) -> None:
     """Raise TypeError naming op ``name`` if its operand ``a`` is an np.matrix or masked."""
     why = refused(type(a))
     if why is not None:
-        raise TypeError(f"{name}({describe()}): {why}")
+        from ._registry import _describe
+
+        raise TypeError(f"{name}({_describe(args)}): {why}")
 
 
-def plain(out: Any, name: str, describe: Any = None) -> np.ndarray:
-    """``np.asarray(out)`` for a kernel's output that is not an ndarray; refuses subclasses.
+def plain(out: np.ndarray, name: str = "", args: Any = None) -> np.ndarray:
+    """A kernel's output of an ndarray subclass as an ndarray; refuses np.matrix and masked.
 
     A ufunc with an np.matrix or masked operand returns that subclass, which is how such
     operands are caught without a check per op on the hot path.
     """
     why = refused(type(out))
     if why is not None:
-        where = f"{name}({describe()})" if describe is not None else name
-        raise TypeError(f"{where}: {why}" if where else why)
+        from ._registry import _describe
+
+        raise TypeError((f"{name}({_describe(args)}): " if name else "") + why)
     return np.asarray(out)
 
 

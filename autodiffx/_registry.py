@@ -79,6 +79,9 @@ class Primitive:
         self.kind = "general"
         # One output, no Meta placeholders, not a view: eligible for apply1/apply2.
         self.fast = False
+        # A ufunc kernel returns an np.matrix or masked operand's subclass, which the result's
+        # "not an ndarray" branch refuses; other kernels have their operands checked.
+        self.ufunc = isinstance(kernel, np.ufunc)
         # batch(nb, *args, **params): the op on arguments with nb leading batch axes.
         self.batch: Callable[..., Any] | None = None
         # Elementwise with NumPy broadcasting: batched tangents are padded to the output's rank.
@@ -551,8 +554,8 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
             if a._rg:
                 rg = True
         else:
-            if isinstance(a, np.ndarray) and type(a) is not np.ndarray:
-                refuse_operand(p.name, a, lambda: _describe(args))
+            if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
+                refuse_operand(p.name, a, args)
             datas.append(a)
     try:
         out = p.kernel(*datas, **params) if params else p.kernel(*datas)
@@ -563,8 +566,8 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
     if mode & 17 == 17 and rg:  # under no_grad inside hvp's function: see func.hvp
         STATE.scope.untracked = True  # type: ignore[union-attr]
     if p.nout == 1:
-        if type(out) is not np.ndarray:
-            out = plain(out, p.name, lambda: _describe(args))
+        if type(out) is not np.ndarray:  # a NumPy scalar, or a subclass (refused)
+            out = plain(out, p.name, args) if isinstance(out, np.ndarray) else np.asarray(out)
         res = _new(Tensor)
         res.data = out
         res.grad = res._tan = res._hooks = None
@@ -584,7 +587,7 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
         outs = []
         for o in out:
             if type(o) is not np.ndarray:
-                o = plain(o, p.name, lambda: _describe(args))
+                o = plain(o, p.name, args) if isinstance(o, np.ndarray) else np.asarray(o)
             outs.append(o)
             t = _new(Tensor)
             t.data = o
@@ -633,8 +636,8 @@ def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: A
                         t_rg = True
                     continue
         else:
-            if isinstance(a, np.ndarray) and type(a) is not np.ndarray:
-                refuse_operand(p.name, a, lambda: _describe(args))
+            if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
+                refuse_operand(p.name, a, args)
             datas.append(a)
         r_tans.append(None)
     try:
@@ -731,8 +734,8 @@ def _record(
 
 def _result(out: Any) -> Tensor:
     """A fresh non-recorded Tensor around a kernel's (single) output."""
-    if type(out) is not np.ndarray:
-        out = plain(out, "")
+    if type(out) is not np.ndarray:  # a NumPy scalar, or a subclass (refused)
+        out = plain(out) if isinstance(out, np.ndarray) else np.asarray(out)
     res = _new(Tensor)
     res.data = out
     res.grad = res._tan = res._hooks = res._vc = res._node = None
