@@ -104,7 +104,8 @@ class Tensor:
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
-            if data._rg or data._tan is not None:
+            # (a Parameter is a new leaf sharing the values by design, as PyTorch's)
+            if (data._rg or data._tan is not None) and type(self) is Tensor:
                 check_conversion(data, "copy")
             data = data.data
         elif type(data) is not np.ndarray and (why := refused(type(data))) is not None:

@@ -115,6 +115,8 @@ def test_copying_a_tensor_that_requires_grad_into_a_new_one_raises():
         with pytest.raises(TypeError, match=r"t\.copy"):
             build()
     np.testing.assert_array_equal(ad.tensor(x.detach()).data, V)
+    p = ad.nn.Parameter(x)  # a new leaf sharing the values, as PyTorch's nn.Parameter
+    assert p.data is x.data and p.is_leaf and p.requires_grad
 
 
 def _masked():
