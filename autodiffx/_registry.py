@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ._convert import plain, refuse_operand
 from ._mode import STATE, quiet_enter, quiet_exit
 
 REGISTRY: dict[str, Primitive] = {}
@@ -78,6 +79,9 @@ class Primitive:
         self.kind = "general"
         # One output, no Meta placeholders, not a view: eligible for apply1/apply2.
         self.fast = False
+        # A ufunc kernel returns an np.matrix or masked operand's subclass, which the result's
+        # "not an ndarray" branch refuses; other kernels have their operands checked.
+        self.ufunc = isinstance(kernel, np.ufunc)
         # batch(nb, *args, **params): the op on arguments with nb leading batch axes.
         self.batch: Callable[..., Any] | None = None
         # Elementwise with NumPy broadcasting: batched tangents are padded to the output's rank.
@@ -550,6 +554,8 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
             if a._rg:
                 rg = True
         else:
+            if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
+                refuse_operand(p.name, a, args)
             datas.append(a)
     try:
         out = p.kernel(*datas, **params) if params else p.kernel(*datas)
@@ -560,8 +566,8 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
     if mode & 17 == 17 and rg:  # under no_grad inside hvp's function: see func.hvp
         STATE.scope.untracked = True  # type: ignore[union-attr]
     if p.nout == 1:
-        if type(out) is not np.ndarray:
-            out = np.asarray(out)
+        if type(out) is not np.ndarray:  # a NumPy scalar, or a subclass (refused)
+            out = plain(out, p.name, args) if isinstance(out, np.ndarray) else np.asarray(out)
         res = _new(Tensor)
         res.data = out
         res.grad = res._tan = res._hooks = None
@@ -580,7 +586,8 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
         res = []
         outs = []
         for o in out:
-            o = np.asarray(o)
+            if type(o) is not np.ndarray:
+                o = plain(o, p.name, args) if isinstance(o, np.ndarray) else np.asarray(o)
             outs.append(o)
             t = _new(Tensor)
             t.data = o
@@ -629,13 +636,15 @@ def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: A
                         t_rg = True
                     continue
         else:
+            if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
+                refuse_operand(p.name, a, args)
             datas.append(a)
         r_tans.append(None)
     try:
         out = p.kernel(*datas, **params) if params else p.kernel(*datas)
+        res = _result(out)  # (refuses np.matrix and masked results)
     except _ERRORS as e:
         raise op_error(p.name, args, params, e) from e
-    res = _result(out)
     out = res.data
     if p.view and out.base is not None and isinstance(args[0], Tensor):
         res._vc = version_counter(args[0])
@@ -725,8 +734,8 @@ def _record(
 
 def _result(out: Any) -> Tensor:
     """A fresh non-recorded Tensor around a kernel's (single) output."""
-    if type(out) is not np.ndarray:
-        out = np.asarray(out)
+    if type(out) is not np.ndarray:  # a NumPy scalar, or a subclass (refused)
+        out = plain(out) if isinstance(out, np.ndarray) else np.asarray(out)
     res = _new(Tensor)
     res.data = out
     res.grad = res._tan = res._hooks = res._vc = res._node = None
@@ -744,9 +753,9 @@ def apply1(p: Primitive, a: Tensor) -> Tensor:
     da = a.data
     try:
         out = p.kernel(da)
+        res = _result(out)  # (refuses np.matrix and masked results)
     except _ERRORS as e:
         raise op_error(p.name, (a,), _EMPTY, e) from e
-    res = _result(out)
     if a._rg and p.vjp is not None and res.data.dtype.kind in "fc":
         n = a._node
         edges = ((a if n is None else n, a._idx, da.shape, da.dtype),)
@@ -775,9 +784,9 @@ def apply2(p: Primitive, a: Any, b: Any) -> Any:
         rb = False
     try:
         out = p.kernel(da, db)
+        res = _result(out)  # (refuses np.matrix and masked results)
     except _ERRORS as e:
         raise op_error(p.name, (a, b), _EMPTY, e) from e
-    res = _result(out)
     if (ra or rb) and p.vjp is not None and res.data.dtype.kind in "fc":
         if ra:
             n = a._node

@@ -104,7 +104,12 @@ class Tensor:
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
+            # (a Parameter is a new leaf sharing the values by design, as PyTorch's)
+            if (data._rg or data._tan is not None) and type(self) is Tensor:
+                check_conversion(data, "copy")
             data = data.data
+        elif type(data) is not np.ndarray and (why := refused(type(data))) is not None:
+            raise TypeError(f"Tensor(data): {why}")
         arr = np.asarray(data, dtype=dtype)
         if arr.dtype == object:
             raise TypeError("Tensor data must be numeric, got an object array")
@@ -185,10 +190,30 @@ class Tensor:
 
     # ----- conversion -------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
-        """The underlying ndarray (no copy)."""
+        """The underlying ndarray (no copy).
+
+        For a tensor that requires grad (with grad mode on) or carries a forward-mode
+        tangent, this raises ``TypeError`` (the derivative would be dropped silently):
+        take ``t.detach().numpy()`` or ``t.data``. ``np.asarray(t)`` follows the same rule.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+        >>> x.detach().numpy()
+        array([1., 2.])
+        >>> x.numpy()
+        Traceback (most recent call last):
+        ...
+        TypeError: t.numpy() of a Tensor that requires grad (float64[2]) would drop its ...
+        """
+        if self._rg or self._tan is not None:
+            check_conversion(self, "numpy")
         return self.data
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if self._rg or self._tan is not None:
+            check_conversion(self)
         if dtype is None and not copy:
             return self.data
         return np.array(self.data, dtype=dtype, copy=True if copy else None)
@@ -658,31 +683,37 @@ class Tensor:
 
     # ----- NumPy protocols ----------------------------------------------------------------
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        name = f"numpy.{ufunc.__name__}"
         if method != "__call__":
             red = _REDUCE.get((ufunc, method))
             if red is None:
                 raise TypeError(
-                    f"{name}.{method} is not supported on autodiffx Tensors; use the autodiffx "
-                    "function (e.g. ad.sum, ad.cumsum) instead"
+                    f"{ufunc_name(ufunc)}.{method} is not supported on autodiffx Tensors; use "
+                    "the autodiffx function (e.g. ad.sum, ad.cumsum) instead"
                 )
             return red(*inputs, **kwargs)
         if "out" in kwargs:
             raise TypeError(
-                f"{name}(..., out=...) is not supported on Tensors: results are new tensors; "
-                "write y = np.f(x) (or x[...] = np.f(x) to assign)"
+                f"{ufunc_name(ufunc)}(..., out=...) is not supported on Tensors: results are new "
+                "tensors; write y = np.f(x) (or x[...] = np.f(x) to assign)"
             )
         f = _UFUNCS.get(ufunc)
         if f is None:
             raise TypeError(
-                f"{name} has no autodiffx rule, so it cannot be applied to a Tensor; use "
-                "ad.<function> or convert explicitly with np.asarray(t) (no gradient)"
+                f"{ufunc_name(ufunc)} has no autodiffx rule, so it cannot be applied to a Tensor; "
+                "use ad.<function>, or apply it to t.detach() (no derivative)"
             )
         if kwargs:
-            raise TypeError(f"{name}: keyword arguments {sorted(kwargs)} are not supported")
+            raise TypeError(
+                f"{ufunc_name(ufunc)}: keyword arguments {sorted(kwargs)} are not supported"
+            )
         return f(*inputs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if len(types) > 1:
+            for t in types:
+                why = refused(t)
+                if why is not None:
+                    raise TypeError(f"{func.__module__}.{func.__name__}: {why}")
         f = _FUNCTIONS.get(func)
         if f is not None:
             return f(*args, **kwargs)
@@ -691,7 +722,7 @@ class Tensor:
         raise TypeError(
             f"{func.__module__}.{func.__name__} has no autodiffx rule, so it cannot be applied "
             "to a Tensor; see the list of supported NumPy functions in the docs, use an "
-            "ad.<function>, or convert explicitly with np.asarray(t) (no gradient)"
+            "ad.<function>, or apply it to t.detach() (no derivative)"
         )
 
 
@@ -699,6 +730,7 @@ _REDUCE: dict[tuple[np.ufunc, str], Callable[..., Any]] = {}
 
 from . import _graph  # noqa: E402
 from . import ops as _F  # noqa: E402
+from ._convert import check_conversion, refused, ufunc_name  # noqa: E402
 from ._registry import FUNCTION_MAP, REGISTRY, UFUNC_MAP  # noqa: E402
 from ._registry import apply as _apply  # noqa: E402
 from ._registry import apply2 as _apply2  # noqa: E402

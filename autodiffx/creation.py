@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ._convert import check_conversion, refused
 from ._registry import FUNCTION_MAP
 from ._tensor import Tensor
 
@@ -26,7 +27,11 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     dtype('int64')
     """
     if isinstance(data, Tensor):
+        if data._rg or data._tan is not None:
+            check_conversion(data, "copy")
         data = data.data
+    elif type(data) is not np.ndarray and (why := refused(type(data))) is not None:
+        raise TypeError(f"ad.tensor(data): {why}")
     return _make(np.array(data, dtype=dtype, copy=True), requires_grad)
 
 
@@ -47,6 +52,8 @@ def asarray(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor
         return data
     if isinstance(data, Tensor):
         return data.astype(dtype)
+    if type(data) is not np.ndarray and (why := refused(type(data))) is not None:
+        raise TypeError(f"ad.asarray(data): {why}")
     return _make(np.asarray(data, dtype=dtype), requires_grad)
 
 

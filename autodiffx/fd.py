@@ -57,9 +57,15 @@ _STEP_POWER = {
 # --------------------------------------------------------------------------------------------
 
 
+def _values(v: Any) -> Any:
+    """A Tensor's values without its derivative (finite differences only read values)."""
+    detach = getattr(v, "detach", None)
+    return v if detach is None else detach()
+
+
 def _as_float(x: npt.ArrayLike) -> np.ndarray:
     """Copy ``x`` to a real floating array; integers and bools become float64."""
-    x = np.asarray(x)
+    x = np.asarray(_values(x))
     if x.dtype.kind in "biu":
         return x.astype(np.float64)
     if x.dtype.kind == "f":
@@ -91,7 +97,7 @@ def _steps(x: np.ndarray, h: npt.ArrayLike | None, scheme: str, order: int) -> n
 
 def _call(f: Callable[[np.ndarray], Any], x: np.ndarray) -> np.ndarray:
     # np.asarray(x): arithmetic on 0-d arrays yields NumPy scalars; f always gets arrays
-    return np.asarray(f(np.asarray(x)))
+    return np.asarray(_values(f(np.asarray(x))))
 
 
 def _first_difference(
@@ -897,7 +903,10 @@ def _reference_derivative(f: Callable[[Any], Any], x: np.ndarray) -> float:
         ad = None
     if ad is not None:
         t = ad.tensor(x, requires_grad=True)
-        out = f(t)
+        try:
+            out = f(t)
+        except TypeError:  # f takes plain arrays only (it converts, or calls non-autodiffx code)
+            out = None
         if isinstance(out, ad.Tensor) and out.requires_grad:
             g = autograd.grad(out, t)
             return float(np.asarray(g[0] if isinstance(g, (tuple, list)) else g))
