@@ -125,3 +125,44 @@ def test_kinks_do_not_leak_nan_into_second_derivatives():
             continue
         (h,) = ad.autograd.grad(g, x, grad_outputs=[np.ones(4)], allow_unused=True)
         assert h is None or np.array_equal(h.data, np.zeros(4))
+
+
+STD_ZERO_SPREAD = {
+    "one element": (np.array([3.0]), None),
+    "equal elements": (np.array([2.0, 2.0, 2.0]), None),
+    "one row of equal elements": (np.array([[1.0, 1.0, 1.0], [1.0, 2.0, 4.0]]), 1),
+}
+
+
+@pytest.mark.parametrize("case", STD_ZERO_SPREAD)
+@pytest.mark.parametrize("spelling", ["ad.std", "np.std", "method"])
+def test_std_at_zero_spread_has_derivative_zero(case, spelling):
+    """std at zero spread: gradient, tangent and Hessian 0 (PyTorch's), not nan; the rows
+    with spread keep their derivatives."""
+    x0, axis = STD_ZERO_SPREAD[case]
+    std = {"ad.std": ad.std, "np.std": np.std, "method": lambda t, axis: t.std(axis=axis)}
+    f = lambda t: std[spelling](t, axis=axis).sum()
+    d = x0 - x0.mean(axis=axis, keepdims=True)
+    s = np.sqrt((d * d).mean(axis=axis, keepdims=True))
+    want = np.where(s == 0, 0.0, d / (x0.shape[-1] * np.where(s == 0, 1.0, s)))
+    np.testing.assert_allclose(ad.grad(f)(x0).data, want, rtol=1e-14, atol=0)
+    t = np.arange(1.0, x0.size + 1).reshape(x0.shape)
+    np.testing.assert_allclose(ad.jvp(f, (x0,), (t,))[1].data, np.sum(want * t), rtol=1e-14)
+    h = ad.hessian(f)(x0).data.reshape(x0.size, x0.size)
+    assert np.isfinite(h).all()
+    np.testing.assert_allclose(ad.hvp(f, (x0,), (t,))[1].data, (h @ t.ravel()).reshape(t.shape))
+    if axis is None:
+        np.testing.assert_array_equal(h, 0.0)
+    else:  # the row without spread has a zero block; the other row its own Hessian
+        np.testing.assert_array_equal(h[:3], 0.0)
+        np.testing.assert_array_equal(h[:, :3], 0.0)
+        row = ad.hessian(lambda r: ad.std(r))(x0[1]).data
+        np.testing.assert_allclose(h[3:, 3:], row, rtol=1e-14)
+
+
+def test_std_at_zero_spread_keeps_float32():
+    x = ad.tensor([2.0, 2.0], dtype=np.float32, requires_grad=True)
+    y = ad.std(x)
+    y.backward()
+    assert y.dtype == np.float32 and x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad.data, [0.0, 0.0])

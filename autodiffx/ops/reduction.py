@@ -9,7 +9,7 @@ import numpy as np
 from .._mode import STATE
 from .._registry import FUNCTION_MAP, apply, defprim
 from .._tensor import Tensor
-from .elementwise import sqrt
+from .elementwise import sqrt, where
 from .shape import neg_axis
 
 
@@ -366,15 +366,24 @@ def std(
     keepdims: bool = False,
     **kw: Any,
 ) -> Tensor:
-    """Standard deviation over ``axis``.
+    """Standard deviation over ``axis``; its gradient at zero spread is 0 (as PyTorch's).
 
     Examples
     --------
     >>> import autodiffx as ad
     >>> ad.std(ad.tensor([1.0, 3.0]))
     tensor(1.)
+    >>> ad.grad(ad.std)(ad.tensor([2.0, 2.0]))
+    tensor([0., 0.])
     """
-    return sqrt(var(x, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, **kw))
+    v = var(x, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, **kw)
+    # NOTE: at zero spread (one element, or equal ones) sqrt's infinite derivative meets var's
+    # zero one: nan. The masked form gives the subgradient 0 of the kink table (as norm at 0)
+    # in every mode and order.
+    zero = v.data == 0
+    if np.any(zero):
+        return where(zero, 0.0, sqrt(where(zero, 1.0, v)))
+    return sqrt(v)
 
 
 def max(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
