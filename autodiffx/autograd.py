@@ -166,8 +166,9 @@ class Function:
     """Base class of user-defined differentiable operations (PyTorch's ``autograd.Function``).
 
     Subclasses define static ``forward(ctx, *inputs)`` (run without recording, on the given
-    Tensors), ``vjp(ctx, *grads)`` returning one gradient (or None) per input, and optionally
-    ``jvp(ctx, *tangents)`` for forward mode (missing tangents arrive as zeros). Rules written
+    Tensors), ``vjp(ctx, *grads)`` returning one gradient (or None) per input (PyTorch's name
+    ``backward`` is accepted for it), and optionally ``jvp(ctx, *tangents)`` for forward mode
+    (missing tangents arrive as zeros). Rules written
     with autodiffx ops are differentiable again (``create_graph=True``, nested transforms).
     Call ``F.apply(*inputs)``.
 
@@ -253,15 +254,43 @@ def _as_tensor(g: Any) -> Any:
     return g if isinstance(g, Tensor) or g is None else Tensor(np.asarray(g))
 
 
+def _vjp_rule(cls: type[Function]) -> tuple[str, Any] | None:
+    """The reverse rule of a Function subclass: its ``vjp``, or PyTorch's name ``backward``.
+
+    The class nearest in the MRO that defines either decides; None when none does.
+    """
+    for c in cls.__mro__:
+        if c is Function:
+            return None
+        names = [n for n in ("vjp", "backward") if n in vars(c)]
+        if len(names) == 2:
+            raise TypeError(
+                f"{cls.__name__} defines both vjp() and backward(): they are the same rule "
+                "(vjp is autodiffx's name, backward PyTorch's); define one of them"
+            )
+        if names:
+            return names[0], getattr(cls, names[0])
+    return None
+
+
 def _function_vjp(cls: type[Function]) -> Any:
+    rule = _vjp_rule(cls)
+
     def vjp(needs: Any, g: Any, out: Any, *args: Any, ctx: FunctionCtx, result: Any) -> Any:
+        if rule is None:
+            raise NotImplementedError(
+                f"{cls.__name__} has no reverse-mode rule: define vjp() in it, a static "
+                "vjp(ctx, *grads) returning one gradient (or None) per input of forward() "
+                "(PyTorch's name backward() is accepted too)"
+            )
+        name, fn = rule
         gs = tuple(_as_tensor(x) for x in g) if isinstance(g, tuple) else (_as_tensor(g),)
-        res = cls.vjp(ctx, *gs)
+        res = fn(ctx, *gs)
         if not isinstance(res, tuple | list):
             res = (res,)
         if len(res) != len(args):
             raise RuntimeError(
-                f"{cls.__name__}.vjp returned {len(res)} gradients for {len(args)} inputs"
+                f"{cls.__name__}.{name} returned {len(res)} gradients for {len(args)} inputs"
             )
         return tuple(res)
 
