@@ -799,9 +799,9 @@ def _zeros(o: Any, create_graph: bool, bshape: tuple[int, ...] = ()) -> Any:
 
 def _accumulate(t: Tensor, g: Any, create_graph: bool) -> None:
     if create_graph:
-        t.grad = g if t.grad is None else t.grad + g
+        t._grad = g if t._grad is None else t._grad + g
         return
-    if t.grad is None:
+    if t._grad is None:
         # NOTE: copied, so that .grad never aliases another gradient or a broadcast view,
         # unless the engine holds the only references to a fresh array of the right dtype.
         if (
@@ -811,11 +811,11 @@ def _accumulate(t: Tensor, g: Any, create_graph: bool) -> None:
             and g.flags.writeable
             and sys.getrefcount(g) <= _OWNED
         ):
-            t.grad = _wrap_const(g)
+            t._grad = _wrap_const(g)
         else:
-            t.grad = _wrap_const(np.array(g, dtype=t.data.dtype, copy=True))
+            t._grad = _wrap_const(np.array(g, dtype=t.data.dtype, copy=True))
     else:
-        t.grad = _wrap_const(t.grad.data + g)
+        t._grad = _wrap_const(t._grad.data + g)
 
 
 def _refs_inner(g: Any) -> int:

@@ -570,7 +570,7 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
             out = plain(out, p.name, args) if isinstance(out, np.ndarray) else np.asarray(out)
         res = _new(Tensor)
         res.data = out
-        res.grad = res._tan = res._hooks = None
+        res._grad = res._tan = res._hooks = None
         res._idx = 0
         if p.view and out.base is not None and isinstance(args[0], Tensor):
             res._vc = version_counter(args[0])
@@ -591,7 +591,7 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
             outs.append(o)
             t = _new(Tensor)
             t.data = o
-            t.grad = t._tan = t._hooks = t._node = t._vc = None
+            t._grad = t._tan = t._hooks = t._node = t._vc = None
             t._rg = False
             t._idx = len(res)
             res.append(t)
@@ -738,7 +738,7 @@ def _result(out: Any) -> Tensor:
         out = plain(out) if isinstance(out, np.ndarray) else np.asarray(out)
     res = _new(Tensor)
     res.data = out
-    res.grad = res._tan = res._hooks = res._vc = res._node = None
+    res._grad = res._tan = res._hooks = res._vc = res._node = None
     res._idx = 0
     res._rg = False
     return res
@@ -932,7 +932,7 @@ def _check_finite(p: Primitive, res: Any, where: str) -> None:
 def _wrap_const(arr: np.ndarray) -> Any:
     t = _new(Tensor)
     t.data = arr
-    t.grad = t._tan = t._hooks = t._node = None
+    t._grad = t._tan = t._hooks = t._node = None
     t._rg = False
     t._idx = 0
     t._vc = None

@@ -83,6 +83,33 @@ def _check_differentiable_dtype(dtype: np.dtype, flag: bool) -> None:
         )
 
 
+def _checked_grad(t: Tensor, g: Any) -> Tensor:
+    """``g`` as the ``.grad`` of ``t`` (an ndarray is wrapped, not copied), or raise."""
+    if isinstance(g, Tensor):
+        arr = g.data
+    elif isinstance(g, np.ndarray | np.generic) and not isinstance(
+        g, np.matrix | np.ma.MaskedArray
+    ):
+        arr = np.asarray(g)
+        g = Tensor(arr)
+    else:
+        raise TypeError(
+            f"assigned grad must be a Tensor, a numpy.ndarray or None, got {type(g).__name__}; "
+            "convert it first (np.asarray(g), or .filled() for a masked array)"
+        )
+    if arr.shape != t.shape:
+        raise ValueError(
+            f"assigned grad has shape {arr.shape} but the tensor has shape {t.shape}; a "
+            "gradient has exactly the shape of its tensor"
+        )
+    if arr.dtype != t.dtype:
+        raise TypeError(
+            f"assigned grad has dtype {arr.dtype} but the tensor has dtype {t.dtype}; convert "
+            f"it first (g.astype(np.{t.dtype}))"
+        )
+    return g
+
+
 class Tensor:
     """An n-dimensional array that records the operations applied to it.
 
@@ -99,7 +126,7 @@ class Tensor:
     tensor([2., 4., 6.])
     """
 
-    __slots__ = ("__weakref__", "_hooks", "_idx", "_node", "_rg", "_tan", "_vc", "data", "grad")
+    __slots__ = ("__weakref__", "_grad", "_hooks", "_idx", "_node", "_rg", "_tan", "_vc", "data")
     __array_priority__ = 1000
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
@@ -115,7 +142,7 @@ class Tensor:
             raise TypeError("Tensor data must be numeric, got an object array")
         _check_differentiable_dtype(arr.dtype, requires_grad)
         self.data = arr
-        self.grad: Tensor | None = None
+        self._grad: Tensor | None = None
         self._rg = bool(requires_grad)
         self._node: Any = None
         self._idx = 0
@@ -124,6 +151,28 @@ class Tensor:
         self._hooks: list[Callable[[Tensor], Tensor | None]] | None = None
 
     # ----- attributes -------------------------------------------------------------------
+    @property
+    def grad(self) -> Tensor | None:
+        """The accumulated gradient, a Tensor of this tensor's shape and dtype, or None.
+
+        Assignable (``None``, or a Tensor or ``numpy.ndarray`` of the same shape and dtype,
+        such as a finite-difference gradient for an optimizer); anything else raises.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import autodiffx as ad
+        >>> w = ad.tensor([1.0, 2.0], requires_grad=True)
+        >>> w.grad = np.array([0.5, -0.5])
+        >>> w.grad
+        tensor([ 0.5, -0.5])
+        """
+        return self._grad
+
+    @grad.setter
+    def grad(self, g: Any) -> None:
+        self._grad = None if g is None else _checked_grad(self, g)
+
     @property
     def requires_grad(self) -> bool:
         """Whether gradients are recorded for this tensor."""
@@ -642,7 +691,7 @@ class Tensor:
                 # NOTE: the op's own node must see the old values, which are overwritten below.
                 src = _new(Tensor)
                 src.data = self.data.copy()
-                src.grad = src._hooks = None
+                src._grad = src._hooks = None
                 src._node, src._idx, src._rg, src._tan = self._node, self._idx, self._rg, self._tan
                 src._vc = None
             res = _apply(p, (src, o))

@@ -483,6 +483,58 @@ def test_parameters_without_grad_are_skipped_and_zero_grad():
     assert a.grad is None
 
 
+def _run_with_array_grads(name, kw, steps):
+    """The quadratic's trajectory with ``p.grad = ndarray`` (as a finite-difference gradient
+    would be fed) instead of backward()."""
+    ps = [nn.Parameter(a.copy()) for a in Q_X0]
+    opt = getattr(optim, name)(ps, **kw)
+    grad_f = ad.grad(lambda *xs: _quad_ad(xs), argnums=(0, 1))
+
+    def closure():
+        for p, g in zip(ps, grad_f(*(p.detach() for p in ps))):
+            p.grad = np.array(g.data)
+        with ad.no_grad():
+            return _quad_ad(ps)
+
+    traj = []
+    for _ in range(steps):
+        opt.step(closure)
+        traj.append([p.data.copy() for p in ps])
+    return traj
+
+
+@pytest.mark.parametrize(
+    ("name", "kw"), [*CONFIGS, ("SteepestDescent", dict(lr=0.1, norm="linf"))], ids=_id
+)
+def test_grad_assigned_as_an_ndarray_steps_like_backward(name, kw):
+    for got, want in zip(_run_with_array_grads(name, kw, 3), _run_ad(name, kw, "quadratic", 3)):
+        for a, b in zip(got, want):
+            _close(a, b, 1e-14)
+
+
+def test_wrong_grad_assignments_are_refused_at_assignment():
+    p = nn.Parameter(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"shape \(3, 2\) but the tensor has shape \(2, 3\)"):
+        p.grad = np.zeros((3, 2))
+    with pytest.raises(ValueError, match=r"shape \(6,\)"):
+        p.grad = ad.zeros(6)
+    with pytest.raises(TypeError, match=r"dtype float32 but the tensor has dtype float64"):
+        p.grad = np.zeros((2, 3), np.float32)
+    with pytest.raises(TypeError, match=r"dtype int64"):
+        p.grad = np.zeros((2, 3), np.int64)
+    with pytest.raises(TypeError, match=r"must be a Tensor, a numpy.ndarray or None, got list"):
+        p.grad = [[0.0] * 3] * 2
+    with pytest.raises(TypeError, match=r"got MaskedArray"):
+        p.grad = np.ma.zeros((2, 3))
+    assert p.grad is None  # nothing was stored
+    g = np.ones((2, 3))
+    p.grad = g
+    assert isinstance(p.grad, ad.Tensor) and np.shares_memory(p.grad.data, g)
+    (p * 2).sum().backward()  # accumulates into the assigned gradient
+    np.testing.assert_array_equal(p.grad.data, np.full((2, 3), 3.0))
+    np.testing.assert_array_equal(g, 1.0)  # (out of place)
+
+
 def test_updates_do_not_record_a_graph_and_bump_versions():
     x = ad.tensor([1.0, 2.0], requires_grad=True)
     y = (x * x).sum()
