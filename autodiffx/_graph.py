@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -798,24 +799,30 @@ def _zeros(o: Any, create_graph: bool, bshape: tuple[int, ...] = ()) -> Any:
 
 
 def _accumulate(t: Tensor, g: Any, create_graph: bool) -> None:
-    if create_graph:
-        t._grad = g if t._grad is None else t._grad + g
-        return
-    if t._grad is None:
-        # NOTE: copied, so that .grad never aliases another gradient or a broadcast view,
-        # unless the engine holds the only references to a fresh array of the right dtype.
-        if (
-            type(g) is np.ndarray
-            and g.base is None
-            and g.dtype == t.data.dtype
-            and g.flags.writeable
-            and sys.getrefcount(g) <= _OWNED
-        ):
-            t._grad = _wrap_const(g)
+    # NOTE: .grad is read, added to and written back: under one lock, so that backward()
+    # calls in several threads into a shared leaf lose no update (the rules run unlocked).
+    with _GRAD_LOCK:
+        if create_graph:
+            t._grad = g if t._grad is None else t._grad + g
+            return
+        if t._grad is None:
+            # NOTE: copied, so that .grad never aliases another gradient or a broadcast view,
+            # unless the engine holds the only references to a fresh array of the right dtype.
+            if (
+                type(g) is np.ndarray
+                and g.base is None
+                and g.dtype == t.data.dtype
+                and g.flags.writeable
+                and sys.getrefcount(g) <= _OWNED
+            ):
+                t._grad = _wrap_const(g)
+            else:
+                t._grad = _wrap_const(np.array(g, dtype=t.data.dtype, copy=True))
         else:
-            t._grad = _wrap_const(np.array(g, dtype=t.data.dtype, copy=True))
-    else:
-        t._grad = _wrap_const(t._grad.data + g)
+            t._grad = _wrap_const(t._grad.data + g)
+
+
+_GRAD_LOCK = threading.Lock()
 
 
 def _refs_inner(g: Any) -> int:

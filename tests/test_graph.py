@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import weakref
 
@@ -348,3 +349,31 @@ def test_inplace_through_a_view_is_detected():
         v += 1.0  # writes into h's buffer
     with pytest.raises(RuntimeError, match="in-place"):
         y.sum().backward()
+
+
+@pytest.mark.parametrize(("create_graph", "calls"), [(False, 100), (True, 100)])
+def test_concurrent_backward_into_a_shared_leaf_loses_no_update(create_graph, calls):
+    """Accumulation into .grad is atomic: 4 threads x `calls` backward() into one leaf."""
+    N = 100_000  # NumPy releases the GIL in the arithmetic: the threads overlap
+    x = ad.tensor(np.ones(N), requires_grad=True)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(calls):
+                (x * 3.0).sum().backward(create_graph=create_graph)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors
+    np.testing.assert_array_equal(x.grad.data, np.full(N, 3.0 * 4 * calls))
