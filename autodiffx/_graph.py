@@ -73,6 +73,44 @@ def _check_versions(node: Node) -> None:
                 raise _inplace_error(node, f"output {k}")
 
 
+def _stale(args: Sequence[Any], datas: Sequence[Any]) -> bool:
+    """Whether a Tensor among a node's saved ``args`` has another ``.data`` than it had
+    (``datas``); a non-Tensor argument is its own data."""
+    n = len(args)
+    if n == 2:  # (most saving rules: unrolled)
+        a, b = args
+        da, db = datas
+        return (a is not da and a.data is not da) or (b is not db and b.data is not db)
+    if n == 1:
+        a, d = args[0], datas[0]
+        return a is not d and a.data is not d
+    return any(a is not d and a.data is not d for a, d in zip(args, datas))
+
+
+# NOTE: PyTorch's rule for a saved tensor whose .data is rebound (t.data = new) between the
+# forward and the backward: the rule reads the new values. A recorded pass (create_graph)
+# reads the Tensors themselves, so a plain pass must too, or the two would disagree.
+def _rebound(node: Node) -> list[Any]:
+    """The arguments' current arrays, for a node one of whose saved Tensors had its ``.data``
+    rebound after the op used it; a new shape or dtype raises."""
+    datas = list(node.datas)
+    for i, (a, d) in enumerate(zip(node.args, node.datas)):
+        if a is d:
+            continue
+        new = a.data
+        if type(new) is not np.ndarray or new.shape != d.shape or new.dtype != d.dtype:
+            got = f"{getattr(new, 'dtype', type(new).__name__)}{list(np.shape(new))}"
+            raise RuntimeError(
+                f"the .data of argument {i} of '{node.name}', saved for its backward, was "
+                f"rebound to {got} after the op used it as {d.dtype}{list(d.shape)}; a "
+                ".data rebound between forward and backward must keep its shape and dtype "
+                "(recompute the graph after changing them)"
+            )
+        datas[i] = new
+    node.datas = datas
+    return datas
+
+
 def _inplace_error(node: Node, what: str) -> RuntimeError:
     return RuntimeError(
         f"a value saved by '{node.name}' for its backward ({what}) was modified by an "
@@ -218,11 +256,14 @@ def run_backward(
                     gk if gk is not None else _zeros(o, create_graph, bshape)
                     for gk, o in zip(g, node.out)
                 )
+            datas = node.datas
+            if p.save_args and _stale(node.args, datas):
+                datas = _rebound(node)  # a saved Tensor's .data was rebound since
             if create_graph:
                 cts = p.vjp(node.edges, g, _out_for_rule(node, True), node.args, node.params)
             else:
                 # `needs` is the edge list: an edge (truthy) means "requires grad".
-                cts = p.vjp(node.edges, g, node.out, node.datas, node.params)
+                cts = p.vjp(node.edges, g, node.out, datas, node.params)
             i = -1
             for e in node.edges:
                 i += 1
