@@ -76,12 +76,7 @@ def _check_versions(node: Node) -> None:
 def _stale(args: Sequence[Any], datas: Sequence[Any]) -> bool:
     """Whether a Tensor among a node's saved ``args`` has another ``.data`` than it had
     (``datas``); a non-Tensor argument is its own data."""
-    n = len(args)
-    if n == 2:  # (most saving rules: unrolled)
-        a, b = args
-        da, db = datas
-        return (a is not da and a.data is not da) or (b is not db and b.data is not db)
-    if n == 1:
+    if len(args) == 1:
         a, d = args[0], datas[0]
         return a is not d and a.data is not d
     return any(a is not d and a.data is not d for a, d in zip(args, datas))
@@ -257,8 +252,15 @@ def run_backward(
                     for gk, o in zip(g, node.out)
                 )
             datas = node.datas
-            if p.save_args and _stale(node.args, datas):
-                datas = _rebound(node)  # a saved Tensor's .data was rebound since
+            if p.save_args:  # a saved Tensor's .data rebound since? (binary rules unrolled)
+                args = node.args
+                if len(args) == 2:
+                    a, b = args
+                    da, db = datas
+                    if (a is not da and a.data is not da) or (b is not db and b.data is not db):
+                        datas = _rebound(node)
+                elif _stale(args, datas):
+                    datas = _rebound(node)
             if create_graph:
                 cts = p.vjp(node.edges, g, _out_for_rule(node, True), node.args, node.params)
             else:
