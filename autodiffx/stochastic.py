@@ -433,14 +433,32 @@ def _ancestors(parents: dict[str, set[str]]) -> dict[str, frozenset[str]]:
 
 
 def _common_shape(groups: Iterable[tuple[str, dict[str, Tensor]]]) -> tuple[int, ...]:
+    """The one shape of the non-scalar Tensors (the runs); refuses broadcasting otherwise."""
     shapes = {f"{what}[{k!r}]": t.shape for what, d in groups for k, t in d.items()}
-    try:
-        return np.broadcast_shapes(*shapes.values())
-    except ValueError:
+    distinct = {s for s in shapes.values() if s != ()}
+    if len(distinct) > 1:
+        # NOTE: no broadcasting between run shapes: (n,) against (n, n) would pair runs wrongly.
         raise ValueError(
-            "dice_objective: the costs, log-probabilities and baselines must broadcast to one "
-            f"shape (one entry per independent run of the graph), got {shapes}"
-        ) from None
+            "dice_objective: the costs, log-probabilities and baselines must all have the same "
+            "shape (one entry per independent run of the graph) or be scalars; sum a node's "
+            f"batch axes into its log-probability first. Got {shapes}"
+        )
+    return distinct.pop() if distinct else ()
+
+
+def _graph(costs: Any, log_probs: Any, depends_on: Any, baselines: Any) -> tuple[Any, ...]:
+    """The checked inputs of ``dice_objective``, the ancestors of each name and the run shape."""
+    costs_t, logps = _named(costs, "costs"), _named(log_probs, "log_probs")
+    base = _named(baselines if baselines is not None else {}, "baselines")
+    clash = sorted(set(costs_t) & set(logps))
+    if clash or set(base) - set(logps):
+        raise ValueError(
+            f"dice_objective: names {clash} are both costs and stochastic nodes, or baselines "
+            f"{sorted(set(base) - set(logps))} name no stochastic node; use distinct names"
+        )
+    anc = _ancestors(_direct_parents(depends_on, [*costs_t, *logps], set(logps)))
+    shape = _common_shape((("costs", costs_t), ("log_probs", logps), ("baselines", base)))
+    return costs_t, logps, base, anc, shape
 
 
 def dice_objective(
@@ -455,8 +473,8 @@ def dice_objective(
 
     ``costs`` maps names to cost Tensors, ``log_probs`` names of stochastic nodes to the
     log-probability of their *detached* samples (``d.log_prob(d.sample(...))``; a node
-    sampled with ``rsample`` is deterministic given its noise and is not listed). Every
-    Tensor holds one entry per independent run of the graph (they broadcast to one shape).
+    sampled with ``rsample`` is deterministic given its noise and is not listed), with one
+    entry per independent run of the graph (all the same shape, or scalars).
     ``depends_on`` gives, for every cost and every stochastic node, the stochastic nodes
     its inputs are computed from (an empty list for none); dependencies through other
     nodes are added. The objective is the mean over runs of (Foerster et al. 2018)
@@ -464,13 +482,12 @@ def dice_objective(
         sum_c magic_box(sum_{w influences c} log p_w) * c
         + sum_w (1 - magic_box(log p_w)) * b_w
 
-    with the optional ``baselines`` ``b_w`` (detached; Mao et al. 2019, as used by
-    Farquhar et al.'s Loaded DiCE): an estimate of the costs that depend on ``w``, computed
-    only from what ``w`` depends on, never from ``w`` or its descendants. The baseline
-    term is 0 in value and has zero expectation at every order; it lowers the variance.
-    Its value is the Monte-Carlo estimate of the expected total cost; ``backward()``,
-    ``ad.grad``, ``ad.hessian`` give unbiased estimators of its derivatives of any order.
-    ``reduction="none"`` returns the per-run terms.
+    with the optional detached ``baselines`` ``b_w`` (Mao et al. 2019; Farquhar et al.'s
+    Loaded DiCE): estimates of the costs that depend on ``w``, computed only from what ``w``
+    depends on. That term is 0 in value with zero expectation at every order. The value is
+    the Monte-Carlo estimate of the expected total cost; ``backward()``, ``ad.grad`` and
+    ``ad.hessian`` give unbiased estimators of derivatives of any order.
+    ``reduction="none"`` returns the per-run terms. See docs/stochastic.md.
 
     Examples
     --------
@@ -488,16 +505,7 @@ def dice_objective(
     >>> L.shape, g.shape, h.shape
     ((), (), ())
     """
-    costs_t, logps = _named(costs, "costs"), _named(log_probs, "log_probs")
-    base = _named(baselines if baselines is not None else {}, "baselines")
-    clash = sorted(set(costs_t) & set(logps))
-    if clash or set(base) - set(logps):
-        raise ValueError(
-            f"dice_objective: names {clash} are both costs and stochastic nodes, or baselines "
-            f"{sorted(set(base) - set(logps))} name no stochastic node; use distinct names"
-        )
-    anc = _ancestors(_direct_parents(depends_on, [*costs_t, *logps], set(logps)))
-    shape = _common_shape((("costs", costs_t), ("log_probs", logps), ("baselines", base)))
+    costs_t, logps, base, anc, shape = _graph(costs, log_probs, depends_on, baselines)
     total: Any = 0.0
     for name, c in costs_t.items():
         deps = sorted(anc[name])

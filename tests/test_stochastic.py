@@ -264,8 +264,12 @@ def test_two_step_gradient_and_hessian_with_and_without_baselines():
     hess = ad.hessian(two_step_expectation)(TH2).data
     var = {}
     for bl in (False, True):
-        g = mc_check(lambda s: ad.grad(lambda t: two_step(t, s, baselines=bl))(TH2), grad, "grad")  # noqa: B023
-        h = mc_check(lambda s: ad.hessian(lambda t: two_step(t, s, baselines=bl))(TH2), hess, "H")  # noqa: B023
+
+        def objective(seed, order, bl=bl):
+            return order(lambda t: two_step(t, seed, baselines=bl))(TH2)
+
+        g = mc_check(lambda s, o=objective: o(s, ad.grad), grad, f"gradient, baselines {bl}")
+        h = mc_check(lambda s, o=objective: o(s, ad.hessian), hess, f"Hessian, baselines {bl}")
         var[bl] = g.var(axis=0).sum(), h.var(axis=0).sum()
     assert var[True][0] < 0.75 * var[False][0] and var[True][1] < 0.9 * var[False][1], var
 
@@ -398,7 +402,26 @@ def test_dice_objective_refuses_incomplete_or_cyclic_dependencies():
         S.dice_objective(c, lp, {"c": ["c"], "x": [], "y": []})
     with pytest.raises(ValueError, match="cycle: x -> y -> x"):
         S.dice_objective(c, lp, {"c": ["x"], "x": ["y"], "y": ["x"]})
-    with pytest.raises(ValueError, match="broadcast to one shape"):
+    with pytest.raises(ValueError, match="same shape"):
         S.dice_objective({"c": ad.ones(4)}, lp, {"c": ["x"], "x": [], "y": []})
+    with pytest.raises(ValueError, match="same shape"):  # would broadcast, pairing runs wrongly
+        S.dice_objective({"c": ad.ones(3)}, {"x": ad.zeros((3, 3))}, {"c": ["x"], "x": []})
+    scalar_cost = S.dice_objective(
+        {"c": 2.0, "d": ad.ones(3)}, lp, {"c": [], "d": ["x"], "x": [], "y": []}
+    )
+    assert scalar_cost.item() == 3.0
     with pytest.raises(ValueError, match="name no stochastic node"):
         S.dice_objective(c, lp, {"c": ["x"], "x": [], "y": []}, baselines={"c": 1.0})
+
+
+def test_docs_examples_run():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "stochastic.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for code in blocks:
+        exec(compile(code, "docs/stochastic.md", "exec"), namespace)
+    assert namespace["H"].shape == (2, 2) and namespace["g"].shape == (2,)
