@@ -291,18 +291,21 @@ def _fits(shape: tuple[int, ...], into: tuple[int, ...]) -> bool:
 
 
 # Results that autodiffx treats as views of their argument where NumPy makes a copy (see
-# KNOWN_WRONG["copy taken for a view"]): never modified in place here.
+# KNOWN_WRONG["copy taken for a view"]), and NumPy views that autodiffx does not track (see
+# KNOWN_WRONG["untracked NumPy view"]): neither is modified in place here.
 COPIES_TAKEN_FOR_VIEWS = re.compile(r"reshape|ravel|repeat|tile|take|^\w+\[")
+UNTRACKED_VIEWS = re.compile(r"einsum")
 
 
-def _view_in_ad_only(expr: str, out: Any, args: Sequence[Any]) -> bool:
-    """Whether autodiffx may make ``out`` a view, or treat it as one, where NumPy copied.
+def _not_modifiable(expr: str, out: Any, args: Sequence[Any]) -> bool:
+    """Whether ``out`` (and anything sharing its memory) must not be modified in place
+    because autodiffx and NumPy disagree on whether ``out`` is a view.
 
     NumPy reductions return scalars where autodiffx returns 0-d tensors, so an op on a
     NumPy scalar may be a view in autodiffx only.
     """
     if any(np.shares_memory(out, a) for a in args):
-        return False
+        return UNTRACKED_VIEWS.search(expr) is not None
     if np.size(out) == 1 and any(isinstance(a, np.generic) for a in args):
         return True
     return isinstance(out, np.ndarray) and COPIES_TAKEN_FOR_VIEWS.search(expr) is not None
@@ -356,7 +359,7 @@ class Builder:
         self.names.append(name)
         out, args = env[name], [env[u] for u in uses]
         self.read.update(u for u, a in zip(uses, args, strict=True) if not np.shares_memory(out, a))
-        if reads_output or _view_in_ad_only(expr, out, args):
+        if reads_output or _not_modifiable(expr, out, args):
             self.frozen.add(name)
         return True
 
