@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.special
 from _numdiff import directional
 from hypothesis import Phase, example, given, reject, settings
 from hypothesis import strategies as st
@@ -51,7 +52,7 @@ class Program:
 
     def function(self, xp: Any) -> Callable[..., tuple[Any, ...]]:
         """The program with ``xp`` bound (``np`` or ``ad``)."""
-        namespace: dict[str, Any] = {"np": np}
+        namespace: dict[str, Any] = {"np": np, "sp": scipy.special}
         exec(self.source(), namespace)
         program = namespace["program"]
         return lambda *xs: program(xp, *xs)
@@ -61,7 +62,8 @@ class Program:
 
     def __repr__(self) -> str:
         xs = "".join(f"x{i} = np.array({x.tolist()!r})\n" for i, x in enumerate(self.inputs))
-        return f"\n{self.source()}{xs}# seed of tangents and cotangents: {self.seed}\n"
+        head = "import numpy as np, scipy.special as sp, autodiffx as ad  # xp: np or ad\n"
+        return f"\n{head}{self.source()}{xs}# seed of tangents and cotangents: {self.seed}\n"
 
 
 def _readonly(x: Any) -> np.ndarray:
@@ -74,7 +76,7 @@ def _run(inputs: Sequence[np.ndarray], lines: Sequence[str]) -> dict[str, Any]:
     """The NumPy values of every name after ``lines`` (floating-point errors raise)."""
     env: dict[str, Any] = {f"x{i}": x for i, x in enumerate(inputs)}
     with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
-        exec("\n".join(lines), {"np": np, "xp": np}, env)
+        exec("\n".join(lines), {"np": np, "sp": scipy.special, "xp": np}, env)
     return env
 
 
@@ -130,6 +132,15 @@ UNARY: list[tuple[str, Pre, bool]] = [
     ("xp.maximum({a}, 0.0)", _away(0.0), False),
     ("xp.minimum({a}, 0.5)", _away(0.5), False),
     ("xp.where({a} > 0.0, {a}, 0.2 * {a})", _away(0.0), False),
+    # NumPy and SciPy functions called on Tensors (the dispatch protocols)
+    ("np.sin({a})", None, False),
+    ("np.exp({a})", _within(-BOUND, 2.5), True),
+    ("np.sqrt({a})", _within(0.3, BOUND), True),
+    ("sp.erf({a})", None, False),
+    ("sp.expit({a})", None, True),
+    ("sp.gammaln({a})", _within(0.3, BOUND), False),
+    ("sp.digamma({a})", _within(0.3, BOUND), False),
+    ("sp.erfinv({a})", _within(-0.8, 0.8), True),
 ]
 
 
@@ -158,6 +169,17 @@ BINARY: list[tuple[str, Pre, bool]] = [
     ("xp.logaddexp({a}, {b})", None, True),
     ("{a} ** {b}", lambda a, b: a.min() > 0.3 and a.max() < 5 and np.abs(b).max() < 2.5, True),
     ("xp.where({a} > {b}, {a} * {b}, {b} - {a})", lambda a, b: np.abs(a - b).min() > MARGIN, False),
+    ("np.multiply({a}, {b})", None, False),
+    ("np.maximum({a}, {b})", lambda a, b: np.abs(a - b).min() > MARGIN, False),
+    ("np.fmin({a}, {b})", lambda a, b: np.abs(a - b).min() > MARGIN, False),
+    (
+        "np.float_power({a}, {b})",
+        lambda a, b: a.min() > 0.3 and a.max() < 5 and np.abs(b).max() < 2.5,
+        True,
+    ),
+    ("xp.clip({a}, {b}, None)", lambda a, b: np.abs(a - b).min() > MARGIN, False),
+    ("xp.clip({a}, None, {b})", lambda a, b: np.abs(a - b).min() > MARGIN, False),
+    ("xp.where({b} > 0.0, {a}, {b})", lambda a, b: np.abs(b).min() > MARGIN, False),
 ]
 
 
@@ -189,7 +211,7 @@ def _norm_ok(a: np.ndarray, axis: Any) -> bool:
     return bool(np.sqrt((_reduced(a, axis) ** 2).sum(-1)).min() > 0.3)
 
 
-# (template with {a} and {ax} (", axis=..., keepdims=..."), precondition(a, axis), reads output)
+# Reductions: {ax} is "axis=..." with perhaps ", keepdims=True"; the precondition takes (a, axis).
 REDUCE: list[tuple[str, Pre, bool]] = [
     ("xp.sum({a}, {ax})", None, False),
     ("{a}.sum({ax})", None, False),
@@ -205,11 +227,22 @@ REDUCE: list[tuple[str, Pre, bool]] = [
     ("xp.std({a}, {ax})", _spread, True),
     ("{a}.std({ax})", _spread, True),
     ("xp.linalg.norm({a}, {ax})", _norm_ok, True),
+    ("np.sum({a}, {ax})", None, False),
+    ("np.max({a}, {ax})", _gap(1.0), True),
+    ("np.linalg.norm({a}, {ax})", _norm_ok, True),
+    ("np.add.reduce({a}, {ax})", None, False),
+    ("np.maximum.reduce({a}, {ax})", _gap(1.0), True),
 ]
 CUMULATIVE: list[tuple[str, Pre, bool]] = [
     ("xp.cumsum({a}, axis={axis})", None, False),
     ("{a}.cumsum(axis={axis})", None, False),
     ("xp.cumprod({a}, axis={axis})", lambda a: np.abs(a).max() < 2.0, True),
+    ("np.add.accumulate({a}, axis={axis})", lambda a: a.ndim > 0, False),
+    (
+        "np.multiply.accumulate({a}, axis={axis})",
+        lambda a: a.ndim > 0 and np.abs(a).max() < 2,
+        True,
+    ),
 ]
 
 
@@ -228,7 +261,8 @@ def _singular_ok(m: np.ndarray) -> bool:
     return bool(s.min() > MARGIN) and (s.shape[-1] < 2 or bool(-np.diff(s, axis=-1).min() > MARGIN))
 
 
-# Square matrices: ({M} is a matrix expression built from the drawn value, see _square)
+# (kind, template, precondition on the matrix, reads output): {M} is a matrix built from the
+# drawn value, invertible and well-conditioned ("general"), SPD ("spd") or as is ("any").
 SQUARE: list[tuple[str, str, Callable[[np.ndarray], bool], bool]] = [
     ("general", "xp.linalg.inv({M})", _square_ok, True),
     ("general", "xp.linalg.det({M})", _square_ok, True),
@@ -248,6 +282,7 @@ SQUARE: list[tuple[str, str, Callable[[np.ndarray], bool], bool]] = [
 PRODUCTS = [
     "{a} @ {b}",
     "xp.matmul({a}, {b})",
+    "np.matmul({a}, {b})",
     "xp.dot({a}, {b})",
     "xp.inner({a}, {b})",
     "xp.outer({a}, {b})",
@@ -444,6 +479,8 @@ def _cumulative(draw: Any, b: Builder) -> bool:
     if a is None:
         return False
     axis = _axis(draw, b.value(a).ndim, tuples=False)
+    if axis is None and "accumulate" in template:  # ufunc.accumulate needs an axis
+        axis = 0
     return b.add(template.format(a=a, axis=axis), [a], reads_output)
 
 
