@@ -73,7 +73,11 @@ class Primitive:
         self.nout = 1
         self.save_args = True
         self.save_out = False
-        self.view = False
+        # Outputs may share the first argument's memory (True), or be that memory unchanged
+        # ("alias": astype without a cast); checked per call (see autodiffx._views).
+        self.view: bool | str = False
+        # Multi-output views (split): view_steps(shape, **params) gives each output's index.
+        self.view_steps: Callable[..., Any] | None = None
         self.shapes = True
         self.kind = "general"
         # One output, no Meta placeholders, not a view: eligible for apply1/apply2.
@@ -263,7 +267,7 @@ def defprim(
     save_args: bool = True,
     save_out: bool = False,
     zero_deriv: bool = False,
-    view: bool = False,
+    view: bool | str = False,
     shapes: bool = True,
     batch: Callable[..., Any] | None = None,
     broadcasting: bool = False,
@@ -566,10 +570,9 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
         res.data = out
         res.grad = res._tan = res._hooks = None
         res._idx = 0
-        if p.view and out.base is not None and isinstance(args[0], Tensor):
-            res._vc = version_counter(args[0])
-        else:
-            res._vc = None
+        res._vc = None
+        if p.view and isinstance(args[0], Tensor):
+            link_view(res, args, p, params, mode & 1)
         if record and out.dtype.kind in "fc":
             res._node = _record(p, args, datas, params, _edges(args), out, res, mode)
             res._rg = True
@@ -589,6 +592,8 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
             t._idx = len(res)
             res.append(t)
         res = tuple(res)
+        if p.view and isinstance(args[0], Tensor):
+            link_outputs(res, args[0], p, params, mode & 1)
         if record and any(o.dtype.kind in "fc" for o in outs):
             node = _record(p, args, datas, params, _edges(args), tuple(outs), res, mode)
             for i, t in enumerate(res):
@@ -637,9 +642,10 @@ def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: A
         raise op_error(p.name, args, params, e) from e
     res = _result(out)
     out = res.data
-    if p.view and out.base is not None and isinstance(args[0], Tensor):
-        res._vc = version_counter(args[0])
-    grad = not (st.mode & 1)
+    no_grad = st.mode & 1
+    if p.view and isinstance(args[0], Tensor):
+        link_view(res, args, p, params, no_grad)
+    grad = not no_grad
     if rg and grad and p.vjp is not None and out.dtype.kind in "fc":
         res._node = _record(p, args, datas, params, _edges(args), out, res, 2)
         res._rg = True
@@ -707,7 +713,10 @@ def _record(
         node.args = node.datas = _NONES[len(datas)] if len(datas) < 8 else [None] * len(datas)
     if p.save_out:
         node.out = out
-        node.out_vc = [version_counter(t) for t in res] if multi else version_counter(res)
+        if p.kind == "linear":  # (split keeps its outputs for their shapes, never their values)
+            node.out_vc = None
+        else:
+            node.out_vc = [version_counter(t) for t in res] if multi else version_counter(res)
     else:
         node.out = out if scope is not None else None
         node.out_vc = None
@@ -976,3 +985,4 @@ class Node:
 
 from ._broadcast import fit  # noqa: E402
 from ._tensor import STAMP, Tensor, _new, version_counter  # noqa: E402
+from ._views import link_outputs, link_view  # noqa: E402
