@@ -330,3 +330,161 @@ def _run_ref(steps, x, y):
 def test_random_programs_match_their_out_of_place_twin(seed):
     steps = _random_program(seed)
     _compare(lambda x, y: _run_inplace(steps, x, y), lambda x, y: _run_ref(steps, x, y), seed=seed)
+
+
+# ----- what is refused, and what is not a view --------------------------------------------
+def test_writing_through_a_view_of_a_leaf_that_requires_grad_is_refused():
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    v = x[0:2]
+    with pytest.raises(RuntimeError, match=r"view \(shape \(2,\)\) of a leaf.*no_grad"):
+        v *= 2
+    with pytest.raises(RuntimeError, match=r"view .* of a leaf"):
+        x.T[0] = 5.0
+    with ad.no_grad():  # a parameter update through a view
+        v -= 1.0
+    np.testing.assert_array_equal(x.data, [0.0, 1.0, 3.0])
+
+
+def test_writing_with_grad_through_a_view_made_under_no_grad_is_refused():
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    h = _h(x)
+    with ad.no_grad():
+        v = h[0:2]
+        w = v[1:]  # made under grad mode below from a view made under no_grad
+    with pytest.raises(RuntimeError, match="made under no_grad"):
+        v *= 2
+    u = v[0:1]
+    with pytest.raises(RuntimeError, match="made under no_grad"):
+        u += 1
+    with pytest.raises(RuntimeError, match="made under no_grad"):
+        w[0] = 1.0
+    np.testing.assert_array_equal(h.data, [1.0, 2.0, 3.0])  # nothing was written
+
+
+def test_a_read_only_view_says_so():
+    h = _h(ad.tensor([1.0, 2.0], requires_grad=True))
+    b = h.broadcast_to((3, 2))
+    with pytest.raises(ValueError, match=r"in-place add on float64\[3, 2\].*read-only view"):
+        b += 1
+    c = ad.broadcast_to(ad.tensor([1.0, 2.0]), (3, 2))
+    with pytest.raises(TypeError, match="read-only view"):
+        c *= 2
+
+
+def test_views_made_under_no_grad_follow_their_base():
+    """PyTorch regenerates them too: only writing through them with grad on is refused."""
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    h = _h(x)
+    with ad.no_grad():
+        v = h[1:]
+    h *= 3
+    assert v.requires_grad
+    v.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [0.0, 3.0])
+
+
+def test_a_view_whose_base_buffer_was_replaced_is_a_view_no_more():
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    h = _h(x)
+    v = h[0:2]
+    h.data = np.zeros(3)  # (the escape hatch: no gradient flows through .data)
+    v *= 5  # writes v's own buffer only
+    np.testing.assert_array_equal(h.data, [0.0, 0.0, 0.0])
+    (h.sum() + v.sum()).backward()
+    np.testing.assert_array_equal(x.grad.data, [6.0, 6.0, 1.0])
+
+
+def test_copies_are_not_views():
+    """Advanced indices, a reshape that must copy, and a 0-d element are copies (NumPy's
+    rule): writing into them leaves the base and its history alone."""
+    x = ad.tensor(np.arange(1.0, 7.0).reshape(2, 3), requires_grad=True)
+    h = _h(x)
+    a = h[[0, 1], [1, 2]]
+    r = h.T.reshape(6)
+    e = h[0, 0]
+    for c in (a, r, e):
+        c *= 10
+    np.testing.assert_array_equal(h.data, x.data)
+    (h.sum() + a.sum() + r.sum() + e).backward()
+    np.testing.assert_array_equal(x.grad.data, [[21.0, 21.0, 11.0], [11.0, 11.0, 21.0]])
+
+
+def test_split_pieces_are_views():
+    x = ad.tensor(np.arange(1.0, 7.0), requires_grad=True)
+    h = _h(x)
+    _, b, c = ad.split(h, 3)
+    b *= 10
+    np.testing.assert_array_equal(h.data, [1.0, 2.0, 30.0, 40.0, 5.0, 6.0])
+    h *= 2
+    (h.sum() + c.sum()).backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0, 2.0, 20.0, 20.0, 4.0, 4.0])
+
+
+def test_aliases_are_views():
+    """astype without a cast and real of a real tensor return the tensor's own buffer."""
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    h = _h(x)
+    a = h.astype(np.float64, copy=False)
+    a *= 3
+    r = h.real
+    r += x
+    h.sum().backward()
+    np.testing.assert_array_equal(h.data, [4.0, 8.0])
+    np.testing.assert_array_equal(x.grad.data, [4.0, 4.0])
+
+
+def test_numpy_views_that_positions_cannot_describe_are_copies():
+    """einsum's lone diagonal and real/imag of a complex array are views in NumPy; here they
+    are copies, so a write into them cannot reach the operand behind its history."""
+    x = ad.tensor(np.arange(1.0, 5.0).reshape(2, 2), requires_grad=True)
+    h = _h(x)
+    d = ad.einsum("ii->i", h)
+    d *= 10
+    z = ad.tensor([1 + 2j, 3 - 1j])
+    re, im = z.real, z.imag
+    re *= 2
+    im *= 2
+    np.testing.assert_array_equal(h.data, x.data)
+    np.testing.assert_array_equal(z.data, [1 + 2j, 3 - 1j])
+    (h.sum() + d.sum()).backward()
+    np.testing.assert_array_equal(x.grad.data, [[11.0, 1.0], [1.0, 11.0]])
+
+
+# ----- the version counter and the other in-place operators -------------------------------
+def test_a_saved_view_modified_through_its_base_is_detected():
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    h = _h(x)
+    v = h[0:2]
+    y = v * v  # saves v
+    h *= 2
+    assert v._version == h._version > 0
+    with pytest.raises(RuntimeError, match=r"'multiply'.*modified by an in-place"):
+        y.sum().backward()
+
+
+def test_an_operand_sharing_the_buffer_is_read_before_the_write():
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    h = _h(x)
+    h *= h
+    v = h[1:]
+    v *= h[:2]  # overlapping operand: the old values of h[:2]
+    np.testing.assert_array_equal(h.data, [1.0, 4.0, 36.0])
+    h.sum().backward()  # x0² + x0² x1² + x1² x2²
+    np.testing.assert_array_equal(x.grad.data, [2.0 + 8.0, 4.0 + 36.0, 24.0])
+
+
+def test_power_floor_divide_and_zero_are_in_place():
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    h = _h(x)
+    p, q, z = h[0:1], h[1:2], h[2:]
+    p **= 3
+    q //= 1.5
+    z.zero_()
+    np.testing.assert_array_equal(h.data, [1.0, 1.0, 0.0])
+    h.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [3.0, 0.0, 0.0])
+    n = ad.tensor([7, 9])  # integers: values only, in place as NumPy's
+    w = n[1:]
+    w **= 2
+    w //= 4
+    np.testing.assert_array_equal(n.data, [7, 20])
