@@ -713,10 +713,7 @@ def _record(
         node.args = node.datas = _NONES[len(datas)] if len(datas) < 8 else [None] * len(datas)
     if p.save_out:
         node.out = out
-        if p.kind == "linear":  # (split keeps its outputs for their shapes, never their values)
-            node.out_vc = None
-        else:
-            node.out_vc = [version_counter(t) for t in res] if multi else version_counter(res)
+        node.out_vc = [version_counter(t) for t in res] if multi else version_counter(res)
     else:
         node.out = out if scope is not None else None
         node.out_vc = None

@@ -314,7 +314,7 @@ def _diagonal_kernel(x: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) ->
     d = np.diagonal(x, offset, axis1, axis2)
     # NOTE: writable when x is (NumPy's is read-only "for now"; PyTorch's is writable): an
     # in-place write through it reaches x, and x's history (see autodiffx._views).
-    if d.base is not None and x.flags.writeable:
+    if isinstance(x, np.ndarray) and x.flags.writeable and d.base is not None:
         d.flags.writeable = True
     return d
 
