@@ -94,6 +94,12 @@ def chain(t: Tensor) -> tuple[Tensor, list[Any], bool]:
 def needs_graph(v: Tensor, other: bool) -> bool:
     """Whether an in-place write to view ``v`` must be recorded; raise when it is refused."""
     root, _, no_grad = chain(v)
+    if STATE.grad_enabled and v._rg and v._node is None:
+        raise RuntimeError(
+            f"a leaf tensor that requires grad (a view of shape {v.shape}) is being modified "
+            "in place; update parameters under `with ad.no_grad():`, or write x = x + y to "
+            "make a new tensor"
+        )
     if STATE.grad_enabled and root._rg:
         if root._node is None:
             raise RuntimeError(

@@ -345,6 +345,16 @@ def test_writing_through_a_view_of_a_leaf_that_requires_grad_is_refused():
     np.testing.assert_array_equal(x.data, [0.0, 1.0, 3.0])
 
 
+def test_a_view_made_a_leaf_that_requires_grad_is_a_leaf():
+    a = ad.zeros(3)
+    v = a[0:2]
+    v.requires_grad_()
+    with pytest.raises(RuntimeError, match=r"leaf tensor that requires grad \(a view"):
+        v *= 2
+    (v * v).sum().backward()
+    assert v.is_leaf and v.grad is not None
+
+
 def test_writing_with_grad_through_a_view_made_under_no_grad_is_refused():
     x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
     h = _h(x)
