@@ -622,6 +622,9 @@ class Tensor:
     def __ifloordiv__(self, o: Any) -> Tensor:
         return self._inplace(_P.floor_divide, o)
 
+    def __imatmul__(self, o: Any) -> Tensor:
+        return self._inplace(_P.matmul, o)
+
     def _graph_inplace(self, o: Any) -> bool:
         if not (STATE.grad_enabled or STATE.levels):
             return False

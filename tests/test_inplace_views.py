@@ -484,7 +484,7 @@ def test_an_operand_sharing_the_buffer_is_read_before_the_write():
     np.testing.assert_array_equal(x.grad.data, [2.0 + 8.0, 4.0 + 36.0, 24.0])
 
 
-def test_power_floor_divide_and_zero_are_in_place():
+def test_power_floor_divide_matmul_and_zero_are_in_place():
     x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
     h = _h(x)
     p, q, z = h[0:1], h[1:2], h[2:]
@@ -494,6 +494,13 @@ def test_power_floor_divide_and_zero_are_in_place():
     np.testing.assert_array_equal(h.data, [1.0, 1.0, 0.0])
     h.sum().backward()
     np.testing.assert_array_equal(x.grad.data, [3.0, 0.0, 0.0])
+    m = ad.tensor(np.arange(1.0, 7.0).reshape(3, 2), requires_grad=True)
+    hm = _h(m)
+    top = hm[:2]
+    top @= ad.tensor([[0.0, 1.0], [1.0, 0.0]])  # swaps the columns of the first two rows
+    np.testing.assert_array_equal(hm.data, [[2.0, 1.0], [4.0, 3.0], [5.0, 6.0]])
+    (hm * ad.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])).sum().backward()
+    np.testing.assert_array_equal(m.grad.data, [[2.0, 1.0], [4.0, 3.0], [5.0, 6.0]])
     n = ad.tensor([7, 9])  # integers: values only, in place as NumPy's
     w = n[1:]
     w **= 2
