@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from op_specs import ROWS
+from strategies import Const
 
 import autodiffx as ad
+from autodiffx import REGISTRY, _views
 
 
 def _h(x):
@@ -332,6 +335,26 @@ def test_random_programs_match_their_out_of_place_twin(seed):
     _compare(lambda x, y: _run_inplace(steps, x, y), lambda x, y: _run_ref(steps, x, y), seed=seed)
 
 
+# ----- a guard on the registry: every output that shares an input's memory is a view ------
+@pytest.mark.parametrize("spec", [r for r in ROWS if r.name in REGISTRY], ids=lambda r: r.name)
+def test_outputs_sharing_an_input_buffer_are_registered_views(spec):
+    """Else a write into the output would change the input behind its history. (NumPy
+    returns views from reshape, indexing, transpose, split, einsum, real, astype, ...)"""
+    rng = np.random.default_rng(0)
+    prim = REGISTRY[spec.name]
+    for case in spec.cases:
+        args = []
+        for i, shape in enumerate(case.shapes):
+            dom = spec.arg(case, i)
+            args.append(dom.value if isinstance(dom, Const) else dom.sample(rng, shape, "f8"))
+        ts = [ad.Tensor(np.array(a)) if isinstance(a, np.ndarray) else a for a in args]
+        out = spec.call(prim, *ts, **case.params) if spec.call else prim(*ts, **case.params)
+        for o in out if isinstance(out, tuple | list) else (out,):
+            for t in ts:
+                if isinstance(t, ad.Tensor) and np.shares_memory(o.data, t.data):
+                    assert _views.view_of(o) is not None and o._vc is t._vc, f"{case!r}"
+
+
 # ----- what is refused, and what is not a view --------------------------------------------
 def test_writing_through_a_view_of_a_leaf_that_requires_grad_is_refused():
     x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
@@ -506,3 +529,20 @@ def test_power_floor_divide_matmul_and_zero_are_in_place():
     w **= 2
     w //= 4
     np.testing.assert_array_equal(n.data, [7, 20])
+
+
+def test_a_write_into_a_dual_tensor_or_a_transform_variable_leaves_the_primal_alone():
+    """make_dual's tensor and the variable of a nested transform have their own buffers: a
+    write into them used to change the primal behind its history."""
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    h = _h(x)
+    with ad.forward.dual_level():
+        d = ad.forward.make_dual(h, ad.tensor([1.0, 1.0]))
+        d *= 2
+        t = ad.forward.unpack_dual(d).tangent
+    np.testing.assert_array_equal(h.data, [1.0, 2.0])
+    np.testing.assert_array_equal(t.data, [2.0, 2.0])
+    ad.grad(lambda v: v.__imul__(3).sum())(h)  # h requires grad: a nested variable
+    np.testing.assert_array_equal(h.data, [1.0, 2.0])
+    h.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [1.0, 1.0])
