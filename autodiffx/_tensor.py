@@ -640,9 +640,6 @@ class Tensor:
             )
         return True
 
-    def _rebase(self, res: Tensor) -> None:
-        self._node, self._idx, self._rg, self._tan = res._node, res._idx, res._rg, res._tan
-
     def _inplace(self, p: Any, o: Any, raw: Any = None) -> Tensor:
         if self._graph_inplace(o):
             src = self

@@ -135,10 +135,19 @@ def commit(t: Tensor, res: Tensor) -> None:
         t._view = None  # its base's buffer was replaced (.data =): no longer a view
         root, steps = t, []
     if not steps:
-        t._rebase(res)
+        _take(t, res)
     else:
-        root._rebase(_scatter(snapshot(root, root.data), res, steps))
+        _take(root, _scatter(snapshot(root, root.data), res, steps))
     refresh(root)
+
+
+def _take(t: Tensor, res: Tensor) -> None:
+    """``t`` takes ``res``'s place in the graph; under no_grad only in forward mode (reverse
+    mode does not see a write made under no_grad, as in PyTorch)."""
+    if STATE.grad_enabled:
+        t._node, t._idx, t._rg, t._tan = res._node, res._idx, res._rg, res._tan
+    else:
+        t._tan = res._tan
 
 
 def _address(a: np.ndarray) -> tuple[Any, ...]:
@@ -186,7 +195,7 @@ def refresh(root: Tensor) -> None:
             if _address(new.data) != _address(w.data):
                 w._view = None  # its buffer or its parent's was replaced: no longer a view
                 continue
-            w._rebase(new)
+            _take(w, new)
     finally:
         vc[1] = refs
         _prune(vc)

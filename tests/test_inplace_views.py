@@ -546,3 +546,22 @@ def test_a_write_into_a_dual_tensor_or_a_transform_variable_leaves_the_primal_al
     np.testing.assert_array_equal(h.data, [1.0, 2.0])
     h.sum().backward()
     np.testing.assert_array_equal(x.grad.data, [1.0, 1.0])
+
+
+def test_a_write_under_no_grad_is_seen_by_forward_mode_only():
+    """As in PyTorch: reverse mode keeps the history from before the write (it used to drop
+    the tensor's graph when a tangent was open), forward mode carries the write's tangent."""
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    h = _h(x)
+    v = h[0:1]
+    with ad.forward.dual_level():
+        d = ad.forward.make_dual(ad.tensor([3.0]), ad.tensor([1.0]))
+        with ad.no_grad():
+            v *= d
+            h *= 2.0
+        t = ad.forward.unpack_dual(h).tangent
+    np.testing.assert_array_equal(h.data, [6.0, 4.0])
+    np.testing.assert_array_equal(t.data, [2.0, 0.0])
+    assert h.grad_fn.name == "multiply" and v.grad_fn.name == "getitem"
+    h.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [1.0, 1.0])
