@@ -7,6 +7,8 @@ second order. Every check compares with the same program written without in-plac
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from op_specs import ROWS
@@ -261,6 +263,25 @@ def _compare(f, ref, seed, shape=(3, 4)):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+def test_views_of_a_0d_base():
+    def f(x):
+        h = ad.sin(x) * 1.0
+        v = h[None]
+        v *= x
+        r = h.reshape(1, 1).astype(np.float64, copy=False)  # (a view of a view)
+        r += x * x
+        return ad.stack([h, h * x])
+
+    def ref(x):
+        h = ad.sin(x) * x + x * x
+        return ad.stack([h, h * x])
+
+    for transform in (ad.jacfwd, ad.jacrev, ad.hessian):
+        np.testing.assert_allclose(
+            transform(f)(0.7).data, transform(ref)(0.7).data, rtol=1e-12, err_msg=str(transform)
+        )
+
+
 # ----- random programs against the same program without in-place ops ---------------------
 def _operand(kind, fv, x, y):
     if kind == "const":
@@ -272,22 +293,32 @@ def _operand(kind, fv, x, y):
 
 def _random_program(seed):
     """Steps ("hold", view) or ("write", target, op, operand) drawn with ``seed``; a target is
-    "base", a view name (a fresh view) or the index of a view held since an earlier step."""
+    "base", a view name (a fresh view), the index k of a view held since an earlier step, or
+    ("sub", k): a fresh view of that held view."""
     rng = np.random.default_rng(seed)
     names = sorted(VIEWS)
     steps = []
     held = 0
     for _ in range(rng.integers(3, 8)):
-        r = rng.integers(4)
+        r = rng.integers(5)
         name = names[rng.integers(len(names))]
         if r == 0:
             steps.append(("hold", name))
             held += 1
             continue
-        target = "base" if r == 1 else int(rng.integers(held)) if r == 2 and held else name
+        target: Any = name
+        if r == 1:
+            target = "base"
+        elif r >= 3 and held:
+            k = int(rng.integers(held))
+            target = k if r == 3 else ("sub", k)
         operand = ("const", "y", "x", "self")[rng.integers(4)]
         steps.append(("write", target, OPS[rng.integers(len(OPS))], operand))
     return steps
+
+
+def _sub(fv):
+    return lambda a: fv(a)[..., :1]
 
 
 def _run_inplace(steps, x, y):
@@ -302,6 +333,8 @@ def _run_inplace(steps, x, y):
             t, fv = h, None
         elif isinstance(target, int):
             t, fv = held[target]
+        elif isinstance(target, tuple):
+            t, fv = held[target[1]][0][..., :1], _sub(held[target[1]][1])
         else:
             fv = VIEWS[target]
             t = fv(h)
@@ -323,7 +356,12 @@ def _run_ref(steps, x, y):
             o = h if operand == "self" else _operand(operand, None, x, y)
             flat = ad.reshape(oop(h, o), (-1,))
             continue
-        fv = held[target] if isinstance(target, int) else VIEWS[target]
+        if isinstance(target, int):
+            fv = held[target]
+        elif isinstance(target, tuple):
+            fv = _sub(held[target[1]])
+        else:
+            fv = VIEWS[target]
         o = None if operand == "self" else _operand(operand, fv, x, y)
         flat = _write_ref(flat, fv, lambda a, o=o, oop=oop: oop(a, a if o is None else o))
     return ad.concatenate([flat] + [ad.ravel(_read_ref(flat, fv) ** 3) for fv in held])
