@@ -74,7 +74,11 @@ class Primitive:
         self.nout = 1
         self.save_args = True
         self.save_out = False
-        self.view = False
+        # Outputs may share the first argument's memory (True), or be that memory unchanged
+        # ("alias": astype without a cast); checked per call (see autodiffx._views).
+        self.view: bool | str = False
+        # Multi-output views (split): view_steps(shape, **params) gives each output's index.
+        self.view_steps: Callable[..., Any] | None = None
         self.shapes = True
         self.kind = "general"
         # One output, no Meta placeholders, not a view: eligible for apply1/apply2.
@@ -267,7 +271,7 @@ def defprim(
     save_args: bool = True,
     save_out: bool = False,
     zero_deriv: bool = False,
-    view: bool = False,
+    view: bool | str = False,
     shapes: bool = True,
     batch: Callable[..., Any] | None = None,
     broadcasting: bool = False,
@@ -572,10 +576,9 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
         res.data = out
         res._grad = res._tan = res._hooks = None
         res._idx = 0
-        if p.view and out.base is not None and isinstance(args[0], Tensor):
-            res._vc = version_counter(args[0])
-        else:
-            res._vc = None
+        res._vc = None
+        if p.view and isinstance(args[0], Tensor):
+            link_view(res, args, p, params, mode & 1)
         if record and out.dtype.kind in "fc":
             res._node = _record(p, args, datas, params, _edges(args), out, res, mode)
             res._rg = True
@@ -596,6 +599,8 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
             t._idx = len(res)
             res.append(t)
         res = tuple(res)
+        if p.view and isinstance(args[0], Tensor):
+            link_outputs(res, args[0], p, params, mode & 1)
         if record and any(o.dtype.kind in "fc" for o in outs):
             node = _record(p, args, datas, params, _edges(args), tuple(outs), res, mode)
             for i, t in enumerate(res):
@@ -646,9 +651,10 @@ def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: A
     except _ERRORS as e:
         raise op_error(p.name, args, params, e) from e
     out = res.data
-    if p.view and out.base is not None and isinstance(args[0], Tensor):
-        res._vc = version_counter(args[0])
-    grad = not (st.mode & 1)
+    no_grad = st.mode & 1
+    if p.view and isinstance(args[0], Tensor):
+        link_view(res, args, p, params, no_grad)
+    grad = not no_grad
     if rg and grad and p.vjp is not None and out.dtype.kind in "fc":
         res._node = _record(p, args, datas, params, _edges(args), out, res, 2)
         res._rg = True
@@ -985,3 +991,4 @@ class Node:
 
 from ._broadcast import fit  # noqa: E402
 from ._tensor import STAMP, Tensor, _new, version_counter  # noqa: E402
+from ._views import link_outputs, link_view  # noqa: E402

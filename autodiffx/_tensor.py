@@ -75,6 +75,16 @@ def _unwrap(x: Any) -> Any:
     return x
 
 
+def _write_error(what: str, t: Tensor, e: Exception) -> str:
+    msg = f"{what} on {t.dtype}{list(t.shape)}: {e}"
+    if not t.data.flags.writeable:
+        msg += (
+            " (a read-only view, as NumPy makes broadcast_to's; write into a copy instead: "
+            "y = x.copy())"
+        )
+    return msg
+
+
 def _check_differentiable_dtype(dtype: np.dtype, flag: bool) -> None:
     if flag and dtype.kind not in "fc":
         raise TypeError(
@@ -126,7 +136,20 @@ class Tensor:
     tensor([2., 4., 6.])
     """
 
-    __slots__ = ("__weakref__", "_grad", "_hooks", "_idx", "_node", "_rg", "_tan", "_vc", "data")
+    # `_view` (parent, prim, args, params, made under no_grad) is set on views only, by
+    # autodiffx._views; other tensors leave the slot empty (read with getattr and a default).
+    __slots__ = (
+        "__weakref__",
+        "_grad",
+        "_hooks",
+        "_idx",
+        "_node",
+        "_rg",
+        "_tan",
+        "_vc",
+        "_view",
+        "data",
+    )
     __array_priority__ = 1000
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
@@ -431,9 +454,8 @@ class Tensor:
         return self
 
     def zero_(self) -> Tensor:
-        """Fill with zeros in place (bumps the version counter)."""
-        self.data[...] = 0
-        bump_version(self)
+        """Fill with zeros in place (bumps the version counter); recorded as ``x[...] = 0``."""
+        self[...] = 0
         return self
 
     # ----- methods mirroring ndarray ------------------------------------------------------
@@ -668,10 +690,21 @@ class Tensor:
     def __itruediv__(self, o: Any) -> Tensor:
         return self._inplace(_P.divide, o)
 
+    def __ipow__(self, o: Any) -> Tensor:
+        return self._inplace(_P.power, o, np.power)
+
+    def __ifloordiv__(self, o: Any) -> Tensor:
+        return self._inplace(_P.floor_divide, o)
+
+    def __imatmul__(self, o: Any) -> Tensor:
+        return self._inplace(_P.matmul, o)
+
     def _graph_inplace(self, o: Any) -> bool:
         if not (STATE.grad_enabled or STATE.levels):
             return False
         other = isinstance(o, Tensor) and (o._rg or o._tan is not None)
+        if _views.view_of(self) is not None:
+            return _views.needs_graph(self, other)
         if not (self._rg or self._tan is not None or other):
             return False
         if self._rg and self._node is None and STATE.grad_enabled:
@@ -681,19 +714,17 @@ class Tensor:
             )
         return True
 
-    def _rebase(self, res: Tensor) -> None:
-        self._node, self._idx, self._rg, self._tan = res._node, res._idx, res._rg, res._tan
-
-    def _inplace(self, p: Any, o: Any) -> Tensor:
+    def _inplace(self, p: Any, o: Any, raw: Any = None) -> Tensor:
         if self._graph_inplace(o):
             src = self
             if p.save_args:
-                # NOTE: the op's own node must see the old values, which are overwritten below.
-                src = _new(Tensor)
-                src.data = self.data.copy()
-                src._grad = src._hooks = None
-                src._node, src._idx, src._rg, src._tan = self._node, self._idx, self._rg, self._tan
-                src._vc = None
+                # NOTE: the op's own node must see the old values, which are overwritten below
+                # (those of `o` too when it shares this buffer, as in x *= x).
+                src = _views.snapshot(self, self.data.copy())
+                if isinstance(o, Tensor) and (
+                    o is self or (o._vc is not None and o._vc is self._vc)
+                ):
+                    o = _views.snapshot(o, o.data.copy())
             res = _apply(p, (src, o))
             if res.shape != self.shape:
                 raise ValueError(
@@ -703,14 +734,14 @@ class Tensor:
             try:
                 np.copyto(self.data, res.data, casting="same_kind")
             except (TypeError, ValueError) as e:
-                raise type(e)(f"in-place {p.name} on {self.dtype}{list(self.shape)}: {e}") from e
-            self._rebase(res)
+                raise type(e)(_write_error(f"in-place {p.name}", self, e)) from e
+            _views.commit(self, res)
         else:
             od = o.data if isinstance(o, Tensor) else o
             try:
-                p.kernel(self.data, od, out=self.data)
+                (raw or p.kernel)(self.data, od, out=self.data)
             except (TypeError, ValueError, np._core._exceptions._UFuncOutputCastingError) as e:
-                raise TypeError(f"in-place {p.name} on {self.dtype}{list(self.shape)}: {e}") from e
+                raise TypeError(_write_error(f"in-place {p.name}", self, e)) from e
         bump_version(self)
         return self
 
@@ -720,14 +751,14 @@ class Tensor:
             try:
                 self.data[_F.raw_index(idx)] = res.data[_F.raw_index(idx)]
             except ValueError as e:
-                raise ValueError(f"setitem on {self.dtype}{list(self.shape)}: {e}") from e
-            self._rebase(res)
+                raise ValueError(_write_error("setitem", self, e)) from e
+            _views.commit(self, res)
         else:
             v = value.data if isinstance(value, Tensor) else value
             try:
                 self.data[_F.raw_index(idx)] = v
             except (ValueError, IndexError, TypeError) as e:
-                raise type(e)(f"setitem on {self.dtype}{list(self.shape)}: {e}") from e
+                raise type(e)(_write_error("setitem", self, e)) from e
         bump_version(self)
 
     # ----- NumPy protocols ----------------------------------------------------------------
@@ -777,7 +808,7 @@ class Tensor:
 
 _REDUCE: dict[tuple[np.ufunc, str], Callable[..., Any]] = {}
 
-from . import _graph  # noqa: E402
+from . import _graph, _views  # noqa: E402
 from . import ops as _F  # noqa: E402
 from ._convert import check_conversion, refused, ufunc_name  # noqa: E402
 from ._registry import FUNCTION_MAP, REGISTRY, UFUNC_MAP  # noqa: E402

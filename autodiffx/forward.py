@@ -11,12 +11,17 @@ from ._mode import STATE, new_level
 from ._registry import defprim
 from ._tensor import Tensor
 
+# NOTE: a copy, not a view: a write into a dual tensor (or into the variable of a transform)
+# must not change its primal's buffer behind the primal's history, and a view would lose the
+# tangent make_dual attaches to it whenever the primal is modified in place (views are made
+# again from their base, see autodiffx._views).
 alias = defprim(
     "alias",
-    lambda x: x.view() if isinstance(x, np.ndarray) else np.asarray(x),
+    lambda x: np.array(x, copy=True),
     linear=lambda g, x: (g,),
     shapes=False,
-    doc="The same values as a new tensor (what make_dual attaches a tangent to).",
+    doc="The same values as a new tensor, in its own buffer (what make_dual attaches a "
+    "tangent to).",
 )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.special
 from _numdiff import directional
-from hypothesis import Phase, example, given, reject, settings
+from hypothesis import example, given, reject, settings
 from hypothesis import strategies as st
 
 import autodiffx as ad
@@ -23,8 +22,8 @@ import autodiffx as ad
 # singularities, every value within BOUND; the differences are also checked against themselves
 # at two step sizes (`oracle`), and an example where they disagree is not judged.
 #
-# In-place steps through views (an in-place op on a view, or on the base of a live view) give
-# wrong derivatives today (issue 11 item 2): only the xfail test draws them.
+# In-place steps through views (an in-place op on a view, or on the base of a live view) gave
+# wrong derivatives before issue 11 item 2; test_random_programs_with_inplace_views draws them.
 INPLACE_VIEW_STEPS = True
 
 MARGIN = 0.1
@@ -325,14 +324,6 @@ def _fits(shape: tuple[int, ...], into: tuple[int, ...]) -> bool:
         return False
 
 
-# Results that autodiffx treats as views of their argument where NumPy makes a copy (see
-# KNOWN_WRONG["copy taken for a view"]), and NumPy views that autodiffx does not track (see
-# KNOWN_WRONG["untracked NumPy view"]): neither is modified in place here (both are fixed on
-# branch views: drop these two patterns when it merges).
-COPIES_TAKEN_FOR_VIEWS = re.compile(r"reshape|ravel|repeat|tile|take|^\w+\[")
-UNTRACKED_VIEWS = re.compile(r"einsum")
-
-
 def _not_modifiable(expr: str, out: Any, args: Sequence[Any]) -> bool:
     """Whether ``out`` (and anything sharing its memory) must not be modified in place
     because autodiffx and NumPy disagree on whether ``out`` is a view.
@@ -341,10 +332,8 @@ def _not_modifiable(expr: str, out: Any, args: Sequence[Any]) -> bool:
     NumPy scalar may be a view in autodiffx only.
     """
     if any(np.shares_memory(out, a) for a in args):
-        return UNTRACKED_VIEWS.search(expr) is not None
-    if np.size(out) == 1 and any(isinstance(a, np.generic) for a in args):
-        return True
-    return isinstance(out, np.ndarray) and COPIES_TAKEN_FOR_VIEWS.search(expr) is not None
+        return False
+    return np.size(out) == 1 and any(isinstance(a, np.generic) for a in args)
 
 
 # ----- drawing a program -------------------------------------------------------------------
@@ -943,8 +932,7 @@ ISSUE_11_VIEW = Program(
 )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 2, fixed on branch views")
-@settings(**_SETTINGS, phases=(Phase.explicit, Phase.generate))  # no shrinking while known
+@settings(**_SETTINGS)
 @example(prog=ISSUE_11_VIEW)
 @given(prog=programs(views=INPLACE_VIEW_STEPS))
 def test_random_programs_with_inplace_views(prog):
@@ -963,26 +951,6 @@ KNOWN_WRONG = {
         AssertionError,
         "h = x * 1.0; h[[0, 0]] = y: NumPy keeps the last write (h[0] = y[1]), but the VJP "
         "w.r.t. y is [1, 1] instead of [0, 1] (the JVP is right): silently wrong",
-    ),
-    "copy taken for a view": (
-        _program(["v1 = xp.exp(x0)", "v2 = v1[:, [0, 0]]", "v2 *= 1.5"], ["v2"], [[0.5, -1.0]]),
-        RuntimeError,
-        "y = exp(x); z = y[:, [0, 0]]; z *= 1.5: z is a copy, but backward raises 'a value "
-        "saved by exp was modified by an in-place operation' (also take(axis=-1), repeat "
-        "along a later axis, tile, reshape/ravel of a transposed array: the registry takes "
-        "any result whose .base is not None for a view); fixed on branch views",
-    ),
-    "untracked NumPy view": (
-        _program(
-            ["v1 = xp.exp(x0)", "v2 = xp.einsum('ij->ji', v1)", "v2 *= 1.5"],
-            ["v2"],
-            [[0.5, -1.0], [0.25, 2.0]],
-        ),
-        AssertionError,
-        "y = exp(x); z = einsum('ij->ji', y); z *= 1.5; sum(z): einsum (and real) return a "
-        "NumPy view without sharing the version counter, so the in-place op overwrites exp's "
-        "saved output unnoticed: the gradient is 2.25 exp(x) instead of 1.5 exp(x); fixed on "
-        "branch views",
     ),
     "einsum broadcasting both ways": (
         _program(
@@ -1005,6 +973,35 @@ KNOWN_WRONG = {
 )
 def test_known_wrong_programs(name):
     check_program(KNOWN_WRONG[name][0])
+
+
+# Paths that were wrong before in-place writes through views were given PyTorch's semantics.
+FIXED = {
+    "copy taken for a view": (
+        _program(["v1 = xp.exp(x0)", "v2 = v1[:, [0, 0]]", "v2 *= 1.5"], ["v2"], [[0.5, -1.0]]),
+        RuntimeError,
+        "y = exp(x); z = y[:, [0, 0]]; z *= 1.5: z is a copy, but backward raises 'a value "
+        "saved by exp was modified by an in-place operation' (also take(axis=-1), repeat "
+        "along a later axis, tile, reshape/ravel of a transposed array: the registry takes "
+        "any result whose .base is not None for a view)",
+    ),
+    "untracked NumPy view": (
+        _program(
+            ["v1 = xp.exp(x0)", "v2 = xp.einsum('ij->ji', v1)", "v2 *= 1.5"],
+            ["v2"],
+            [[0.5, -1.0], [0.25, 2.0]],
+        ),
+        AssertionError,
+        "y = exp(x); z = einsum('ij->ji', y); z *= 1.5; sum(z): einsum (and real) return a "
+        "NumPy view without sharing the version counter, so the in-place op overwrites exp's "
+        "saved output unnoticed: the gradient was 2.25 exp(x) instead of 1.5 exp(x)",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXED))
+def test_formerly_wrong_view_programs(name):
+    check_program(FIXED[name][0])
 
 
 def test_oracle_matches_closed_forms():

@@ -50,17 +50,33 @@ conj = defprim(
     overrides=(np.conj, np.conjugate),
     doc="Complex conjugate.",
 )
+
+
+# NOTE: of a complex array NumPy's real and imag are views of every other float; here they
+# are copies: a write into one does not reach the complex tensor (its history could not
+# follow element by element). real of a real array is the array itself, a view.
+def _real_kernel(x: Any) -> Any:
+    r = np.real(x)
+    return r.copy() if np.iscomplexobj(x) else r
+
+
+def _imag_kernel(x: Any) -> Any:
+    r = np.imag(x)
+    return r.copy() if np.iscomplexobj(x) else r
+
+
 real = defprim(
     "real",
-    np.real,
+    _real_kernel,
     linear=lambda g, x: (g,),
     shapes=False,
+    view="alias",
     overrides=(np.real,),
     doc="Real part (the transpose of embedding reals in the complex plane).",
 )
 imag = defprim(
     "imag",
-    np.imag,
+    _imag_kernel,
     linear=lambda g, x: (g * -1j,),
     shapes=False,
     overrides=(np.imag,),

@@ -261,7 +261,12 @@ def _einsum_parse(subscripts: str, shapes: list[tuple[int, ...]]) -> str:
 
 
 def _einsum_kernel(*operands: Any, subscripts: str, optimize: Any = False) -> Any:
-    return np.einsum(subscripts, *operands, optimize=optimize)
+    out = np.einsum(subscripts, *operands, optimize=optimize)
+    # NOTE: NumPy returns a view for a lone permutation or diagonal ("ij->ji", "ii->i"); a
+    # copy here, so that a write into the result never reaches the operand behind its history.
+    if len(operands) == 1 and isinstance(out, np.ndarray) and out.base is not None:
+        return out.copy()
+    return out
 
 
 def _einsum_ct(k: int, g: Any, ops: tuple[Any, ...], subscripts: str, optimize: Any) -> Any:

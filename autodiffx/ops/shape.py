@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,6 +89,7 @@ astype = defprim(
     linear=lambda g, x, dtype, copy=True: (g,),
     nondiff=(1,),  # dtype: the JVP must not replace it by a zero tangent
     shapes=False,
+    view="alias",  # copy=False without a cast returns x itself
     doc="Cast to ``dtype`` (the gradient is cast back to the input's dtype).",
     example="ad.astype(ad.tensor([1.5, 2.5]), 'float32')",
 )
@@ -191,9 +193,25 @@ split_ = defprim(
         x, indices_or_sections=indices_or_sections, axis=neg_axis(axis, x.ndim - nb)
     ),
     nout=-1,
-    view=False,
+    view=True,
     doc="Split into several arrays along ``axis`` (as ``np.split``).",
 )
+
+
+def _split_steps(shape: tuple[int, ...], indices_or_sections: Any, axis: int = 0) -> list[Any]:
+    """The index of each output of ``np.split`` in its input (the outputs are views)."""
+    ax = axis % len(shape)
+    n = shape[ax]
+    if isinstance(indices_or_sections, int | np.integer):
+        k = int(indices_or_sections)
+        bounds = [i * (n // k) for i in range(k + 1)]
+    else:
+        bounds = [0, *indices_or_sections, n]
+    pre = (slice(None),) * ax
+    return [(*pre, slice(lo, hi)) for lo, hi in itertools.pairwise(bounds)]
+
+
+split_.view_steps = _split_steps
 flip_ = defprim(
     "flip",
     lambda x, axis=None: np.flip(x, axis),
@@ -292,9 +310,18 @@ def _diag_scatter_batch(nb: int, d: Any, shape: Any, offset: int, axis1: int, ax
     )
 
 
+def _diagonal_kernel(x: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+    d = np.diagonal(x, offset, axis1, axis2)
+    # NOTE: writable when x is (NumPy's is read-only "for now"; PyTorch's is writable): an
+    # in-place write through it reaches x, and x's history (see autodiffx._views).
+    if isinstance(x, np.ndarray) and x.flags.writeable and d.base is not None:
+        d.flags.writeable = True
+    return d
+
+
 diagonal_ = defprim(
     "diagonal",
-    lambda x, offset=0, axis1=0, axis2=1: np.diagonal(x, offset, axis1, axis2),
+    _diagonal_kernel,
     linear=_diagonal_t,
     batch=_diagonal_batch,
     view=True,
