@@ -390,6 +390,13 @@ ROWS: list[OpSpec] = [
         reduction=True,
     ),
     OpSpec(
+        "argsort",
+        (DISTINCT,),
+        grid([((4,),), ((2, 3),), ((2, 1, 3),)], axis=[0, -1]),
+        nondiff=True,
+        order=0,
+    ),
+    OpSpec(
         "argmin",
         (DISTINCT,),
         reduce_cases(axes=(None, 0, -1)),

@@ -528,8 +528,12 @@ def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stab
     >>> ad.argsort(ad.tensor([3.0, 1.0, 2.0]))
     tensor([1, 2, 0])
     """
-    data = a.data if isinstance(a, Tensor) else np.asarray(a)
-    return Tensor(np.argsort(data, axis=axis, kind=kind, order=order, stable=stable))
+    if order is not None:
+        raise TypeError("argsort: order= (structured arrays) is not supported on Tensors")
+    a = _t(a)
+    if axis is None:
+        a, axis = reshape(a, (-1,)), -1
+    return red.argsort_(a, axis=int(axis), kind=kind, stable=stable)
 
 
 def _along_index(shape: tuple[int, ...], idx: np.ndarray, axis: int) -> tuple[Any, ...]:
