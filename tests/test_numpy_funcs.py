@@ -206,3 +206,35 @@ def test_unsupported_arguments_raise():
         np.cross(x, x)
     with pytest.raises(ValueError, match="equal division"):
         np.hsplit(x, 3)
+
+
+def test_quantiles_of_nan_are_nan_and_q_is_not_differentiated():
+    a = np.array([[0.3, np.nan, 1.1], [0.2, 0.5, 0.4]])
+    x = ad.tensor(a, requires_grad=True)
+    np.testing.assert_array_equal(np.median(x, axis=1).data, np.median(a, axis=1))
+    with pytest.raises(TypeError, match=r"q\.detach"):
+        np.quantile(x, ad.tensor(0.5, requires_grad=True))
+
+
+def test_average_of_zero_weights_raises_as_numpy():
+    x = ad.tensor(V4, requires_grad=True)
+    with pytest.raises(ZeroDivisionError, match="average"):
+        np.average(x, weights=np.zeros(4))
+
+
+def test_integer_inputs_keep_numpy_dtypes():
+    i = ad.tensor(np.arange(3))
+    for name, call in [
+        ("meshgrid", lambda f: f(i, i)),
+        ("polyval", lambda f: f(i, i)),
+        ("diff", lambda f: f(i)),
+        ("kron", lambda f: f(i, i)),
+    ]:
+        want = _outs(call(_np_ref(name)))
+        got = _outs(call(getattr(ad, name)))
+        assert [g.dtype for g in got] == [np.asarray(w).dtype for w in want], name
+
+
+def _np_ref(name: str) -> Any:
+    f = getattr(np, name)
+    return lambda *a, **k: f(*[t.data if isinstance(t, ad.Tensor) else t for t in a], **k)

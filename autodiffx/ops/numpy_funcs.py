@@ -24,6 +24,9 @@ from .shape import (
     swapaxes,
     transpose,
 )
+from .shape import (
+    copy as _copy,
+)
 
 
 def _t(x: Any) -> Any:
@@ -422,7 +425,7 @@ def polyval(p: Any, x: Any) -> Tensor:
     p, x = _t(p), _t(x)
     if p.ndim != 1:
         raise ValueError(f"polyval: p must be 1-d coefficients, got shape {p.shape}")
-    y = ew.multiply(x, 0.0)
+    y = ew.multiply(x, 0)  # NumPy starts from zeros_like(x)
     for i in range(p.shape[0]):
         y = y * x + getitem_(p, idx=i)
     return y if isinstance(y, Tensor) else Tensor(y)
@@ -473,7 +476,7 @@ def meshgrid(*xi: Any, copy: bool = True, sparse: bool = False, indexing: str = 
         outs = [swapaxes(o, 0, 1) for o in outs]
     if not sparse:
         full = np.broadcast_shapes(*(o.shape for o in outs))
-        outs = [broadcast_to(o, full) * 1.0 if copy else broadcast_to(o, full) for o in outs]
+        outs = [_copy(broadcast_to(o, full)) if copy else broadcast_to(o, full) for o in outs]
     return tuple(outs)
 
 
@@ -604,6 +607,8 @@ def _quantile(a: Any, q: Any, axis: Any, keepdims: bool, method: str, name: str)
     if method != "linear":
         raise NotImplementedError(f"{name}: method={method!r} is not supported, only 'linear'")
     a = _t(a)
+    if isinstance(q, Tensor) and q.requires_grad:
+        raise TypeError(f"{name}: q is not differentiated; pass q.detach() (or a number)")
     qa = np.asarray(q.data if isinstance(q, Tensor) else q, dtype=np.float64)
     if np.any((qa < 0) | (qa > 1)):
         raise ValueError(f"{name}: quantiles must be in the range [0, 1] ({name} scale)")
@@ -619,6 +624,9 @@ def _quantile(a: Any, q: Any, axis: Any, keepdims: bool, method: str, name: str)
     # NOTE: the q axes lead, as NumPy puts them; each q picks two order statistics.
     xs = transpose(s, (s.ndim - 1, *range(s.ndim - 1)))
     out = getitem_(xs, idx=lo) * (1 - w) + getitem_(xs, idx=hi) * w
+    nan = np.isnan(xs.data[-1]) if n else None  # sorting puts nan last: NumPy's result is nan
+    if nan is not None and np.any(nan):
+        out = ew.where(nan, np.nan, out)
     if keepdims:
         full = [1 if d in axes else a.shape[d] for d in range(a.ndim)]
         out = reshape(out, qa.shape + tuple(full))
@@ -769,6 +777,8 @@ def average(
         ax = int(axis) % a.ndim
         w = reshape(w, (-1,) + (1,) * (a.ndim - 1 - ax))
     ws = red.sum(broadcast_to(w, a.shape), axis=axis, keepdims=keepdims)
+    if np.any(ws.data == 0):
+        raise ZeroDivisionError("average: weights sum to zero, can't be normalized")
     avg = red.sum(ew.multiply(a, w), axis=axis, keepdims=keepdims) / ws
     return (avg, ws) if returned else avg
 
