@@ -291,6 +291,20 @@ ROWS: list[OpSpec] = [
     zero("ceil", NEAR_HALF),
     zero("rint", NEAR_INT),
     zero("trunc", NEAR_HALF),
+    zero("round", NEAR_INT, cases=unary() + grid([((2, 3),)], decimals=[0])),
+    # a near k + 1/2 and b near 1 keep a / b over 0.1 away from the jumps (integers).
+    elementwise(
+        "mod",
+        NEAR_HALF,
+        interval(0.95, 1.05),
+        exempt={"hypothesis": "jumps at integer a/b"},
+    ),
+    elementwise(
+        "fmod",
+        NEAR_HALF,
+        interval(0.95, 1.05),
+        exempt={"hypothesis": "jumps at integer a/b"},
+    ),
     # ----- binary elementwise ------------------------------------------------------------
     elementwise("arctan2", NONZERO, NONZERO),
     elementwise("hypot", NONZERO, NONZERO),
@@ -374,6 +388,13 @@ ROWS: list[OpSpec] = [
         nondiff=True,
         order=0,
         reduction=True,
+    ),
+    OpSpec(
+        "argsort",
+        (DISTINCT,),
+        grid([((4,),), ((2, 3),), ((2, 1, 3),)], axis=[0, -1]),
+        nondiff=True,
+        order=0,
     ),
     OpSpec(
         "argmin",

@@ -56,8 +56,8 @@ def test_unsupported_function_raises_typeerror_naming_it():
     x = ad.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(TypeError, match=r"numpy\.fft\.fft"):
         np.fft.fft(x)
-    with pytest.raises(TypeError, match="sort"):
-        np.sort(x)
+    with pytest.raises(TypeError, match="unwrap"):
+        np.unwrap(x)
     with pytest.raises(TypeError, match="gcd"):
         np.gcd(ad.tensor([4]), 2)
 

@@ -329,6 +329,33 @@ ceil = defprim("ceil", np.ceil, zero_deriv=True, doc="Elementwise ceil; derivati
 rint = defprim("rint", np.rint, zero_deriv=True, doc="Round to nearest integer; derivative 0.")
 trunc = defprim("trunc", np.trunc, zero_deriv=True, doc="Round toward zero; derivative 0.")
 
+round = defprim(
+    "round",
+    lambda x, decimals=0: np.round(x, decimals),
+    zero_deriv=True,
+    overrides=(np.round, np.around),
+    doc="Round to ``decimals`` decimals (as ``np.round``); derivative 0.",
+)
+# NOTE: a mod b = a - floor(a / b) b (fmod: trunc), so d/da = 1 and d/db = -floor(a / b)
+# (-trunc(a / b)) between the jumps; at a jump the one-sided value NumPy's quotient gives is
+# used (the kink table in docs/conventions.md).
+mod = defprim(
+    "mod",
+    np.remainder,
+    derivs=(lambda: 1.0, lambda a, b: -np.floor_divide(a, b)),
+    derivs2=(lambda: 0.0, lambda: 0.0),
+    argnames=("a", "b"),
+    doc="Elementwise a mod b with the sign of b (``np.mod``, ``np.remainder``, ``%``).",
+)
+fmod = defprim(
+    "fmod",
+    np.fmod,
+    derivs=(lambda: 1.0, lambda a, b: -np.trunc(np.divide(a, b))),
+    derivs2=(lambda: 0.0, lambda: 0.0),
+    argnames=("a", "b"),
+    doc="Elementwise C fmod: the remainder with the sign of a.",
+)
+
 # ----- binary elementwise ------------------------------------------------------------------
 arctan2 = defprim(
     "arctan2",

@@ -264,6 +264,12 @@ def _nondiff_reduce(name: str, fn: Any) -> Any:
 
 argmax = _nondiff_reduce("argmax", np.argmax)
 argmin = _nondiff_reduce("argmin", np.argmin)
+argsort_ = defprim(
+    "argsort",
+    lambda x, axis=-1, kind=None, stable=None: np.argsort(x, axis=axis, kind=kind, stable=stable),
+    doc="Indices that sort along ``axis`` (not differentiable: an integer result).",
+    example="ad.argsort(ad.tensor([3.0, 1.0, 2.0]))",
+)
 
 
 # ----- public wrappers and composites ------------------------------------------------------
