@@ -626,6 +626,12 @@ class Tensor:
     def __rfloordiv__(self, o: Any) -> Tensor:
         return _apply2(_P.floor_divide, o, self)
 
+    def __mod__(self, o: Any) -> Tensor:
+        return _apply2(_P.mod, self, o)
+
+    def __rmod__(self, o: Any) -> Tensor:
+        return _apply2(_P.mod, o, self)
+
     def __pow__(self, o: Any) -> Tensor:
         return _apply2(_P.power, self, o)
 
@@ -695,6 +701,9 @@ class Tensor:
 
     def __ifloordiv__(self, o: Any) -> Tensor:
         return self._inplace(_P.floor_divide, o)
+
+    def __imod__(self, o: Any) -> Tensor:
+        return self._inplace(_P.mod, o)
 
     def __imatmul__(self, o: Any) -> Tensor:
         return self._inplace(_P.matmul, o)

@@ -238,3 +238,15 @@ def test_integer_inputs_keep_numpy_dtypes():
 def _np_ref(name: str) -> Any:
     f = getattr(np, name)
     return lambda *a, **k: f(*[t.data if isinstance(t, ad.Tensor) else t for t in a], **k)
+
+
+def test_inplace_mod_writes_through_a_view_as_numpy_does():
+    x = ad.tensor([5.5, 7.5], requires_grad=True)
+    h = x * 1.0
+    v = h[0:1]
+    v %= 2.0
+    ref = np.array([5.5, 7.5])
+    ref[0:1] %= 2.0
+    np.testing.assert_array_equal(h.data, ref)
+    (h * ad.tensor([2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0, 3.0])

@@ -825,16 +825,3 @@ UFUNC_MAP.update(
     {np.deg2rad: deg2rad, np.radians: deg2rad, np.rad2deg: rad2deg, np.degrees: rad2deg}
 )
 
-
-# NOTE: the ``%`` operators are attached here rather than in _tensor.py (being reworked in
-# parallel); they dispatch like the other binary operators, to the ``mod`` primitive.
-def _mod_op(self: Tensor, o: Any) -> Tensor:
-    return ew.mod(self, o)
-
-
-def _rmod_op(self: Tensor, o: Any) -> Tensor:
-    return ew.mod(o, self)
-
-
-Tensor.__mod__ = _mod_op  # type: ignore[method-assign]
-Tensor.__rmod__ = _rmod_op  # type: ignore[method-assign]
