@@ -638,8 +638,10 @@ def add_subcommands(subparsers: Any) -> None:
         help="compare AD (reverse, forward) with every finite-difference scheme",
         description="Differentiate EXPR at a point by reverse and forward mode and by forward, "
         "backward, central and complex-step finite differences; print each gradient, its "
-        "error against reverse mode and the step used. Exit status 1 if AD and central "
-        "differences disagree.",
+        "error against reverse mode and the step used. Exit status 1 if f or its gradient is "
+        "not finite, if reverse and forward mode disagree, if the one-sided differences "
+        "disagree (a kink: f is not differentiable there), or if AD and central differences "
+        "disagree.",
         epilog="example: autodiffx check 'exp(x)/sqrt(sin(x)**3 + cos(x)**3)' --at x=1.5",
     )
     check.add_argument("expr", metavar="EXPR", help="expression, e.g. 'x**2 * sin(y)'")
