@@ -142,12 +142,14 @@ def _is_png(path: str) -> bool:
         return fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def _is_autodiffx_npz(path: str) -> bool:
+def _is_training_checkpoint(path: str) -> bool:
+    """A file written by ``autodiffx train`` (its header says so; the arrays are not read)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            return "__autodiffx__.npy" in zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
+            header = zf.read("__autodiffx__.npy")
+    except (KeyError, zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
         return False
+    return b'["format", "autodiffx.train"]' in header
 
 
 def _is_trace_dot(path: str) -> bool:
@@ -158,7 +160,7 @@ def _is_trace_dot(path: str) -> bool:
 #: What the tools write, by kind: ``(description, test of an existing file)``.
 OUTPUT_KINDS: dict[str, tuple[str, Callable[[str], bool]]] = {
     "png": ("a PNG image", _is_png),
-    "checkpoint": ("an autodiffx checkpoint", _is_autodiffx_npz),
+    "checkpoint": ("a checkpoint of autodiffx train", _is_training_checkpoint),
     "dot": ("a Graphviz file written by autodiffx trace", _is_trace_dot),
 }
 
@@ -217,6 +219,8 @@ def output_dir_problem(path: str, files: dict[str, str], option: str) -> str | N
         if not os.access(ancestor, os.W_OK | os.X_OK):
             return f"{option} {path}: cannot create it, {ancestor!r} is not writable"
         return None
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{option} {path}: the directory is not writable"
     for name, kind in files.items():
         problem = output_file_problem(os.path.join(path, name), kind, option)
         if problem:

@@ -540,7 +540,8 @@ def test_unreadable_checkpoints_end_in_one_line_and_status_2(tmp_path, checkpoin
     ("setup", "message"),
     [
         ("file", "is a file, expected a directory"),
-        ("foreign checkpoint", "checkpoint.npz: exists and is not an autodiffx checkpoint"),
+        ("foreign checkpoint", "checkpoint.npz: exists and is not a checkpoint of autodiffx train"),
+        ("saved state", "checkpoint.npz: exists and is not a checkpoint of autodiffx train"),
         ("foreign plot", "training.png: exists and is not a PNG image"),
     ],
 )
@@ -550,14 +551,17 @@ def test_out_is_checked_before_training(tmp_path, capsys, setup, message):
         out.write_text("my data")
     else:
         out.mkdir()
-        name = "checkpoint.npz" if "checkpoint" in setup else "training.png"
-        (out / name).write_text("my data")
+        name = "training.png" if setup == "foreign plot" else "checkpoint.npz"
+        if setup == "saved state":  # an ad.save file of the user's, not a training run's
+            ad.save({"my": "data"}, out / name)
+        else:
+            (out / name).write_text("my data")
+    before = {f: f.read_bytes() for f in ([out] if setup == "file" else out.iterdir())}
     code, stdout, stderr = run_cli(capsys, "--epochs", "1", "--out", str(out))
     assert code == 2
     assert_one_line_error(stderr)
     assert message in stderr and stdout == ""
-    files = [out] if setup == "file" else list(out.iterdir())
-    assert all(f.read_text() == "my data" for f in files)
+    assert {f: f.read_bytes() for f in before} == before
 
 
 def test_a_foreign_plot_is_fine_with_no_plot(tmp_path, capsys):
