@@ -22,7 +22,7 @@ from .creation import (
     zeros_like,
 )
 from .func import grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
-from .io import load, save
+from .io import CheckpointError, load, save
 from .ops import (
     abs,
     add,
@@ -171,6 +171,7 @@ from .wengert import evaluation_trace
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "Function",
     "Tensor",
     "abs",

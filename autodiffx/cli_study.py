@@ -17,8 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from ._argtypes import positive_float, positive_int
+from ._argtypes import (
+    finite_float,
+    float_in,
+    int_in,
+    memory_problem,
+    non_negative_int,
+    output_dir_problem,
+    output_file_problem,
+    positive_float,
+)
 from .expr import Expression, ExpressionError, parse
+from .io import write_atomically
 
 SCHEMES = ("forward", "backward", "central", "complex")
 _SCHEME_LABEL = {
@@ -59,9 +69,12 @@ def _assignments(text: str) -> list[tuple[str, float]]:
             e = parse(value)
             if e.variables:
                 raise ExpressionError(f"a value cannot use variables ({', '.join(e.variables)})")
-            v = float(e.evaluate({}, backend="numpy"))
+            with np.errstate(all="ignore"):
+                v = float(e.evaluate({}, backend="numpy"))
         except ExpressionError as err:
             raise argparse.ArgumentTypeError(f"value of {name}: {err}") from None
+        if not np.isfinite(v):
+            raise argparse.ArgumentTypeError(f"value of {name}: {value.strip()} is {v}, not finite")
         out.append((name, v))
     return out
 
@@ -116,6 +129,9 @@ def _run_trace(args: argparse.Namespace) -> int:
 
     expr = _expression(args)
     values = _point(args, expr)
+    problem = args.dot and output_file_problem(args.dot, "dot", "--dot")
+    if problem:
+        _fail(args, problem)
     seed = None
     if args.seed:
         seed = {}
@@ -131,8 +147,8 @@ def _run_trace(args: argparse.Namespace) -> int:
     print(f"f({', '.join(values)}) = {expr.text}\n")
     print("\n\n".join(t.to_text(ascii=args.ascii) for t in tables))
     if args.dot:
-        with open(args.dot, "w", encoding="utf-8") as fh:
-            fh.write(tr.to_dot() + "\n")
+        dot = (tr.to_dot() + "\n").encode("utf-8")
+        write_atomically(args.dot, lambda fh: fh.write(dot))
         print(f"\nGraphviz DOT written to {args.dot} (render: dot -Tpng {args.dot} -o graph.png)")
     return 0
 
@@ -168,38 +184,29 @@ def _fmt_num(v: float) -> str:
     return "nan" if np.isnan(v) else f"{v:.16g}"
 
 
-def _run_check(args: argparse.Namespace) -> int:
+def _fd_rows(fn: Callable[..., Any], x: np.ndarray, h: float | None) -> list[tuple[str, Any, str]]:
+    """(label, gradient or None, step text) of every finite-difference scheme."""
     import autodiffx as ad
 
-    expr = _expression(args)
-    values = _point(args, expr)
-    names = list(values)
-    x = np.array([values[n] for n in names], dtype=np.float64)
-    with np.errstate(all="ignore"):
-        value, rev, fwd = _ad_gradients(expr, names, x)
-    rows: list[tuple[str, Any, str]] = [
-        ("AD reverse mode", rev, "-"),
-        ("AD forward mode", fwd, "-"),
-    ]
-    fn = expr.function()
+    rows: list[tuple[str, Any, str]] = []
     for scheme in SCHEMES:
         label = _SCHEME_LABEL[scheme]
-        h = args.h if args.h is not None else ad.fd.default_step(x, scheme)
-        steps = np.broadcast_to(np.asarray(h, dtype=np.float64), x.shape)
+        steps = np.broadcast_to(
+            np.asarray(h if h is not None else ad.fd.default_step(x, scheme), dtype=float), x.shape
+        )
         try:
             with np.errstate(all="ignore"):
-                g = np.asarray(
-                    ad.fd.gradient(lambda v: fn(*v), x, h=args.h, scheme=scheme), dtype=float
-                )
+                g = np.asarray(ad.fd.gradient(lambda v: fn(*v), x, h=h, scheme=scheme), dtype=float)
         except (TypeError, ValueError) as e:  # e.g. a function without a complex extension
             detail = str(e).split(": ")[0] if scheme == "complex" else str(e)[:60]
             reason = "no complex evaluation" if scheme == "complex" else "failed"
             rows.append((label, None, f"n/a ({reason}: {detail})"))
             continue
         rows.append((label, g, ", ".join(f"{s:.2e}" for s in steps)))
+    return rows
 
-    print(f"f({', '.join(names)}) = {expr.text}")
-    print(f"at {', '.join(f'{n} = {values[n]:g}' for n in names)}:  f = {_fmt_num(value)}\n")
+
+def _print_table(names: list[str], rows: list[tuple[str, Any, str]], rev: np.ndarray) -> None:
     heads = ["method", *[f"df/d{n}" for n in names], "abs error", "rel error", "step h"]
     table = []
     scale = max(1.0, float(np.max(np.abs(rev)))) if rev.size else 1.0
@@ -210,7 +217,8 @@ def _run_check(args: argparse.Namespace) -> int:
         if label == "AD reverse mode":
             err_abs, err_rel = "(reference)", ""
         else:
-            e = float(np.max(np.abs(g - rev)))
+            with np.errstate(all="ignore"):  # inf - inf at a point where f is not finite
+                e = float(np.max(np.abs(g - rev)))
             err_abs, err_rel = f"{e:.1e}", f"{e / scale:.1e}"
         table.append([label, *[_fmt_num(v) for v in g], err_abs, err_rel, step])
     widths = [max(len(r[i]) for r in [heads, *table]) for i in range(len(heads))]
@@ -218,34 +226,110 @@ def _run_check(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print("\nerror: max |gradient - AD reverse| (relative: divided by max(1, |AD gradient|))")
     print("step h: one per variable (default ad.fd.default_step, the textbook-optimal step)")
+
+
+def one_sided_derivatives(
+    fn: Callable[..., Any], x: np.ndarray, h: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right partial derivatives of ``fn(*x)`` by the one-sided second-order
+    formulas ``(3 f(x) - 4 f(x - h) + f(x - 2h)) / 2h`` and its mirror, one step per variable.
+
+    For a smooth f they agree to ``O(h**2)``; at a kink within ``2h`` they differ by the
+    jump of the derivative (``abs`` at 0: -1 and 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> one_sided_derivatives(lambda x: abs(x), np.array([0.0]), np.array([1e-5]))
+    (array([-1.]), array([1.]))
+    """
+    x = np.asarray(x, dtype=np.float64)
+    left, right = np.empty_like(x), np.empty_like(x)
+    with np.errstate(all="ignore"):
+        f0 = float(fn(*x))
+        for i in range(x.size):
+
+            def at(m: int, i: int = i) -> float:
+                v = x.copy()
+                v[i] += m * h[i]
+                return float(fn(*v))
+
+            left[i] = (3 * f0 - 4 * at(-1) + at(-2)) / (2 * h[i])
+            right[i] = (-3 * f0 + 4 * at(1) - at(2)) / (2 * h[i])
+    return left, right
+
+
+# NOTE: gradcheck's default tolerances: the one-sided formulas carry about 8x the round-off
+# of the central one, so a tighter test would call smooth points kinks.
+_KINK_ATOL, _KINK_RTOL = 1e-5, 1e-3
+
+
+def _kink_verdict(
+    fn: Callable[..., Any], names: list[str], x: np.ndarray, h: float | None, rev: np.ndarray
+) -> str | None:
+    import autodiffx as ad
+
+    steps = np.broadcast_to(
+        np.asarray(h if h is not None else ad.fd.default_step(x, "central"), dtype=float), x.shape
+    )
+    left, right = one_sided_derivatives(fn, x, steps)
+    allowed = _KINK_ATOL + _KINK_RTOL * np.maximum(np.abs(left), np.abs(right))
+    kinks = [i for i in range(x.size) if not abs(left[i] - right[i]) <= allowed[i]]
+    if not kinks:
+        return None
+    where = ", ".join(f"{names[i]} (left {left[i]:.6g}, right {right[i]:.6g})" for i in kinks)
+    ad_values = ", ".join(f"{names[i]}: {rev[i]:.6g}" for i in kinks)
+    return (
+        f"verdict: KINK: the one-sided differences disagree in {where}: f is not "
+        "differentiable at this point or within 2h of it, so differences are no reference "
+        f"here; AD gives {ad_values} (at a kink, the value in the kink table of "
+        "docs/conventions.md)"
+    )
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    expr = _expression(args)
+    values = _point(args, expr)
+    names = list(values)
+    x = np.array([values[n] for n in names], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        value, rev, fwd = _ad_gradients(expr, names, x)
+    fn = expr.function()
+    rows = [("AD reverse mode", rev, "-"), ("AD forward mode", fwd, "-"), *_fd_rows(fn, x, args.h)]
+    print(f"f({', '.join(names)}) = {expr.text}")
+    print(f"at {', '.join(f'{n} = {values[n]:g}' for n in names)}:  f = {_fmt_num(value)}\n")
+    _print_table(names, rows, rev)
     central = next(g for label, g, _ in rows if label == _SCHEME_LABEL["central"])
     if not (np.all(np.isfinite(rev)) and np.isfinite(value)):
         print("verdict: f or its gradient is not finite at this point")
         return 1
-    ok_modes = np.allclose(fwd, rev, rtol=1e-10, atol=1e-12)
-    ok_fd = central is not None and np.allclose(central, rev, rtol=args.rtol, atol=args.rtol)
-    if ok_modes and ok_fd:
+    if not np.allclose(fwd, rev, rtol=1e-10, atol=1e-12):
+        print("verdict: MISMATCH between reverse and forward mode")
+        return 1
+    kink = _kink_verdict(fn, names, x, args.h, rev)
+    if kink:
+        print(kink)
+        return 1
+    if central is not None and np.allclose(central, rev, rtol=args.rtol, atol=args.rtol):
         print(f"verdict: OK (AD reverse = forward; central differences agree to {args.rtol:g})")
         return 0
-    if not ok_modes:
-        print("verdict: MISMATCH between reverse and forward mode")
-    else:
-        print(
-            f"verdict: MISMATCH between AD and central differences beyond {args.rtol:g} "
-            "(a kink or a discontinuity near the point, or a wrong derivative rule)"
-        )
+    print(
+        f"verdict: MISMATCH between AD and central differences beyond {args.rtol:g} "
+        "(a discontinuity near the point, or a wrong derivative rule)"
+    )
     return 1
 
 
 # ----- bench -------------------------------------------------------------------------------------
 def _best_time(fn: Callable[[], Any], repeat: int, budget: float) -> tuple[float, Any]:
-    """(best wall time per call, first result): ``repeat`` rounds within about ``budget`` s.
+    """(best wall time per call, first result): up to ``repeat`` rounds within about
+    ``budget`` s; the rounds stop when the budget is spent.
 
     A call that alone takes longer than the budget is timed once.
     """
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     result = fn()
-    once = time.perf_counter() - t0
+    once = time.perf_counter() - start
     if once >= budget:
         return once, result
     number = max(1, int(budget / repeat / max(once, 1e-9)))
@@ -255,6 +339,8 @@ def _best_time(fn: Callable[[], Any], repeat: int, budget: float) -> tuple[float
         for _ in range(number):
             fn()
         best = min(best, (time.perf_counter() - t0) / number)
+        if time.perf_counter() - start >= budget:
+            break
     return best, result
 
 
@@ -392,7 +478,7 @@ def _plot_bench(rows: list[dict[str, Any]], out: str) -> list[str]:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         path = os.path.join(out, fname)
-        fig.savefig(path, dpi=110)
+        _save_png(fig, path)
         paths.append(path)
     return paths
 
@@ -432,13 +518,43 @@ def _plot_step_study(study: Any, out: str) -> str:
         color="grey",
     )
     path = os.path.join(out, "step_study.png")
-    fig.savefig(path, dpi=110)
+    _save_png(fig, path)
     return path
+
+
+def _save_png(fig: Any, path: str) -> None:
+    write_atomically(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+
+
+#: The files ``bench`` writes into ``--out``.
+BENCH_FILES = ("bench_time.png", "bench_error.png", "step_study.png")
+
+
+def bench_memory(n: int) -> float:
+    """Bytes ``bench`` needs at its peak for size ``n``, roughly: the n x n matrix A while
+    it is drawn and scaled (two), then A and the identity of the forward mode.
+
+    Examples
+    --------
+    >>> f"{bench_memory(100_000):.2g}"
+    '1.6e+11'
+    """
+    return 16.0 * n * n + 100e6  # NOTE: 100 MB, a measured Python + NumPy + matplotlib
+
+
+def _bench_problem(args: argparse.Namespace) -> str | None:
+    n = max(args.sizes)
+    return output_dir_problem(args.out, dict.fromkeys(BENCH_FILES, "png"), "--out") or (
+        memory_problem(bench_memory(n), f"--sizes {n}")
+    )
 
 
 def _run_bench(args: argparse.Namespace) -> int:
     import autodiffx as ad
 
+    problem = _bench_problem(args)
+    if problem:
+        _fail(args, problem)
     rows = bench_gradients(args.sizes, repeat=args.repeat, budget=args.budget, seed=args.seed)
     print("W4: gradient of sum(tanh(A @ x)), x in R^n; error = max |g - exact| / max |exact|")
     print(f"{'n':>7}  {'method':<26}{'evals':>7}  {'time':>10}  {'error':>9}")
@@ -461,8 +577,12 @@ def _run_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    os.makedirs(args.out, exist_ok=True)
-    paths = [*_plot_bench(rows, args.out), _plot_step_study(study, args.out)]
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        paths = [*_plot_bench(rows, args.out), _plot_step_study(study, args.out)]
+    except OSError as e:
+        print(f"autodiffx bench: error: cannot write into {args.out!r}: {e}", file=sys.stderr)
+        return 1
     print("\nwritten: " + ", ".join(paths))
     return 0
 
@@ -500,10 +620,17 @@ def add_subcommands(subparsers: Any) -> None:
         action="append",
         help="tangent seed, e.g. x1=1 (default: 1 for the first variable, 0 for the others)",
     )
-    trace.add_argument("--ybar", type=float, default=None, help="adjoint seed ȳ (default 1)")
-    trace.add_argument("--digits", type=int, default=3, help="decimals shown (default 3)")
+    trace.add_argument("--ybar", type=finite_float, default=None, help="adjoint seed ȳ (default 1)")
+    trace.add_argument(
+        "--digits", type=int_in(1, 17), default=3, help="decimals shown, 1..17 (default 3)"
+    )
     trace.add_argument("--ascii", action="store_true", help="ASCII only (no Unicode symbols)")
-    trace.add_argument("--dot", metavar="FILE", help="also write the graph as Graphviz DOT")
+    trace.add_argument(
+        "--dot",
+        metavar="FILE",
+        help="also write the graph as Graphviz DOT (the directory must exist; an existing "
+        "file is replaced only if it is an earlier DOT output)",
+    )
     trace.set_defaults(func=_run_trace, study_parser=trace)
 
     check = subparsers.add_parser(
@@ -511,8 +638,10 @@ def add_subcommands(subparsers: Any) -> None:
         help="compare AD (reverse, forward) with every finite-difference scheme",
         description="Differentiate EXPR at a point by reverse and forward mode and by forward, "
         "backward, central and complex-step finite differences; print each gradient, its "
-        "error against reverse mode and the step used. Exit status 1 if AD and central "
-        "differences disagree.",
+        "error against reverse mode and the step used. Exit status 1 if f or its gradient is "
+        "not finite, if reverse and forward mode disagree, if the one-sided differences "
+        "disagree (a kink: f is not differentiable there), or if AD and central differences "
+        "disagree.",
         epilog="example: autodiffx check 'exp(x)/sqrt(sin(x)**3 + cos(x)**3)' --at x=1.5",
     )
     check.add_argument("expr", metavar="EXPR", help="expression, e.g. 'x**2 * sin(y)'")
@@ -536,18 +665,29 @@ def add_subcommands(subparsers: Any) -> None:
         "exact gradient for each n; plus a step-size study of the finite-difference schemes. "
         "Prints tables and writes bench_time.png, bench_error.png and step_study.png.",
     )
-    bench.add_argument("--out", default="out", help="directory for the PNGs (default ./out)")
+    bench.add_argument(
+        "--out",
+        default="out",
+        metavar="DIR",
+        help="directory for the PNGs, created if missing (default ./out); existing files of "
+        "the same names are replaced only if they are PNGs",
+    )
     bench.add_argument(
         "--sizes", type=_sizes, default=[10, 100, 1000], help="values of n (default 10,100,1000)"
     )
-    bench.add_argument("--repeat", type=positive_int, default=3, help="timing rounds (default 3)")
+    bench.add_argument(
+        "--repeat", type=int_in(1, 1000), default=3, help="timing rounds, 1..1000 (default 3)"
+    )
     bench.add_argument(
         "--budget",
-        type=float,
+        type=float_in(0, 60),
         default=0.2,
-        help="seconds spent timing each method and size (default 0.2)",
+        help="seconds spent timing each method and size, 0..60 (default 0.2); a single call "
+        "that takes longer is timed once",
     )
-    bench.add_argument("--seed", type=int, default=0, help="random seed of A and x (default 0)")
+    bench.add_argument(
+        "--seed", type=non_negative_int, default=0, help="random seed of A and x (default 0)"
+    )
     bench.set_defaults(func=_run_bench, study_parser=bench)
 
 

@@ -642,6 +642,10 @@ def gradcheck(
     smooth f; if they disagree beyond the tolerance, finite differences are no reference
     there. A genuine mismatch anywhere else is still reported first; if every mismatch sits
     at a kink, the error says a kink / non-differentiable point was detected near the input.
+    An infinite derivative at such a point (``sqrt`` at 0) turns the zero seeds of the other
+    elements into ``0 * inf = nan`` in the same output: those nan are blamed on the
+    non-differentiable element, not on the smooth ones they show up in. The probes
+    ``x ± h`` may leave f's domain; their NumPy warnings are silenced.
 
     Parameters
     ----------
@@ -701,45 +705,145 @@ def gradcheck(
         np.asarray(default_step(a, "central")) if eps is None else np.full(a.shape, float(eps))
         for a in arrays
     ]
-    fd_jacs = [_fd_jacobian(evaluate, arrays, j, steps[j], f0.shape) for j in range(len(arrays))]
-    kinks: dict[tuple[int, tuple[int, ...]], str | None] = {}
-    first_kink = None
+    # NOTE: the probes x +- h, x +- 2h may leave f's domain (sqrt at 0): their NumPy warnings
+    # are silenced; a non-finite difference is a mismatch, examined for a kink below.
+    with np.errstate(all="ignore"):
+        fd_jacs = [
+            _fd_jacobian(evaluate, arrays, j, steps[j], f0.shape) for j in range(len(arrays))
+        ]
+    found: list[_Mismatch] = []
+    ad_by_mode = {}
     for mode in modes:
-        if mode == "rev":
-            ad_jacs = _rev_jacobians(ad, autograd, f, args, positions, arrays, f0.shape)
-        else:
-            ad_jacs = _fwd_jacobians(ad, forward, f, args, positions, arrays, f0.shape)
-        for j, position in enumerate(positions):
-            ad_jac, fd_jac, shape = ad_jacs[j], fd_jacs[j], arrays[j].shape
-            allowed = atol + rtol * np.abs(fd_jac)
-            bad = ~(np.abs(ad_jac - fd_jac) <= allowed)
-            per_element = bad.reshape(f0.size, arrays[j].size)
-            for e in np.flatnonzero(per_element.any(axis=0)):
-                index = tuple(int(i) for i in np.unravel_index(e, shape))
-                k = tuple(int(i) for i in np.unravel_index(np.argmax(per_element[:, e]), f0.shape))
-                a, d, tol = ad_jac[(*k, *index)], fd_jac[(*k, *index)], allowed[(*k, *index)]
-                where = f"input {position} (shape {shape}), element {index}"
-                values = f"output element {k}: AD = {a:.10g}, FD = {d:.10g}"
-                if check_kinks and (j, index) not in kinks:
-                    kinks[j, index] = _kink(
-                        evaluate, f0, arrays, j, index, steps[j][index], atol, rtol
-                    )
-                found = kinks.get((j, index))
-                if found is None:
-                    return fail(
-                        f"gradcheck failed in {mode!r} mode for {where}:\n    {values}, "
-                        f"|AD - FD| = {abs(a - d):.3g} > allowed atol + rtol*|FD| = {tol:.3g}"
-                    )
-                if first_kink is None:
-                    first_kink = (
-                        f"gradcheck: a kink / non-differentiable point was detected near {where} "
-                        f"(x = {arrays[j][index]:.6g}):\n    {found};\n    finite differences are "
-                        f"no reference there ({mode!r} mode, {values}).\n"
-                        "    Check at a point away from the kink."
-                    )
-    if first_kink is not None:
-        return fail(first_kink)
-    return True
+        jacobians = _rev_jacobians if mode == "rev" else _fwd_jacobians
+        core = autograd if mode == "rev" else forward
+        ad_by_mode[mode] = jacobians(ad, core, f, args, positions, arrays, f0.shape)
+        for j in range(len(arrays)):
+            found += _mismatches(mode, j, ad_by_mode[mode][j], fd_jacs[j], f0.shape, atol, rtol)
+    if not found:
+        return True
+    kinks: dict[tuple[int, tuple[int, ...]], str | None] = {}
+    with np.errstate(all="ignore"):
+        for m in found if check_kinks else ():
+            if (m.j, m.index) not in kinks:
+                kinks[m.j, m.index] = _kink(
+                    evaluate, f0, arrays, m.j, m.index, steps[m.j][m.index], atol, rtol
+                )
+    return fail(_failure(found, kinks, ad_by_mode, fd_jacs, positions, arrays))
+
+
+def _failure(
+    found: list[_Mismatch],
+    kinks: Mapping[tuple[int, tuple[int, ...]], str | None],
+    ad_by_mode: Mapping[str, list[np.ndarray]],
+    fd_jacs: list[np.ndarray],
+    positions: list[int],
+    arrays: list[np.ndarray],
+) -> str:
+    """The message of a failed check: the first genuine mismatch, else the kink that every
+    mismatch sits at or comes from."""
+    blamed: list[tuple[_Mismatch, tuple[int, tuple[int, ...]]]] = []
+    for m in found:
+        if kinks.get((m.j, m.index)) is not None:
+            continue
+        culprit = _non_finite_culprit(m, kinks, ad_by_mode[m.mode], fd_jacs)
+        if culprit is None:
+            where = f"input {positions[m.j]} (shape {arrays[m.j].shape}), element {m.index}"
+            return (
+                f"gradcheck failed in {m.mode!r} mode for {where}:\n    {m.values}, "
+                f"|AD - FD| = {abs(m.ad - m.fd):.3g} > allowed atol + rtol*|FD| = {m.allowed:.3g}"
+            )
+        blamed.append((m, culprit))
+    return _kink_report(found, kinks, blamed, positions, arrays)
+
+
+@dataclass(frozen=True)
+class _Mismatch:
+    """An input element whose AD derivative disagrees with finite differences."""
+
+    mode: str
+    j: int
+    index: tuple[int, ...]
+    k: tuple[int, ...]  # the (first) output element where they disagree
+    ad: float
+    fd: float
+    allowed: float
+
+    @property
+    def values(self) -> str:
+        return f"output element {self.k}: AD = {self.ad:.10g}, FD = {self.fd:.10g}"
+
+
+def _mismatches(
+    mode: str,
+    j: int,
+    ad_jac: np.ndarray,
+    fd_jac: np.ndarray,
+    out_shape: tuple[int, ...],
+    atol: float,
+    rtol: float,
+) -> list[_Mismatch]:
+    """The elements of input j whose column of the Jacobian disagrees, in order."""
+    shape = fd_jac.shape[len(out_shape) :]
+    allowed = atol + rtol * np.abs(fd_jac)
+    bad = ~(np.abs(ad_jac - fd_jac) <= allowed)
+    per_element = bad.reshape(int(np.prod(out_shape)), int(np.prod(shape)))
+    found = []
+    for e in np.flatnonzero(per_element.any(axis=0)):
+        index = tuple(int(i) for i in np.unravel_index(e, shape))
+        k = tuple(int(i) for i in np.unravel_index(np.argmax(per_element[:, e]), out_shape))
+        at = (*k, *index)
+        found.append(
+            _Mismatch(mode, j, index, k, float(ad_jac[at]), float(fd_jac[at]), float(allowed[at]))
+        )
+    return found
+
+
+def _non_finite_culprit(
+    m: _Mismatch,
+    kinks: Mapping[tuple[int, tuple[int, ...]], str | None],
+    ad_jacs: list[np.ndarray],
+    fd_jacs: list[np.ndarray],
+) -> tuple[int, tuple[int, ...]] | None:
+    """The non-differentiable element that explains a non-finite AD value of a smooth one.
+
+    An infinite derivative (sqrt at 0) turns the zero seed of every other element into
+    ``0 * inf = nan`` in the same output element: that nan belongs to the kink, not to the
+    element it shows up in.
+    """
+    if np.isfinite(m.ad):
+        return None
+    for (j, index), kink in kinks.items():
+        at = (*m.k, *index)
+        if kink is not None and not (np.isfinite(ad_jacs[j][at]) and np.isfinite(fd_jacs[j][at])):
+            return j, index
+    return None
+
+
+def _kink_report(
+    found: list[_Mismatch],
+    kinks: Mapping[tuple[int, tuple[int, ...]], str | None],
+    blamed: list[tuple[_Mismatch, tuple[int, tuple[int, ...]]]],
+    positions: list[int],
+    arrays: list[np.ndarray],
+) -> str:
+    """The error of a check whose every mismatch sits at (or is explained by) a kink."""
+    key = blamed[0][1] if blamed else next(k for k, v in kinks.items() if v is not None)
+    m = next(m for m in found if (m.j, m.index) == key)
+    j, index = key
+    where = f"input {positions[j]} (shape {arrays[j].shape}), element {index}"
+    text = (
+        f"gradcheck: a kink / non-differentiable point was detected near {where} "
+        f"(x = {arrays[j][index]:.6g}):\n    {kinks[key]};\n    finite differences are "
+        f"no reference there ({m.mode!r} mode, {m.values}).\n"
+    )
+    others = sorted({(b.j, b.index) for b, culprit in blamed if culprit == key})
+    if others:
+        names = ", ".join(f"element {i} of input {positions[jj]}" for jj, i in others)
+        text += (
+            f"    Its non-finite derivative also makes the AD derivatives of output element "
+            f"{blamed[0][0].k} with respect to {names} nan (0 * inf).\n"
+        )
+    return text + "    Check at a point away from the kink."
 
 
 def gradgradcheck(

@@ -24,13 +24,11 @@ uninterrupted one.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import itertools
 import math
 import os
 import sys
 import time
-import uuid
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -38,10 +36,16 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import nn, optim
-from ._argtypes import non_negative_int, positive_float, positive_int
+from ._argtypes import (
+    memory_problem,
+    non_negative_int,
+    output_dir_problem,
+    positive_float,
+    positive_int,
+)
 from ._mode import no_grad
 from .data import load_digits
-from .io import load, save
+from .io import CheckpointError, load, save, write_atomically
 from .nn import functional as F
 
 __all__ = [
@@ -57,6 +61,7 @@ __all__ = [
     "load_checkpoint",
     "make_model",
     "make_optimizer",
+    "memory_estimate",
     "plot_history",
     "run",
     "split_digits",
@@ -87,7 +92,9 @@ _HISTORY_KEYS = ("loss", "train_acc", "test_loss", "test_acc", "seconds")
 
 class TrainError(Exception):
     """A problem the user can fix (bad checkpoint, bad option, unwritable output): the
-    command line prints its one-line message and exits with status 1.
+    command line prints its one-line message and exits with ``status``: 2 for what is wrong
+    with the input (the ``--resume`` checkpoint, an option), 1 for what went wrong while
+    running (divergence, an unwritable checkpoint).
 
     Examples
     --------
@@ -95,9 +102,13 @@ class TrainError(Exception):
     >>> try:
     ...     load_checkpoint("no/such/checkpoint.npz")
     ... except TrainError as e:
-    ...     print(e)
-    cannot resume: checkpoint 'no/such/checkpoint.npz' does not exist
+    ...     print(e, e.status)
+    cannot resume: checkpoint 'no/such/checkpoint.npz' does not exist 2
     """
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -411,7 +422,10 @@ def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray) -> tuple[float, flo
 # ----- checkpoints ----------------------------------------------------------------------------
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a checkpoint written by :func:`fit`; raise :class:`TrainError`
-    with a one-line message if it is missing, unreadable, corrupt or not a checkpoint.
+    (status 2) with a one-line message if it is missing, unreadable, corrupt or not a
+    checkpoint: the file as :func:`autodiffx.load` reads it, then every entry's type, and the
+    type, dtype and finiteness of every array (shapes are checked against the model when
+    it is restored).
 
     Examples
     --------
@@ -426,41 +440,168 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = os.fspath(path)
     where = f"checkpoint {path!r}"
     if not os.path.exists(path):
-        raise TrainError(f"cannot resume: {where} does not exist")
+        raise TrainError(f"cannot resume: {where} does not exist", 2)
     try:
         ck = load(path)
     except OSError as e:
-        raise TrainError(f"cannot resume: cannot read {where}: {e.strerror or e}") from e
-    except (ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-        msg = str(e).removeprefix("load: ")
-        raise TrainError(f"cannot resume: {where} is corrupt or not a checkpoint ({msg})") from e
+        raise TrainError(f"cannot resume: cannot read {where}: {e.strerror or e}", 2) from e
+    except CheckpointError as e:
+        raise TrainError(f"cannot resume: {str(e).removeprefix('load: ')}", 2) from e
+    problem = _checkpoint_problem(ck)
+    if problem:
+        raise TrainError(
+            f"cannot resume: {where} is not a valid training checkpoint ({problem})", 2
+        )
+    return ck
 
-    def bad(what: str) -> TrainError:
-        return TrainError(f"cannot resume: {where} is not a valid training checkpoint ({what})")
 
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise bad(f"no {FORMAT!r} header")
+def _checkpoint_problem(ck: Any) -> str | None:
+    """What is wrong with the loaded contents of a checkpoint, or None."""
+    if not isinstance(ck, dict) or not _same(ck.get("format"), FORMAT):
+        return f"no {FORMAT!r} header"
     version = ck.get("version")
-    if not _is_int(version) or version > VERSION:
-        raise bad(f"format version {version!r}, this autodiffx reads up to {VERSION}")
-    for key, kind in (("config", dict), ("model", dict), ("optimizer", dict), ("rng", dict)):
-        if not isinstance(ck.get(key), kind):
-            raise bad(f"'{key}' missing or not a dict")
+    if not _is_int(version) or not 1 <= version <= VERSION:
+        return f"format version {version!r}, this autodiffx reads up to {VERSION}"
+    for key in ("config", "model", "optimizer", "rng"):
+        if not isinstance(ck.get(key), dict):
+            return f"'{key}' missing or not a dict"
     epoch = ck.get("epoch")
     if not _is_int(epoch) or epoch < 1:
-        raise bad(f"epoch {epoch!r}")
+        return f"epoch {epoch!r}"
     try:
         TrainConfig(**ck["config"])
     except (TypeError, ValueError) as e:
-        raise bad(f"config: {e}") from e
+        return f"config: {e}"
     hist = ck.get("history")
     if not isinstance(hist, dict) or set(hist) != set(_HISTORY_KEYS):
-        raise bad("'history' missing or incomplete")
+        return "'history' missing or incomplete"
     for k in _HISTORY_KEYS:
         h = hist[k]
         if not isinstance(h, np.ndarray) or h.shape != (epoch,) or h.dtype.kind != "f":
-            raise bad(f"history {k!r} is not {epoch} floats")
-    return ck
+            return f"history {k!r} is not {epoch} floats"
+    for name, w in ck["model"].items():
+        if not _is_floats(w):
+            return f"model weight {name!r} is not a finite float64 array"
+    return _optimizer_problem(ck["optimizer"]) or _rng_problem(ck["rng"])
+
+
+def _is_floats(a: Any, shape: tuple[int, ...] | None = None) -> bool:
+    return (
+        isinstance(a, np.ndarray)
+        and a.dtype == np.float64
+        and (shape is None or a.shape == shape)
+        and bool(np.all(np.isfinite(a)))
+    )
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, float | int) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with the same types all the way down (no array truth values, no 1 == True)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+# The per-parameter state each optimizer of make_optimizer keeps: "count" (an int >= 0),
+# "param" (a float64 array of the parameter's shape), "number" (a finite float), "flat" (a
+# float64 vector of all parameters), "numbers"/"flats" (lists of those; numbers may be None).
+_STATE_SCHEMA: dict[str, dict[str, str]] = {
+    "adam": {"step": "count", "exp_avg": "param", "exp_avg_sq": "param"},
+    "adamw": {"step": "count", "exp_avg": "param", "exp_avg_sq": "param"},
+    "sgd": {"momentum_buffer": "param"},
+    "rmsprop": {"step": "count", "square_avg": "param"},
+    "adagrad": {"step": "count", "sum": "param"},
+    "lbfgs": {
+        "func_evals": "count",
+        "n_iter": "count",
+        "d": "flat",
+        "t": "number",
+        "old_dirs": "flats",
+        "old_stps": "flats",
+        "ro": "numbers",
+        "al": "numbers",
+        "H_diag": "number",
+        "prev_flat_grad": "flat",
+        "prev_loss": "number",
+    },
+}
+
+
+def _optimizer_problem(opt: dict[str, Any]) -> str | None:
+    """Type checks of a saved optimizer state (hyper-parameters and shapes are compared with
+    the optimizer itself in :func:`_restore`)."""
+    groups, state = opt.get("param_groups"), opt.get("state")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        return "optimizer 'param_groups' is not a list of dicts"
+    if not isinstance(state, dict) or not all(
+        _is_int(k) and isinstance(v, dict) for k, v in state.items()
+    ):
+        return "optimizer 'state' is not a dict of per-parameter dicts"
+    return None
+
+
+def _rng_problem(rng: dict[str, Any]) -> str | None:
+    inner = rng.get("state")
+    ok = (
+        _same(rng.get("bit_generator"), "PCG64")
+        and set(rng) == {"bit_generator", "state", "has_uint32", "uinteger"}
+        and isinstance(inner, dict)
+        and set(inner) == {"state", "inc"}
+        and all(_is_int(v) and 0 <= v < 2**128 for v in inner.values())
+        and _is_int(rng["has_uint32"])
+        and 0 <= rng["has_uint32"] <= 1
+        and _is_int(rng["uinteger"])
+        and 0 <= rng["uinteger"] < 2**32
+    )
+    return None if ok else "'rng' is not the state of a PCG64 generator"
+
+
+def _state_problem(ck_state: dict[int, Any], optimizer_name: str, params: list[Any]) -> str | None:
+    """What in a saved per-parameter optimizer state does not fit ``params``, or None.
+
+    After an epoch every parameter has its state (LBFGS keeps all of it on parameter 0).
+    """
+    schema = _STATE_SCHEMA[optimizer_name]
+    expected = {0} if optimizer_name == "lbfgs" else set(range(len(params)))
+    if set(ck_state) != expected:
+        return f"state of parameters {sorted(ck_state)}, expected {sorted(expected)}"
+    n = sum(p.size for p in params)
+    for i, entry in ck_state.items():
+        keys = set(entry)
+        required = set(schema)
+        if optimizer_name == "lbfgs":  # before its first iteration only the counters exist
+            required = required - {"al"} if entry.get("n_iter") else {"func_evals", "n_iter"}
+        if not required <= keys <= set(schema):
+            return f"state of parameter {i} has {sorted(keys)}, expected {sorted(required)}"
+        for key in keys:
+            if not _fits(entry[key], schema[key], params[i].shape, n):
+                return f"state {key!r} of parameter {i} is not a valid {schema[key]}"
+    if optimizer_name == "lbfgs":
+        history = [len(ck_state[0].get(k, [])) for k in ("old_dirs", "old_stps", "ro")]
+        al = len(ck_state[0].get("al", [None] * 20))
+        if len(set(history)) != 1 or history[0] > 20 or al != 20:
+            return f"LBFGS history of lengths {history} and {al}"
+    return None
+
+
+def _fits(v: Any, kind: str, shape: tuple[int, ...], n: int) -> bool:
+    if kind == "count":
+        return _is_int(v) and v >= 0
+    if kind == "number":  # saved from a Python float (an int here is not from fit)
+        return isinstance(v, float) and math.isfinite(v)
+    if kind == "param":
+        return _is_floats(v, shape)
+    if kind == "flat":
+        return _is_floats(v, (n,))
+    item = "number" if kind == "numbers" else "flat"
+    return isinstance(v, list) and all(
+        (kind == "numbers" and x is None) or _fits(x, item, shape, n) for x in v
+    )
 
 
 def _snapshot(
@@ -483,6 +624,21 @@ def _snapshot(
     }
 
 
+def _groups_problem(saved: list[dict[str, Any]], optimizer: optim.Optimizer) -> str | None:
+    """Hyper-parameters that differ from the ones make_optimizer set (lr may differ)."""
+    mine = optimizer.state_dict()["param_groups"]
+    if len(saved) != len(mine):
+        return f"{len(saved)} parameter groups, the optimizer has {len(mine)}"
+    for s, m in zip(saved, mine, strict=True):
+        if set(s) != set(m):
+            return f"optimizer settings {sorted(s)}, expected {sorted(m)}"
+        for k in m:
+            ok = _is_number(s[k]) and s[k] > 0 if k == "lr" else _same(s[k], m[k])
+            if not ok:
+                return f"optimizer setting {k!r} is {s[k]!r}, make_optimizer sets {m[k]!r}"
+    return None
+
+
 def _restore(
     ck: Mapping[str, Any],
     config: TrainConfig,
@@ -490,32 +646,37 @@ def _restore(
     optimizer: optim.Optimizer,
     rng: np.random.Generator,
 ) -> None:
-    """Load a checkpoint into freshly built objects; on any mismatch raise TrainError, and
-    nothing that existed before the call has changed."""
+    """Load a checkpoint into freshly built objects; on any mismatch raise TrainError
+    (status 2), and nothing that existed before the call has changed."""
     saved = TrainConfig(**ck["config"])
     for name in ("seed", "activation", "optimizer"):
         mine, theirs = getattr(config, name), getattr(saved, name)
         if mine != theirs:
             raise TrainError(
                 f"cannot resume: the checkpoint was trained with {name} {theirs!r}, not {mine!r} "
-                f"(omit --{name} to continue with the checkpoint's)"
+                f"(omit --{name} to continue with the checkpoint's)",
+                2,
             )
     try:
         model.load_state_dict(ck["model"])
     except (RuntimeError, TypeError) as e:
         lines = [ln.strip().rstrip(".") for ln in str(e).splitlines()]
         detail = "; ".join(lines[1:] if len(lines) > 1 else lines)
-        raise TrainError(f"cannot resume: the checkpoint does not fit the model: {detail}") from e
+        raise TrainError(
+            f"cannot resume: the checkpoint does not fit the model: {detail}", 2
+        ) from e
+    problem = _groups_problem(ck["optimizer"]["param_groups"], optimizer) or _state_problem(
+        ck["optimizer"]["state"], config.optimizer, list(model.parameters())
+    )
+    if problem:
+        raise TrainError(f"cannot resume: the optimizer state does not fit: {problem}", 2)
     try:
         optimizer.load_state_dict(ck["optimizer"])
     except (ValueError, TypeError, KeyError) as e:
-        raise TrainError(f"cannot resume: the optimizer state does not fit: {e}") from e
+        raise TrainError(f"cannot resume: the optimizer state does not fit: {e}", 2) from e
     for g in optimizer.param_groups:  # an explicit learning rate overrides the saved one
         g["lr"] = config.lr
-    try:
-        rng.bit_generator.state = ck["rng"]
-    except (ValueError, TypeError, KeyError) as e:
-        raise TrainError(f"cannot resume: the checkpoint's generator state is invalid: {e}") from e
+    rng.bit_generator.state = ck["rng"]  # checked by load_checkpoint
 
 
 # ----- progress -------------------------------------------------------------------------------
@@ -637,6 +798,9 @@ def fit(
     ck: Mapping[str, Any] | None = None
     if resume is not None:
         ck = resume if isinstance(resume, Mapping) else load_checkpoint(resume)
+        problem = _checkpoint_problem(dict(ck))
+        if problem:
+            raise TrainError(f"cannot resume: not a valid training checkpoint ({problem})", 2)
         if config is None:
             config = TrainConfig(**ck["config"])
     config = TrainConfig() if config is None else config
@@ -751,16 +915,7 @@ def plot_history(history: Mapping[str, Any], path: str | os.PathLike[str], title
         ax.xaxis.get_major_locator().set_params(integer=True)
     if title:
         fig.suptitle(title)
-    path = os.fspath(path)
-    tmp = os.path.join(
-        os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{uuid.uuid4().hex}"
-    )
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    write_atomically(path, lambda fh: fig.savefig(fh, format="png"))
     return True
 
 
@@ -849,11 +1004,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plot", action="store_true", help=f"do not write {PLOT}")
 
 
+def memory_estimate(config: TrainConfig) -> float:
+    """Bytes that training ``config`` needs at its peak, roughly (an upper estimate).
+
+    The parameters, their gradients, the optimizer's state (LBFGS keeps ``2 * 20`` vectors
+    of history) and the checkpoint's copies of both, plus the activations of the whole
+    data set (the evaluation after every epoch, and LBFGS's full batch, which keeps them for
+    the backward pass).
+
+    Examples
+    --------
+    >>> from autodiffx.train import TrainConfig, memory_estimate
+    >>> memory_estimate(TrainConfig()) < 200e6
+    True
+    >>> f"{memory_estimate(TrainConfig(hidden=(10**8,))):.1e}"
+    '3.1e+12'
+    """
+    widths = (64, *config.hidden, 10)
+    n_params = sum(a * b + b for a, b in itertools.pairwise(widths))
+    copies = {"sgd": 1, "rmsprop": 1, "adagrad": 1, "adam": 2, "adamw": 2, "lbfgs": 44}
+    state = n_params * (2 + 2 * copies[config.optimizer])
+    activations = 1797 * sum(widths) * (4 if config.optimizer == "lbfgs" else 2)
+    return 8.0 * (state + activations) + _BASE_MEMORY
+
+
+# NOTE: measured peaks (ru_maxrss, one epoch with the plot) are 0.7x to 0.85x of the
+# estimate: 101 MB for --hidden 8, 167 MB for 4000 (adam), 368 MB for 4000 (lbfgs), 2.6 GB
+# for 100000 (sgd). The base is a Python + NumPy + autodiffx + matplotlib process.
+_BASE_MEMORY = 100e6
+
+
+def _options_problem(args: argparse.Namespace, config: TrainConfig) -> str | None:
+    """A one-line reason to refuse the run before it starts, or None."""
+    files = {CHECKPOINT: "checkpoint"} if args.no_plot else {CHECKPOINT: "checkpoint", PLOT: "png"}
+    problem = output_dir_problem(args.out, files, "--out")
+    if problem:
+        return problem
+    net = "-".join(map(str, (64, *config.hidden, 10)))
+    return memory_problem(
+        memory_estimate(config), f"training a {net} network with {config.optimizer}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``autodiffx train`` with parsed arguments; return the exit status.
 
     Progress goes to stderr, the result to stdout; a :class:`TrainError` is printed as one
-    line on stderr with status 1, an interruption (Ctrl-C) returns 130.
+    line on stderr and its status returned (2 for a bad ``--resume`` checkpoint, an ``--out``
+    that holds files the run would overwrite but did not write, or a network that needs more
+    memory than the machine has available; 1 for failures while training); an interruption
+    (Ctrl-C) returns 130.
 
     Examples
     --------
@@ -879,12 +1079,15 @@ def run(args: argparse.Namespace) -> int:
             config = TrainConfig(**{**ck["config"], **given})
         else:
             config = TrainConfig(**given)
+        problem = _options_problem(args, config)
+        if problem:
+            raise TrainError(problem, 2)
         result = fit(
             config, args.epochs, out=args.out, resume=ck, plot=not args.no_plot, log=sys.stderr
         )
     except TrainError as e:
         print(f"autodiffx train: error: {e}", file=sys.stderr)
-        return 1
+        return e.status
     except KeyboardInterrupt:
         where = os.path.join(args.out, CHECKPOINT)
         hint = f" (resume with --resume {where})" if os.path.exists(where) else ""

@@ -80,7 +80,18 @@ def test_trace_options(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
         (["check", "x", "--at", "x=1", "--h", "-1"], "positive"),
         (["bench", "--sizes", "0"], "sizes must be integers"),
         (["bench", "--sizes", "a,b"], "expected sizes like"),
-        (["bench", "--repeat", "0"], "positive integer"),
+        (["bench", "--repeat", "0"], "an integer in 1..1000"),
+        (["bench", "--repeat", "1000000000"], "an integer in 1..1000"),
+        (["bench", "--budget", "nan"], "expected a number in [0, 60], got 'nan'"),
+        (["bench", "--budget", "inf"], "expected a number in [0, 60], got 'inf'"),
+        (["bench", "--budget", "-1"], "expected a number in [0, 60]"),
+        (["bench", "--budget", "1e9"], "expected a number in [0, 60]"),
+        (["bench", "--seed", "-1"], "expected a non-negative integer, got '-1'"),
+        (["trace", "x", "--at", "x=1", "--digits", "-1"], "an integer in 1..17, got '-1'"),
+        (["trace", "x", "--at", "x=1", "--digits", "0"], "an integer in 1..17"),
+        (["trace", "x", "--at", "x=1", "--ybar", "nan"], "expected a finite number"),
+        (["trace", "x", "--at", "x=exp(1000)"], "value of x: exp(1000) is inf, not finite"),
+        (["check", "x", "--at", "x=0/0"], "value of x: 0/0 is nan, not finite"),
         (["trace", "x"], "required: --at"),
     ],
 )
@@ -103,8 +114,10 @@ def test_check_reports_every_scheme(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_check_flags_a_kink_and_non_finite_points(capsys) -> None:
     code, out, _ = run(capsys, "check", "abs(x)", "--at", "x=1e-7")
-    assert code == 1 and "MISMATCH between AD and central differences" in out
+    assert code == 1 and "verdict: KINK" in out and "(left -0.950458, right 1)" in out
     code, out, _ = run(capsys, "check", "sqrt(x)", "--at", "x=-1")
+    assert code == 1 and "not finite" in out
+    code, out, _ = run(capsys, "check", "sqrt(x)", "--at", "x=0")  # inf - inf: no warning
     assert code == 1 and "not finite" in out
     code, out, _ = run(capsys, "check", "sigmoid(x)", "--at", "x=0.5", "--h", "1e-4")
     assert code == 0 and "no complex evaluation" in out and "1.00e-04" in out
@@ -168,3 +181,134 @@ def test_as_a_process() -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "attribute access" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("expr", "at", "where"),
+    [
+        ("abs(x)", "x=0", "x (left -1, right 1)"),
+        ("maximum(x, 0)", "x=0", "x (left 0, right 1)"),
+        ("abs(x) + y**2", "x=0,y=1", "x (left -1, right 1)"),
+        ("maximum(x, y)", "x=1,y=1", "x (left 0, right 1), y (left 0, right 1)"),
+    ],
+)
+def test_check_reports_a_kink_where_one_sided_differences_disagree(capsys, expr, at, where):
+    """abs at 0 said "verdict: OK": AD (0) and central differences (0) agree there, while the
+    forward and backward differences are +1 and -1."""
+    code, out, _ = run(capsys, "check", expr, "--at", at)
+    assert code == 1
+    assert "verdict: OK" not in out
+    assert f"verdict: KINK: the one-sided differences disagree in {where}" in out
+
+
+def test_check_smooth_points_stay_ok(capsys) -> None:
+    for expr, at in [
+        ("abs(x)", "x=0.5"),
+        ("x**2 + 1e8", "x=0"),
+        ("exp(x)/sqrt(sin(x)**3 + cos(x)**3)", "x=1.5"),
+        ("maximum(x, y)", "x=1,y=2"),
+        ("1e8 * sin(x)", "x=1"),
+    ]:
+        code, out, _ = run(capsys, "check", expr, "--at", at)
+        assert code == 0 and "verdict: OK" in out, (expr, out)
+
+
+def test_trace_dot_is_checked_before_writing(capsys, tmp_path) -> None:
+    argv = ["trace", "x*y", "--at", "x=1,y=2", "--dot"]
+    code, out, err = run(capsys, *argv, str(tmp_path / "missing" / "g.dot"))
+    assert code == 2 and "does not exist" in err and out == ""
+    code, _, err = run(capsys, *argv, str(tmp_path))
+    assert code == 2 and "is a directory" in err
+    notes = tmp_path / "notes.dot"
+    notes.write_text("my notes")
+    code, _, err = run(capsys, *argv, str(notes))
+    assert code == 2 and "refusing to overwrite it" in err
+    assert notes.read_text() == "my notes"
+    dot = tmp_path / "g.dot"
+    for _ in range(2):  # its own earlier output is replaced
+        assert run(capsys, *argv, str(dot))[0] == 0
+    assert dot.read_text().startswith("digraph evaluation_trace {")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.dot", "notes.dot"]
+
+
+def test_bench_out_is_checked_before_running(capsys, tmp_path) -> None:
+    argv = ["bench", "--sizes", "3", "--repeat", "1", "--budget", "0", "--out"]
+    blocker = tmp_path / "file"
+    blocker.write_text("my data")
+    code, out, err = run(capsys, *argv, str(blocker))
+    assert code == 2 and "is a file, expected a directory" in err and out == ""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "bench_error.png").write_text("my data")
+    code, out, err = run(capsys, *argv, str(tmp_path / "d"))
+    assert code == 2 and "bench_error.png: exists and is not a PNG image" in err and out == ""
+    assert blocker.read_text() == (tmp_path / "d" / "bench_error.png").read_text() == "my data"
+
+
+def test_sizes_beyond_memory_are_refused(capsys, monkeypatch, tmp_path) -> None:
+    from autodiffx import _argtypes
+    from autodiffx.__main__ import main as cli
+
+    monkeypatch.setattr(_argtypes, "available_memory", lambda: 2 * 10**9)
+    code, out, err = run(capsys, "bench", "--sizes", "10,20000", "--out", str(tmp_path / "o"))
+    assert code == 2 and out == ""
+    assert "--sizes 20000 needs about 6.5 GB of memory; the machine has 2.0 GB available" in err
+    with pytest.raises(SystemExit) as exc:
+        cli(["demo", "--n", "20000"])
+    assert exc.value.code == 2
+    assert "--n 20000 needs about 9.7 GB of memory" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_timing_stops_when_the_budget_is_spent(monkeypatch) -> None:
+    """--repeat 1000000000 ran forever: every round ran at least one call, whatever the
+    budget. A fake clock (each call takes 1 s) counts the calls, no real time is measured."""
+    from autodiffx import cli_study
+
+    clock = [0.0]
+    calls = []
+
+    def fn():
+        calls.append(1)
+        clock[0] += 1.0
+        return 7
+
+    monkeypatch.setattr(cli_study.time, "perf_counter", lambda: clock[0])
+    assert cli_study._best_time(fn, repeat=1000, budget=10.0) == (1.0, 7)
+    assert len(calls) == 10
+
+
+def _user(*argv: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "autodiffx", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+
+
+def test_bad_options_as_a_user_runs_them(tmp_path) -> None:
+    """One line on stderr, no traceback, status 2, and nothing written."""
+    existing = tmp_path / "results"
+    existing.write_text("my data")
+    cases = {
+        ("trace", "x*y", "--at", "x=1,y=2", "--digits", "-1"): "--digits",
+        ("trace", "x*y", "--at", "x=1,y=2", "--dot", str(tmp_path / "no" / "g.dot")): "exist",
+        ("bench", "--budget", "nan"): "--budget",
+        ("bench", "--budget", "inf"): "--budget",
+        ("bench", "--budget", "1e9"): "--budget",
+        ("bench", "--repeat", "1000000000"): "--repeat",
+        ("bench", "--seed", "-1"): "--seed",
+        ("bench", "--out", str(existing)): "is a file",
+        ("bench", "--sizes", "100000", "--out", str(tmp_path / "o")): "of memory",
+        ("demo", "--n", "100000"): "of memory",
+    }
+    procs = {argv: _user(*argv) for argv in cases}
+    for argv, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2, (argv, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+        assert cases[argv] in err and out == "", argv
+    assert existing.read_text() == "my data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]

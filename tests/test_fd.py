@@ -2,6 +2,7 @@
 
 import dataclasses
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -484,6 +485,42 @@ def test_gradcheck_prefers_a_genuine_failure_over_a_kink():
     with pytest.raises(GradcheckError, match="gradcheck failed") as info:
         gradcheck(f, np.array([1e-7]), np.array([2.0]), modes=("rev",))
     assert "input 1 (shape (1,))" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("x", "element", "reduce"),
+    [([0.0, 1.0], 0, False), ([1.0, 0.0], 1, False), ([0.0, 1.0], 0, True)],
+)
+def test_gradcheck_blames_the_non_differentiable_element(x, element, reduce):
+    """sqrt at [0, 1]: the infinite derivative at 0 makes 0 * inf = nan appear in the column
+    of the smooth element 1 (forward mode) and gradcheck blamed element 1; the probe
+    sqrt(0 - h) also leaked a RuntimeWarning."""
+    ad = _core()
+    f = (lambda t: ad.sum(ad.sqrt(t))) if reduce else ad.sqrt
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(GradcheckError) as info:
+            gradcheck(f, np.array(x))
+    message = str(info.value)
+    assert "kink / non-differentiable point was detected near" in message
+    assert f"input 0 (shape (2,)), element ({element},) (x = 0)" in message
+    assert f"with respect to element ({1 - element},) of input 0 nan (0 * inf)" in message
+    assert "gradcheck failed" not in message
+
+
+def test_gradcheck_does_not_excuse_an_unrelated_non_finite_derivative():
+    """A kink in element 0 (finite derivatives) does not explain the nan that the infinite
+    AD derivative of element 1 leaves in output 0: that is a genuine failure."""
+    ad = _core()
+
+    def f(t):
+        wrong = t[1] * ad.sqrt(t[1] - t[1].detach())  # AD: inf; the function is 0
+        return ad.stack([ad.abs(t[0]), wrong])
+
+    with pytest.raises(GradcheckError, match="gradcheck failed") as info:
+        gradcheck(f, np.array([1e-7, 2.0]), modes=("rev",))
+    assert "input 0 (shape (2,)), element (1,)" in str(info.value)
+    assert "output element (0,): AD = nan, FD = 0" in str(info.value)
 
 
 def test_gradcheck_warns_and_upcasts_below_float64():

@@ -241,7 +241,7 @@ def test_corrupt_checkpoint_is_a_clean_error(tmp_path, capsys, checkpoint, how):
     _corrupt(str(bad), how)
     out = tmp_path / "out"
     code, stdout, stderr = run_cli(capsys, "--resume", str(bad), "--out", str(out))
-    assert code == 1
+    assert code == 2
     assert_one_line_error(stderr)
     assert "cannot resume" in stderr and "bad.npz" in stderr
     assert stdout == "" and not out.exists()
@@ -254,7 +254,7 @@ def test_checkpoint_of_other_kinds_is_refused(tmp_path, capsys):
     ad.save({"model": {"w": np.zeros(2)}}, other)
     for path in (plain, other, tmp_path / "missing.npz", tmp_path):
         code, _, stderr = run_cli(capsys, "--resume", str(path), "--out", str(tmp_path / "o"))
-        assert code == 1, path
+        assert code == 2, path
         assert_one_line_error(stderr)
     assert not (tmp_path / "o").exists()
 
@@ -273,7 +273,7 @@ def test_checkpoint_with_bad_contents_is_refused(tmp_path, checkpoint):
             train.load_checkpoint(path)
     path = tmp_path / "rng.npz"
     ad.save({**ck, "rng": {"bit_generator": "MT19937", "state": {}}}, path)
-    with pytest.raises(train.TrainError, match="generator state"):
+    with pytest.raises(train.TrainError, match="not the state of a PCG64 generator"):
         train.fit(epochs=2, resume=path)
 
 
@@ -284,7 +284,7 @@ def test_checkpoint_of_another_shape_changes_nothing(tmp_path, capsys, checkpoin
     code, stdout, stderr = run_cli(
         capsys, "--resume", checkpoint, "--hidden", "32", "--epochs", "3", "--out", out
     )
-    assert code == 1
+    assert code == 2
     assert_one_line_error(stderr)
     assert "size mismatch for 0.weight" in stderr and stdout == ""
     assert Path(checkpoint).read_bytes() == before
@@ -302,7 +302,7 @@ def test_checkpoint_of_another_shape_changes_nothing(tmp_path, capsys, checkpoin
 )
 def test_resume_with_a_conflicting_setting(tmp_path, capsys, checkpoint, option, value):
     code, _, stderr = run_cli(capsys, "--resume", checkpoint, option, value, "--out", str(tmp_path))
-    assert code == 1
+    assert code == 2
     assert_one_line_error(stderr)
     assert f"omit {option}" in stderr
 
@@ -337,7 +337,8 @@ def test_unwritable_output_directory(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, _, stderr = run_cli(capsys, "--epochs", "1", "--out", str(blocker / "sub"))
-    assert code == 1
+    assert code == 2
+    assert "is a file, so the directory cannot be created" in stderr
     assert_one_line_error(stderr)
 
 
@@ -406,10 +407,195 @@ def test_python_dash_m_entry_point():
         timeout=120,
         check=False,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert_one_line_error(proc.stderr)
 
 
 def test_checkpoint_is_a_zip_of_npy_members(checkpoint):
     with zipfile.ZipFile(checkpoint) as zf:
         assert all(n.endswith(".npy") for n in zf.namelist())
+
+
+# ----- unreadable checkpoints through the command line, options checked up front --------------
+def _leaf_paths(node, prefix=()):
+    if isinstance(node, dict) and node:
+        for k, v in node.items():
+            yield from _leaf_paths(v, (*prefix, k))
+    elif isinstance(node, list | tuple) and node:
+        for i, v in enumerate(node):
+            yield from _leaf_paths(v, (*prefix, i))
+    else:
+        yield prefix
+
+
+def _replaced(node, path, value):
+    if not path:
+        return value
+    k, rest = path[0], path[1:]
+    if isinstance(node, tuple):
+        return tuple(_replaced(v, rest, value) if i == k else v for i, v in enumerate(node))
+    copy = list(node) if isinstance(node, list) else dict(node)
+    copy[k] = _replaced(node[k], rest, value)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def small_checkpoints(tmp_path_factory) -> dict:
+    out = {}
+    for opt in ("adam", "lbfgs"):
+        d = tmp_path_factory.mktemp(opt)
+        train.fit(train.TrainConfig(hidden=(3,), optimizer=opt), epochs=1, out=d, plot=False)
+        out[opt] = ad.load(d / "checkpoint.npz")
+    return out
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_every_entry_of_a_checkpoint_with_a_wrong_value_is_refused(
+    tmp_path, small_checkpoints, optimizer
+):
+    """Each leaf of a checkpoint replaced by a value of a wrong type, dtype or range: a
+    TrainError with status 2 before anything is trained (not a TypeError, KeyError,
+    IndexError, OverflowError or ZeroDivisionError from the optimizer's first step)."""
+    ck = small_checkpoints[optimizer]
+    wrong = ["x", -1, float("nan"), np.array(["a"]), np.zeros(2, np.complex128), {"a": {}}]
+    leaves = [p for p in _leaf_paths(ck) if p[:2] != ("history", "seconds")]
+    assert len(leaves) > 20
+    path = tmp_path / "bad.npz"
+    for i, leaf in enumerate(leaves):
+        bad = _replaced(ck, leaf, wrong[i % len(wrong)])
+        ad.save(bad, path)
+        with pytest.raises(train.TrainError) as exc:
+            train.fit(epochs=1, resume=train.load_checkpoint(path))
+        assert exc.value.status == 2 and "cannot resume" in str(exc.value), leaf
+        assert "\n" not in str(exc.value)
+
+
+def test_wrong_optimizer_state_is_refused(tmp_path, small_checkpoints):
+    ck = small_checkpoints["adam"]
+    for name, opt in [
+        ("no state", {**ck["optimizer"], "state": {}}),
+        (
+            "int moments",
+            _replaced(ck["optimizer"], ("state", 0, "exp_avg"), np.zeros((3, 64), int)),
+        ),
+        ("wrong shape", _replaced(ck["optimizer"], ("state", 1, "exp_avg"), np.zeros(4))),
+        ("other betas", _replaced(ck["optimizer"], ("param_groups", 0, "betas"), (0.5, 0.9))),
+        ("amsgrad on", _replaced(ck["optimizer"], ("param_groups", 0, "amsgrad"), True)),
+    ]:
+        with pytest.raises(train.TrainError, match="optimizer state does not fit") as exc:
+            train.fit(epochs=2, resume={**ck, "optimizer": opt})
+        assert exc.value.status == 2, name
+
+
+def _unreadable_checkpoints(tmp_path, checkpoint) -> dict:
+
+    good = Path(checkpoint).read_bytes()
+    files = {
+        "truncated": good[: len(good) // 3],
+        "random bytes": np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes(),
+        "not an npz": b"epoch,loss\n1,0.5\n",
+    }
+    paths = {}
+    for name, data in files.items():
+        paths[name] = tmp_path / f"{name}.npz"
+        paths[name].write_bytes(data)
+    paths["zip of a text file"] = tmp_path / "text.npz"
+    with zipfile.ZipFile(paths["zip of a text file"], "w") as zf:
+        zf.writestr("notes.txt", "hello")
+    paths["object array"] = tmp_path / "object.npz"
+    np.savez(paths["object array"], model=np.array([{"w": 1}], dtype=object))
+    deep = tmp_path / "deep.npz"
+    header = '{"format": "autodiffx.state", "version": 1, "tree": ' + "[" * 3000 + "]" * 3000 + "}"
+    np.savez(deep, __autodiffx__=np.frombuffer(header.encode(), np.uint8))
+    paths["deep nesting"] = deep
+    ck = ad.load(checkpoint)
+    ck["model"]["0.weight"] = ck["model"]["0.weight"].astype(np.int64)
+    paths["integer weights"] = tmp_path / "ints.npz"
+    ad.save(ck, paths["integer weights"])
+    return paths
+
+
+def test_unreadable_checkpoints_end_in_one_line_and_status_2(tmp_path, checkpoint):
+    """As a user runs it: one process per file, no traceback, exit status 2."""
+    paths = _unreadable_checkpoints(tmp_path, checkpoint)
+    out = tmp_path / "out"
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "autodiffx", "train", "--resume", str(p), "--out", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, p in paths.items()
+    }
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 2, (name, stderr)
+        assert_one_line_error(stderr)
+        assert "cannot resume" in stderr and stdout == "", name
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("file", "is a file, expected a directory"),
+        ("foreign checkpoint", "checkpoint.npz: exists and is not a checkpoint of autodiffx train"),
+        ("saved state", "checkpoint.npz: exists and is not a checkpoint of autodiffx train"),
+        ("foreign plot", "training.png: exists and is not a PNG image"),
+    ],
+)
+def test_out_is_checked_before_training(tmp_path, capsys, setup, message):
+    out = tmp_path / "out"
+    if setup == "file":
+        out.write_text("my data")
+    else:
+        out.mkdir()
+        name = "training.png" if setup == "foreign plot" else "checkpoint.npz"
+        if setup == "saved state":  # an ad.save file of the user's, not a training run's
+            ad.save({"my": "data"}, out / name)
+        else:
+            (out / name).write_text("my data")
+    before = {f: f.read_bytes() for f in ([out] if setup == "file" else out.iterdir())}
+    code, stdout, stderr = run_cli(capsys, "--epochs", "1", "--out", str(out))
+    assert code == 2
+    assert_one_line_error(stderr)
+    assert message in stderr and stdout == ""
+    assert {f: f.read_bytes() for f in before} == before
+
+
+def test_a_foreign_plot_is_fine_with_no_plot(tmp_path, capsys):
+    (tmp_path / "training.png").write_text("my notes")
+    code, _, _ = run_cli(
+        capsys, "--epochs", "1", "--hidden", "4", "--out", str(tmp_path), "--no-plot"
+    )
+    assert code == 0
+    assert (tmp_path / "training.png").read_text() == "my notes"
+
+
+def test_a_network_larger_than_memory_is_refused(capsys, monkeypatch, tmp_path):
+    from autodiffx import _argtypes
+
+    monkeypatch.setattr(_argtypes, "available_memory", lambda: 10**9)
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(capsys, "--hidden", "100000", "--out", str(out))
+    assert code == 2
+    assert_one_line_error(stderr)
+    assert "a 64-100000-10 network with adam needs about 3.3 GB of memory" in stderr
+    assert "the machine has 1.0 GB available" in stderr and not out.exists()
+    assert (
+        train.memory_estimate(train.TrainConfig(hidden=(100000,)))
+        > 10**9
+        > (train.memory_estimate(train.TrainConfig(hidden=(10000,))))
+    )
+    monkeypatch.undo()
+    proc = subprocess.run(
+        [sys.executable, "-m", "autodiffx", "train", "--hidden", "100000000", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert_one_line_error(proc.stderr)
+    assert "needs about 3.2 TB of memory" in proc.stderr and not out.exists()
