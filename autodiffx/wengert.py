@@ -362,9 +362,10 @@ def _fmt_scalar(v: Any, digits: int) -> str:
     if not np.isfinite(v):
         return str(v)
     if 1e-2 <= abs(v) < 1e6:
-        s = f"{v:.{digits}f}".rstrip("0").rstrip(".")
+        s = f"{v:.{digits}f}"
+        s = s.rstrip("0").rstrip(".") if "." in s else s
         return "0" if s in ("-0", "") else s
-    m, e = f"{v:.{digits - 1}e}".split("e")
+    m, e = f"{v:.{max(digits - 1, 0)}e}".split("e")
     m = m.rstrip("0").rstrip(".") if "." in m else m
     return f"{m}e{int(e)}"
 

@@ -292,3 +292,10 @@ def test_errors() -> None:
 
 def test_matrix_trace_is_still_numpys() -> None:
     assert ad.trace(ad.tensor(np.eye(3))).item() == 3.0
+
+
+def test_whole_numbers_keep_their_trailing_zeros_at_zero_digits():
+    from autodiffx.wengert import _fmt_scalar
+
+    assert [_fmt_scalar(v, 0) for v in (10.0, 100.0, 20.4, 1.5e6)] == ["10", "100", "20", "2e6"]
+    assert _fmt_scalar(10.0, 3) == "10"
