@@ -214,3 +214,28 @@ def test_requires_grad_named_modules_and_buffers():
     assert [n for n, _ in m.named_parameters()] == ["lin.weight", "lin.bias"]
     assert list(m.state_dict()) == ["stat", "count", "lin.weight", "lin.bias"]
     assert [n for n, _ in m.named_buffers()] == ["stat", "count", "scratch"]
+
+
+def test_plain_list_filled_after_assignment_is_refused_on_traversal():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(1, 1, rng=0)
+            self.layers = []
+            for i in range(4):
+                self.layers.append(nn.Linear(1, 1, rng=i))
+
+    net = Net()  # 10 parameters, of which only the head's 2 would be found
+    calls = [
+        lambda: list(net.parameters()),
+        lambda: list(net.modules()),
+        net.state_dict,
+        net.train,
+        net.zero_grad,
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"Net\.layers: a plain list .* nn\.ModuleList"):
+            call()
+    inner = nn.Sequential(Net())  # also found below the top module
+    with pytest.raises(TypeError, match=r"Net\.layers"):
+        list(inner.parameters())

@@ -108,6 +108,20 @@ def _refuse_container(owner: str, name: str, value: Any) -> None:
     )
 
 
+_REGISTRIES = frozenset(("_parameters", "_buffers", "_modules"))
+
+
+def _check_plain_attributes(m: Module) -> None:
+    """Refuse a plain container attribute that was filled with modules after assignment.
+
+    ``self.layers = []`` followed by ``self.layers.append(nn.Linear(...))`` passes
+    ``__setattr__``; every traversal (parameters, state_dict, train, zero_grad) lands here.
+    """
+    for name, v in m.__dict__.items():
+        if isinstance(v, list | tuple | dict) and name not in _REGISTRIES and _holds_modules(v):
+            _refuse_container(type(m).__name__, name, v)
+
+
 class Module:
     """Base class of every layer and model (PyTorch's ``nn.Module`` semantics).
 
@@ -299,6 +313,7 @@ class Module:
             if id(self) in memo:
                 return
             memo.add(id(self))
+        _check_plain_attributes(self)
         yield prefix, self
         for name, m in self._modules.items():
             if m is None:
