@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from . import functional
+from . import functional, init, utils
+from .containers import ModuleDict, ModuleList
 from .layers import (
     ELU,
     GELU,
@@ -18,17 +19,31 @@ from .layers import (
     Softplus,
     Tanh,
 )
+from .layers_more import Embedding, Flatten, LayerNorm, Unflatten
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module, Parameter
 
 __all__ = [
     "ELU",
     "GELU",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
     "Dropout",
+    "Embedding",
+    "Flatten",
+    "HuberLoss",
     "Identity",
+    "L1Loss",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
+    "MSELoss",
     "Module",
+    "ModuleDict",
+    "ModuleList",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "Sequential",
@@ -36,5 +51,8 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "Unflatten",
     "functional",
+    "init",
+    "utils",
 ]

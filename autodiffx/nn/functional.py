@@ -55,6 +55,7 @@ __all__ = [
     "gelu",
     "heaviside",
     "hinge_loss",
+    "huber_loss",
     "l1_loss",
     "leaky_relu",
     "log_sigmoid",
@@ -708,6 +709,28 @@ def l1_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
     """
     x, t = _pair(input, target, "l1_loss")
     return _reduce(_abs(x - t), reduction, "l1_loss")
+
+
+def huber_loss(input: Any, target: Any, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """Huber loss: ``0.5 d**2`` where ``|d| < delta``, else ``delta (|d| - 0.5 delta)``.
+
+    ``d = input - target``. Both branches meet with equal slope at ``|d| = delta`` (the
+    derivative there is ``delta * sign(d)``, continuous), and it is 0 at ``d = 0``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> import autodiffx.nn.functional as F
+    >>> F.huber_loss(ad.tensor([0.5, 3.0]), ad.tensor([0.0, 0.0]), reduction="none")
+    tensor([0.125, 2.5  ])
+    """
+    if not delta > 0:
+        raise ValueError(f"huber_loss: delta must be positive, got {delta}")
+    x, t = _pair(input, target, "huber_loss")
+    d = x - t
+    a = _abs(d)
+    loss = _where(a.data < delta, 0.5 * d * d, delta * (a - 0.5 * delta))
+    return _reduce(loss, reduction, "huber_loss")
 
 
 def _class_axis(x: Tensor) -> int:

@@ -86,6 +86,42 @@ def _as_array(v: Any) -> np.ndarray | None:
     return None
 
 
+def _holds_modules(value: Any) -> bool:
+    """Whether a list, tuple or dict holds (at any depth) a Module or a Parameter."""
+    items = value.values() if isinstance(value, dict) else value
+    for v in items:
+        if isinstance(v, Module | Parameter):
+            return True
+        if isinstance(v, list | tuple | dict) and _holds_modules(v):
+            return True
+    return False
+
+
+def _refuse_container(owner: str, name: str, value: Any) -> None:
+    kind = type(value).__name__
+    fix = "nn.ModuleDict({...})" if isinstance(value, dict) else "nn.ModuleList([...])"
+    raise TypeError(
+        f"{owner}.{name}: a plain {kind} holding Modules or Parameters is not registered, so "
+        "parameters(), state_dict(), train()/eval() and optimizers would silently miss what it "
+        f"holds; wrap the modules in {fix}, and register loose Parameters with "
+        "register_parameter(name, p) or as attributes of their own"
+    )
+
+
+_REGISTRIES = frozenset(("_parameters", "_buffers", "_modules"))
+
+
+def _check_plain_attributes(m: Module) -> None:
+    """Refuse a plain container attribute that was filled with modules after assignment.
+
+    ``self.layers = []`` followed by ``self.layers.append(nn.Linear(...))`` passes
+    ``__setattr__``; every traversal (parameters, state_dict, train, zero_grad) lands here.
+    """
+    for name, v in m.__dict__.items():
+        if isinstance(v, list | tuple | dict) and name not in _REGISTRIES and _holds_modules(v):
+            _refuse_container(type(m).__name__, name, v)
+
+
 class Module:
     """Base class of every layer and model (PyTorch's ``nn.Module`` semantics).
 
@@ -164,6 +200,8 @@ class Module:
                 value if value is None or isinstance(value, Tensor) else (Tensor(value))
             )
         else:
+            if isinstance(value, list | tuple | dict) and _holds_modules(value):
+                _refuse_container(type(self).__name__, name, value)
             object.__setattr__(self, name, value)
 
     def _discard(self, name: str) -> None:
@@ -275,6 +313,7 @@ class Module:
             if id(self) in memo:
                 return
             memo.add(id(self))
+        _check_plain_attributes(self)
         yield prefix, self
         for name, m in self._modules.items():
             if m is None:
@@ -423,6 +462,94 @@ class Module:
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
+
+    def apply(self, fn: Any) -> Module:
+        """Call ``fn`` on every descendant, then on this module (as PyTorch); return self.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> net = ad.nn.Sequential(ad.nn.Linear(2, 2, rng=0), ad.nn.ReLU())
+        >>> seen = []
+        >>> _ = net.apply(lambda m: seen.append(type(m).__name__))
+        >>> seen
+        ['Linear', 'ReLU', 'Sequential']
+        """
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def to(self, *args: Any, dtype: Any = None) -> Module:
+        """Cast the floating-point parameters, gradients and buffers to ``dtype``; return self.
+
+        ``to(np.float32)``, ``to(dtype="float32")``; a device ``"cpu"`` is accepted and
+        ignored (there is no other). As PyTorch, the parameters keep their identity (an
+        optimizer built on them stays valid) and integer buffers are left alone; the dtype
+        must be floating point or complex, and complex values are never cast to a real dtype
+        (that would drop the imaginary part: TypeError).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import autodiffx as ad
+        >>> lin = ad.nn.Linear(2, 2, rng=0).to(np.float32)
+        >>> lin.weight.dtype, lin.bias.dtype
+        (dtype('float32'), dtype('float32'))
+        """
+        for a in args:
+            if isinstance(a, str) and a == "cpu":
+                continue
+            if dtype is not None:
+                raise TypeError(f"Module.to: two dtypes given ({dtype!r} and {a!r})")
+            dtype = a
+        if dtype is None:
+            return self
+        dt = np.dtype(dtype)
+        if dt.kind not in "fc":
+            raise TypeError(
+                f"Module.to only accepts floating point or complex dtypes, got {dt} "
+                "(integer or boolean parameters could not require grad)"
+            )
+        return self._cast(dt, complex_too=True)
+
+    def _cast(self, dt: np.dtype, complex_too: bool) -> Module:
+        tensors = [*self.parameters(), *self.buffers()]
+        kinds = "fc" if complex_too else "f"
+        todo = [t for t in tensors if t.dtype.kind in kinds]
+        for t in todo:
+            if t.dtype.kind == "c" and dt.kind != "c":
+                raise TypeError(
+                    f"Module.to({dt}): a complex {t.dtype} parameter or buffer of shape "
+                    f"{t.shape} would lose its imaginary part; cast it explicitly"
+                )
+        for t in todo:
+            t.data = t.data.astype(dt)
+            if t.grad is not None:
+                t._grad = Tensor(t.grad.data.astype(dt))
+        return self
+
+    def double(self) -> Module:
+        """Cast the floating-point (not complex) parameters and buffers to float64.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.nn.Linear(2, 2, rng=0).float().double().weight.dtype
+        dtype('float64')
+        """
+        return self._cast(np.dtype(np.float64), complex_too=False)
+
+    def float(self) -> Module:
+        """Cast the floating-point (not complex) parameters and buffers to float32.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.nn.Linear(2, 2, rng=0).float().weight.dtype
+        dtype('float32')
+        """
+        return self._cast(np.dtype(np.float32), complex_too=False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of every parameter (to None, or to zeros in place).

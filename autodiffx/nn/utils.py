@@ -1,0 +1,146 @@
+"""``ad.nn.utils``: gradient clipping and flattening parameters to one vector (PyTorch's)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .._mode import no_grad
+from .._tensor import Tensor, bump_version
+from ..ops import concatenate as _concatenate
+
+__all__ = [
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "parameters_to_vector",
+    "vector_to_parameters",
+]
+
+
+def _as_list(parameters: Any) -> list[Tensor]:
+    if isinstance(parameters, Tensor):
+        return [parameters]
+    params = list(parameters)
+    for p in params:
+        if not isinstance(p, Tensor):
+            raise TypeError(f"expected Tensors or Parameters, got a {type(p).__name__}")
+    return params
+
+
+def _vector_norm(a: np.ndarray, ord: float) -> Any:
+    if ord == math.inf:
+        return np.max(np.abs(a)) if a.size else 0.0
+    if ord == -math.inf:
+        return np.min(np.abs(a)) if a.size else math.inf
+    if ord == 0:
+        return float(np.count_nonzero(a))
+    return np.sum(np.abs(a) ** ord) ** (1.0 / ord)
+
+
+def clip_grad_norm_(
+    parameters: Iterable[Tensor] | Tensor,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+) -> Tensor:
+    """Scale the gradients in place so that their joint ``norm_type`` norm is ``max_norm``.
+
+    PyTorch's steps exactly: the norm of the per-parameter norms, then every gradient is
+    multiplied by ``min(max_norm / (total + 1e-6), 1)``. Parameters without a gradient
+    are skipped. Returns the total norm before clipping (a 0-d Tensor). A non-finite norm
+    raises ``RuntimeError`` if ``error_if_nonfinite``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> w = ad.tensor([3.0, 4.0], requires_grad=True)
+    >>> w.grad = ad.tensor([3.0, 4.0])
+    >>> ad.nn.utils.clip_grad_norm_([w], 1.0)
+    tensor(5.)
+    >>> w.grad
+    tensor([0.59999988, 0.79999984])
+    """
+    grads = [p.grad for p in _as_list(parameters) if p.grad is not None]
+    if not grads:
+        return Tensor(np.asarray(0.0))
+    ord = float(norm_type)
+    norms = np.array([_vector_norm(g.data, ord) for g in grads])
+    total = _vector_norm(norms, ord)
+    if error_if_nonfinite and not np.isfinite(total):
+        raise RuntimeError(
+            f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
+            f"{total}, so it cannot be clipped; set error_if_nonfinite=False to go on anyway"
+        )
+    coef = min(float(max_norm) / (total + 1e-6), 1.0)
+    for g in grads:
+        g.data *= coef
+        bump_version(g)
+    return Tensor(np.asarray(total, dtype=grads[0].dtype))
+
+
+def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -> None:
+    """Clip every gradient in place to ``[-clip_value, clip_value]``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> w = ad.tensor([1.0, 1.0], requires_grad=True)
+    >>> w.grad = ad.tensor([-3.0, 0.5])
+    >>> ad.nn.utils.clip_grad_value_([w], 1.0)
+    >>> w.grad
+    tensor([-1. ,  0.5])
+    """
+    c = float(clip_value)
+    for p in _as_list(parameters):
+        if p.grad is not None:
+            np.clip(p.grad.data, -c, c, out=p.grad.data)
+            bump_version(p.grad)
+
+
+def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
+    """One 1-D Tensor of every parameter, flattened and concatenated (differentiable).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> ad.nn.utils.parameters_to_vector(ad.nn.Linear(2, 1, rng=0).parameters()).shape
+    (3,)
+    """
+    params = _as_list(parameters)
+    if not params:
+        raise ValueError("parameters_to_vector: no parameters given")
+    return _concatenate([p.reshape(-1) for p in params])
+
+
+def vector_to_parameters(vec: Any, parameters: Iterable[Tensor]) -> None:
+    """Copy consecutive slices of the 1-D ``vec`` into the parameters, in place.
+
+    The parameters keep their identity (an optimizer built on them stays valid); the
+    length of ``vec`` must equal their total size.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> lin = ad.nn.Linear(2, 1, rng=0)
+    >>> ad.nn.utils.vector_to_parameters(ad.tensor([1.0, 2.0, 3.0]), lin.parameters())
+    >>> lin.weight, lin.bias
+    (Parameter containing:
+    tensor([[1., 2.]], requires_grad=True), Parameter containing:
+    tensor([3.], requires_grad=True))
+    """
+    v = vec.data if isinstance(vec, Tensor) else np.asarray(vec)
+    params = _as_list(parameters)
+    total = sum(p.size for p in params)
+    if v.ndim != 1 or v.shape[0] != total:
+        raise ValueError(
+            f"vector_to_parameters: expected a 1-D vector of length {total} (the parameters' "
+            f"total size), got shape {v.shape}"
+        )
+    start = 0
+    with no_grad():
+        for p in params:
+            p[...] = v[start : start + p.size].reshape(p.shape)
+            start += p.size
