@@ -78,10 +78,8 @@ def _unwrap(x: Any) -> Any:
 def _write_error(what: str, t: Tensor, e: Exception) -> str:
     msg = f"{what} on {t.dtype}{list(t.shape)}: {e}"
     if not t.data.flags.writeable:
-        msg += (
-            " (a read-only view, as NumPy makes broadcast_to's; write into a copy instead: "
-            "y = x.copy())"
-        )
+        made_by = f" made by {t._node.name}" if t._node is not None else ""
+        msg += f" (a read-only view{made_by}, as in NumPy; write into a copy: y = x.copy())"
     return msg
 
 

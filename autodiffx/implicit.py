@@ -36,8 +36,11 @@ Solver = Callable[[Callable[[np.ndarray], np.ndarray], np.ndarray], Any]
 class _Equation:
     """F(z, *params) = 0: values, ∂F/∂z products, the dense ∂F/∂z, and its parameters θ."""
 
-    def __init__(self, fun: Callable[..., Any], params: tuple[Any, ...], like: np.ndarray) -> None:
+    def __init__(
+        self, fun: Callable[..., Any], params: tuple[Any, ...], like: np.ndarray, what: str
+    ) -> None:
         self.fun = fun
+        self.what = what
         self.params = params
         self.shape = like.shape
         self.dtype = like.dtype
@@ -51,6 +54,13 @@ class _Equation:
         if out.shape != self.shape:
             raise ValueError(
                 f"the function returned shape {out.shape} for an unknown of shape {self.shape}"
+            )
+        if out.dtype.kind == "c":
+            raise TypeError(
+                f"{self.what}: the function returned {out.dtype} values for a real unknown of "
+                f"dtype {self.dtype} (a complex parameter?): only real equations are supported "
+                "(scipy.optimize.root is real); write the equation on real and imaginary parts "
+                "stacked, e.g. ad.stack([ad.real(w), ad.imag(w)])"
             )
         return out
 
@@ -204,8 +214,14 @@ _ROOT = defprim(
 )
 
 
-def _start(z0: Any) -> np.ndarray:
+def _start(z0: Any, what: str) -> np.ndarray:
     z = np.array(data(z0), copy=True)
+    if z.dtype.kind == "c":
+        raise TypeError(
+            f"{what}: complex unknowns are not supported (got {z.dtype}): z is a real "
+            "floating array (float32 or float64; integers become float64). Solve for the real "
+            "and imaginary parts stacked as one real unknown of twice the size"
+        )
     if z.dtype.kind != "f":
         z = z.astype(np.float64)
     return z
@@ -264,7 +280,8 @@ def root(
     F : callable
         ``F(z, *params) -> Tensor`` of z's shape, written with autodiffx ops.
     z0 : Tensor or array_like
-        Starting point (its shape is the unknown's; it is not differentiated).
+        Starting point (its shape is the unknown's; it is not differentiated). Real:
+        a complex z0, or an F with complex values, raises ``TypeError``.
     *params : Tensor, array_like or number
         Passed to F after z.
     solver : str or callable
@@ -307,12 +324,12 @@ def root(
     >>> round(z.item(), 8), round(a.grad.item(), 8)  # dz/da = 1 / (3 z²)
     (1.25992105, 0.20998684)
     """
-    z = _start(z0)
-    eq = _Equation(F, params, z)
     what = "implicit.root"
+    z = _start(z0, what)
+    eq = _Equation(F, params, z, what)
     with raw_mode():
         if callable(solver):
-            z = _start(solver(eq.value, z)).reshape(z.shape)
+            z = _start(solver(eq.value, z), what).reshape(z.shape)
         elif solver == "newton":
             z = _newton(eq, z, tol, 50 if maxiter is None else maxiter, raise_on_failure, what)
         else:
@@ -387,7 +404,7 @@ def fixed_point(
     g : callable
         ``g(z, *params) -> Tensor`` of z's shape, written with autodiffx ops.
     z0 : Tensor or array_like
-        Starting point (not differentiated).
+        Starting point (not differentiated). Real, as in :func:`root`.
     *params : Tensor, array_like or number
         Passed to g after z (Tensors closed over by g are differentiated as well).
     solver : {"iterate", "anderson", "newton"} or callable
@@ -420,13 +437,13 @@ def fixed_point(
     >>> abs(a.grad.item() - (-zs * ad.sin(a * zs) / (1 + a * ad.sin(a * zs))).item()) < 1e-9
     True
     """
-    z = _start(z0)
-    eq = _Equation(lambda z, *p: z - g(z, *p), params, z)
-    gval = _Equation(g, params, z)
     what = "implicit.fixed_point"
+    z = _start(z0, what)
+    eq = _Equation(lambda z, *p: z - g(z, *p), params, z, what)
+    gval = _Equation(g, params, z, what)
     with raw_mode():
         if callable(solver):
-            z = _start(solver(gval.value, z)).reshape(z.shape)
+            z = _start(solver(gval.value, z), what).reshape(z.shape)
         elif solver == "newton":
             z = _newton(eq, z, tol, maxiter, raise_on_failure, what)
         elif solver in ("iterate", "anderson"):

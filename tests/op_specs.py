@@ -681,6 +681,9 @@ def _einsum_cases() -> tuple[Case, ...]:
         ("ij,ij->ij", [(2, 1), (2, 3)]),
         ("ij,jk,kl->il", [(2, 3), (3, 2), (2, 2)]),
         ("ijk,k->ij", [(2, 1, 3), (3,)]),
+        # ad.einsum('...i,...i->...') of (1, 2) and (2, 1): each operand broadcasts along a label
+        # the other has long, so a cotangent comes out short along a kept label.
+        ("Ai,Ai->A", [(1, 2), (2, 1)]),
         ("->", [()]),
     ]
     return tuple(Case(tuple(shapes), {"subscripts": sub}) for sub, shapes in table)

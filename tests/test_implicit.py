@@ -468,3 +468,23 @@ def test_fixed_point_reports_non_convergence():
     assert abs(z.item() + 1.0) < 1e-12
     z = implicit.fixed_point(lambda z: 0.5 * z + 1.0, 0.0, solver=lambda g, z0: np.array(2.0))
     assert z.item() == 2.0
+
+
+@pytest.mark.parametrize("solve", [implicit.root, implicit.fixed_point], ids=["root", "fp"])
+@pytest.mark.parametrize("solver", ["default", "newton", "callable"])
+def test_complex_unknowns_and_equations_are_refused(solve, solver):
+    # A complex z0 used to be cast to float64 (imaginary part dropped, no error); a complex
+    # parameter made F complex for a real unknown. Both are refused with what is supported.
+    kw = {} if solver == "default" else {"solver": solver}
+    if solver == "callable":
+        kw["solver"] = lambda f, z0: z0 + 1j
+    name = "implicit.root" if solve is implicit.root else "implicit.fixed_point"
+    with pytest.raises(TypeError, match=rf"{name}: complex unknowns .*complex128.*float64"):
+        solve(lambda z: 0.5 * z + 1.0, np.array([1.0 + 1.0j]), **kw)
+    if solver == "callable":  # a solver returning complex values is refused the same way
+        with pytest.raises(TypeError, match=rf"{name}: complex unknowns"):
+            solve(lambda z: 0.5 * z + 1.0, np.array([1.0]), **kw)
+        return
+    a = ad.tensor([1.0 + 1.0j], requires_grad=True)
+    with pytest.raises(TypeError, match=rf"{name}: the function returned complex128 .*real"):
+        solve(lambda z, a: 0.5 * z + a, np.array([1.0]), a, **kw)

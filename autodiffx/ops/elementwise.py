@@ -92,9 +92,12 @@ multiply = defprim(
 )
 
 
+# NOTE: the rule recomputes a / b rather than saving the output (as PyTorch's div): with a
+# saved output, m = x.mean(); m *= 2 made backward refuse, naming a divide the user never
+# wrote; a constant divisor (mean, var, x / c) needs neither.
 def _div_vjp(needs: Any, g: Any, out: Any, a: Any, b: Any) -> tuple[Any, Any]:
     ga = g / b
-    return (ga if needs[0] else None, -ga * out if needs[1] else None)
+    return (ga if needs[0] else None, -ga * (a / b) if needs[1] else None)
 
 
 def _div_jvp(tans: Any, out: Any, a: Any, b: Any) -> Any:
@@ -105,9 +108,7 @@ def _div_jvp(tans: Any, out: Any, a: Any, b: Any) -> Any:
     return num / b
 
 
-divide = defprim(
-    "divide", np.divide, vjp=_div_vjp, jvp=_div_jvp, save_out=True, doc="Elementwise a / b."
-)
+divide = defprim("divide", np.divide, vjp=_div_vjp, jvp=_div_jvp, doc="Elementwise a / b.")
 floor_divide = defprim(
     "floor_divide",
     np.floor_divide,

@@ -298,7 +298,8 @@ def _einsum_ct(k: int, g: Any, ops: tuple[Any, ...], subscripts: str, optimize: 
     avail = set(out).union(*[t for t, _ in others], *[e for e, _ in eyes])
     # A label found only in operand k was summed: its cotangent is constant along it, so the
     # rule returns size 1 there (the engine broadcasts). A size-1 axis that einsum broadcast
-    # against a longer one is summed here.
+    # against a longer one is summed here. A kept label can come out of einsum with size 1
+    # where operand k has it longer (another operand broadcast along it): fit() broadcasts it.
     keep = [
         c in avail and not (n == 1 and sizes.get(c, 1) != 1)
         for c, n in zip(labels, shape, strict=True)
@@ -310,7 +311,8 @@ def _einsum_ct(k: int, g: Any, ops: tuple[Any, ...], subscripts: str, optimize: 
         g, *[o for _, o in others], *[e for _, e in eyes], subscripts=spec, optimize=opt
     )
     if not all(keep):
-        kept = tuple(n if kp else 1 for n, kp in zip(shape, keep, strict=True))
+        sizes_out = iter(np.shape(ct)[nb:])
+        kept = tuple(next(sizes_out) if kp else 1 for kp in keep)
         ct = np.reshape(ct, tuple(g.shape[:nb]) + kept)
     return ct
 

@@ -747,7 +747,10 @@ def tile(x: Any, reps: Any) -> Tensor:
     inter = tuple(v for s in shape for v in (1, s))
     big = tuple(v for s, r in zip(shape, reps) for v in (r, s))
     y = broadcast_to(reshape(x, inter), big)
-    return reshape(y, tuple(s * r for s, r in zip(shape, reps)))
+    y = reshape(y, tuple(s * r for s, r in zip(shape, reps)))
+    # NOTE: np.tile returns a new array; where the reshape kept broadcast_to's read-only view
+    # (reps of 1, or repeats along size-1 axes) an in-place write would fail, so copy it.
+    return y if y.data.flags.writeable else copy(y)
 
 
 def repeat(x: Any, repeats: Any, axis: Any = None) -> Tensor:
