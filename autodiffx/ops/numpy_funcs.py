@@ -824,4 +824,3 @@ FUNCTION_MAP.update(
 UFUNC_MAP.update(
     {np.deg2rad: deg2rad, np.radians: deg2rad, np.rad2deg: rad2deg, np.degrees: rad2deg}
 )
-
