@@ -26,6 +26,14 @@ def bump_version(t: Tensor) -> None:
         vc[0] = STAMP[0]
 
 
+class LeafWriteError(RuntimeError):
+    """An in-place write into a leaf that requires grad (``leaf``), or through a view of it."""
+
+    def __init__(self, message: str, leaf: Tensor) -> None:
+        super().__init__(message)
+        self.leaf = leaf
+
+
 def version_counter(t: Tensor) -> list[int]:
     """``t``'s version cell, made on first need so that views and detached copies share it."""
     vc = t._vc
@@ -715,9 +723,10 @@ class Tensor:
         if not (self._rg or self._tan is not None or other):
             return False
         if self._rg and self._node is None and STATE.grad_enabled:
-            raise RuntimeError(
+            raise LeafWriteError(
                 "a leaf tensor that requires grad is being modified in place; update "
-                "parameters under `with ad.no_grad():`, or write x = x + y to make a new tensor"
+                "parameters under `with ad.no_grad():`, or write x = x + y to make a new tensor",
+                self,
             )
         return True
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._mode import STATE
-from ._tensor import Tensor, _new
+from ._tensor import LeafWriteError, Tensor, _new
 
 # NOTE: PyTorch's semantics, done eagerly. A view made by a view primitive (basic indexing,
 # reshape, transpose, diagonal, ...) records its parent and how it was made (`_view`) and is
@@ -95,17 +95,19 @@ def needs_graph(v: Tensor, other: bool) -> bool:
     """Whether an in-place write to view ``v`` must be recorded; raise when it is refused."""
     root, _, no_grad = chain(v)
     if STATE.grad_enabled and v._rg and v._node is None:
-        raise RuntimeError(
+        raise LeafWriteError(
             f"a leaf tensor that requires grad (a view of shape {v.shape}) is being modified "
             "in place; update parameters under `with ad.no_grad():`, or write x = x + y to "
-            "make a new tensor"
+            "make a new tensor",
+            v,
         )
     if STATE.grad_enabled and root._rg:
         if root._node is None:
-            raise RuntimeError(
+            raise LeafWriteError(
                 f"a view (shape {v.shape}) of a leaf tensor that requires grad (shape "
                 f"{root.shape}) is being modified in place; update parameters under `with "
-                "ad.no_grad():`, or write into a copy (y = x.copy())"
+                "ad.no_grad():`, or write into a copy (y = x.copy())",
+                root,
             )
         if no_grad:
             raise RuntimeError(

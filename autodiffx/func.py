@@ -11,7 +11,7 @@ from . import autograd
 from ._graph import _toposort, run_hvp
 from ._mode import STATE, Scope, enable_grad, new_level
 from ._registry import Node, _push_tangents, _wrap_const
-from ._tensor import STAMP, Tensor
+from ._tensor import STAMP, LeafWriteError, Tensor
 from .forward import alias, dual_level, make_dual, unpack_dual
 
 __all__ = [
@@ -147,6 +147,48 @@ def _prepare(
     return new, leaves_per, defs, outer
 
 
+def _call(
+    f: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    leaves: list[list[Tensor]],
+    nums: Sequence[int],
+    who: str,
+) -> Any:
+    """``f(*args, **kwargs)``, refusing in-place writes into the variables (``leaves[k]``
+    holds those of argument ``nums[k]``).
+
+    A reverse-mode transform differentiates with respect to the value passed in; written in
+    place, the variable would stand for the written value instead. A leaf variable refuses
+    the write itself; one an outer transform sees is not a leaf, so its version is compared.
+    """
+    stamps = [x._version for xs in leaves for x in xs]
+    try:
+        res = f(*args, **kwargs)
+    except LeafWriteError as e:
+        for a, xs in zip(nums, leaves):
+            for j, x in enumerate(xs):
+                if x is e.leaf:
+                    raise RuntimeError(_written(who, a, j, x)) from e
+        raise
+    k = 0
+    for a, xs in zip(nums, leaves):
+        for j, x in enumerate(xs):
+            if x._version != stamps[k]:
+                raise RuntimeError(_written(who, a, j, x))
+            k += 1
+    return res
+
+
+def _written(who: str, a: int, j: int, x: Tensor) -> str:
+    return (
+        f"{who}: f modifies its argument {a} (leaf {j}, shape {x.shape}) in place, but {who} "
+        "differentiates with respect to the value passed in, which the write would replace; "
+        "write into a copy (x = x.copy(), then x[...] = ... or x *= ...) or make a new "
+        "tensor (x = x * 3)"
+    )
+
+
 def _record_needed(outs: Sequence[Tensor], leaves: list[list[Tensor]]) -> bool:
     """Whether reverse mode outside this transform may differentiate its derivatives.
 
@@ -204,7 +246,7 @@ def value_and_grad(
         nums = _argnums(argnums, len(args), who)
         new, leaves, defs, outer = _prepare(args, nums, who)
         with enable_grad():
-            res = f(*new, **kwargs)
+            res = _call(f, new, kwargs, leaves, nums, who)
         if has_aux:
             if not (isinstance(res, tuple | list) and len(res) == 2):
                 raise TypeError(f"{who}: with has_aux=True f must return a pair (output, aux)")
@@ -279,7 +321,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     nums = tuple(range(len(primals)))
     new, leaves, defs, outer = _prepare(primals, nums, who)
     with enable_grad():
-        res = f(*new)
+        res = _call(f, new, {}, leaves, nums, who)
     if has_aux:
         res, aux = res
     out_leaves, out_def = tree_flatten(res)
@@ -497,7 +539,7 @@ def _jac_rev(
     """
     new, leaves, defs, outer = _prepare(args, nums, "jacrev")
     with enable_grad():
-        res = f(*new)
+        res = _call(f, new, {}, leaves, nums, "jacrev")
     out_leaves, out_def = tree_flatten(res)
     outs = [_as_output(o, "jacrev") for o in out_leaves]
     flat = [x for xs in leaves for x in xs]
@@ -732,6 +774,7 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     if arrays is not None:  # every argument one array: no pytree to walk or rebuild
         flat, seeds = arrays
         args: list[Any] = flat
+        leaves = [[x] for x in flat]
         outer = False
     else:
         pairs, outer = _dual_pairs(primals, tangents, who)
@@ -754,7 +797,7 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     if not grad:
         STATE.grad_enabled = True
     try:
-        y = _as_output(f(*args), who)
+        y = _as_output(_call(f, args, {}, leaves, range(len(args)), who), who)
     finally:
         STATE.scope = prev
         if not grad:

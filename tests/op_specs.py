@@ -616,12 +616,13 @@ ROWS += [
             Case(((2, 3, 4), (2, 1)), {"idx": _SEPARATED}),
             Case(((2, 3, 4), (2, 1)), {"idx": _ELLIPSIS_ADV}),
             Case(((2, 3, 4), (3,)), {"idx": (Ellipsis, 1)}),
+            # repeated positions: only the write NumPy keeps (the last) gets a gradient
+            Case(((4,), (4,)), {"idx": _DUP}),
+            Case(((4,), ()), {"idx": _DUP}),
+            Case(((2, 3, 4), (2, 1)), {"idx": (_DUP[2:] + 1, slice(None), _DUP[2:] + 2)}),
         ),
         ref=_setitem_ref,
         complex=True,
-        exempt={
-            "duplicates": "x[[0, 0]] = v keeps one unspecified write (NumPy gives no order)",
-        },
     ),
     # ----- products ------------------------------------------------------------------------
     OpSpec(

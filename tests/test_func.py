@@ -276,3 +276,61 @@ def test_forward_over_reverse_does_not_record_a_reverse_graph():
     _, hv = ad.hvp(lambda v: ad.sum(ad.exp(v) * v), (x,), (np.ones(2),))
     assert not hv.requires_grad
     np.testing.assert_allclose(hv.data, np.exp(x) * (2 + x), rtol=1e-14)
+
+
+# f writing into its own argument: reverse-mode transforms differentiate with respect to the
+# value passed in, so they refuse the write (before: with a Tensor that requires grad, the
+# gradient was taken at the written value with no error); forward mode gives f a copy.
+def _scale_in_place(x):
+    x *= 3.0
+    return x * x
+
+
+def _scale_a_view_in_place(x):
+    v = x[0:1]
+    v *= 3.0
+    return x * x
+
+
+WRITING_TRANSFORMS = {
+    "grad": lambda f, a: ad.grad(lambda x: ad.sum(f(x)))(a),
+    "value_and_grad": lambda f, a: ad.value_and_grad(lambda x: ad.sum(f(x)))(a),
+    "vjp": lambda f, a: ad.vjp(f, a)[1](np.ones(2)),
+    "jacrev": lambda f, a: ad.jacrev(f)(a),
+    "jacobian": lambda f, a: ad.jacobian(f)(a),
+    "hessian": lambda f, a: ad.hessian(lambda x: ad.sum(f(x)))(a),
+    "hvp": lambda f, a: ad.hvp(lambda x: ad.sum(f(x)), (a,), (np.ones(2),)),
+    "grad of grad": lambda f, a: ad.grad(lambda w: ad.sum(ad.grad(lambda x: ad.sum(f(x)))(w)))(a),
+}
+ARGUMENTS = {
+    "array": lambda: np.array([1.0, 2.0]),
+    "tensor": lambda: ad.tensor([1.0, 2.0]),
+    "requires grad": lambda: ad.tensor([1.0, 2.0], requires_grad=True),
+}
+
+
+@pytest.mark.parametrize("arg", sorted(ARGUMENTS))
+@pytest.mark.parametrize("write", [_scale_in_place, _scale_a_view_in_place])
+@pytest.mark.parametrize("name", sorted(WRITING_TRANSFORMS))
+def test_reverse_transforms_refuse_writes_into_their_argument(name, write, arg):
+    a = ARGUMENTS[arg]()
+    with pytest.raises(RuntimeError, match=r"f modifies its argument 0 .* in place.*x\.copy\(\)"):
+        WRITING_TRANSFORMS[name](write, a)
+    np.testing.assert_array_equal(a.data if isinstance(a, ad.Tensor) else a, [1.0, 2.0])
+
+
+@pytest.mark.parametrize("arg", sorted(ARGUMENTS))
+def test_transforms_differentiate_at_the_value_passed_in(arg):
+    # Writing into a copy (the advice of the error), and forward mode (which copies itself),
+    # give the derivative of sum(9 x^2): 18 x.
+    def f(x):
+        return _scale_in_place(x.copy())
+
+    a = ARGUMENTS[arg]()
+    want = np.diag([18.0, 36.0])
+    np.testing.assert_allclose(ad.grad(lambda x: ad.sum(f(x)))(a).data, [18.0, 36.0])
+    np.testing.assert_allclose(ad.jacrev(f)(a).data, want)
+    np.testing.assert_allclose(ad.hessian(lambda x: ad.sum(f(x)))(a).data, np.diag([18.0] * 2))
+    np.testing.assert_allclose(ad.jacfwd(_scale_in_place)(a).data, want)
+    np.testing.assert_allclose(ad.jvp(_scale_in_place, (a,), (np.ones(2),))[1].data, [18, 36])
+    np.testing.assert_array_equal(a.data if isinstance(a, ad.Tensor) else a, [1.0, 2.0])

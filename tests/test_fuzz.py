@@ -569,22 +569,15 @@ def _basic_index(draw: Any, shape: tuple[int, ...], newaxis: bool = True) -> str
     return ", ".join(parts)
 
 
-def _advanced_index(draw: Any, shape: tuple[int, ...], unique: bool) -> str:
-    """Integer lists on the first one or two axes, or a boolean mask of ``shape``.
-
-    ``unique``: no element twice (for assignments: NumPy keeps the last of repeated writes,
-    see KNOWN_WRONG["assignment to repeated indices"]).
-    """
+def _advanced_index(draw: Any, shape: tuple[int, ...]) -> str:
+    """Integer lists on the first one or two axes (repeats allowed), or a boolean mask."""
     kind = draw(st.sampled_from(["ints", "pair", "mask"] if len(shape) >= 2 else ["ints", "mask"]))
     if kind == "mask":
         size = math.prod(shape)
         mask = draw(st.lists(st.booleans(), min_size=size, max_size=size))
         mask[draw(st.integers(0, size - 1))] = True
         return f"np.array({np.reshape(mask, shape).tolist()!r})"
-    first = st.lists(st.integers(-shape[0], shape[0] - 1), min_size=1, max_size=4)
-    if unique:
-        first = first.filter(lambda ix: len({i % shape[0] for i in ix}) == len(ix))
-    rows = draw(first)
+    rows = draw(st.lists(st.integers(-shape[0], shape[0] - 1), min_size=1, max_size=4))
     if kind == "ints":
         return repr(rows)
     n = len(rows)
@@ -601,7 +594,7 @@ def _index(draw: Any, b: Builder) -> bool:
         ix = draw(st.lists(st.integers(0, shape[-1] - 1), min_size=1, max_size=4))
         template = f"xp.take({{a}}, {ix!r}, axis=-1)"
     else:
-        ix = _basic_index(draw, shape) if kind == "basic" else _advanced_index(draw, shape, False)
+        ix = _basic_index(draw, shape) if kind == "basic" else _advanced_index(draw, shape)
         template = f"{{a}}[{ix}]"
     return _shape_of(template, shape) is not None and b.add(template.format(a=a), [a], False)
 
@@ -675,7 +668,7 @@ def _setitem(draw: Any, b: Builder, target: str | None = None) -> bool:
         return False
     vt = b.env[t]
     basic = draw(st.booleans())
-    ix = _basic_index(draw, vt.shape, False) if basic else _advanced_index(draw, vt.shape, True)
+    ix = _basic_index(draw, vt.shape, False) if basic else _advanced_index(draw, vt.shape)
     selected = _shape_of(f"a[{ix}]", vt.shape)
     if selected is None:
         return False
@@ -937,31 +930,15 @@ def _program(lines: Sequence[str], outputs: Sequence[str], *inputs: Any) -> Prog
     return Program(tuple(_readonly(x) for x in inputs), tuple(lines), tuple(outputs))
 
 
-# Steps the generator avoids because they fail today outside the issue's list; each reproducer
-# must flip to passing when fixed (then remove it here and the exclusion it names).
-KNOWN_WRONG = {
+# Paths that were wrong before in-place writes through views were given PyTorch's semantics
+# (and before setitem's VJP kept only the surviving one of repeated writes).
+FIXED = {
     "assignment to repeated indices": (
         _program(["v2 = x0 * 1.0", "v2[[0, 0]] = x1"], ["v2"], [1.0, 2.0], [3.0, 4.0]),
         AssertionError,
         "h = x * 1.0; h[[0, 0]] = y: NumPy keeps the last write (h[0] = y[1]), but the VJP "
-        "w.r.t. y is [1, 1] instead of [0, 1] (the JVP is right): silently wrong",
+        "w.r.t. y was [1, 1] instead of [0, 1] (the JVP was right): silently wrong",
     ),
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=error, reason=reason))
-        for name, (_, error, reason) in KNOWN_WRONG.items()
-    ],
-)
-def test_known_wrong_programs(name):
-    check_program(KNOWN_WRONG[name][0])
-
-
-# Paths that were wrong before in-place writes through views were given PyTorch's semantics.
-FIXED = {
     "copy taken for a view": (
         _program(["v1 = xp.exp(x0)", "v2 = v1[:, [0, 0]]", "v2 *= 1.5"], ["v2"], [[0.5, -1.0]]),
         RuntimeError,

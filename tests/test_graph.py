@@ -306,6 +306,59 @@ def test_setitem_with_mask_and_plain_values():
     np.testing.assert_allclose(x.grad.data, [1.0, 0.0, 1.0])
 
 
+# x[idx] = y with repeated positions: NumPy keeps one write (the last), so only the elements
+# of y whose write survives get a gradient (issue 11).
+REPEATED_WRITES = {
+    "ints": ((3,), [0, 0], (2,)),
+    "negative ints": ((3,), [0, -3, 1, 1], (4,)),
+    "broadcast scalar": ((3,), [2, 2], ()),
+    "tuple of arrays": ((2, 3), (np.array([1, 1, 0]), np.array([2, 2, 0])), (3,)),
+    "slice and array": ((2, 3), (slice(None), [1, 1]), (2,)),
+    "separated arrays": ((2, 3, 4), ([1, 1], slice(None), [2, 2]), (2, 1)),
+    "array with a mask": ((2, 3), ([0, 0], np.array([False, True, False])), (2,)),
+}
+
+
+def _write_jacobian(shape, idx, vshape):
+    """d(x[idx] = y)/dy by NumPy itself: each basis vector of y written through idx."""
+    n = int(np.prod(vshape))
+    cols = []
+    for k in range(n):
+        h = np.zeros(shape)
+        h[idx] = np.eye(n)[k].reshape(vshape)
+        cols.append(h.ravel())
+    return np.stack(cols, axis=-1)
+
+
+@pytest.mark.parametrize("name", sorted(REPEATED_WRITES))
+def test_setitem_repeated_positions_give_gradient_to_the_surviving_write(name):
+    shape, idx, vshape = REPEATED_WRITES[name]
+    jac = _write_jacobian(shape, idx, vshape)
+    rng = np.random.default_rng(0)
+    x0, y0, w = rng.normal(size=shape), rng.normal(size=vshape), rng.normal(size=shape)
+
+    def f(y):
+        h = ad.tensor(x0) * 1.0
+        h[idx] = y
+        return h
+
+    y = ad.tensor(y0, requires_grad=True)
+    (f(y) * w).sum().backward()
+    np.testing.assert_allclose(y.grad.data, (w.ravel() @ jac).reshape(vshape), atol=1e-12)
+    got = ad.jacrev(f)(ad.tensor(y0)).data.reshape(jac.shape)  # batched cotangents
+    np.testing.assert_allclose(got, jac, atol=1e-12)
+    np.testing.assert_allclose(ad.jacfwd(f)(ad.tensor(y0)).data.reshape(jac.shape), jac)
+    # Second order: loss = sum(w h**2) has Hessian 2 J^T diag(w) J in y.
+    hess = 2 * jac.T @ (w.ravel()[:, None] * jac)
+    got = ad.hessian(lambda y: (w * f(y) ** 2).sum())(ad.tensor(y0)).data
+    np.testing.assert_allclose(got.reshape(hess.shape), hess, atol=1e-12)
+    y = ad.tensor(y0, requires_grad=True)
+    (g,) = ad.autograd.grad((w * f(y) ** 2).sum(), y, create_graph=True)
+    (g * ad.tensor(w.ravel() @ jac).reshape(vshape)).sum().backward()
+    want = hess @ (w.ravel() @ jac)
+    np.testing.assert_allclose(y.grad.data, want.reshape(vshape), atol=1e-12)
+
+
 def test_getitem_repeated_indices_accumulate():
     x = ad.tensor(np.arange(4.0), requires_grad=True)
     x[[0, 0, 3]].sum().backward()

@@ -475,13 +475,36 @@ def _setitem_kernel(x: Any, v: Any, idx: Any) -> Any:
     return out
 
 
+def _survivors(shape: tuple[int, ...], idx: Any) -> Any:
+    """Which elements of ``x[idx]`` (x of ``shape``) keep their write in ``x[idx] = v``.
+
+    None when no position is written twice; else a bool mask of ``x[idx]``'s shape.
+    """
+    if _no_duplicates(idx):
+        return None
+    # NOTE: NumPy keeps one of repeated writes (the last, in practice, but it promises no
+    # order): writing source positions through the same index reads back the ones that won.
+    pos = np.full(shape, -1, dtype=np.intp)
+    src = np.arange(pos[idx].size, dtype=np.intp).reshape(pos[idx].shape)
+    pos[idx] = src
+    won = pos[idx] == src
+    return None if won.all() else won
+
+
+def _setitem_v_t(g: Any, x: Any, v: Any, idx: Any) -> Any:
+    """Transpose for ``v``: ``g[idx]``, zero where a repeated write was overwritten."""
+    nb = STATE.nb
+    gv = _index(g, idx, nb)
+    won = _survivors(tuple(x.shape), idx)
+    if won is not None:
+        gv = gv * won.astype(gv.dtype)
+    return lift(gv, nb, np.ndim(v))
+
+
 setitem_ = defprim(
     "setitem",
     _setitem_kernel,
-    linear=(
-        lambda g, x, v, idx: _setitem_b(g, 0.0, idx, STATE.nb),
-        lambda g, x, v, idx: lift(_index(g, idx, STATE.nb), STATE.nb, np.ndim(v)),
-    ),
+    linear=(lambda g, x, v, idx: _setitem_b(g, 0.0, idx, STATE.nb), _setitem_v_t),
     batch=lambda nb, x, v, idx: _setitem_b(x, v, idx, nb),
     doc="A copy of x with x[idx] = v, differentiable in x (untouched elements) and v.",
 )
