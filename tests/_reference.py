@@ -19,11 +19,18 @@ STALE = (
 )
 
 
+class Stored(dict):
+    """The arrays of one reference file; a missing key says how to regenerate the file."""
+
+    def __missing__(self, key: str) -> np.ndarray:
+        raise KeyError(f"{key!r} is not stored: {STALE}")
+
+
 @functools.cache
-def load(name: str) -> dict[str, np.ndarray]:
+def load(name: str) -> Stored:
     """The arrays of tests/reference/{name}.npz (read-only), keyed as the file stores them."""
     with np.load(DIRECTORY / f"{name}.npz", allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
+        arrays = Stored((k, f[k]) for k in f.files)
     for a in arrays.values():
         a.flags.writeable = False
     return arrays
