@@ -69,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     >>> build_parser().parse_args(["train", "--epochs", "3"]).epochs
     3
     """
-    from . import train
+    from . import __version__, train
 
     parser = _Parser(prog="autodiffx", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"autodiffx {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     trainer = sub.add_parser(
         "train",

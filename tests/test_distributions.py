@@ -1,5 +1,6 @@
-"""ad.distributions: values and gradients against PyTorch (optional oracle) and mpmath, central
-differences, both AD modes, Monte-Carlo moments, shapes, validation and reproducibility."""
+"""ad.distributions: values and gradients against PyTorch (the live oracle: tests marked
+``oracle``) and mpmath, central differences, both AD modes, Monte-Carlo moments, shapes,
+validation and reproducibility."""
 
 from __future__ import annotations
 
@@ -238,6 +239,7 @@ def _both(torch: Any, case: Case, method: str) -> tuple[Any, ...]:
     return ours, theirs, _grads(ad, ours, our_in, w), _grads(torch, theirs, their_in, w)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_values_and_gradients_match_pytorch(torch, case):
     """Every method and property, and its gradient w.r.t. every parameter and the value."""
@@ -251,6 +253,7 @@ def test_values_and_gradients_match_pytorch(torch, case):
             np.testing.assert_allclose(a, b, rtol=rtol, atol=ATOL, err_msg=f"{method} grad {i}")
 
 
+@pytest.mark.oracle
 def test_pytorch_trigamma_is_the_inexact_side(torch):
     mpmath = pytest.importorskip("mpmath")
     x = _a(0.3, 0.5, 2.0, 7.5)
@@ -375,6 +378,7 @@ def _kl(lib: Any, case: KLCase) -> tuple[Any, list[Any]]:
     return out, [*ps.values(), *qs.values()]
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("case", KL_CASES, ids=[c.name for c in KL_CASES])
 def test_kl_divergence_matches_pytorch(torch, case):
     ours, our_in = _kl(ad, case)
@@ -538,6 +542,7 @@ def _rsample(lib, case, noise=None, monkeypatch=None):
     return d.rsample((5,)), params, d
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("case", R_CASES, ids=[c.name for c in R_CASES])
 def test_rsample_gradients_match_pytorch_on_the_same_noise(torch, monkeypatch, case):
     ours, our_params, d = _rsample(ad, case)

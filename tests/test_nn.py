@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import math
 
+import _reference
 import numpy as np
 import pytest
 from _numdiff import directional
@@ -348,89 +349,133 @@ def test_loss_gradients_against_central_differences():
         np.testing.assert_allclose(hv.data, hv_fd, rtol=1e-6, atol=1e-8)
 
 
-# ----- PyTorch parity ----------------------------------------------------------------------
-def _torch_pair(torch, x):
-    xa = ad.tensor(x, requires_grad=True)
-    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-    return xa, xt
-
-
-def _compare(torch, f_ad, f_t, x, rtol=1e-13):
-    xa, xt = _torch_pair(torch, x)
-    ya, yt = f_ad(xa), f_t(xt)
-    np.testing.assert_allclose(ya.data, yt.detach().numpy(), rtol=rtol, atol=1e-15)
-    u = np.random.default_rng(0).normal(size=ya.shape)
-    (ya * u).sum().backward()
-    (yt * torch.tensor(u)).sum().backward()
-    np.testing.assert_allclose(xa.grad.data, xt.grad.numpy(), rtol=rtol, atol=1e-15)
-
-
-def test_activations_match_pytorch():
-    torch = pytest.importorskip("torch")
-    tf = torch.nn.functional
+# ----- PyTorch parity: stored in tests/reference/nn.npz, live under the oracle marker -------
+def parity_cases(torch=None):
+    """``{key: (x, f_ad, f_torch)}`` for every function compared with PyTorch in float64, with
+    ``f_torch`` None when ``torch`` is None (the stored values are compared instead)."""
+    tf = torch.nn.functional if torch is not None else None
+    t = torch.tensor if torch is not None else None
     x = np.concatenate([np.linspace(-8, 8, 33), [-1000.0, 1000.0, -30.0, 30.0]])
-    pairs = [
-        (F.sigmoid, torch.sigmoid),
-        (F.relu, tf.relu),
-        (lambda z: F.leaky_relu(z, 0.1), lambda z: tf.leaky_relu(z, 0.1)),
-        (F.softplus, tf.softplus),
-        (lambda z: F.softplus(z, 2.0, 3.0), lambda z: tf.softplus(z, 2.0, 3.0)),
-        (lambda z: F.elu(z, 0.7), lambda z: tf.elu(z, 0.7)),
-        (F.gelu, tf.gelu),
-        (lambda z: F.gelu(z, "tanh"), lambda z: tf.gelu(z, approximate="tanh")),
-        (F.tanh, torch.tanh),
-        (F.log_sigmoid, tf.logsigmoid),
-        (lambda z: F.softmax(z.reshape(1, -1)), lambda z: tf.softmax(z.reshape(1, -1), -1)),
-        (lambda z: F.log_softmax(z.reshape(1, -1)), lambda z: tf.log_softmax(z.reshape(1, -1), -1)),
-    ]
-    for fa, ft in pairs:
-        _compare(torch, fa, ft, x, rtol=1e-12)
-
-
-def test_losses_match_pytorch():
-    torch = pytest.importorskip("torch")
-    tf = torch.nn.functional
+    cases = {
+        "sigmoid": (x, F.sigmoid, lambda z: torch.sigmoid(z)),
+        "relu": (x, F.relu, lambda z: tf.relu(z)),
+        "leaky_relu(0.1)": (x, lambda z: F.leaky_relu(z, 0.1), lambda z: tf.leaky_relu(z, 0.1)),
+        "softplus": (x, F.softplus, lambda z: tf.softplus(z)),
+        "softplus(2,3)": (x, lambda z: F.softplus(z, 2.0, 3.0), lambda z: tf.softplus(z, 2.0, 3.0)),
+        "elu(0.7)": (x, lambda z: F.elu(z, 0.7), lambda z: tf.elu(z, 0.7)),
+        "gelu": (x, F.gelu, lambda z: tf.gelu(z)),
+        "gelu(tanh)": (x, lambda z: F.gelu(z, "tanh"), lambda z: tf.gelu(z, approximate="tanh")),
+        "tanh": (x, F.tanh, lambda z: torch.tanh(z)),
+        "log_sigmoid": (x, F.log_sigmoid, lambda z: tf.logsigmoid(z)),
+        "softmax": (x, lambda z: F.softmax(z.reshape(1, -1)),
+                    lambda z: tf.softmax(z.reshape(1, -1), -1)),
+        "log_softmax": (x, lambda z: F.log_softmax(z.reshape(1, -1)),
+                        lambda z: tf.log_softmax(z.reshape(1, -1), -1)),
+    }  # fmt: skip
     rng = np.random.default_rng(5)
     x = rng.normal(size=(6, 4)) * 3
     x[0, 1] = 1000.0
     lab = np.array([0, 3, 1, 1, -100, 2])
-    lt = torch.tensor(lab)
     w = np.array([0.5, 1.0, 2.0, 1.5])
-    wt = torch.tensor(w)
+    pw = np.array([1.0, 2.0, 3.0, 0.5])
     probs = rng.dirichlet(np.ones(4), size=6)
-    pt = torch.tensor(probs)
-    for red in ("mean", "sum", "none"):
-        cases = [
-            (lambda z, r=red: F.cross_entropy(z, lab, reduction=r),
-             lambda z, r=red: tf.cross_entropy(z, lt, reduction=r)),
-            (lambda z, r=red: F.cross_entropy(z, lab, weight=w, reduction=r, label_smoothing=0.2),
-             lambda z, r=red: tf.cross_entropy(z, lt, weight=wt, reduction=r, label_smoothing=0.2)),
-            (lambda z, r=red: F.cross_entropy(z, probs, weight=w, reduction=r, label_smoothing=0.1),
-             lambda z, r=red: tf.cross_entropy(z, pt, weight=wt, reduction=r, label_smoothing=0.1)),
-            (lambda z, r=red: F.nll_loss(F.log_softmax(z), lab, weight=w, reduction=r),
-             lambda z, r=red: tf.nll_loss(tf.log_softmax(z, 1), lt, weight=wt, reduction=r)),
-            (lambda z, r=red: F.mse_loss(z, probs, reduction=r),
-             lambda z, r=red: tf.mse_loss(z, pt, reduction=r)),
-            (lambda z, r=red: F.l1_loss(z, probs, reduction=r),
-             lambda z, r=red: tf.l1_loss(z, pt, reduction=r)),
-            (lambda z, r=red: F.binary_cross_entropy_with_logits(
-                z, probs, weight=w, pos_weight=np.array([1.0, 2.0, 3.0, 0.5]), reduction=r),
-             lambda z, r=red: tf.binary_cross_entropy_with_logits(
-                z, pt, weight=wt, pos_weight=torch.tensor([1.0, 2.0, 3.0, 0.5]), reduction=r)),
-            (lambda z, r=red: F.binary_cross_entropy(F.sigmoid(z * 0.1), probs, reduction=r),
-             lambda z, r=red: tf.binary_cross_entropy(torch.sigmoid(z * 0.1), pt, reduction=r)),
-            (lambda z, r=red: F.soft_margin_loss(z, np.sign(probs - 0.25), reduction=r),
-             lambda z, r=red: tf.soft_margin_loss(z, torch.sign(pt - 0.25), reduction=r)),
-        ]  # fmt: skip
-        for fa, ft in cases:
-            _compare(torch, fa, ft, x, rtol=1e-12)
+    for r in ("mean", "sum", "none"):
+        losses = {
+            "cross_entropy": (lambda z, r=r: F.cross_entropy(z, lab, reduction=r),
+                lambda z, r=r: tf.cross_entropy(z, t(lab), reduction=r)),
+            "cross_entropy(weight,smoothing)": (
+                lambda z, r=r: F.cross_entropy(z, lab, weight=w, reduction=r, label_smoothing=0.2),
+                lambda z, r=r: tf.cross_entropy(
+                    z, t(lab), weight=t(w), reduction=r, label_smoothing=0.2)),
+            "cross_entropy(probs,weight,smoothing)": (
+                lambda z, r=r: F.cross_entropy(
+                    z, probs, weight=w, reduction=r, label_smoothing=0.1),
+                lambda z, r=r: tf.cross_entropy(
+                    z, t(probs), weight=t(w), reduction=r, label_smoothing=0.1)),
+            "nll_loss(weight)": (
+                lambda z, r=r: F.nll_loss(F.log_softmax(z), lab, weight=w, reduction=r),
+                lambda z, r=r: tf.nll_loss(tf.log_softmax(z, 1), t(lab), weight=t(w), reduction=r)),
+            "mse_loss": (lambda z, r=r: F.mse_loss(z, probs, reduction=r),
+                lambda z, r=r: tf.mse_loss(z, t(probs), reduction=r)),
+            "l1_loss": (lambda z, r=r: F.l1_loss(z, probs, reduction=r),
+                lambda z, r=r: tf.l1_loss(z, t(probs), reduction=r)),
+            "binary_cross_entropy_with_logits(weight,pos_weight)": (
+                lambda z, r=r: F.binary_cross_entropy_with_logits(
+                    z, probs, weight=w, pos_weight=pw, reduction=r),
+                lambda z, r=r: tf.binary_cross_entropy_with_logits(
+                    z, t(probs), weight=t(w), pos_weight=t(pw), reduction=r)),
+            "binary_cross_entropy(sigmoid(0.1*z))": (
+                lambda z, r=r: F.binary_cross_entropy(F.sigmoid(z * 0.1), probs, reduction=r),
+                lambda z, r=r: tf.binary_cross_entropy(
+                    torch.sigmoid(z * 0.1), t(probs), reduction=r)),
+            "soft_margin_loss": (
+                lambda z, r=r: F.soft_margin_loss(z, np.sign(probs - 0.25), reduction=r),
+                lambda z, r=r: tf.soft_margin_loss(z, torch.sign(t(probs) - 0.25), reduction=r)),
+        }  # fmt: skip
+        cases |= {f"{name}/{r}": (x, fa, ft) for name, (fa, ft) in losses.items()}
     # spatial (N, C, d) and 1-D inputs
     x3 = rng.normal(size=(2, 3, 5))
     l3 = rng.integers(0, 3, size=(2, 5))
-    _compare(torch, lambda z: F.cross_entropy(z, l3, label_smoothing=0.3),
-             lambda z: tf.cross_entropy(z, torch.tensor(l3), label_smoothing=0.3), x3)  # fmt: skip
-    _compare(torch, lambda z: F.cross_entropy(z, np.array(2)),
-             lambda z: tf.cross_entropy(z, torch.tensor(2)), rng.normal(size=4))  # fmt: skip
+    cases["cross_entropy(N,C,d,smoothing)"] = (
+        x3, lambda z: F.cross_entropy(z, l3, label_smoothing=0.3),
+        lambda z: tf.cross_entropy(z, t(l3), label_smoothing=0.3))  # fmt: skip
+    cases["cross_entropy(1-D)"] = (
+        rng.normal(size=4), lambda z: F.cross_entropy(z, np.array(2)),
+        lambda z: tf.cross_entropy(z, t(2)))  # fmt: skip
+    if torch is None:
+        cases = {k: (x, fa, None) for k, (x, fa, _) in cases.items()}
+    return cases
+
+
+PARITY_KEYS = list(parity_cases())
+
+
+def _value_and_grad(lib, f, x):
+    """f(x) and the gradient of <u, f(x)> for a fixed random u, with autodiffx or torch."""
+    if lib is ad:
+        xa = ad.tensor(x, requires_grad=True)
+        y = f(xa)
+        u = np.random.default_rng(0).normal(size=y.shape)
+        (y * u).sum().backward()
+        return y.data, xa.grad.data
+    xt = lib.tensor(x, dtype=lib.float64, requires_grad=True)
+    y = f(xt)
+    u = np.random.default_rng(0).normal(size=tuple(y.shape))
+    (y * lib.tensor(u)).sum().backward()
+    return y.detach().numpy(), xt.grad.numpy()
+
+
+def torch_value_and_grad(torch, key):
+    """PyTorch's value and gradient for one of PARITY_KEYS."""
+    x, _, ft = parity_cases(torch)[key]
+    return _value_and_grad(torch, ft, x)
+
+
+def _same_value_and_grad(ours, theirs, rtol=1e-12):
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=rtol, atol=1e-15, err_msg="value")
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=rtol, atol=1e-15, err_msg="gradient")
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("key", PARITY_KEYS)
+def test_activations_and_losses_match_pytorch(key):
+    torch = pytest.importorskip("torch")
+    x, fa, _ = parity_cases()[key]
+    _same_value_and_grad(_value_and_grad(ad, fa, x), torch_value_and_grad(torch, key))
+
+
+@pytest.mark.parametrize("key", PARITY_KEYS)
+def test_activations_and_losses_match_stored_pytorch(key):
+    ref = _reference.load("nn")
+    x, fa, _ = parity_cases()[key]
+    np.testing.assert_array_equal(x, ref[f"parity/{key}/x"], err_msg=_reference.STALE)
+    stored = ref[f"parity/{key}/value"], ref[f"parity/{key}/grad"]
+    _same_value_and_grad(_value_and_grad(ad, fa, x), stored)
+
+
+def test_stored_pytorch_parity_cases_are_these():
+    stored = {k.removeprefix("parity/").rsplit("/", 1)[0] for k in _reference.load("nn")}
+    assert stored - {"_meta", "linear"} == set(PARITY_KEYS), _reference.STALE
 
 
 # ----- modules -----------------------------------------------------------------------------
@@ -567,7 +612,7 @@ def test_load_state_dict_validates_everything_first_and_changes_nothing():
     np.testing.assert_array_equal(net.scale.data, good["scale"])
 
 
-def test_linear_matches_pytorch_init_bound_and_forward():
+def test_linear_init_bound_matches_pytorchs():
     lin = nn.Linear(16, 300, rng=np.random.default_rng(0))
     bound = 1 / math.sqrt(16)
     w, b = lin.weight.data, lin.bias.data
@@ -583,16 +628,40 @@ def test_linear_matches_pytorch_init_bound_and_forward():
     assert f32.weight.dtype == np.float32
     assert f32(ad.ones((1, 3), dtype=np.float32)).dtype == np.float32
     assert nn.Linear(3, 2, bias=False, rng=0).bias is None
-    torch = pytest.importorskip("torch")
+
+
+LINEAR_X = np.random.default_rng(1).normal(size=(4, 3))
+
+
+def torch_linear(torch, weight, bias, x):
+    """PyTorch's nn.Linear(3, 2) with the given parameters, applied to x."""
     tl = torch.nn.Linear(3, 2, dtype=torch.float64)
-    lin = nn.Linear(3, 2, rng=0)
     with torch.no_grad():
-        tl.weight.copy_(torch.tensor(lin.weight.data))
-        tl.bias.copy_(torch.tensor(lin.bias.data))
-    x = np.random.default_rng(1).normal(size=(4, 3))
-    np.testing.assert_allclose(
-        lin(ad.tensor(x)).data, tl(torch.tensor(x)).detach().numpy(), rtol=1e-14
-    )
+        tl.weight.copy_(torch.tensor(weight))
+        tl.bias.copy_(torch.tensor(bias))
+    return tl(torch.tensor(x)).detach().numpy()
+
+
+def _our_linear(weight, bias, x):
+    lin = nn.Linear(3, 2, rng=0)
+    lin.weight.data, lin.bias.data = weight.copy(), bias.copy()
+    return lin(ad.tensor(x)).data
+
+
+@pytest.mark.oracle
+def test_linear_forward_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    lin = nn.Linear(3, 2, rng=0)
+    w, b = lin.weight.data, lin.bias.data
+    ours = lin(ad.tensor(LINEAR_X)).data
+    np.testing.assert_allclose(ours, torch_linear(torch, w, b, LINEAR_X), rtol=1e-14)
+
+
+def test_linear_forward_matches_stored_pytorch():
+    ref = _reference.load("nn")
+    np.testing.assert_array_equal(LINEAR_X, ref["linear/x"], err_msg=_reference.STALE)
+    ours = _our_linear(ref["linear/weight"], ref["linear/bias"], ref["linear/x"])
+    np.testing.assert_allclose(ours, ref["linear/y"], rtol=1e-14)
 
 
 def test_dropout_module_and_functional():

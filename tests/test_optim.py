@@ -1,14 +1,16 @@
 """Optimizers, schedulers and the SciPy bridge.
 
-PyTorch trajectories (when torch is installed), hand-computed steps, state dicts, and
-steepest descent under each norm.
+PyTorch trajectories (stored in tests/reference/optim.npz, and live when torch is installed:
+the ``oracle`` marker), hand-computed steps, state dicts, and steepest descent under each norm.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 
+import _reference
 import numpy as np
 import pytest
 
@@ -145,12 +147,11 @@ TRAJECTORIES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "kw", "problem"), TRAJECTORIES, ids=_id)
-def test_trajectory_matches_pytorch(name, kw, problem):
-    torch = pytest.importorskip("torch")
-    steps = 3 if name == "LBFGS" else 10
-    ours = _run_ad(name, kw, problem, steps)
-    ref = _run_torch(torch, name, kw, problem, steps)
+def _steps(name):
+    return 3 if name == "LBFGS" else 10
+
+
+def _same_trajectory(ours, ref):
     for k, (a, b) in enumerate(zip(ours, ref, strict=True)):
         for pa, pb in zip(a, b, strict=True):
             try:
@@ -159,23 +160,76 @@ def test_trajectory_matches_pytorch(name, kw, problem):
                 raise AssertionError(f"step {k + 1}: {e}") from None
 
 
-def test_lbfgs_line_search_matches_pytorch_on_the_same_objective():
-    # The cubic interpolation of the line search divides differences of nearly equal loss
-    # values, so last-bit differences between two loss implementations grow; fed the very
-    # same (autodiffx-computed) loss and gradient, the two L-BFGS implementations agree.
-    torch = pytest.importorskip("torch")
-    kw = dict(max_iter=6, history_size=3, line_search_fn="strong_wolfe")
-    pa = [nn.Parameter(a.copy()) for a in MLP_P0]
-    pt = [torch.nn.Parameter(torch.tensor(a.copy())) for a in MLP_P0]
-    oa, ot = optim.LBFGS(pa, **kw), torch.optim.LBFGS(pt, **kw)
+def trajectory_key(name, kw, problem):
+    """The name of a PyTorch trajectory in tests/reference/optim.npz (one array per parameter,
+    ``{key}/p{j}``, with the steps along axis 0)."""
+    return f"trajectory/{name}/{_id(kw)}/{problem}"
 
-    def ca():
-        oa.zero_grad()
-        loss = _mlp_ad(pa)
+
+@pytest.mark.oracle
+@pytest.mark.parametrize(("name", "kw", "problem"), TRAJECTORIES, ids=_id)
+def test_trajectory_matches_pytorch(name, kw, problem):
+    torch = pytest.importorskip("torch")
+    steps = _steps(name)
+    _same_trajectory(_run_ad(name, kw, problem, steps), _run_torch(torch, name, kw, problem, steps))
+
+
+@pytest.mark.parametrize(("name", "kw", "problem"), TRAJECTORIES, ids=_id)
+def test_trajectory_matches_stored_pytorch(name, kw, problem):
+    ref, key = _reference.load("optim"), trajectory_key(name, kw, problem)
+    stored = [ref[f"{key}/p{j}"] for j in range(len(PROBLEMS[problem][0]))]
+    ours = _run_ad(name, kw, problem, _steps(name))
+    _same_trajectory(ours, zip(*stored, strict=True))
+
+
+def test_stored_pytorch_results_are_for_these_problems():
+    ref = _reference.load("optim")
+    data = {"QA": QA, "QB": QB, "MLP_X": MLP_X, "MLP_Y": MLP_Y}
+    data |= {f"Q_X0/{j}": a for j, a in enumerate(Q_X0)}
+    data |= {f"MLP_P0/{j}": a for j, a in enumerate(MLP_P0)}
+    for name, a in data.items():
+        np.testing.assert_array_equal(a, ref[f"problem/{name}"], err_msg=_reference.STALE)
+    keys = {k for k in ref if k.startswith("trajectory/")}
+    expected = {
+        f"{trajectory_key(name, kw, problem)}/p{j}"
+        for name, kw, problem in TRAJECTORIES
+        for j in range(len(PROBLEMS[problem][0]))
+    }
+    assert keys == expected, _reference.STALE
+
+
+LBFGS_SAME_OBJECTIVE = dict(max_iter=6, history_size=3, line_search_fn="strong_wolfe")
+
+
+def _lbfgs_run(opt, params, closure):
+    """Three L-BFGS steps: the losses, the iterates and the counters (func_evals, n_iter)."""
+    losses, iterates = [], []
+    for _ in range(3):
+        losses.append(float(opt.step(closure).item()))
+        iterates.append([np.array(p.detach().numpy()) for p in params])
+    state = opt.state[params[0]]
+    return losses, iterates, (int(state["func_evals"]), int(state["n_iter"]))
+
+
+def _lbfgs_ours():
+    ps = [nn.Parameter(a.copy()) for a in MLP_P0]
+    opt = optim.LBFGS(ps, **LBFGS_SAME_OBJECTIVE)
+
+    def closure():
+        opt.zero_grad()
+        loss = _mlp_ad(ps)
         loss.backward()
         return loss
 
-    def ct():
+    return _lbfgs_run(opt, ps, closure)
+
+
+def lbfgs_torch(torch):
+    """PyTorch's L-BFGS fed autodiffx's loss and gradient (see the test below)."""
+    pt = [torch.nn.Parameter(torch.tensor(a.copy())) for a in MLP_P0]
+    opt = torch.optim.LBFGS(pt, **LBFGS_SAME_OBJECTIVE)
+
+    def closure():
         qs = [nn.Parameter(p.detach().numpy().copy()) for p in pt]
         loss = _mlp_ad(qs)
         loss.backward()
@@ -183,49 +237,83 @@ def test_lbfgs_line_search_matches_pytorch_on_the_same_objective():
             p.grad = torch.tensor(np.ascontiguousarray(q.grad.data))
         return torch.tensor(loss.item(), dtype=torch.float64)
 
-    for _ in range(3):
-        la, lt = oa.step(ca), ot.step(ct)
-        assert abs(la.item() - lt.item()) <= RTOL * abs(lt.item())
-        for a, b in zip(pa, pt, strict=True):
-            _close(a.data, b.detach().numpy())
-    sa, st = oa.state[pa[0]], ot.state[pt[0]]
-    assert sa["func_evals"] == st["func_evals"]
-    assert sa["n_iter"] == st["n_iter"]
+    return _lbfgs_run(opt, pt, closure)
 
 
-def test_complex_parameters_match_pytorch():
+def _same_lbfgs_run(ours, theirs):
+    (la, ia, ca), (lt, it, ct) = ours, theirs
+    for a, b in zip(la, lt, strict=True):
+        assert abs(a - b) <= RTOL * abs(b)
+    _same_trajectory(ia, it)
+    assert ca == ct  # func_evals and n_iter
+
+
+# The cubic interpolation of the line search divides differences of nearly equal loss values,
+# so last-bit differences between two loss implementations grow; fed the very same
+# (autodiffx-computed) loss and gradient, the two L-BFGS implementations agree.
+@pytest.mark.oracle
+def test_lbfgs_line_search_matches_pytorch_on_the_same_objective():
     torch = pytest.importorskip("torch")
-    c = np.array([1 + 2j, -0.5 + 0.25j, 3j])
-    z0 = np.array([0.3 - 1j, 2 + 0j, -1 + 1j])
-    for name, kw in [
-        ("SGD", dict(lr=0.1, momentum=0.9)),
-        ("Adam", dict(lr=0.1, amsgrad=True)),
-        ("RMSprop", dict(lr=0.05, centered=True)),
-        ("Adagrad", dict(lr=0.3)),
-        ("LBFGS", dict(max_iter=3, line_search_fn="strong_wolfe")),
-    ]:
-        za = ad.tensor(z0.copy(), requires_grad=True)
-        zt = torch.tensor(z0.copy(), requires_grad=True)
-        oa, ot = getattr(optim, name)([za], **kw), getattr(torch.optim, name)([zt], **kw)
+    _same_lbfgs_run(_lbfgs_ours(), lbfgs_torch(torch))
 
-        def ca(za=za, oa=oa):
-            oa.zero_grad()
-            d = za - c
-            loss = (d * d.conj()).real.sum() + (za.real * za.imag).sum()
-            loss.backward()
-            return loss
 
-        def ct(zt=zt, ot=ot):
-            ot.zero_grad()
-            d = zt - torch.tensor(c)
-            loss = (d * d.conj()).real.sum() + (zt.real * zt.imag).sum()
-            loss.backward()
-            return loss
+def test_lbfgs_line_search_matches_stored_pytorch_on_the_same_objective():
+    ref = _reference.load("optim")
+    stored = (
+        list(ref["lbfgs/loss"]),
+        [list(step) for step in zip(*(ref[f"lbfgs/p{j}"] for j in range(len(MLP_P0))))],
+        tuple(int(v) for v in ref["lbfgs/counters"]),
+    )
+    _same_lbfgs_run(_lbfgs_ours(), stored)
 
-        for _ in range(4):
-            oa.step(ca)
-            ot.step(ct)
-            _close(za.data, zt.detach().numpy())
+
+COMPLEX_C = np.array([1 + 2j, -0.5 + 0.25j, 3j])
+COMPLEX_Z0 = np.array([0.3 - 1j, 2 + 0j, -1 + 1j])
+COMPLEX_CONFIGS = [
+    ("SGD", dict(lr=0.1, momentum=0.9)),
+    ("Adam", dict(lr=0.1, amsgrad=True)),
+    ("RMSprop", dict(lr=0.05, centered=True)),
+    ("Adagrad", dict(lr=0.3)),
+    ("LBFGS", dict(max_iter=3, line_search_fn="strong_wolfe")),
+]
+
+
+def complex_trajectory(lib, opt_module, name, kw):
+    """Four steps on a real loss of complex parameters; ``lib`` is autodiffx or torch."""
+    z = lib.tensor(COMPLEX_Z0.copy(), requires_grad=True)
+    opt = getattr(opt_module, name)([z], **kw)
+    c = COMPLEX_C if lib is ad else lib.tensor(COMPLEX_C)
+
+    def closure():
+        opt.zero_grad()
+        d = z - c
+        loss = (d * d.conj()).real.sum() + (z.real * z.imag).sum()
+        loss.backward()
+        return loss
+
+    out = []
+    for _ in range(4):
+        opt.step(closure)
+        out.append(np.array(z.data if lib is ad else z.detach().numpy()))
+    return np.stack(out)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize(("name", "kw"), COMPLEX_CONFIGS, ids=_id)
+def test_complex_parameters_match_pytorch(name, kw):
+    torch = pytest.importorskip("torch")
+    ours = complex_trajectory(ad, optim, name, kw)
+    theirs = complex_trajectory(torch, torch.optim, name, kw)
+    for a, b in zip(ours, theirs, strict=True):
+        _close(a, b)
+
+
+@pytest.mark.parametrize(("name", "kw"), COMPLEX_CONFIGS, ids=_id)
+def test_complex_parameters_match_stored_pytorch(name, kw):
+    stored = _reference.load("optim")[f"complex/{name}"]
+    assert stored.dtype == np.complex128
+    for a, b in zip(complex_trajectory(ad, optim, name, kw), stored, strict=True):
+        _close(a, b)
 
 
 # ----- hand-computed steps (no PyTorch) ---------------------------------------------------
@@ -633,19 +721,44 @@ def test_state_dict_round_trip_resumes_identically(name, kw, through_file, tmp_p
         np.testing.assert_array_equal(p.data, q.data)
 
 
-def test_state_dict_format_is_pytorchs():
-    torch = pytest.importorskip("torch")
-    _ps, opt, _ = _trained("Adam", dict(lr=0.05))
+def state_dict_layout(sd):
+    """What an Adam state dict must share with PyTorch's, as JSON-like values."""
+    group = sd["param_groups"][0]
+    layout = {
+        "state": [int(k) for k in sd["state"]],
+        "state[0]": sorted(sd["state"][0]),
+        "params": [int(i) for i in group["params"]],
+        **{k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")},
+    }
+    return json.loads(json.dumps(layout))  # tuples become lists, as stored
+
+
+def adam_state_dict_torch(torch):
+    """PyTorch's Adam state dict after one step on the MLP problem."""
     pt = [torch.nn.Parameter(torch.tensor(a)) for a in MLP_P0]
     ot = torch.optim.Adam(pt, lr=0.05)
     _mlp_torch(torch, pt).backward()
     ot.step()
-    ours, theirs = opt.state_dict(), ot.state_dict()
-    assert list(ours["state"]) == list(theirs["state"]) == [0, 1, 2, 3]
-    assert set(ours["state"][0]) == set(theirs["state"][0])
-    assert ours["param_groups"][0]["params"] == theirs["param_groups"][0]["params"]
-    for k in ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize"):
-        assert ours["param_groups"][0][k] == theirs["param_groups"][0][k]
+    return ot.state_dict()
+
+
+def _same_layout(ours, theirs):
+    assert ours == theirs
+    assert ours["state"] == [0, 1, 2, 3]
+
+
+@pytest.mark.oracle
+def test_state_dict_format_is_pytorchs():
+    torch = pytest.importorskip("torch")
+    _ps, opt, _ = _trained("Adam", dict(lr=0.05))
+    theirs = adam_state_dict_torch(torch)
+    _same_layout(state_dict_layout(opt.state_dict()), state_dict_layout(theirs))
+
+
+def test_state_dict_format_is_stored_pytorchs():
+    _ps, opt, _ = _trained("Adam", dict(lr=0.05))
+    stored = json.loads(str(_reference.load("optim")["adam_state_dict_layout"]))
+    _same_layout(state_dict_layout(opt.state_dict()), stored)
 
 
 def test_load_state_dict_mismatch_changes_nothing():
@@ -724,14 +837,33 @@ def _lr_sequence(mod_opt, mod_sched, params, name, kw, n=30):
     return seq
 
 
+def scheduler_key(name, kw):
+    """The name of a PyTorch learning-rate sequence in tests/reference/optim.npz."""
+    return f"scheduler/{name}/{_id(kw)}"
+
+
+def _our_lr_sequence(name, kw):
+    return _lr_sequence(optim, lr_scheduler, [ad.zeros(1, requires_grad=True)], name, kw)
+
+
+def torch_lr_sequence(torch, name, kw):
+    """PyTorch's learning rates for one of SCHEDULERS."""
+    params = [torch.zeros(1, requires_grad=True)]
+    return _lr_sequence(torch.optim, torch.optim.lr_scheduler, params, name, kw)
+
+
+@pytest.mark.oracle
 @pytest.mark.parametrize(("name", "kw"), SCHEDULERS, ids=_id)
 def test_scheduler_sequences_match_pytorch(name, kw):
     torch = pytest.importorskip("torch")
-    ours = _lr_sequence(optim, lr_scheduler, [ad.zeros(1, requires_grad=True)], name, kw)
-    theirs = _lr_sequence(
-        torch.optim, torch.optim.lr_scheduler, [torch.zeros(1, requires_grad=True)], name, kw
-    )
-    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=0)
+    theirs = torch_lr_sequence(torch, name, kw)
+    np.testing.assert_allclose(_our_lr_sequence(name, kw), theirs, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize(("name", "kw"), SCHEDULERS, ids=_id)
+def test_scheduler_sequences_match_stored_pytorch(name, kw):
+    stored = _reference.load("optim")[scheduler_key(name, kw)]
+    np.testing.assert_allclose(_our_lr_sequence(name, kw), stored, rtol=1e-12, atol=0)
 
 
 def test_scheduler_closed_forms_and_two_groups():
@@ -752,30 +884,47 @@ def test_scheduler_closed_forms_and_two_groups():
         lr_scheduler.LambdaLR(opt, [lambda e: 1.0, lambda e: 2.0])
 
 
-def test_reduce_lr_on_plateau_matches_pytorch():
+PLATEAU_METRICS = [5, 4, 4.1, 4.0, 3.99999, 4, 4, 4, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2]
+PLATEAU_CONFIGS = [
+    dict(patience=1),
+    dict(patience=2, factor=0.5, cooldown=2, min_lr=0.02),
+    dict(mode="max", threshold_mode="abs", threshold=0.5, patience=0),
+    dict(patience=0, threshold=0.1, eps=0.05, factor=0.9),
+]
+
+
+def plateau_key(kw):
+    """The name of a PyTorch ReduceLROnPlateau sequence in tests/reference/optim.npz."""
+    return f"plateau/{_id(kw)}"
+
+
+def plateau_sequence(opt_module, p, kw):
+    """ReduceLROnPlateau's learning rates over PLATEAU_METRICS (``opt_module``: ours or
+    torch.optim; ``p`` a parameter of that library)."""
+    opt = opt_module.SGD([p], lr=1.0)
+    sched = opt_module.lr_scheduler.ReduceLROnPlateau(opt, **kw)
+    seq = []
+    for m in PLATEAU_METRICS:
+        opt.step()
+        sched.step(m)
+        seq.append(sched.get_last_lr()[0])
+    return seq
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("kw", PLATEAU_CONFIGS, ids=_id)
+def test_reduce_lr_on_plateau_matches_pytorch(kw):
     torch = pytest.importorskip("torch")
-    metrics = [5, 4, 4.1, 4.0, 3.99999, 4, 4, 4, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2]
-    configs = [
-        dict(patience=1),
-        dict(patience=2, factor=0.5, cooldown=2, min_lr=0.02),
-        dict(mode="max", threshold_mode="abs", threshold=0.5, patience=0),
-        dict(patience=0, threshold=0.1, eps=0.05, factor=0.9),
-    ]
-    for kw in configs:
-        seqs = []
-        for mo, ms, p in [
-            (optim, lr_scheduler, ad.zeros(1, requires_grad=True)),
-            (torch.optim, torch.optim.lr_scheduler, torch.zeros(1, requires_grad=True)),
-        ]:
-            opt = mo.SGD([p], lr=1.0)
-            sched = ms.ReduceLROnPlateau(opt, **kw)
-            seq = []
-            for m in metrics:
-                opt.step()
-                sched.step(m)
-                seq.append(sched.get_last_lr()[0])
-            seqs.append(seq)
-        np.testing.assert_allclose(seqs[0], seqs[1], rtol=1e-15)
+    ours = plateau_sequence(optim, ad.zeros(1, requires_grad=True), kw)
+    theirs = plateau_sequence(torch.optim, torch.zeros(1, requires_grad=True), kw)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-15)
+
+
+@pytest.mark.parametrize("kw", PLATEAU_CONFIGS, ids=_id)
+def test_reduce_lr_on_plateau_matches_stored_pytorch(kw):
+    stored = _reference.load("optim")[plateau_key(kw)]
+    ours = plateau_sequence(optim, ad.zeros(1, requires_grad=True), kw)
+    np.testing.assert_allclose(ours, stored, rtol=1e-15)
 
 
 def test_scheduler_state_dict_round_trip(tmp_path):
