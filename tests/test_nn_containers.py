@@ -147,6 +147,7 @@ def test_apply_is_post_order_and_returns_self():
     assert not net[0].weight.data.any()
 
 
+@pytest.mark.oracle
 def test_apply_order_matches_pytorch():
     torch = pytest.importorskip("torch")
     tn = torch.nn

@@ -94,6 +94,7 @@ def test_orthogonal_by_hand(shape):
         init.orthogonal_(ad.zeros(3))
 
 
+@pytest.mark.oracle
 def test_init_matches_pytorch():
     torch = pytest.importorskip("torch")
     ti = torch.nn.init
@@ -177,6 +178,7 @@ def test_parameters_vector_round_trip_and_gradient():
         nn.utils.parameters_to_vector([])
 
 
+@pytest.mark.oracle
 def test_utils_match_pytorch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(4)

@@ -54,6 +54,7 @@ def test_flatten_unflatten_shapes_and_gradient():
         nn.Unflatten(1, (3, 3))(x.reshape(2, 12))
 
 
+@pytest.mark.oracle
 def test_flatten_unflatten_match_pytorch():
     torch = pytest.importorskip("torch")
     x = np.arange(120.0).reshape(2, 3, 4, 5)
@@ -91,6 +92,7 @@ def test_layer_norm_by_hand_and_central_differences():
         ln(ad.ones((3, 2)))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize(("affine", "bias"), [(True, True), (True, False), (False, True)])
 def test_layer_norm_matches_pytorch(affine, bias):
     torch = pytest.importorskip("torch")
@@ -146,6 +148,7 @@ def test_embedding_lookup_gradient_and_padding():
     assert live(np.array([1])).requires_grad
 
 
+@pytest.mark.oracle
 def test_embedding_matches_pytorch():
     torch = pytest.importorskip("torch")
     ours = nn.Embedding(6, 4, padding_idx=2, rng=3)
@@ -231,6 +234,7 @@ def _loss_pairs(torch, rng):
     ]  # fmt: skip
 
 
+@pytest.mark.oracle
 def test_loss_modules_match_pytorch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)
