@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,9 @@ class _State(threading.local):
         self.tape: Any = None
         # A forward-over-reverse transform's reverse scope (see Scope), or None.
         self._scope: Scope | None = None
+        # Per open level, weak references to the TangentCells holding a recorded tangent at
+        # that level (its graph may lead back to them: dropped when the level closes).
+        self.tracked: dict[int, list[Any]] = {}
         self.mode = 0
 
     def sync(self) -> None:
@@ -257,3 +261,33 @@ class new_level:
         STATE.levels.remove(level)
         STATE.level_nb.pop(level, None)
         STATE.sync()
+        refs = STATE.tracked.pop(level, None)
+        if refs is not None:
+            # NOTE: the tangents of the closed level are dropped (PyTorch's exit_dual_level
+            # does the same): a recorded tangent whose graph leads back to its own tensor or
+            # node (exp's is t * out) would otherwise keep both alive until the garbage
+            # collector runs.
+            for r in refs:
+                cell = r()
+                if cell is not None:
+                    cell.pop(level, None)
+
+
+class TangentCell(dict):
+    """A tensor's tangents by dual level (shared with the node that produced it, if any)."""
+
+    __slots__ = ("__weakref__",)
+
+
+def track_tangent(t: Any, level: int, tangent: Any) -> None:
+    """Set ``t``'s ``tangent`` at ``level``, a recorded one, dropped when the level closes
+    (see ``new_level``)."""
+    cell = t._tan
+    if type(cell) is not TangentCell:
+        # (a plain dict is never shared with a node: those are TangentCells from the start)
+        cell = t._tan = TangentCell() if cell is None else TangentCell(cell)
+    cell[level] = tangent
+    refs = STATE.tracked.get(level)
+    if refs is None:
+        refs = STATE.tracked[level] = []
+    refs.append(weakref.ref(cell))
