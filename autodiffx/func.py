@@ -309,7 +309,8 @@ def grad(
 def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[Any, ...]:
     """``(f(*primals), vjp_fn)``; ``vjp_fn(cotangent)`` gives one gradient per primal.
 
-    ``vjp_fn`` may be called many times (the graph is kept while it lives).
+    ``vjp_fn`` may be called many times (the graph is kept while it lives). It is
+    differentiable in its cotangent, in every mode (Gauss-Newton products).
 
     Examples
     --------
@@ -317,6 +318,9 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     >>> y, back = ad.vjp(lambda x: x * x, ad.tensor([1.0, 2.0]))
     >>> back(ad.tensor([1.0, 10.0]))
     (tensor([ 2., 40.]),)
+    >>> ad.jacobian(lambda c: back(c)[0])(ad.tensor([1.0, 10.0]))
+    tensor([[2., 0.],
+            [0., 4.]])
     """
     who = "vjp"
     nums = tuple(range(len(primals)))
