@@ -244,7 +244,7 @@ def value_and_grad(
             k += len(xs)
         grads = out[0] if isinstance(argnums, int) else tuple(out)
         if has_aux:
-            return (y, _finish_tree(aux, keep)), grads
+            return (y, _finish_tree(aux, keep, flat)), grads
         return y, grads
 
     wrapped.__name__ = f"value_and_grad({getattr(f, '__name__', 'f')})"
@@ -275,12 +275,16 @@ def _value_and_grads(y: Tensor, flat: list[Tensor], who: str) -> tuple[Tensor, l
     return _finish(y, keep), grads, keep
 
 
-def _finish_tree(tree: Any, keep: bool) -> Any:
-    """:func:`_finish` on every Tensor of a pytree (``has_aux`` outputs)."""
+def _finish_tree(tree: Any, keep: bool, mine: list[Tensor]) -> Any:
+    """:func:`_finish` on every Tensor of a pytree (``has_aux`` outputs), kept attached also
+    when they depend on a tensor outside the transform that the differentiated output does
+    not depend on."""
     if keep:
         return tree
     leaves, d = tree_flatten(tree)
-    return tree_unflatten(d, [_finish(t, keep) if isinstance(t, Tensor) else t for t in leaves])
+    if _reaches_outside(leaves, mine):
+        return tree
+    return tree_unflatten(d, [_finish(t, False) if isinstance(t, Tensor) else t for t in leaves])
 
 
 def grad(
@@ -347,7 +351,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
         return tuple(result)
 
     value = tree_unflatten(out_def, [_finish(o, keep) for o in outs])
-    return (value, vjp_fn, _finish_tree(aux, keep)) if has_aux else (value, vjp_fn)
+    return (value, vjp_fn, _finish_tree(aux, keep, flat)) if has_aux else (value, vjp_fn)
 
 
 def _pull_back(outs: list[Tensor], flat: list[Tensor], cotangent: Any, record: bool) -> list:

@@ -173,6 +173,22 @@ def test_results_stay_attached_to_a_parameter_they_depend_on():
     assert not ad.grad(lambda z: ad.sum(ad.tanh(w.detach() * z)))(x).requires_grad
 
 
+@pytest.mark.parametrize("transform", ["grad", "vjp"])
+def test_aux_outputs_are_detached_unless_they_depend_on_a_closed_over_tensor(transform):
+    w = ad.tensor(2.0, requires_grad=True)
+
+    def run(f):
+        if transform == "grad":
+            return ad.grad(f, has_aux=True)(3.0)[1]
+        return ad.vjp(f, 3.0, has_aux=True)[2]
+
+    aux = run(lambda x: (x * x, x * 2.0))
+    assert aux.grad_fn is None and not aux.requires_grad
+    aux = run(lambda x: (x * x, x * w))  # the output does not depend on w, aux does
+    aux.backward()
+    assert w.grad.item() == 3.0
+
+
 # ----- reference cycles ----------------------------------------------------------------------
 CALLS = {
     "jvp(grad)": lambda x, v: ad.jvp(ad.grad(f_inner), (x,), (v,)),
