@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._convert import plain, refuse_operand
-from ._mode import STATE, TangentCell, quiet_enter, quiet_exit, track_tangent
+from ._mode import STATE, quiet_enter, quiet_exit, track_tangent
 
 REGISTRY: dict[str, Primitive] = {}
 UFUNC_MAP: dict[np.ufunc, Callable[..., Any]] = {}
@@ -730,7 +730,11 @@ def _record(
     # keeps their tangent dicts, shared with the outputs (keeping the outputs themselves
     # would be a reference cycle, output -> node -> output).
     if mode & 18:
-        node.outs = tuple([_cell(t) for t in res]) if multi else _cell(res)
+        if multi:
+            node.outs = tuple([_cell(t) for t in res])
+        else:
+            cell = res._tan
+            node.outs = res._tan = {} if cell is None else cell
         if scope is not None:
             scope.add(node, edges)
     else:
@@ -897,11 +901,11 @@ def _push_tangents(
                     _set_tangent(o, t, level, nb)
 
 
-def _cell(t: Tensor) -> Any:
-    """``t``'s tangents by level, made now if it has none (see ``Node.outs``)."""
+def _cell(t: Tensor) -> dict[int, Any]:
+    """``t``'s tangents by level, the dict made now if it has none (see ``Node.outs``)."""
     cell = t._tan
-    if type(cell) is not TangentCell:
-        cell = t._tan = TangentCell() if cell is None else TangentCell(cell)
+    if cell is None:
+        cell = t._tan = {}
     return cell
 
 
@@ -973,6 +977,7 @@ class Node:
     """
 
     __slots__ = (
+        "__weakref__",
         "args",
         "datas",
         "edges",
