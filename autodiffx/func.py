@@ -543,8 +543,7 @@ def _jac_fwd(
             c.append(t)
     assert cols is not None
     assert outs is not None
-    # Kept attached when differentiated from outside (a closed-over tensor that requires
-    # grad, an input that does, an open dual level); else detached before assembling.
+    # Attached if differentiated from outside (see _reaches_outside), or a level is open.
     keep = fwd or _reaches_outside(outs + [t for c in cols for t in c])
     # t: (columns, *out_shape) -> out_shape + (columns,) -> split per input leaf
     blocks = []
@@ -904,6 +903,11 @@ def _hvp_recorded(
     keep = leaked and _reaches_outside([y, *hv_leaves], flat)
     if leaked and not keep:
         hv_leaves = [_finish(h, keep) for h in hv_leaves]
+    return (y if keep else _wrap_const(y.data)), _hv_tree(hv_leaves, pairs_leaves)
+
+
+def _hv_tree(hv_leaves: list[Tensor], pairs_leaves: Any) -> Any:
+    """H·v in the structure of the primals (``pairs_leaves``: None when each is one array)."""
     if pairs_leaves is None:
         out = hv_leaves
     else:
@@ -912,5 +916,4 @@ def _hvp_recorded(
             n = len(xs)
             out.append(hv_leaves[k] if pd is _LEAF else tree_unflatten(pd, hv_leaves[k : k + n]))
             k += n
-    hv = out[0] if len(out) == 1 else tuple(out)
-    return (y if keep else _wrap_const(y.data)), hv
+    return out[0] if len(out) == 1 else tuple(out)
