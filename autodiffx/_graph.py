@@ -116,22 +116,26 @@ def _inplace_error(node: Node, what: str) -> RuntimeError:
 
 
 def _out_for_rule(node: Node, create_graph: bool) -> Any:
+    """The node's output(s) for its rule: arrays, or with ``create_graph`` Tensors produced by
+    the node that carry the outputs' tangents (``node.outs``, recorded under dual levels)."""
     if not create_graph:
         return node.out
-    if node.outs is not None:
-        return node.outs
     out = node.out
     if out is None:
         return None
-    if node.prim.nout == 1:
-        return _as_output(out, node, 0)
-    return tuple(_as_output(o, node, k) for k, o in enumerate(out))
+    cells = node.outs
+    if not node.multi:
+        return _as_output(out, node, 0, cells)
+    if cells is None:
+        return tuple(_as_output(o, node, k, None) for k, o in enumerate(out))
+    return tuple(_as_output(o, node, k, c) for k, (o, c) in enumerate(zip(out, cells)))
 
 
-def _as_output(data: np.ndarray, node: Node, k: int) -> Tensor:
+def _as_output(data: np.ndarray, node: Node, k: int, tangents: Any) -> Tensor:
     t = _wrap_const(data)
     if data.dtype.kind in "fc":
         t._node, t._idx, t._rg = node, k, True
+    t._tan = tangents
     return t
 
 

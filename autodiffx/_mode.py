@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,9 @@ class _State(threading.local):
         self.tape: Any = None
         # A forward-over-reverse transform's reverse scope (see Scope), or None.
         self._scope: Scope | None = None
+        # Per open level, weak references to the tensors (and their nodes) holding a recorded
+        # tangent at that level (its graph may lead back to them: dropped at level exit).
+        self.tracked: dict[int, tuple[list[Any], list[Any]]] = {}
         self.mode = 0
 
     def sync(self) -> None:
@@ -257,3 +261,36 @@ class new_level:
         STATE.levels.remove(level)
         STATE.level_nb.pop(level, None)
         STATE.sync()
+        tracked = STATE.tracked.pop(level, None)
+        if tracked is not None:
+            # NOTE: the tangents of the closed level are dropped (PyTorch's exit_dual_level
+            # does the same): a recorded tangent whose graph leads back to its own tensor or
+            # node (exp's is t * out) would otherwise keep both alive until the garbage
+            # collector runs.
+            tensors, nodes = tracked
+            for r in tensors:
+                t = r()
+                if t is not None and t._tan:
+                    t._tan.pop(level, None)
+            for r in nodes:
+                n = r()
+                cells = None if n is None else n.outs  # (None once a backward released it)
+                if cells is not None:
+                    for cell in cells if n.multi else (cells,):
+                        cell.pop(level, None)
+
+
+def track_tangent(t: Any, level: int, tangent: Any) -> None:
+    """Set ``t``'s ``tangent`` at ``level``, a recorded one: dropped when the level closes
+    (see ``new_level``) from ``t`` and from the node that produced ``t``, which shares its
+    tangents (``Node.outs``; a cycle can run through either)."""
+    if t._tan is None:
+        t._tan = {level: tangent}
+    else:
+        t._tan[level] = tangent
+    tracked = STATE.tracked.get(level)
+    if tracked is None:
+        tracked = STATE.tracked[level] = ([], [])
+    tracked[0].append(weakref.ref(t))
+    if t._node is not None:
+        tracked[1].append(weakref.ref(t._node))

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._convert import plain, refuse_operand
-from ._mode import STATE, quiet_enter, quiet_exit
+from ._mode import STATE, quiet_enter, quiet_exit, track_tangent
 
 REGISTRY: dict[str, Primitive] = {}
 UFUNC_MAP: dict[np.ufunc, Callable[..., Any]] = {}
@@ -726,9 +726,15 @@ def _record(
     else:
         node.out = out if scope is not None else None
         node.out_vc = None
-    # Forward-over-reverse needs the outputs' tangents in the recorded backward pass.
+    # Forward-over-reverse needs the outputs' tangents in the recorded backward pass: the node
+    # keeps their tangent dicts, shared with the outputs (keeping the outputs themselves
+    # would be a reference cycle, output -> node -> output).
     if mode & 18:
-        node.outs = res
+        if multi:
+            node.outs = tuple([_cell(t) for t in res])
+        else:
+            cell = res._tan
+            node.outs = res._tan = {} if cell is None else cell
         if scope is not None:
             scope.add(node, edges)
     else:
@@ -895,6 +901,14 @@ def _push_tangents(
                     _set_tangent(o, t, level, nb)
 
 
+def _cell(t: Tensor) -> dict[int, Any]:
+    """``t``'s tangents by level, the dict made now if it has none (see ``Node.outs``)."""
+    cell = t._tan
+    if cell is None:
+        cell = t._tan = {}
+    return cell
+
+
 def _tangent_unrecorded(st: Any, level: int, rg: bool, t_rg: bool, args: Sequence[Any]) -> bool:
     """Whether a tangent rule at ``level`` may run on raw arrays, unrecorded: nothing it reads
     requires grad, or a forward-over-reverse scope at ``level`` guarantees that no reverse
@@ -914,6 +928,9 @@ def _set_tangent(o: Tensor, t: Any, level: int, nb: int) -> None:
     if isinstance(t, Tensor):
         if nb or t.data.shape != d.shape or t.data.dtype != dt:
             t = fit(t, d.shape, dt, nb)
+        if t._node is not None:  # recorded: its graph may lead back to o (a cycle)
+            track_tangent(o, level, t)
+            return
     else:
         if type(t) is not np.ndarray:
             t = np.asarray(t)
@@ -960,6 +977,7 @@ class Node:
     """
 
     __slots__ = (
+        "__weakref__",
         "args",
         "datas",
         "edges",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import autograd
-from ._graph import _toposort, run_hvp
+from ._graph import _out_for_rule, _toposort, run_hvp
 from ._mode import STATE, Scope, enable_grad, new_level
 from ._registry import Node, _push_tangents, _wrap_const
 from ._tensor import STAMP, LeafWriteError, Tensor
@@ -97,6 +97,53 @@ def _argnums(argnums: int | Sequence[int], n: int, who: str) -> tuple[int, ...]:
     return tuple(a % n for a in nums)
 
 
+class _Retired(Tensor):
+    """A variable of a transform that has returned (see :func:`_retire`)."""
+
+    __slots__ = ()
+
+
+def _retire(xs: Sequence[Tensor]) -> None:
+    """Mark the variables of a transform that returns: nothing outside it can ask for a
+    derivative with respect to them, so a graph that reaches them does not make a result
+    differentiable (:func:`_reaches_outside`)."""
+    # NOTE: a class switch (same layout, ~50 ns), not a registry: the variable stays an
+    # ordinary Tensor for anyone holding it, and needs no bookkeeping while it lives.
+    for x in xs:
+        if type(x) is Tensor:
+            x.__class__ = _Retired
+
+
+def _reaches_outside(outs: Sequence[Any], mine: Any = ()) -> bool:
+    """Whether ``outs`` depend on a tensor that requires grad and is not a variable of this
+    transform (``mine``) or of a transform that has returned: a closed-over parameter, an
+    input differentiated from outside, a live outer transform's variable. Then the results
+    keep their graph (they stay differentiable); otherwise they are detached."""
+    rg = [o for o in outs if isinstance(o, Tensor) and o._rg]
+    if not rg:
+        return False
+    mine = set(mine)
+    stack: list[Node] = []
+    for o in rg:
+        n = o._node
+        if n is not None:
+            stack.append(n)
+        elif o not in mine and type(o) is not _Retired:
+            return True
+    seen = set(stack)
+    while stack:
+        for e in stack.pop().edges:
+            if e is not None:
+                c = e[0]
+                if type(c) is Node:
+                    if c not in seen:
+                        seen.add(c)
+                        stack.append(c)
+                elif c not in mine and type(c) is not _Retired:
+                    return True
+    return False
+
+
 def _new_variable(data: np.ndarray) -> Tensor:
     """A fresh leaf that requires grad, around ``data`` (not copied)."""
     x = _wrap_const(data)
@@ -104,47 +151,39 @@ def _new_variable(data: np.ndarray) -> Tensor:
     return x
 
 
-def _variable(leaf: Any, who: str, where: str) -> tuple[Tensor, bool]:
-    """A Tensor to differentiate with respect to, still connected to any outer transform.
-
-    Returns it and whether an outer transform sees it (then derivatives are Tensors).
-    """
+def _variable(leaf: Any, who: str, where: str) -> Tensor:
+    """A Tensor to differentiate with respect to, still connected to any outer transform
+    (an alias of ``leaf`` when it requires grad or carries tangents)."""
     base = leaf if isinstance(leaf, Tensor) else Tensor(np.asarray(leaf))
     if base.dtype.kind not in "fc":
         if base.dtype.kind not in "iub":
             raise TypeError(f"{who}: {where} has dtype {base.dtype}, which is not numeric")
         base = base.astype(np.float64)
-    outer = base.requires_grad or base._tan is not None
-    if outer:
+    if base._rg or base._tan:
         with enable_grad():
             x = alias(base)
         if not x.requires_grad:
             x.requires_grad_()
-        return x, True
-    return _new_variable(base.data), False
+        return x
+    return _new_variable(base.data)
 
 
 def _prepare(
     args: tuple[Any, ...], nums: tuple[int, ...], who: str
-) -> tuple[list[Any], list, list, bool]:
-    """Replace the differentiated arguments by variables; return (args, leaves, defs, outer)."""
+) -> tuple[list[Any], list, list]:
+    """Replace the differentiated arguments by variables; return (args, leaves, defs)."""
     new = list(args)
     leaves_per: list[list[Tensor]] = []
     defs = []
-    outer = bool(STATE.levels)
     for a in nums:
         leaves, d = tree_flatten(args[a])
         if not leaves:
             raise ValueError(f"{who}: argument {a} has no array leaves to differentiate")
-        xs = []
-        for j, leaf in enumerate(leaves):
-            x, o = _variable(leaf, who, f"argument {a} (leaf {j})")
-            xs.append(x)
-            outer = outer or o
+        xs = [_variable(leaf, who, f"argument {a} (leaf {j})") for j, leaf in enumerate(leaves)]
         new[a] = tree_unflatten(d, xs)
         leaves_per.append(xs)
         defs.append(d)
-    return new, leaves_per, defs, outer
+    return new, leaves_per, defs
 
 
 def _call(
@@ -189,25 +228,6 @@ def _written(who: str, a: int, j: int, x: Tensor) -> str:
     )
 
 
-def _record_needed(outs: Sequence[Tensor], leaves: list[list[Tensor]]) -> bool:
-    """Whether reverse mode outside this transform may differentiate its derivatives.
-
-    True when an input is itself differentiated from outside (it is not a leaf), or when
-    the outputs also depend on other tensors that require grad (closed-over parameters,
-    e.g. a loss on ``grad(net)(x)`` trained by ``backward()``).
-    """
-    flat = [x for xs in leaves for x in xs]
-    if any(x._node is not None for x in flat):
-        return True
-    mine = set(flat)
-    roots = [o._node for o in outs if o._node is not None]
-    for node in _toposort(roots):
-        for e in node.edges:
-            if e is not None and type(e[0]) is not Node and e[0] not in mine:
-                return True
-    return False
-
-
 def _as_output(y: Any, who: str) -> Tensor:
     if isinstance(y, Tensor):
         return y
@@ -221,7 +241,10 @@ def _zeros_for(x: Tensor, batch: tuple[int, ...] = ()) -> Tensor:
 
 
 def _finish(t: Tensor, keep: bool) -> Tensor:
-    return t if keep else t.detach()
+    """``t``, or a detached copy when nothing outside the transform differentiates it."""
+    if keep or not (t._rg or t._tan):
+        return t
+    return t.detach()
 
 
 # ----- grad ------------------------------------------------------------------------------------
@@ -244,42 +267,66 @@ def value_and_grad(
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         who = "grad"
         nums = _argnums(argnums, len(args), who)
-        new, leaves, defs, outer = _prepare(args, nums, who)
-        with enable_grad():
-            res = _call(f, new, kwargs, leaves, nums, who)
-        if has_aux:
-            if not (isinstance(res, tuple | list) and len(res) == 2):
-                raise TypeError(f"{who}: with has_aux=True f must return a pair (output, aux)")
-            res, aux = res
-        y = _as_output(res, who)
-        if y.size != 1:
-            raise TypeError(
-                f"{who}: f must return a scalar (one element) but returned shape {y.shape}; for "
-                "non-scalar outputs use ad.jacobian / ad.jacrev, or ad.vjp with a cotangent"
-            )
+        new, leaves, defs = _prepare(args, nums, who)
         flat = [x for xs in leaves for x in xs]
-        if y.requires_grad:
-            # NOTE: forward-over-reverse (hessian, hvp, jvp of grad) needs the rules evaluated
-            # on Tensors so that tangents flow through them, but no reverse graph of them.
-            record = _record_needed([y], leaves)
-            outer = outer or record
-            # The graph is kept only for an outer reverse pass (record); forward mode over this
-            # gradient (hessian, jvp of grad) reads the tangents during this call only.
-            gs = autograd._grad(y, flat, None, record, outer, True, False, record=record)
-        else:
-            gs = (None,) * len(flat)
-        gs = [_zeros_for(x) if g is None else _finish(g, outer) for g, x in zip(gs, flat)]
+        try:
+            with enable_grad():
+                res = _call(f, new, kwargs, leaves, nums, who)
+            if has_aux:
+                if not (isinstance(res, tuple | list) and len(res) == 2):
+                    raise TypeError(f"{who}: with has_aux=True f must return a pair (output, aux)")
+                res, aux = res
+            y, gs, keep = _value_and_grads(_as_output(res, who), flat, who)
+        finally:
+            _retire(flat)
         out = []
         k = 0
         for xs, d in zip(leaves, defs):
             out.append(tree_unflatten(d, gs[k : k + len(xs)]))
             k += len(xs)
         grads = out[0] if isinstance(argnums, int) else tuple(out)
-        value = _finish(y, outer)
-        return ((value, aux), grads) if has_aux else (value, grads)
+        if has_aux:
+            return (y, _finish_tree(aux, keep, flat)), grads
+        return y, grads
 
     wrapped.__name__ = f"value_and_grad({getattr(f, '__name__', 'f')})"
     return wrapped
+
+
+def _value_and_grads(y: Tensor, flat: list[Tensor], who: str) -> tuple[Tensor, list, bool]:
+    """The value and the gradients of a scalar ``y`` recorded from the variables ``flat``, and
+    whether they are kept attached (differentiated from outside this transform)."""
+    if y.size != 1:
+        raise TypeError(
+            f"{who}: f must return a scalar (one element) but returned shape {y.shape}; for "
+            "non-scalar outputs use ad.jacobian / ad.jacrev, or ad.vjp with a cotangent"
+        )
+    fwd = bool(STATE.levels)
+    record = False
+    if y._rg:
+        # The graph is kept only for a reverse pass outside (record: y depends on a tensor
+        # that requires grad outside); forward mode over this gradient (hessian, jvp of
+        # grad) needs the rules evaluated on Tensors so that tangents flow through them,
+        # but reads the tangents during this call only.
+        record = _reaches_outside([y], flat)
+        gs = autograd._grad(y, flat, None, record, record or fwd, True, False, record=record)
+    else:
+        gs = (None,) * len(flat)
+    keep = record or fwd
+    grads = [_zeros_for(x) if g is None else _finish(g, keep) for g, x in zip(gs, flat)]
+    return _finish(y, keep), grads, keep
+
+
+def _finish_tree(tree: Any, keep: bool, mine: list[Tensor]) -> Any:
+    """:func:`_finish` on every Tensor of a pytree (``has_aux`` outputs), kept attached also
+    when they depend on a tensor outside the transform that the differentiated output does
+    not depend on."""
+    if keep:
+        return tree
+    leaves, d = tree_flatten(tree)
+    if _reaches_outside(leaves, mine):
+        return tree
+    return tree_unflatten(d, [_finish(t, False) if isinstance(t, Tensor) else t for t in leaves])
 
 
 def grad(
@@ -308,7 +355,8 @@ def grad(
 def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[Any, ...]:
     """``(f(*primals), vjp_fn)``; ``vjp_fn(cotangent)`` gives one gradient per primal.
 
-    ``vjp_fn`` may be called many times (the graph is kept while it lives).
+    ``vjp_fn`` may be called many times (the graph is kept while it lives). It is
+    differentiable in its cotangent, in every mode (Gauss-Newton products).
 
     Examples
     --------
@@ -316,46 +364,66 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     >>> y, back = ad.vjp(lambda x: x * x, ad.tensor([1.0, 2.0]))
     >>> back(ad.tensor([1.0, 10.0]))
     (tensor([ 2., 40.]),)
+    >>> ad.jacobian(lambda c: back(c)[0])(ad.tensor([1.0, 10.0]))
+    tensor([[2., 0.],
+            [0., 4.]])
     """
     who = "vjp"
     nums = tuple(range(len(primals)))
-    new, leaves, defs, outer = _prepare(primals, nums, who)
-    with enable_grad():
-        res = _call(f, new, {}, leaves, nums, who)
-    if has_aux:
-        res, aux = res
-    out_leaves, out_def = tree_flatten(res)
-    outs = [_as_output(o, who) for o in out_leaves]
+    new, leaves, defs = _prepare(primals, nums, who)
     flat = [x for xs in leaves for x in xs]
-    record = _record_needed(outs, leaves)
-    outer = outer or record
+    try:
+        with enable_grad():
+            res = _call(f, new, {}, leaves, nums, who)
+        if has_aux:
+            res, aux = res
+        out_leaves, out_def = tree_flatten(res)
+        outs = [_as_output(o, who) for o in out_leaves]
+        record = _reaches_outside(outs, flat)
+    finally:
+        _retire(flat)
+    keep = record or bool(STATE.levels)
 
     def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
-        cts, _ = tree_flatten(cotangent)
-        if len(cts) != len(outs):
-            raise ValueError(f"vjp: got {len(cts)} cotangent leaves for {len(outs)} outputs")
-        used, seeds = [], []
-        for i, (o, c) in enumerate(zip(outs, cts)):
-            c = c if isinstance(c, Tensor) else Tensor(np.asarray(c, dtype=o.dtype))
-            if c.shape != o.shape:
-                raise ValueError(
-                    f"vjp: cotangent {i} has shape {c.shape} but output {i} has shape {o.shape}"
-                )
-            if o.requires_grad:
-                used.append(o)
-                seeds.append(c if outer else c.data)
-        gs: Sequence[Any] = (None,) * len(flat)
-        if used:
-            gs = autograd._grad(used, flat, seeds, True, outer, True, False, record=record)
-        gs = [_zeros_for(x) if g is None else _finish(g, outer) for g, x in zip(gs, flat)]
+        gs = _pull_back(outs, flat, cotangent, record)
         result, k = [], 0
         for xs, d in zip(leaves, defs):
             result.append(tree_unflatten(d, gs[k : k + len(xs)]))
             k += len(xs)
         return tuple(result)
 
-    value = tree_unflatten(out_def, [_finish(o, outer) for o in outs])
-    return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
+    value = tree_unflatten(out_def, [_finish(o, keep) for o in outs])
+    return (value, vjp_fn, _finish_tree(aux, keep, flat)) if has_aux else (value, vjp_fn)
+
+
+def _pull_back(outs: list[Tensor], flat: list[Tensor], cotangent: Any, record: bool) -> list:
+    """``vjp_fn``: the cotangents of the variables ``flat`` given those of ``outs``.
+
+    Differentiable in the cotangent (it may require grad or carry tangents: Gauss-Newton
+    products, Jacobians of ``vjp_fn``) and, with ``record``, in the tensors ``f`` closed over.
+    """
+    cts, _ = tree_flatten(cotangent)
+    if len(cts) != len(outs):
+        raise ValueError(f"vjp: got {len(cts)} cotangent leaves for {len(outs)} outputs")
+    used, seeds = [], []
+    for i, (o, c) in enumerate(zip(outs, cts)):
+        c = c if isinstance(c, Tensor) else Tensor(np.asarray(c, dtype=o.dtype))
+        if c.shape != o.shape:
+            raise ValueError(
+                f"vjp: cotangent {i} has shape {c.shape} but output {i} has shape {o.shape}"
+            )
+        if o._rg:
+            used.append(o)
+            seeds.append(c)
+            record = record or c._rg
+    fwd = bool(STATE.levels)
+    gs: Sequence[Any] = (None,) * len(flat)
+    if used:
+        if not (record or fwd):
+            seeds = [c.data for c in seeds]
+        gs = autograd._grad(used, flat, seeds, True, record or fwd, True, False, record=record)
+    keep = record or fwd
+    return [_zeros_for(x) if g is None else _finish(g, keep) for g, x in zip(gs, flat)]
 
 
 def _dual_pairs(
@@ -379,13 +447,13 @@ def _dual_pairs(
         leaves = []
         for j, (pv, tv) in enumerate(zip(pl, tl)):
             if isinstance(pv, Tensor):
-                outer = outer or pv._rg or pv._tan is not None
+                outer = outer or pv._rg or bool(pv._tan)
             else:
                 pv = _const(pv, who, "argument", i, j)
             if pv.dtype.kind not in "fc":
                 pv = pv.astype(np.float64)
             if isinstance(tv, Tensor):
-                outer = outer or tv._rg or tv._tan is not None
+                outer = outer or tv._rg or bool(tv._tan)
             else:
                 tv = _const(tv, who, "the tangent of argument", i, j)
             if tv.shape != pv.shape:
@@ -434,6 +502,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     who = "jvp"
     primals, tangents = tuple(primals), tuple(tangents)
     pairs, _ = _dual_pairs(primals, tangents, who)
+    fwd = bool(STATE.levels)
     with dual_level():
         args, _ = _dual_args(pairs, make_dual)
         res = f(*args)
@@ -444,7 +513,22 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
             p, t = unpack_dual(o)
             ps.append(p)
             ts.append(_zeros_for(o) if t is None else t)
+    if not fwd:
+        ps, ts = _detached_unless_outside(ps), _detached_unless_outside(ts)
     return tree_unflatten(out_def, ps), tree_unflatten(out_def, ts)
+
+
+def _detached_unless_outside(ts: list[Tensor]) -> list[Tensor]:
+    """Results of a forward-mode transform with no dual level open outside it: detached,
+    unless they depend on a tensor outside it that requires grad (a closed-over one)."""
+    for t in ts:
+        if t._rg or t._tan:
+            break
+    else:  # (the common case: nothing to detach, no graph to walk)
+        return ts
+    if _reaches_outside(ts):
+        return ts
+    return [_finish(t, False) for t in ts]
 
 
 # ----- Jacobians -------------------------------------------------------------------------------
@@ -461,13 +545,12 @@ def _jac_fwd(
     """Columns of the Jacobian by batched tangents; returns (out_def, outs, blocks, in_defs)."""
     flat_in = []
     in_defs = []
-    outer = bool(STATE.levels)
+    fwd = bool(STATE.levels)
     for a in nums:
         leaves, d = tree_flatten(args[a])
         in_defs.append((d, len(leaves)))
         for leaf in leaves:
             t = leaf if isinstance(leaf, Tensor) else Tensor(np.asarray(leaf))
-            outer = outer or t.requires_grad or t._tan is not None
             flat_in.append(t.astype(np.float64) if t.dtype.kind not in "fc" else t)
     sizes = [x.size for x in flat_in]
     n = sum(sizes)
@@ -501,16 +584,20 @@ def _jac_fwd(
         for c, t in zip(cols, ts):
             c.append(t)
     assert cols is not None
+    assert outs is not None
+    # Attached if differentiated from outside (see _reaches_outside), or a level is open.
+    keep = fwd or _reaches_outside(outs + [t for c in cols for t in c])
     # t: (columns, *out_shape) -> out_shape + (columns,) -> split per input leaf
     blocks = []
     for c, o in zip(cols, outs):
+        c = [_finish(t, keep) for t in c]
         t = c[0] if len(c) == 1 else _concat(c)
         tt = _moveaxis0_last(t)
         row = []
         for x, o0, o1 in zip(flat_in, offsets[:-1], offsets[1:]):
-            row.append(_finish(tt[..., o0:o1].reshape(o.shape + x.shape), outer))
+            row.append(tt[..., o0:o1].reshape(o.shape + x.shape))
         blocks.append(row)
-    return out_def, [_finish(o, outer) for o in outs], blocks, in_defs
+    return out_def, [_finish(o, keep) for o in outs], blocks, in_defs
 
 
 def _concat(ts: list[Tensor]) -> Tensor:
@@ -537,22 +624,41 @@ def _jac_rev(
     With ``fwd_above`` (``jacobian``'s "auto"): None, before any backward pass, when the
     outputs have more elements than that (forward mode is then the cheaper one).
     """
-    new, leaves, defs, outer = _prepare(args, nums, "jacrev")
-    with enable_grad():
-        res = _call(f, new, {}, leaves, nums, "jacrev")
-    out_leaves, out_def = tree_flatten(res)
-    outs = [_as_output(o, "jacrev") for o in out_leaves]
+    new, leaves, defs = _prepare(args, nums, "jacrev")
     flat = [x for xs in leaves for x in xs]
-    record = _record_needed(outs, leaves)
-    outer = outer or record
+    try:
+        with enable_grad():
+            res = _call(f, new, {}, leaves, nums, "jacrev")
+        out_leaves, out_def = tree_flatten(res)
+        outs = [_as_output(o, "jacrev") for o in out_leaves]
+        if fwd_above is not None and sum(o.size for o in outs) > fwd_above:
+            return None
+        record = _reaches_outside(outs, flat)
+        keep = record or bool(STATE.levels)
+        full = _jac_rows(outs, flat, chunk, record, keep)  # (m, *x.shape) per input
+    finally:
+        _retire(flat)
     in_defs = [(d, len(xs)) for d, xs in zip(defs, leaves)]
+    offsets = np.cumsum([0, *[o.size for o in outs]])
+    blocks = []
+    for i, o in enumerate(outs):
+        blocks.append(
+            [g[offsets[i] : offsets[i + 1]].reshape(o.shape + x.shape) for g, x in zip(full, flat)]
+        )
+    values = [_finish(o, keep) for o in outs]
+    return out_def, values, blocks, in_defs
+
+
+def _jac_rows(
+    outs: list[Tensor], flat: list[Tensor], chunk: int | None, record: bool, keep: bool
+) -> list[Any]:
+    """Per variable, the Jacobian rows of all outputs, (m, *x.shape), in chunks of basis
+    cotangents; recorded when ``record``, rules on Tensors when ``keep``."""
     sizes = [o.size for o in outs]
     m = sum(sizes)
-    if fwd_above is not None and m > fwd_above:
-        return None
     offsets = np.cumsum([0, *sizes])
     chunk = chunk or m
-    used = [i for i, o in enumerate(outs) if o.requires_grad]
+    used = [i for i, o in enumerate(outs) if o._rg]
     rows: list[list[Any]] = [[] for _ in flat]
     for start in range(0, m, chunk):
         stop = min(m, start + chunk)
@@ -564,23 +670,13 @@ def _jac_rev(
                 e = _basis(m, start, stop, o.dtype)[:, offsets[i] : offsets[i + 1]]
                 seeds.append(e.reshape((stop - start, *o.shape)))
             # The graph is kept for the next chunk and for an outer reverse pass only.
-            keep = record or stop < m
+            retain = record or stop < m
             gs = autograd._grad(
-                [outs[i] for i in used], flat, seeds, keep, outer, True, True, record=record
+                [outs[i] for i in used], flat, seeds, retain, keep, True, True, record=record
             )
         for r, g, x in zip(rows, gs, flat):
-            r.append(_zeros_for(x, (stop - start,)) if g is None else _finish(g, outer))
-    blocks = []
-    full = [r[0] if len(r) == 1 else _concat(r) for r in rows]  # (m, *x.shape) per input
-    for i, o in enumerate(outs):
-        blocks.append(
-            [
-                _finish(g[offsets[i] : offsets[i + 1]].reshape(o.shape + x.shape), outer)
-                for g, x in zip(full, flat)
-            ]
-        )
-    values = [_finish(o, outer) for o in outs]
-    return out_def, values, blocks, in_defs
+            r.append(_zeros_for(x, (stop - start,)) if g is None else _finish(g, keep))
+    return [r[0] if len(r) == 1 else _concat(r) for r in rows]
 
 
 def _assemble(
@@ -713,7 +809,9 @@ def _hvp_on_duals(
         try:
             with enable_grad():
                 for n in _toposort([y._node]):  # producers first
-                    _push_tangents(n.prim, n.args, n.datas, n.params, n.outs, STATE)
+                    if n.outs is not None:  # (else recorded before f: no tangent reaches it)
+                        outs = _out_for_rule(n, True)
+                        _push_tangents(n.prim, n.args, n.datas, n.params, outs, STATE)
         finally:
             STATE.scope = prev
         gs = autograd._grad(y, flat, None, True, True, True, False, record=record)
@@ -731,11 +829,11 @@ def _array_pairs(
     xs, seeds = [], []
     for p, t in zip(primals, tangents):
         if type(p) is Tensor:
-            if p._rg or p._tan is not None:
+            if p._rg or p._tan:
                 return None
             p = p.data
         if type(t) is Tensor:
-            if t._rg or t._tan is not None:
+            if t._rg or t._tan:
                 return None
             t = t.data
         if (
@@ -771,11 +869,10 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     who = "hvp"
     primals, tangents = tuple(primals), tuple(tangents)
     arrays = _array_pairs(primals, tangents)
+    pairs_leaves = None
     if arrays is not None:  # every argument one array: no pytree to walk or rebuild
         flat, seeds = arrays
         args: list[Any] = flat
-        leaves = [[x] for x in flat]
-        outer = False
     else:
         pairs, outer = _dual_pairs(primals, tangents, who)
         if outer:  # differentiated from outside: the general composition keeps every graph
@@ -791,12 +888,31 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
             for _, pts in pairs
             for p, t in pts
         ]
+        pairs_leaves = (pairs, leaves)
+    try:
+        return _hvp_recorded(f, args, flat, seeds, primals, tangents, pairs_leaves)
+    finally:
+        _retire(flat)
+
+
+def _hvp_recorded(
+    f: Callable[..., Any],
+    args: list[Any],
+    flat: list[Tensor],
+    seeds: list[Any],
+    primals: tuple[Any, ...],
+    tangents: tuple[Any, ...],
+    pairs_leaves: Any,
+) -> tuple[Any, Any]:
+    """:func:`hvp` from the variables ``flat`` (in ``args``) and their tangents ``seeds``."""
+    who = "hvp"
     prev, grad = STATE.scope, STATE.grad_enabled
     stamp = STAMP[0]
     STATE.scope = scope = Scope(flat)
     if not grad:
         STATE.grad_enabled = True
     try:
+        leaves = [[x] for x in flat] if pairs_leaves is None else pairs_leaves[1]
         y = _as_output(_call(f, args, {}, leaves, range(len(args)), who), who)
     finally:
         STATE.scope = prev
@@ -814,27 +930,33 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
         # those a plain backward does not save, and one may have changed since it was
         # used). Hv then needs dual numbers from the start: f runs again through
         # jvp(grad(f)), which also raises where backward() would.
-        value, hv = _hvp_composed(f, primals, tangents)
-        return value.detach(), hv
+        return _hvp_composed(f, primals, tangents)
     hs: list[Any] | None = [None] * len(flat)
     leaked = scope.leaked or (y._rg and (y._node or y) not in scope.inside)
     if y._node is not None and not leaked:
         hs = run_hvp(y, flat, seeds, scope.order)
     if y._node is not None and (leaked or hs is None):
         hs = _hvp_on_duals(y, flat, seeds, scope, record=leaked)
-        outer = leaked  # Hv stays differentiable in the closed-over tensors
     assert hs is not None
     hv_leaves = [
         _zeros_for(x) if h is None else (h if isinstance(h, Tensor) else _wrap_const(h))
         for h, x in zip(hs, flat)
     ]
-    if arrays is not None:
+    # Hv stays differentiable in the tensors f closed over that require grad, if it uses them.
+    keep = leaked and _reaches_outside([y, *hv_leaves], flat)
+    if leaked and not keep:
+        hv_leaves = [_finish(h, keep) for h in hv_leaves]
+    return (y if keep else _wrap_const(y.data)), _hv_tree(hv_leaves, pairs_leaves)
+
+
+def _hv_tree(hv_leaves: list[Tensor], pairs_leaves: Any) -> Any:
+    """H·v in the structure of the primals (``pairs_leaves``: None when each is one array)."""
+    if pairs_leaves is None:
         out = hv_leaves
     else:
         out, k = [], 0
-        for (pd, _), xs in zip(pairs, leaves):
+        for (pd, _), xs in zip(*pairs_leaves):
             n = len(xs)
             out.append(hv_leaves[k] if pd is _LEAF else tree_unflatten(pd, hv_leaves[k : k + n]))
             k += n
-    hv = out[0] if len(out) == 1 else tuple(out)
-    return (y if outer else _wrap_const(y.data)), hv
+    return out[0] if len(out) == 1 else tuple(out)
