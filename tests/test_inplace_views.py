@@ -605,3 +605,23 @@ def test_a_write_under_no_grad_is_seen_by_forward_mode_only():
     assert h.grad_fn.name == "multiply" and v.grad_fn.name == "getitem"
     h.sum().backward()
     np.testing.assert_array_equal(x.grad.data, [1.0, 1.0])
+
+
+def test_take_is_c_ordered_as_numpy_so_a_reshape_of_it_sees_later_writes():
+    # Found by the fuzz test: ad.take along a later axis was not C-ordered, so a reshape of a
+    # result computed from it copied where NumPy's is a view and missed a later write.
+    x0 = np.array([[0.55, -0.92, -1.84], [-1.93, 1.25, 1.65]])
+
+    def program(xp, x):
+        v1 = xp.take(x, [0, 0], axis=-1)
+        v2 = v1 + v1
+        v3 = v2.reshape((4,))
+        v2 += v1
+        return v3
+
+    x = ad.tensor(x0, requires_grad=True)
+    out = program(ad, x * 1.0)
+    np.testing.assert_array_equal(out.data, program(np, x0))
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [[6.0, 0.0, 0.0], [6.0, 0.0, 0.0]])
+    assert ad.take(x, [0, 0], axis=-1).data.flags.c_contiguous

@@ -95,8 +95,8 @@ astype = defprim(
 )
 copy = defprim(
     "copy",
-    lambda x: np.array(x, copy=True),
-    linear=lambda g, x: (g,),
+    lambda x, order="K": np.array(x, copy=True, order=order),
+    linear=lambda g, x, order="K": (g,),
     shapes=False,
     overrides=(np.copy,),
     doc="A copy of the array.",
@@ -847,7 +847,10 @@ def take(x: Any, indices: Any, axis: Any = None) -> Tensor:
             ravel(x), idx=raw_index(np.asarray(indices) if isinstance(indices, list) else indices)
         )
     ax = axis % np.ndim(x)
-    return getitem_(x, idx=(slice(None),) * ax + (raw_index(indices),))
+    out = getitem_(x, idx=(slice(None),) * ax + (raw_index(indices),))
+    # NOTE: np.take returns a C-ordered array where indexing may not; the layout decides
+    # whether a later reshape is a view (and so sees in-place writes), as in NumPy.
+    return out if out.data.flags.c_contiguous else copy(out, order="C")
 
 
 FUNCTION_MAP.update(
