@@ -514,18 +514,16 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
             ps.append(p)
             ts.append(_zeros_for(o) if t is None else t)
     if not fwd:
-        ps, ts = _detached_unless_outside(ps), _detached_unless_outside(ts)
+        for t in ps + ts:
+            if t._rg or t._tan:  # (else, the common case, nothing to detach or walk)
+                ps, ts = _detached_unless_outside(ps), _detached_unless_outside(ts)
+                break
     return tree_unflatten(out_def, ps), tree_unflatten(out_def, ts)
 
 
 def _detached_unless_outside(ts: list[Tensor]) -> list[Tensor]:
     """Results of a forward-mode transform with no dual level open outside it: detached,
     unless they depend on a tensor outside it that requires grad (a closed-over one)."""
-    for t in ts:
-        if t._rg or t._tan:
-            break
-    else:  # (the common case: nothing to detach, no graph to walk)
-        return ts
     if _reaches_outside(ts):
         return ts
     return [_finish(t, False) for t in ts]
