@@ -42,22 +42,8 @@ class _Elementwise(Distribution):
         return getattr(gen, kind)(*args, size=shape).astype(self._dtype(), copy=False)
 
 
-class Normal(_Elementwise):
-    """Normal distribution N(loc, scale**2).
-
-    ``rsample`` is ``loc + scale * eps`` with ``eps = rng.standard_normal(shape)``.
-
-    Examples
-    --------
-    >>> import autodiffx as ad
-    >>> loc = ad.tensor(0.5, requires_grad=True)
-    >>> d = ad.distributions.Normal(loc, 2.0)
-    >>> d.log_prob(1.0)
-    tensor(-1.64333...)
-    >>> d.log_prob(1.0).backward()
-    >>> loc.grad
-    tensor(0.125)
-    """
+class _LocScale(_Elementwise):
+    """A real-valued location-scale family with a pathwise sample (Normal, Laplace)."""
 
     arg_constraints: ClassVar[dict[str, Constraint]] = {
         "loc": constraints.real,
@@ -73,6 +59,24 @@ class Normal(_Elementwise):
     @property
     def mean(self) -> Tensor:
         return self.loc
+
+
+class Normal(_LocScale):
+    """Normal distribution N(loc, scale**2).
+
+    ``rsample`` is ``loc + scale * eps`` with ``eps = rng.standard_normal(shape)``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> loc = ad.tensor(0.5, requires_grad=True)
+    >>> d = ad.distributions.Normal(loc, 2.0)
+    >>> d.log_prob(1.0)
+    tensor(-1.64333...)
+    >>> d.log_prob(1.0).backward()
+    >>> loc.grad
+    tensor(0.125)
+    """
 
     @property
     def stddev(self) -> Tensor:
@@ -151,7 +155,7 @@ class Exponential(_Elementwise):
         return 1.0 - ops.log(self.rate)
 
 
-class Laplace(_Elementwise):
+class Laplace(_LocScale):
     """Laplace distribution with ``loc`` and ``scale`` (variance ``2 scale**2``).
 
     ``rsample`` is ``loc - scale * sign(u) * log1p(-|u|)`` with
@@ -164,21 +168,6 @@ class Laplace(_Elementwise):
     >>> d.log_prob(1.0), d.variance
     (tensor(-1.69314718), tensor(2.))
     """
-
-    arg_constraints: ClassVar[dict[str, Constraint]] = {
-        "loc": constraints.real,
-        "scale": constraints.positive,
-    }
-    support = constraints.real
-    has_rsample = True
-    _names = ("loc", "scale")
-
-    def __init__(self, loc: Any, scale: Any, validate_args: bool | None = None) -> None:
-        self._setup((loc, scale), validate_args)
-
-    @property
-    def mean(self) -> Tensor:
-        return self.loc
 
     @property
     def stddev(self) -> Tensor:
