@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -151,13 +152,24 @@ def refused(cls: type) -> str | None:
     return None
 
 
+def describe(args: Sequence[Any]) -> str:
+    """The dtypes and shapes of an op's arguments, for error messages: ``float64[2, 3], float``."""
+    parts = []
+    for a in args:
+        if isinstance(a, np.ndarray) or hasattr(a, "requires_grad"):  # (an array or Tensor)
+            parts.append(f"{a.dtype}{list(a.shape)}")
+        elif isinstance(a, list | tuple):
+            parts.append("[" + ", ".join(describe([b]) for b in a) + "]")
+        else:
+            parts.append(type(a).__name__)
+    return ", ".join(parts)
+
+
 def refuse_operand(name: str, a: Any, args: Any) -> None:
     """Raise TypeError naming op ``name`` if its operand ``a`` is an np.matrix or masked."""
     why = refused(type(a))
     if why is not None:
-        from ._registry import _describe
-
-        raise TypeError(f"{name}({_describe(args)}): {why}")
+        raise TypeError(f"{name}({describe(args)}): {why}")
 
 
 def plain(out: np.ndarray, name: str = "", args: Any = None) -> np.ndarray:
@@ -168,9 +180,7 @@ def plain(out: np.ndarray, name: str = "", args: Any = None) -> np.ndarray:
     """
     why = refused(type(out))
     if why is not None:
-        from ._registry import _describe
-
-        raise TypeError((f"{name}({_describe(args)}): " if name else "") + why)
+        raise TypeError((f"{name}({describe(args)}): " if name else "") + why)
     return np.asarray(out)
 
 

@@ -9,9 +9,19 @@ from typing import Any
 
 import numpy as np
 
+# The bits of ``STATE.mode``: what an op must do beyond computing and recording.
+NO_GRAD = 1  # recording is off (``no_grad``)
+DUAL = 2  # forward-mode dual levels are open (``jvp``, ``jacfwd``, ``hvp``, ``dual_level``)
+ANOMALY = 4  # ``detect_anomaly``: every result is checked, every node remembers its source
+TAPE = 8  # an evaluation trace is recording (``evaluation_trace``)
+SCOPE = 16  # ``hvp`` is recording its function in a reverse :class:`Scope`
+#: Any of these sends an op through the dispatcher's general path.
+WATCHED = NO_GRAD | DUAL | ANOMALY | TAPE
+
 
 class _State(threading.local):
-    """Per-thread flags; ``mode`` folds them into one int read once per op on the hot path."""
+    """Per-thread flags; ``mode`` folds them into one int (the bits above), and ``eager``
+    (none of ``WATCHED``) is the one test the hot path makes."""
 
     def __init__(self) -> None:
         self._grad_enabled = True
@@ -32,17 +42,18 @@ class _State(threading.local):
         # tangent at that level (its graph may lead back to them: dropped at level exit).
         self.tracked: dict[int, tuple[list[Any], list[Any]]] = {}
         self.mode = 0
+        self.eager = True
 
     def sync(self) -> None:
-        """Recompute ``mode``: bit 1 no grad, 2 dual levels open, 4 anomaly detection, 8 tape,
-        16 a reverse scope (``hvp`` recording its function)."""
-        self.mode = (
-            (0 if self._grad_enabled else 1)
-            | (2 if self.levels else 0)
-            | (4 if self._anomaly else 0)
-            | (8 if self.tape is not None else 0)
-            | (16 if self._scope is not None else 0)
+        """Recompute ``mode`` and ``eager`` from the flags."""
+        self.mode = mode = (
+            (0 if self._grad_enabled else NO_GRAD)
+            | (DUAL if self.levels else 0)
+            | (ANOMALY if self._anomaly else 0)
+            | (TAPE if self.tape is not None else 0)
+            | (SCOPE if self._scope is not None else 0)
         )
+        self.eager = not mode & WATCHED
 
     @property
     def scope(self) -> Scope | None:

@@ -26,8 +26,29 @@ from typing import Any
 
 import numpy as np
 
-from ._convert import plain, refuse_operand
-from ._mode import STATE, quiet_enter, quiet_exit, track_tangent
+from ._convert import describe, plain, refuse_operand
+from ._mode import (
+    ANOMALY,
+    DUAL,
+    NO_GRAD,
+    SCOPE,
+    STATE,
+    TAPE,
+    quiet_enter,
+    quiet_exit,
+    track_tangent,
+)
+from ._node import Node
+from ._rules import (
+    Bilinear,
+    Elementwise,
+    General,
+    Linear,
+    NotDifferentiable,
+    Rule,
+    Zero,
+    pad_batched,
+)
 
 REGISTRY: dict[str, Primitive] = {}
 UFUNC_MAP: dict[np.ufunc, Callable[..., Any]] = {}
@@ -80,8 +101,7 @@ class Primitive:
         # Multi-output views (split): view_steps(shape, **params) gives each output's index.
         self.view_steps: Callable[..., Any] | None = None
         self.shapes = True
-        self.kind = "general"
-        # One output, no Meta placeholders, not a view: eligible for apply1/apply2.
+        # One output, no Meta placeholders, not a view: apply's eager path takes it.
         self.fast = False
         # A ufunc kernel returns an np.matrix or masked operand's subclass, which the result's
         # "not an ndarray" branch refuses; other kernels have their operands checked.
@@ -92,22 +112,15 @@ class Primitive:
         self.broadcasting = False
         # Rules accept raw ndarrays (registry entries); user Functions get Tensors.
         self.raw_rules = True
-        # Linear in each differentiable argument separately: the VJP for argument i reads the
-        # values of the other arguments only (and argument i's shape), never ``out``.
-        self.multilinear = False
-        # Elementwise entries: per argument the bound derivative d_i(args, out, params), its
-        # derivative with respect to that argument (or None), and whether d_i is a constant.
-        self.derivs: list[Any] = []
-        self.derivs2: list[Any] = []
-        self.deriv_const: list[bool] = []
-        # How hvp's pair sweep evaluates this primitive's rules (see _pair_kind).
-        self.pair = PAIR_DUAL
+        # The rule kind (autodiffx._rules): it installs vjp/jvp and serves hvp's sweeps.
+        self.rule: Rule = NotDifferentiable()
+
+    @property
+    def kind(self) -> str:
+        """The rule kind's name: elementwise, linear, bilinear, zero, general or none."""
+        return self.rule.name
 
     def __call__(self, *args: Any, **params: Any) -> Any:
-        if not params and len(args) == 1 and self.fast and not STATE.mode & 15:
-            a = args[0]
-            if isinstance(a, Tensor):
-                return apply1(self, a)
         return apply(self, args, params)
 
     @property  # type: ignore[override]
@@ -122,12 +135,24 @@ class Primitive:
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
 
+    # What rules call: the op on the values a rule has, raw arrays staying raw.
     def call(self, *args: Any, **params: Any) -> Any:
         """Apply to Tensors (recorded) or, when no argument is a Tensor, run the raw kernel."""
         for a in args:
             if isinstance(a, Tensor):
                 return apply(self, args, params)
         return self.kernel(*args, **params)
+
+    def batched_apply(self, args: Sequence[Any], params: dict[str, Any]) -> Any:
+        """:meth:`call` on arguments that carry ``batch_ndim()`` leading batch axes.
+
+        Ops whose parameters name positions (a shape, an index, a permutation) give a
+        ``batch`` rule; the others broadcast over leading axes as they are.
+        """
+        nb = STATE.nb
+        if nb and self.batch is not None:
+            return self.batch(nb, *args, **params)
+        return self.call(*args, **params)
 
 
 _KIND_TEXT = {
@@ -136,6 +161,7 @@ _KIND_TEXT = {
     "bilinear": "bilinear, one transpose per argument",
     "zero": "piecewise constant: derivative zero",
     "general": "VJP and JVP rules",
+    "none": "not differentiable",
 }
 
 
@@ -210,51 +236,6 @@ def _expand_doc(p: Primitive) -> str:
     return f"{head}\n\nExamples\n--------\n{example}\n"
 
 
-def _binder(
-    fn: Callable[..., Any], argnames: Sequence[str]
-) -> tuple[Callable[..., Any], bool, bool]:
-    """Bind a derivative written with argument names (and ``out``) to ``(args, out, params)``."""
-    sig = inspect.signature(fn).parameters.values()
-    names = [p.name for p in sig if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    takes_params = any(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in sig)
-    pos = []
-    for n in names:
-        if n == "out":
-            pos.append(-1)
-        elif n in argnames:
-            pos.append(argnames.index(n))
-        else:
-            raise TypeError(f"derivative parameter {n!r} is not one of {(*argnames, 'out')}")
-    uses_out = -1 in pos
-    uses_args = any(p >= 0 for p in pos)
-    if takes_params:
-        return (
-            lambda args, out, params: fn(*[out if p < 0 else args[p] for p in pos], **params),
-            uses_args,
-            uses_out,
-        )
-    # Specialised closures: one call less per rule on the hot path.
-    if pos == [-1]:
-        return (lambda args, out, params: fn(out)), False, True
-    if pos == [0]:
-        return (lambda args, out, params: fn(args[0])), True, False
-    if pos == [1]:
-        return (lambda args, out, params: fn(args[1])), True, False
-    if pos == [0, -1]:
-        return (lambda args, out, params: fn(args[0], out)), True, True
-    if pos == [1, -1]:
-        return (lambda args, out, params: fn(args[1], out)), True, True
-    if pos == [0, 1]:
-        return (lambda args, out, params: fn(args[0], args[1])), True, False
-    if pos == [-1, 1]:  # a unary second derivative of (out, d)
-        return (lambda args, out, params: fn(out, args[1])), True, True
-    return (
-        lambda args, out, params: fn(*[out if p < 0 else args[p] for p in pos]),
-        uses_args,
-        uses_out,
-    )
-
-
 def defprim(
     name: str,
     kernel: Callable[..., Any],
@@ -305,36 +286,21 @@ def defprim(
     p.view = view
     p.shapes = shapes
     p.batch = batch
-    if derivs is not None:
-        _def_elementwise(p, derivs, argnames, derivs2)
-    elif linear is not None:
-        _def_linear(p, linear)
-    elif bilinear is not None:
-        _def_bilinear(p, bilinear)
-    elif zero_deriv:
-        p.kind = "zero"
-        p.save_args = False
-        p.shapes = False
-        p.vjp = lambda needs, g, out, args, params: (None,) * len(args)
-        p.jvp = lambda tans, out, args, params: None
-    elif vjp is not None:
-        p.kind = "general"
-        p.save_args, p.save_out = save_args, save_out
-        p.vjp = lambda needs, g, out, args, params: vjp(needs, g, out, *args, **params)
-        if jvp is not None:
-            p.jvp = lambda tans, out, args, params: jvp(tans, out, *args, **params)
+    p.save_args, p.save_out = save_args, save_out
+    p.rule = _rule_of(derivs, derivs2, argnames, linear, bilinear, zero_deriv, vjp, jvp)
+    p.rule.multilinear = p.rule.multilinear or multilinear
+    if not register:
+        p.raw_rules = False
+        p.rule.needs_tensors = True
+    p.rule.install(p)
     if nout != 1:
         p.save_out = True  # the engine needs the shapes of unused outputs for their zero cotangents
     p.fast = p.nout == 1 and not p.view and (p.save_args or not p.shapes)
-    p.multilinear = multilinear or p.kind in ("linear", "bilinear")
     p.broadcasting = (
         broadcasting
         or p.kind in ("elementwise", "zero")
         or (isinstance(kernel, np.ufunc) and kernel.signature is None)
     )
-    if not register:
-        p.raw_rules = False
-    p.pair = _pair_kind(p)
     if not register:
         return p
     if isinstance(ufunc, np.ufunc):
@@ -347,272 +313,155 @@ def defprim(
     return p
 
 
-# How ad.hvp's pair sweep (_graph.run_hvp) carries a cotangent and its tangent through a
-# node of a primitive, on raw arrays (an elementwise rule uses the product rule with its
-# second derivatives where it can, and dual Tensors otherwise); PAIR_RULES_NEED_TENSORS:
-# not at all (custom Function rules).
-PAIR_RULES_NEED_TENSORS = -1
-PAIR_NONE, PAIR_LINEAR, PAIR_MULTILINEAR, PAIR_ELEMENTWISE, PAIR_DUAL = range(5)
-
-
-def _pair_kind(p: Primitive) -> int:
-    """The ``pair`` kind of a primitive (see above), fixed when it is registered."""
-    if not p.raw_rules:
-        return PAIR_RULES_NEED_TENSORS
-    if p.vjp is None or p.kind == "zero":
-        return PAIR_NONE
-    if p.kind == "linear":
-        return PAIR_LINEAR
-    if p.multilinear:
-        return PAIR_MULTILINEAR
-    if p.kind == "elementwise":
-        return PAIR_ELEMENTWISE
-    return PAIR_DUAL
-
-
-def _def_elementwise(
-    p: Primitive,
-    derivs: Sequence[Any],
+def _rule_of(
+    derivs: Any,
+    derivs2: Any,
     argnames: Sequence[str],
-    derivs2: Sequence[Any] | None = None,
-) -> None:
-    p.kind = "elementwise"
-    bound = []
-    const = []
-    save_args = save_out = False
-    for d in derivs:
-        if d is None:
-            bound.append(None)
-            const.append(True)
-            continue
-        b, ua, uo = _binder(d, argnames)
-        bound.append(b)
-        const.append(not (ua or uo))
-        save_args |= ua
-        save_out |= uo
-    # NOTE: second derivatives are read only by hvp, whose recording keeps every argument
-    # and output; they must not make a plain backward pass keep more (W3 saves no `out`).
-    # A second derivative may also name ``d``: the first derivative's value.
-    bound2 = [None if d is None else _binder(d, (*argnames, "d"))[0] for d in derivs2 or ()]
-    bound2 += [None] * (len(bound) - len(bound2))
-    p.derivs, p.derivs2, p.deriv_const = bound, bound2, const
-    p.save_args, p.save_out = save_args, save_out
-    p.shapes = False  # the engine's edges carry the shapes; derivatives never read Metas
-    n = len(bound)
-
-    if n == 1:
-        d0 = bound[0]
-
-        def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any) -> Any:
-            return (g * d0(args, out, params),)
-
-        def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any) -> Any:
-            return tans[0] * d0(args, out, params)
-
-    else:
-
-        def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any) -> Any:
-            return [
-                g * bound[i](args, out, params) if needs[i] and bound[i] is not None else None
-                for i in range(n)
-            ]
-
-        def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any) -> Any:
-            acc = None
-            for i in range(n):
-                t = tans[i]
-                if t is not None and bound[i] is not None:
-                    term = t * bound[i](args, out, params)
-                    acc = term if acc is None else acc + term
-            return acc
-
-    p.vjp, p.jvp = vjp, jvp
-
-
-def _def_linear(p: Primitive, transpose: Any) -> None:
-    p.kind = "linear"
-    p.save_args = False
-    if callable(transpose):
-
-        def vjp(needs: tuple[bool, ...], g: Any, out: Any, args: Any, params: Any) -> Any:
-            return transpose(g, *args, **params)
-
-    elif len(transpose) == 2:
-        t0, t1 = transpose
-
-        def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any) -> Any:
-            return (
-                t0(g, *args, **params) if needs[0] and t0 is not None else None,
-                t1(g, *args, **params) if needs[1] and t1 is not None else None,
-            )
-
-    else:
-        ts = tuple(transpose)
-
-        def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any) -> Any:
-            return [
-                t(g, *args, **params) if needs[i] and t is not None else None
-                for i, t in enumerate(ts)
-            ]
-
-    nd = p.nondiff
-
-    def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any) -> Any:
-        nb = STATE.nb
-        bshape = next(t.shape[:nb] for t in tans if t is not None) if nb else ()
-        filled = []
-        for i, (a, t) in enumerate(zip(args, tans)):
-            if i not in nd and t is None:
-                t = _zeros_like(a, bshape)
-                if nb and p.broadcasting:  # aligned like the padded tangents
-                    t = _pad_batched(t, nb, out.ndim)
-            filled.append(a if i in nd else t)
-        return batched_apply(p, filled, params)
-
-    p.vjp, p.jvp = vjp, jvp
-
-
-def _def_bilinear(p: Primitive, transposes: Sequence[Callable[..., Any]]) -> None:
-    p.kind = "bilinear"
-    ta, tb = transposes
-
-    def vjp(needs: tuple[bool, ...], g: Any, out: Any, args: Any, params: Any) -> list[Any]:
-        a, b = args
-        return [
-            ta(g, a, b, **params) if needs[0] else None,
-            tb(g, a, b, **params) if needs[1] else None,
-        ]
-
-    def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any) -> Any:
-        a, b = args
-        ta_, tb_ = tans
-        acc = None if ta_ is None else batched_apply(p, (ta_, b), params)
-        if tb_ is not None:
-            term = batched_apply(p, (a, tb_), params)
-            acc = term if acc is None else acc + term
-        return acc
-
-    p.vjp, p.jvp = vjp, jvp
-
-
-def _zeros_like(a: Any, bshape: tuple[int, ...] = ()) -> Any:
-    """The zero tangent of argument ``a`` (with batch axes ``bshape``)."""
-    if not bshape and not isinstance(a, Tensor | np.ndarray):
-        return 0.0
-    return np.zeros(bshape + np.shape(a), getattr(a, "dtype", np.float64))
-
-
-def _pad_batched(t: Any, nb: int, ndim: int) -> Any:
-    """A batched tangent with size-1 axes after the batch axes up to the output's rank."""
-    pad = ndim - (t.ndim - nb)
-    if pad <= 0:
-        return t
-    return t.reshape(t.shape[:nb] + (1,) * pad + t.shape[nb:])
-
-
-def batched_apply(p: Primitive, args: Sequence[Any], params: dict[str, Any]) -> Any:
-    """Apply ``p`` to arguments whose tangents carry ``batch_ndim()`` leading batch axes.
-
-    Ops whose parameters name positions (a shape, an index, a permutation) give a ``batch``
-    rule; the others broadcast over leading axes as they are.
-    """
-    nb = STATE.nb
-    if nb and p.batch is not None:
-        return p.batch(nb, *args, **params)
-    for a in args:
-        if isinstance(a, Tensor):
-            return apply(p, args, params)
-    return p.kernel(*args, **params)  # a rule on raw arrays: nothing to record or carry
-
-
-def _describe(args: Sequence[Any]) -> str:
-    parts = []
-    for a in args:
-        if isinstance(a, Tensor | np.ndarray):
-            parts.append(f"{a.dtype}{list(a.shape)}")
-        elif isinstance(a, list | tuple):
-            parts.append("[" + ", ".join(_describe([b]) for b in a) + "]")
-        else:
-            parts.append(type(a).__name__)
-    return ", ".join(parts)
+    linear: Any,
+    bilinear: Any,
+    zero_deriv: bool,
+    vjp: Any,
+    jvp: Any,
+) -> Rule:
+    """The rule kind of an entry, from the one form it is written in."""
+    if derivs is not None:
+        return Elementwise(derivs, argnames, derivs2)
+    if linear is not None:
+        return Linear(linear)
+    if bilinear is not None:
+        return Bilinear(bilinear)
+    if zero_deriv:
+        return Zero()
+    if vjp is not None:
+        return General(vjp, jvp)
+    return NotDifferentiable()
 
 
 def op_error(name: str, args: Sequence[Any], params: dict[str, Any], e: Exception) -> Exception:
     """Rebuild an exception from a NumPy kernel so that it names the op, shapes and dtypes."""
     ps = "".join(f", {k}={v!r}" for k, v in params.items())
-    msg = f"{name}({_describe(args)}{ps}): {e}"
+    msg = f"{name}({describe(args)}{ps}): {e}"
     cls = type(e) if type(e) in (ValueError, TypeError, IndexError, np.linalg.LinAlgError) else None
     return (cls or ValueError)(msg)
 
 
 def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) -> Any:
-    """Run primitive ``p`` on ``args``: the hot path of every op."""
-    st = STATE
-    if st.mode & 14 == 2 and p.nout == 1 and p.raw_rules and len(st.levels) == 1 and not st.masked:
-        return _apply_dual(p, args, params, st)
-    datas = []
-    rg = False
-    for a in args:
-        if isinstance(a, Tensor):
-            datas.append(a.data)
-            if a._rg:
-                rg = True
+    """Run primitive ``p`` on ``args`` (Tensors, arrays, numbers): the one dispatch path.
+
+    Unwrap the arguments, run the kernel, wrap its result, and record a node when an argument
+    requires grad: that is all an op does when nothing watches (``STATE.eager``: recording
+    on, no dual level, anomaly detection or tape) and it has one output that is not a view.
+    Everything else continues in :func:`_apply_watched`.
+    """
+    # NOTE: one and two arguments (nearly every call) are unrolled: the generic loop and
+    # *args call cost 14% more instructions per op in W1's forward pass (callgrind).
+    n = len(args)
+    if not 0 < n < 3 or not (STATE.eager and p.fast):
+        return _apply_watched(p, args, params)
+    a = args[0]
+    if isinstance(a, Tensor):
+        da = a.data
+        ea = (a._node or a, a._idx, da.shape, da.dtype) if a._rg else None
+    else:
+        da, ea = a, None
+        if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
+            refuse_operand(p.name, a, args)
+    two = n == 2
+    if two:
+        b = args[1]
+        if isinstance(b, Tensor):
+            db = b.data
+            eb = (b._node or b, b._idx, db.shape, db.dtype) if b._rg else None
         else:
-            if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
-                refuse_operand(p.name, a, args)
-            datas.append(a)
+            db, eb = b, None
+            if type(b) is not np.ndarray and not p.ufunc and isinstance(b, np.ndarray):
+                refuse_operand(p.name, b, args)
+    try:
+        if two:
+            out = p.kernel(da, db, **params) if params else p.kernel(da, db)
+        else:
+            out = p.kernel(da, **params) if params else p.kernel(da)
+    except _ERRORS as e:
+        raise op_error(p.name, args, params, e) from e
+    if type(out) is not np.ndarray:  # a NumPy scalar, or a subclass (refused)
+        out = _plain(out, p, args)
+    res = wrap(out)
+    if (ea or (two and eb)) and p.vjp is not None and out.dtype.kind in "fc":
+        if two:
+            node = _record(p, args, (da, db), params, (ea, eb), out, res, STATE.mode)
+        else:
+            node = _record(p, args, (da,), params, (ea,), out, res, STATE.mode)
+        res._node, res._rg = node, True
+    return res
+
+
+def apply2(p: Primitive, a: Any, b: Any) -> Any:
+    """:func:`apply` of two positional arguments, the operators' entry (``x * y``).
+
+    The same eager path, unrolled: the operators are most of the calls in small-model code,
+    and the tuple of arguments and the branches on their number cost about 1.4k instructions
+    per op (7% of W1's forward pass, callgrind). Anything watched goes through ``apply``.
+    """
+    if not (STATE.eager and p.fast):
+        return apply(p, (a, b))
+    if isinstance(a, Tensor):
+        da = a.data
+        ea = (a._node or a, a._idx, da.shape, da.dtype) if a._rg else None
+    else:
+        da, ea = a, None
+    if isinstance(b, Tensor):
+        db = b.data
+        eb = (b._node or b, b._idx, db.shape, db.dtype) if b._rg else None
+    else:
+        db, eb = b, None
+    try:
+        out = p.kernel(da, db)
+    except _ERRORS as e:
+        raise op_error(p.name, (a, b), _EMPTY, e) from e
+    if type(out) is not np.ndarray:  # a NumPy scalar, or a subclass (refused)
+        out = _plain(out, p, (a, b))
+    res = wrap(out)
+    if (ea or eb) and p.vjp is not None and out.dtype.kind in "fc":
+        res._node = _record(p, (a, b), (da, db), _EMPTY, (ea, eb), out, res, STATE.mode)
+        res._rg = True
+    return res
+
+
+def _apply_watched(p: Primitive, args: Sequence[Any], params: dict[str, Any]) -> Any:
+    """:func:`apply` for views, several outputs, and under no_grad, dual levels, anomaly
+    detection or an evaluation trace."""
+    st = STATE
+    if (
+        st.mode & (DUAL | ANOMALY | TAPE) == DUAL
+        and p.nout == 1
+        and p.raw_rules
+        and len(st.levels) == 1
+        and not st.masked
+    ):
+        return _apply_dual(p, args, params, st)
+    datas = [a.data if isinstance(a, Tensor) else a for a in args]
+    for a in args:
+        if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
+            refuse_operand(p.name, a, args)
+    rg = any(isinstance(a, Tensor) and a._rg for a in args)
     try:
         out = p.kernel(*datas, **params) if params else p.kernel(*datas)
-    except (ValueError, TypeError, IndexError, np.linalg.LinAlgError) as e:
+    except _ERRORS as e:
         raise op_error(p.name, args, params, e) from e
-    mode = STATE.mode
-    record = rg and not (mode & 1) and p.vjp is not None
-    if mode & 17 == 17 and rg:  # under no_grad inside hvp's function: see func.hvp
-        STATE.scope.untracked = True  # type: ignore[union-attr]
+    mode = st.mode
+    if mode & (NO_GRAD | SCOPE) == NO_GRAD | SCOPE and rg:  # no_grad in hvp's f: see _hvp
+        st.scope.untracked = True  # type: ignore[union-attr]
+    record = rg and not mode & NO_GRAD and p.vjp is not None
     if p.nout == 1:
-        if type(out) is not np.ndarray:  # a NumPy scalar, or a subclass (refused)
-            out = plain(out, p.name, args) if isinstance(out, np.ndarray) else np.asarray(out)
-        res = _new(Tensor)
-        res.data = out
-        res._grad = res._tan = res._hooks = None
-        res._idx = 0
-        res._vc = None
-        if p.view and isinstance(args[0], Tensor):
-            link_view(res, args, p, params, mode & 1)
-        if record and out.dtype.kind in "fc":
-            res._node = _record(p, args, datas, params, _edges(args), out, res, mode)
-            res._rg = True
-        else:
-            res._node = None
-            res._rg = False
+        res = _wrap_one(p, args, datas, params, out, record, mode)
     else:
-        res = []
-        outs = []
-        for o in out:
-            if type(o) is not np.ndarray:
-                o = plain(o, p.name, args) if isinstance(o, np.ndarray) else np.asarray(o)
-            outs.append(o)
-            t = _new(Tensor)
-            t.data = o
-            t._grad = t._tan = t._hooks = t._node = t._vc = None
-            t._rg = False
-            t._idx = len(res)
-            res.append(t)
-        res = tuple(res)
-        if p.view and isinstance(args[0], Tensor):
-            link_outputs(res, args[0], p, params, mode & 1)
-        if record and any(o.dtype.kind in "fc" for o in outs):
-            node = _record(p, args, datas, params, _edges(args), tuple(outs), res, mode)
-            for i, t in enumerate(res):
-                if outs[i].dtype.kind in "fc":
-                    t._node, t._rg = node, True
-    if mode & 14:
-        if mode & 2:
-            _push_tangents(p, args, datas, params, res, STATE)
-        if mode & 4:
-            _check_finite(p, res, "forward")
-        if mode & 8 and not STATE.masked:  # not the inner ops of a tangent rule
-            STATE.tape(p, args, params, res)
+        res = _wrap_several(p, args, datas, params, out, record, mode)
+    if mode & DUAL:
+        _push_tangents(p, args, datas, params, res, st)
+    if mode & ANOMALY:
+        _check_finite(p, res, "forward")
+    if mode & TAPE and not st.masked:  # not the inner ops of a tangent rule
+        st.tape(p, args, params, res)
     return res
 
 
@@ -647,16 +496,17 @@ def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: A
         r_tans.append(None)
     try:
         out = p.kernel(*datas, **params) if params else p.kernel(*datas)
-        res = _result(out)  # (refuses np.matrix and masked results)
     except _ERRORS as e:
         raise op_error(p.name, args, params, e) from e
-    out = res.data
-    no_grad = st.mode & 1
+    if type(out) is not np.ndarray:
+        out = _plain(out, p, args)
+    res = wrap(out)
+    no_grad = st.mode & NO_GRAD
     if p.view and isinstance(args[0], Tensor):
         link_view(res, args, p, params, no_grad)
     grad = not no_grad
     if rg and grad and p.vjp is not None and out.dtype.kind in "fc":
-        res._node = _record(p, args, datas, params, _edges(args), out, res, 2)
+        res._node = _record(p, args, datas, params, _edges(args), out, res, DUAL)
         res._rg = True
     if not any_t:
         return res
@@ -674,6 +524,54 @@ def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: A
     if tout is not None:
         _set_tangent(res, tout, level, 0)
     return res
+
+
+def _wrap_one(
+    p: Primitive,
+    args: Sequence[Any],
+    datas: list[Any],
+    params: Any,
+    out: Any,
+    record: bool,
+    mode: int,
+) -> Tensor:
+    """The result Tensor of a one-output op: linked to its base if a view, recorded if asked."""
+    if type(out) is not np.ndarray:
+        out = _plain(out, p, args)
+    res = wrap(out)
+    if p.view and isinstance(args[0], Tensor):
+        link_view(res, args, p, params, mode & NO_GRAD)
+    if record and out.dtype.kind in "fc":
+        res._node = _record(p, args, datas, params, _edges(args), out, res, mode)
+        res._rg = True
+    return res
+
+
+def _wrap_several(
+    p: Primitive,
+    args: Sequence[Any],
+    datas: list[Any],
+    params: Any,
+    out: Any,
+    record: bool,
+    mode: int,
+) -> tuple[Tensor, ...]:
+    """The result Tensors of a several-output op (one node records them all)."""
+    outs = tuple(o if type(o) is np.ndarray else _plain(o, p, args) for o in out)
+    res = tuple(wrap(o, idx=k) for k, o in enumerate(outs))
+    if p.view and isinstance(args[0], Tensor):
+        link_outputs(res, args[0], p, params, mode & NO_GRAD)
+    if record and any(o.dtype.kind in "fc" for o in outs):
+        node = _record(p, args, datas, params, _edges(args), outs, res, mode)
+        for t, o in zip(res, outs):
+            if o.dtype.kind in "fc":
+                t._node, t._rg = node, True
+    return res
+
+
+def _plain(out: Any, p: Primitive, args: Sequence[Any]) -> np.ndarray:
+    """A kernel's output as a base-class ndarray (an np.matrix or masked result: refused)."""
+    return plain(out, p.name, args) if isinstance(out, np.ndarray) else np.asarray(out)
 
 
 def _edges(args: Sequence[Any]) -> list[Any]:
@@ -708,7 +606,7 @@ def _record(
     node.edges = edges
     node.stamp = STAMP[0]
     # hvp's scope: its tangents and pair rules read every argument and output (see Scope).
-    scope = STATE._scope if mode & 18 else None
+    scope = STATE._scope if mode & (DUAL | SCOPE) else None
     if p.save_args or scope is not None:
         node.args = args
         node.datas = datas
@@ -729,7 +627,7 @@ def _record(
     # Forward-over-reverse needs the outputs' tangents in the recorded backward pass: the node
     # keeps their tangent dicts, shared with the outputs (keeping the outputs themselves
     # would be a reference cycle, output -> node -> output).
-    if mode & 18:
+    if mode & (DUAL | SCOPE):
         if multi:
             node.outs = tuple([_cell(t) for t in res])
         else:
@@ -740,79 +638,11 @@ def _record(
     else:
         node.outs = None
     node.hooks = None
-    node.where = _user_frames() if mode & 4 else None
+    node.where = _user_frames() if mode & ANOMALY else None
     return node
 
 
-def _result(out: Any) -> Tensor:
-    """A fresh non-recorded Tensor around a kernel's (single) output."""
-    if type(out) is not np.ndarray:  # a NumPy scalar, or a subclass (refused)
-        out = plain(out) if isinstance(out, np.ndarray) else np.asarray(out)
-    res = _new(Tensor)
-    res.data = out
-    res._grad = res._tan = res._hooks = res._vc = res._node = None
-    res._idx = 0
-    res._rg = False
-    return res
-
-
 _ERRORS = (ValueError, TypeError, IndexError, np.linalg.LinAlgError)
-
-
-def apply1(p: Primitive, a: Tensor) -> Tensor:
-    """``apply(p, (a,))`` for a ``fast`` primitive, one Tensor, grad on, no open dual level,
-    anomaly detection or tape (an hvp scope may be open: see ``_record``)."""
-    da = a.data
-    try:
-        out = p.kernel(da)
-        res = _result(out)  # (refuses np.matrix and masked results)
-    except _ERRORS as e:
-        raise op_error(p.name, (a,), _EMPTY, e) from e
-    if a._rg and p.vjp is not None and res.data.dtype.kind in "fc":
-        n = a._node
-        edges = ((a if n is None else n, a._idx, da.shape, da.dtype),)
-        res._node = _record(p, (a,), (da,), _EMPTY, edges, res.data, res, STATE.mode)
-        res._rg = True
-    return res
-
-
-def apply2(p: Primitive, a: Any, b: Any) -> Any:
-    """``apply(p, (a, b))``, specialised for the binary operators of Tensors."""
-    # NOTE: the operators are most of the calls in small-model code; skipping the generic
-    # argument loop and *args packing saves about a fifth of the per-op cost (benchmarks/).
-    if STATE.mode & 15 or not p.fast:  # (16 alone: hvp's scope, which _record handles)
-        return apply(p, (a, b))
-    if isinstance(a, Tensor):
-        da = a.data
-        ra = a._rg
-    else:
-        da = a
-        ra = False
-    if isinstance(b, Tensor):
-        db = b.data
-        rb = b._rg
-    else:
-        db = b
-        rb = False
-    try:
-        out = p.kernel(da, db)
-        res = _result(out)  # (refuses np.matrix and masked results)
-    except _ERRORS as e:
-        raise op_error(p.name, (a, b), _EMPTY, e) from e
-    if (ra or rb) and p.vjp is not None and res.data.dtype.kind in "fc":
-        if ra:
-            n = a._node
-            ea = (a if n is None else n, a._idx, da.shape, da.dtype)
-        else:
-            ea = None
-        if rb:
-            n = b._node
-            eb = (b if n is None else n, b._idx, db.shape, db.dtype)
-        else:
-            eb = None
-        res._node = _record(p, (a, b), (da, db), _EMPTY, (ea, eb), res.data, res, STATE.mode)
-        res._rg = True
-    return res
 
 
 _NONES = [(None,) * k for k in range(8)]
@@ -854,7 +684,7 @@ def _push_tangents(
         if not any_t:
             continue
         if p.jvp is None:
-            if p.vjp is None and p.kind == "general":
+            if p.kind == "none":
                 continue  # non-differentiable op (comparisons, argmax): no tangent
             raise TypeError(
                 f"'{p.name}' has no forward-mode (JVP) rule; an ad.Function subclass needs a "
@@ -865,7 +695,7 @@ def _push_tangents(
             # NOTE: batch axes lead, so a tangent of a lower-rank operand must be padded
             # before NumPy broadcasting aligns shapes from the right.
             ndim = res.ndim
-            tans = [None if t is None else _pad_batched(t, nb, ndim) for t in tans]
+            tans = [None if t is None else pad_batched(t, nb, ndim) for t in tans]
             r_tans = [None if t is None else t.data for t in tans]
         # NOTE: with one level open and no reverse graph to record through the tangents, the
         # rule runs on raw arrays (the cost of hand-written NumPy), as backward rules do.
@@ -936,7 +766,7 @@ def _set_tangent(o: Tensor, t: Any, level: int, nb: int) -> None:
             t = np.asarray(t)
         if nb or t.shape != d.shape or t.dtype != dt:
             t = fit(t, d.shape, dt, nb)
-        t = _wrap_const(t)
+        t = wrap(t)
     if o._tan is None:
         o._tan = {level: t}
     else:
@@ -952,16 +782,6 @@ def _check_finite(p: Primitive, res: Any, where: str) -> None:
             raise FloatingPointError(f"{where} of '{p.name}' produced {bad}")
 
 
-def _wrap_const(arr: np.ndarray) -> Any:
-    t = _new(Tensor)
-    t.data = arr
-    t._grad = t._tan = t._hooks = t._node = None
-    t._rg = False
-    t._idx = 0
-    t._vc = None
-    return t
-
-
 def _user_frames() -> str:
     """The innermost frames outside autodiffx: where the user's code created a node."""
     pkg = __file__.rsplit("/", 1)[0]
@@ -969,44 +789,6 @@ def _user_frames() -> str:
     return "".join(traceback.format_list(frames[-3:]))
 
 
-class Node:
-    """A recorded application of a primitive (``grad_fn``); edges point to its inputs' producers.
-
-    Made by the dispatcher; ``edges[i]`` is ``(producer, output index, shape, dtype)`` of
-    argument i (the producer is a Node, or the leaf Tensor itself), or None.
-    """
-
-    __slots__ = (
-        "__weakref__",
-        "args",
-        "datas",
-        "edges",
-        "hooks",
-        "multi",
-        "nout",
-        "out",
-        "out_vc",
-        "outs",
-        "params",
-        "prim",
-        "stamp",
-        "where",
-    )
-
-    @property
-    def name(self) -> str:
-        """The primitive's name, e.g. ``"mul"``."""
-        return self.prim.name
-
-    @property
-    def next_functions(self) -> tuple[Any, ...]:
-        """The producers of this node's inputs (a Node, a leaf Tensor or None per input)."""
-        return tuple(None if e is None else e[0] for e in self.edges)
-
-    def __repr__(self) -> str:
-        return f"<{self.prim.name} node>"
-
-
 from ._broadcast import fit  # noqa: E402
-from ._tensor import STAMP, Tensor, _new, version_counter  # noqa: E402
+from ._tensor import STAMP, Tensor, _new, version_counter, wrap  # noqa: E402
 from ._views import link_outputs, link_view  # noqa: E402

@@ -26,6 +26,18 @@ def bump_version(t: Tensor) -> None:
         vc[0] = STAMP[0]
 
 
+def wrap(data: np.ndarray, idx: int = 0) -> Tensor:
+    """The engine's one constructor: a Tensor around ``data`` (a base-class ndarray, used as
+    it is), with no graph; ``idx`` is its place among several outputs of one op.
+    ``Tensor(...)`` is the checked constructor for user data."""
+    t = _new(Tensor)
+    t.data = data
+    t._grad = t._tan = t._hooks = t._node = t._vc = None
+    t._rg = False
+    t._idx = idx
+    return t
+
+
 class LeafWriteError(RuntimeError):
     """An in-place write into a leaf that requires grad (``leaf``), or through a view of it."""
 

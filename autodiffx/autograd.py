@@ -48,24 +48,26 @@ def grad(
         outputs,
         inputs,
         grad_outputs,
-        retain_graph,
-        create_graph,
-        allow_unused,
-        is_grads_batched,
-        record=create_graph,
+        retain_graph=retain_graph,
+        create_graph=create_graph,
+        allow_unused=allow_unused,
+        is_grads_batched=is_grads_batched,
     )
 
 
 def _grad(
     outputs: Tensor | Sequence[Tensor],
     inputs: Tensor | Sequence[Tensor],
-    grad_outputs: Any,
-    retain_graph: bool | None,
-    create_graph: bool,
-    allow_unused: bool,
-    is_grads_batched: bool,
-    record: bool,
+    grad_outputs: Any = None,
+    *,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+    is_grads_batched: bool = False,
+    record: bool | None = None,
 ) -> tuple[Tensor | None, ...]:
+    """:func:`grad`, and for the transforms ``record``: with ``create_graph``, whether the
+    rules evaluated on Tensors are also recorded for an outer reverse pass (None: yes)."""
     outs = _as_list(outputs)
     ins = _as_list(inputs)
     if grad_outputs is None:

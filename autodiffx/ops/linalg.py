@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._mode import STATE
-from .._registry import FUNCTION_MAP, apply2, defprim
+from .._registry import FUNCTION_MAP, apply, defprim
 from .._tensor import Tensor
 from .reduction import sum_
 from .shape import diagonal, lift, ravel, reshape, transpose
@@ -108,7 +108,7 @@ def matmul(a: Any, b: Any, out: Any = None, **kw: Any) -> Tensor:
     if na == 0 or nb == 0:
         name = "a" if na == 0 else "b"
         raise ValueError(f"matmul: input {name} is 0-d (a scalar); use multiply or *")
-    return apply2(matmul_, a, b)
+    return apply(matmul_, (a, b))
 
 
 def tensordot(a: Any, b: Any, axes: Any = 2) -> Tensor:
