@@ -66,6 +66,18 @@ def _check_versions(node: Node) -> None:
                 raise _inplace_error(node, f"output {k}")
 
 
+def _current(node: Node) -> Sequence[Any]:
+    """The arrays a node's rule reads: those it saved, unless a saved Tensor's ``.data`` was
+    rebound since (then the new ones, which must keep their shape and dtype)."""
+    args, datas = node.args, node.datas
+    if len(args) == 2:  # (unrolled: most nodes)
+        (a, b), (da, db) = args, datas
+        if (a is not da and a.data is not da) or (b is not db and b.data is not db):
+            return _rebound(node)
+        return datas
+    return _rebound(node) if _stale(args, datas) else datas
+
+
 def _stale(args: Sequence[Any], datas: Sequence[Any]) -> bool:
     """Whether a Tensor among a node's saved ``args`` has another ``.data`` than it had
     (``datas``); a non-Tensor argument is its own data."""
@@ -168,9 +180,8 @@ def run_backward(
     which order, which targets), sweep the rules over it (:func:`_sweep`, which releases
     each node's saved values unless ``retain_graph``), deliver the leaves' gradients.
     """
-    cts = _Cotangents(create_graph, batch_ndim)
-    root_nodes = cts.seed(roots, seeds)
-    plan = _Plan(root_nodes, targets, stop_at_targets)
+    cts = _Cotangents(roots, seeds, create_graph, batch_ndim)
+    plan = _Plan(cts.root_nodes, targets, stop_at_targets)
     record = create_graph if record is None else (create_graph and record)
     prev_nb, prev_grad = STATE.nb, STATE.grad_enabled
     STATE.nb = batch_ndim
@@ -191,23 +202,22 @@ class _Cotangents:
     """The cotangents of one reverse pass: by node (the value itself for a one-output node, a
     list for several) and by leaf (None: reached only through symbolic zeros)."""
 
-    __slots__ = ("anomaly", "bshape", "create_graph", "leaves", "nb", "nodes")
+    __slots__ = ("anomaly", "bshape", "create_graph", "leaves", "nb", "nodes", "root_nodes")
 
-    def __init__(self, create_graph: bool, batch_ndim: int) -> None:
+    def __init__(
+        self, roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool, batch_ndim: int
+    ) -> None:
+        """Start from the roots' cotangents ``seeds``."""
         self.create_graph = create_graph
         self.nb = batch_ndim  # leading batch axes of every cotangent
         self.anomaly = STATE.anomaly  # check every cotangent for nan and inf
         self.nodes: dict[Node, Any] = {}
         self.leaves: dict[Tensor, Any] = {}
-        self.bshape: tuple[int, ...] = ()
-
-    def seed(self, roots: Sequence[Tensor], seeds: Sequence[Any]) -> list[Node]:
-        """Start from the roots' cotangents; return the roots' nodes."""
-        if self.create_graph:
+        if create_graph:
             seeds = [s if isinstance(s, Tensor) else wrap(np.asarray(s)) for s in seeds]
         else:
             seeds = [np.asarray(s.data if isinstance(s, Tensor) else s) for s in seeds]
-        root_nodes = []
+        self.root_nodes: list[Node] = []
         for r, s in zip(roots, seeds):
             if not r._rg:
                 raise RuntimeError(
@@ -219,9 +229,8 @@ class _Cotangents:
                 _add(self.leaves, r, s)
             else:
                 _add_node(self.nodes, r._node, r._idx, s)
-                root_nodes.append(r._node)
+                self.root_nodes.append(r._node)
         self.bshape = tuple(seeds[0].shape[: self.nb]) if self.nb else ()
-        return root_nodes
 
     def deliver(self, plan: _Plan, accumulate: bool, stop_at_targets: bool) -> list[Any] | None:
         """Run the leaves' hooks, then accumulate into ``.grad`` or return the targets'."""
@@ -308,38 +317,26 @@ def _sweep(plan: _Plan, cts: _Cotangents, *, retain_graph: bool) -> None:
     """Run every planned node's rule, consumers first, and add each argument's cotangent to
     its producer's (a node or a leaf), fitted to the argument (:func:`_conform`, the one
     place broadcasting is undone); release the node's saved values unless ``retain_graph``."""
-    # NOTE: one loop, the rule call and the sends inline: as two calls per node, W1's
-    # forward + backward took 5% more instructions (callgrind).
-    grads, leaves, create_graph, nb, anomaly = (
-        cts.nodes,
-        cts.leaves,
-        cts.create_graph,
-        cts.nb,
-        cts.anomaly,
-    )
+    # NOTE: one loop, the common rule call and the sends inline: as two calls per node,
+    # W1's forward + backward took 5% more instructions (callgrind).
+    grads, leaves, nb = cts.nodes, cts.leaves, cts.nb
+    create_graph, anomaly = cts.create_graph, cts.anomaly
     needed, target_nodes, stamp = plan.needed, plan.target_nodes, STAMP[0]
     for node in reversed(plan.order):
         g = grads.pop(node, None)
-        if (
-            g is None
-            or node.args is None
-            or node.hooks
-            or node in target_nodes
-            or node.stamp != stamp
-        ):
-            g = _arrive(node, g, cts, plan)  # (rare: hooks, targets, versions, unreached)
+        rare = g is None or node.args is None or node.hooks
+        if rare or node in target_nodes or node.stamp != stamp:
+            g = _arrive(node, g, cts, plan)  # (hooks, targets, versions, unreached, freed)
             if g is None:
                 continue
         if needed is not None and node not in needed:
             continue
         if create_graph or node.multi:
             res = _rule(node, g, cts)
-        else:
-            datas = node.datas
-            if node.prim.save_args and _stale(node.args, datas):
-                datas = _rebound(node)
-            # `needs` is the edge list: an edge (truthy) means "requires grad".
-            res = node.prim.vjp(node.edges, g, node.out, datas, node.params)
+        else:  # `needs` is the edge list: an edge (truthy) means "requires grad"
+            p = node.prim
+            datas = _current(node) if p.save_args else node.datas
+            res = p.vjp(node.edges, g, node.out, datas, node.params)
         i = -1
         for e in node.edges:
             i += 1
@@ -351,13 +348,8 @@ def _sweep(plan: _Plan, cts: _Cotangents, *, retain_graph: bool) -> None:
                 if type(child) is not Node and child not in leaves:
                     leaves[child] = None
                 continue
-            if (
-                type(c) is not np.ndarray
-                or nb
-                or c.shape != e[2]
-                or (c.dtype is not e[3] and c.dtype != e[3])
-            ):
-                c = _conform(c, e, create_graph, nb)
+            if type(c) is not np.ndarray or nb or c.shape != e[2] or c.dtype is not e[3]:
+                c = _conform(c, e, create_graph, nb)  # (``is not``: dtypes are singletons)
             if anomaly:
                 _check_grad(node, i, c)
             if type(child) is not Node:
@@ -399,9 +391,8 @@ def _rule(node: Node, g: Any, cts: _Cotangents) -> Sequence[Any]:
             gk if gk is not None else _zeros(o, cts.create_graph, cts.bshape)
             for gk, o in zip(g, node.out)
         )
-    datas = node.datas
-    if p.save_args and _stale(node.args, datas):
-        datas = _rebound(node)  # (raises if the new .data has another shape or dtype)
+    datas = _current(node) if p.save_args else node.datas  # (raises if .data was rebound
+    # to another shape or dtype)
     if cts.create_graph:
         return p.vjp(node.edges, g, _out_for_rule(node, True), node.args, node.params)  # type: ignore[no-any-return]
     # `needs` is the edge list: an edge (truthy) means "requires grad".

@@ -418,6 +418,12 @@ class _Sweep:
         """Form the tangent of ``n``, after those of its producers that lack one (an iterative
         post-order: a chain of any depth never reaches Python's recursion limit)."""
         tans = self.tans
+        for e in n.edges:
+            if e is not None and type(e[0]) is Node and e[0] not in tans:
+                break
+        else:  # (the common case: the producers' tangents are formed)
+            self._push(n)
+            return
         pending: set[Node] = {n}
         stack: list[Any] = [(n, iter(n.edges))]
         while stack:

@@ -34,6 +34,7 @@ from ._mode import (
     SCOPE,
     STATE,
     TAPE,
+    WATCHED,
     quiet_enter,
     quiet_exit,
     track_tangent,
@@ -101,7 +102,7 @@ class Primitive:
         # Multi-output views (split): view_steps(shape, **params) gives each output's index.
         self.view_steps: Callable[..., Any] | None = None
         self.shapes = True
-        # One output, no Meta placeholders, not a view: apply's eager path takes it.
+        # One output, not a view: apply's eager path takes it.
         self.fast = False
         # A ufunc kernel returns an np.matrix or masked operand's subclass, which the result's
         # "not an ndarray" branch refuses; other kernels have their operands checked.
@@ -295,7 +296,7 @@ def defprim(
     p.rule.install(p)
     if nout != 1:
         p.save_out = True  # the engine needs the shapes of unused outputs for their zero cotangents
-    p.fast = p.nout == 1 and not p.view and (p.save_args or not p.shapes)
+    p.fast = p.nout == 1 and not p.view
     p.broadcasting = (
         broadcasting
         or p.kind in ("elementwise", "zero")
@@ -351,13 +352,13 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
     Unwrap the arguments, run the kernel, wrap its result, and record a node when an argument
     requires grad: that is all an op does when nothing watches (``STATE.eager``: recording
     on, no dual level, anomaly detection or tape) and it has one output that is not a view.
-    Everything else continues in :func:`_apply_watched`.
+    Everything else continues in :func:`_apply_general`.
     """
     # NOTE: one and two arguments (nearly every call) are unrolled: the generic loop and
     # *args call cost 14% more instructions per op in W1's forward pass (callgrind).
     n = len(args)
     if not 0 < n < 3 or not (STATE.eager and p.fast):
-        return _apply_watched(p, args, params)
+        return _apply_general(p, args, params)
     a = args[0]
     if isinstance(a, Tensor):
         da = a.data
@@ -427,9 +428,10 @@ def apply2(p: Primitive, a: Any, b: Any) -> Any:
     return res
 
 
-def _apply_watched(p: Primitive, args: Sequence[Any], params: dict[str, Any]) -> Any:
-    """:func:`apply` for views, several outputs, and under no_grad, dual levels, anomaly
-    detection or an evaluation trace."""
+def _apply_general(p: Primitive, args: Sequence[Any], params: dict[str, Any]) -> Any:
+    """:func:`apply` for any number of arguments, views (linked to their base), several
+    outputs, Meta placeholders, and under no_grad, dual levels, anomaly detection or an
+    evaluation trace."""
     st = STATE
     if (
         st.mode & (DUAL | ANOMALY | TAPE) == DUAL
@@ -439,11 +441,16 @@ def _apply_watched(p: Primitive, args: Sequence[Any], params: dict[str, Any]) ->
         and not st.masked
     ):
         return _apply_dual(p, args, params, st)
-    datas = [a.data if isinstance(a, Tensor) else a for a in args]
+    datas = []
+    rg = False
     for a in args:
-        if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
-            refuse_operand(p.name, a, args)
-    rg = any(isinstance(a, Tensor) and a._rg for a in args)
+        if isinstance(a, Tensor):
+            datas.append(a.data)
+            rg = rg or a._rg
+        else:
+            if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
+                refuse_operand(p.name, a, args)
+            datas.append(a)
     try:
         out = p.kernel(*datas, **params) if params else p.kernel(*datas)
     except _ERRORS as e:
@@ -452,17 +459,33 @@ def _apply_watched(p: Primitive, args: Sequence[Any], params: dict[str, Any]) ->
     if mode & (NO_GRAD | SCOPE) == NO_GRAD | SCOPE and rg:  # no_grad in hvp's f: see _hvp
         st.scope.untracked = True  # type: ignore[union-attr]
     record = rg and not mode & NO_GRAD and p.vjp is not None
-    if p.nout == 1:
-        res = _wrap_one(p, args, datas, params, out, record, mode)
-    else:
+    if p.nout != 1:
         res = _wrap_several(p, args, datas, params, out, record, mode)
+    else:
+        if type(out) is not np.ndarray:  # a NumPy scalar (reductions), or a subclass (refused)
+            out = _plain(out, p, args) if isinstance(out, np.ndarray) else np.asarray(out)
+        res = wrap(out)
+        if p.view and isinstance(args[0], Tensor):
+            link_view(res, args, p, params, mode & NO_GRAD)
+        if record and out.dtype.kind in "fc":
+            res._node = _record(p, args, datas, params, _edges(args), out, res, mode)
+            res._rg = True
+    if mode & WATCHED & ~NO_GRAD:
+        _watch(p, args, datas, params, res, mode)
+    return res
+
+
+def _watch(
+    p: Primitive, args: Sequence[Any], datas: list[Any], params: Any, res: Any, mode: int
+) -> None:
+    """What watches an op's result: dual levels (tangents), anomaly detection, a tape."""
+    st = STATE
     if mode & DUAL:
         _push_tangents(p, args, datas, params, res, st)
     if mode & ANOMALY:
         _check_finite(p, res, "forward")
     if mode & TAPE and not st.masked:  # not the inner ops of a tangent rule
         st.tape(p, args, params, res)
-    return res
 
 
 def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: Any) -> Any:
@@ -523,27 +546,6 @@ def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: A
         st.masked.discard(level)
     if tout is not None:
         _set_tangent(res, tout, level, 0)
-    return res
-
-
-def _wrap_one(
-    p: Primitive,
-    args: Sequence[Any],
-    datas: list[Any],
-    params: Any,
-    out: Any,
-    record: bool,
-    mode: int,
-) -> Tensor:
-    """The result Tensor of a one-output op: linked to its base if a view, recorded if asked."""
-    if type(out) is not np.ndarray:
-        out = _plain(out, p, args)
-    res = wrap(out)
-    if p.view and isinstance(args[0], Tensor):
-        link_view(res, args, p, params, mode & NO_GRAD)
-    if record and out.dtype.kind in "fc":
-        res._node = _record(p, args, datas, params, _edges(args), out, res, mode)
-        res._rg = True
     return res
 
 

@@ -267,7 +267,15 @@ class Elementwise(Rule):
         the backward sweep."""
         if node.multi:
             return Rule.push(self, node, sweep)
+        edges = node.edges
         datas, out, params = node.datas, node.out, node.params
+        if len(edges) == 1:  # (most nodes: the loop below, unrolled)
+            t, d = sweep.formed(edges[0]), self.derivs[0]
+            if t is None or d is None:
+                return None
+            d = d(datas, out, params)
+            sweep.derivs[node] = [d]
+            return t * d
         ds: list[Any] = []
         t = None
         for e, d in zip(node.edges, self.derivs):
@@ -288,6 +296,8 @@ class Elementwise(Rule):
         if node.multi:
             return Rule.pair(self, node, g, gt, sweep)
         edges = node.edges
+        if len(edges) == 1:
+            return self._pair1(node, g, gt, sweep)
         live = [i for i, e in enumerate(edges) if e is not None and self.derivs[i] is not None]
         # The arguments' tangents are formed only if a derivative depends on a value.
         varying = any(not self.const[i] for i in live)
@@ -312,6 +322,25 @@ class Elementwise(Rule):
                 ct = term if ct is None else ct + term
             cts[i] = ct
         return cs, cts
+
+    def _pair1(self, node: Any, g: Any, gt: Any, sweep: Any) -> tuple[Sequence[Any], Sequence[Any]]:
+        """:meth:`pair` for one argument (most nodes), unrolled."""
+        d_i = self.derivs[0]
+        if d_i is None:
+            return (None,), (None,)
+        ds = sweep.derivs.get(node)
+        d = ds[0] if ds is not None else d_i(node.datas, node.out, node.params)
+        ct = None if gt is None else gt * d
+        e = node.edges[0]
+        if not self.const[0]:
+            t = sweep.edge(e)
+            if t is not None:  # the product rule: g d' t
+                d2 = self.derivs2[0]
+                if d2 is None:
+                    return sweep.dual(node, g, gt, [t])
+                term = g * d2((*node.datas, d), node.out, node.params) * t
+                ct = term if ct is None else ct + term
+        return (g * d if sweep.into_node(e) else None,), (ct,)
 
 
 def _multilinear_pair(
