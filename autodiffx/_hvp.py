@@ -253,9 +253,8 @@ def run_hvp(
     prev_nb = STATE.nb
     STATE.nb = 0
     try:
-        rootn = root._node
         one = np.array(1, root.dtype).reshape(root.shape)  # (np.ones: 1 us of Python)
-        grads: dict[Node, Any] = {rootn: one}
+        grads: dict[Node, Any] = {root._node: one}
         gtans: dict[Node, Any] = {}
         stamp = STAMP[0]
         with _LazyLevel() as level:  # for rules evaluated on dual Tensors
@@ -275,44 +274,57 @@ def run_hvp(
                     g = _zero_filled(g, node.out)
                     if gt is not None:
                         gt = _zero_filled(gt, node.out)
-                edges = node.edges
                 cs, cts = node.prim.rule.pair(node, g, gt, sweep)
-                for i, e in enumerate(edges):
-                    if e is None:
-                        continue
-                    child, k, shape, dtype = e
-                    ct = cts[i]
-                    if ct is not None and (
-                        type(ct) is not np.ndarray or ct.shape != shape or ct.dtype != dtype
-                    ):
-                        ct = fit(np.asarray(ct), shape, dtype)
-                    if type(child) is not Node:  # a target: its tangent only
-                        if ct is not None:
-                            j = index[child]
-                            result[j] = ct if result[j] is None else result[j] + ct
-                        continue
-                    c = cs[i]
-                    if (
-                        c is not None
-                        and (type(c) is not np.ndarray or c.shape != shape or c.dtype != dtype)
-                        and not _stays_0d(c, dtype, child)
-                    ):
-                        c = fit(np.asarray(c), shape, dtype)
-                    if child.multi:
-                        _add_pair(grads, child, k, c)
-                        _add_pair(gtans, child, k, ct)
-                        continue
-                    if c is not None:
-                        prev = grads.get(child)
-                        grads[child] = c if prev is None else prev + c
-                    if ct is not None:
-                        prev = gtans.get(child)
-                        gtans[child] = ct if prev is None else prev + ct
+                _send_pairs(node, cs, cts, grads, gtans, index, result)
                 node.args = node.datas = node.out = node.outs = None
     finally:
         STATE.nb = prev_nb
         quiet_exit(token)
     return result
+
+
+def _send_pairs(
+    node: Node,
+    cs: Sequence[Any],
+    cts: Sequence[Any],
+    grads: dict[Node, Any],
+    gtans: dict[Node, Any],
+    index: dict[Any, int],
+    result: list[Any],
+) -> None:
+    """Add each argument's cotangent (``cs``) and its tangent (``cts``) to its producer's;
+    a target (``index``) receives the tangent only, into ``result``."""
+    for i, e in enumerate(node.edges):
+        if e is None:
+            continue
+        child, k, shape, dtype = e
+        ct = cts[i]
+        if ct is not None and (
+            type(ct) is not np.ndarray or ct.shape != shape or ct.dtype != dtype
+        ):
+            ct = fit(np.asarray(ct), shape, dtype)
+        if type(child) is not Node:  # a target: its tangent only
+            if ct is not None:
+                j = index[child]
+                result[j] = ct if result[j] is None else result[j] + ct
+            continue
+        c = cs[i]
+        if (
+            c is not None
+            and (type(c) is not np.ndarray or c.shape != shape or c.dtype != dtype)
+            and not _stays_0d(c, dtype, child)
+        ):
+            c = fit(np.asarray(c), shape, dtype)
+        if child.multi:
+            _add_pair(grads, child, k, c)
+            _add_pair(gtans, child, k, ct)
+            continue
+        if c is not None:
+            prev = grads.get(child)
+            grads[child] = c if prev is None else prev + c
+        if ct is not None:
+            prev = gtans.get(child)
+            gtans[child] = ct if prev is None else prev + ct
 
 
 def _zero_filled(gs: Sequence[Any], outs: Sequence[Any]) -> tuple[Any, ...]:

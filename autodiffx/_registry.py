@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ._broadcast import fit
 from ._convert import describe, plain, refuse_operand
 from ._mode import (
     ANOMALY,
@@ -50,6 +51,8 @@ from ._rules import (
     Zero,
     pad_batched,
 )
+from ._tensor import STAMP, Tensor, _new, version_counter, wrap
+from ._views import link_outputs, link_view
 
 REGISTRY: dict[str, Primitive] = {}
 UFUNC_MAP: dict[np.ufunc, Callable[..., Any]] = {}
@@ -266,27 +269,16 @@ def defprim(
 ) -> Primitive:
     """Register a primitive and return it; the returned object is the public function.
 
+    The rule forms (``derivs``/``derivs2``, ``linear``, ``bilinear``, ``zero_deriv``,
+    ``vjp``/``jvp`` with ``multilinear``) are the rule kinds of :mod:`autodiffx._rules`.
     ``register=False`` builds the same entry outside the registry (custom ``ad.Function``
     rules), so it is not in NumPy's dispatch tables nor in the generic test table.
-    ``derivs2`` (with ``derivs``) gives, per argument, the derivative of its ``derivs``
-    entry with respect to that argument (written with the same names, ``out`` and ``d``, the
-    first derivative's value, included):
-    forward-over-reverse then runs the node on raw arrays (``ad.hvp``); without it the
-    derivative is evaluated on dual numbers, which gives the same values more slowly.
-    ``multilinear=True`` declares general rules linear in each argument separately (the VJP
-    for one argument reads only the others' values): forward-over-reverse then computes the
-    tangent of a gradient flowing through it without its dead primal (see ``ad.hvp``).
     """
     if register and name in REGISTRY:
         raise ValueError(f"primitive {name!r} is registered twice")
     p = Primitive(name, kernel)
-    p.__doc__ = doc
-    p.example = example
-    p.nondiff = frozenset(nondiff)
-    p.nout = nout
-    p.view = view
-    p.shapes = shapes
-    p.batch = batch
+    p.__doc__, p.example, p.nondiff, p.nout = doc, example, frozenset(nondiff), nout
+    p.view, p.shapes, p.batch = view, shapes, batch
     p.save_args, p.save_out = save_args, save_out
     p.rule = _rule_of(derivs, derivs2, argnames, linear, bilinear, zero_deriv, vjp, jvp)
     p.rule.multilinear = p.rule.multilinear or multilinear
@@ -297,21 +289,24 @@ def defprim(
     if nout != 1:
         p.save_out = True  # the engine needs the shapes of unused outputs for their zero cotangents
     p.fast = p.nout == 1 and not p.view
-    p.broadcasting = (
-        broadcasting
-        or p.kind in ("elementwise", "zero")
-        or (isinstance(kernel, np.ufunc) and kernel.signature is None)
-    )
-    if not register:
-        return p
+    ew = p.kind in ("elementwise", "zero")
+    p.broadcasting = broadcasting or ew or (p.ufunc and kernel.signature is None)
+    if register:
+        _register(p, ufunc, overrides)
+    return p
+
+
+def _register(
+    p: Primitive, ufunc: np.ufunc | None, overrides: Sequence[Callable[..., Any]]
+) -> None:
+    """Enter ``p`` in the registry and NumPy's dispatch tables (its ufunc, its overrides)."""
     if isinstance(ufunc, np.ufunc):
         UFUNC_MAP[ufunc] = p
-    elif kernel is not None and isinstance(kernel, np.ufunc) and ufunc is None:
-        UFUNC_MAP[kernel] = p
+    elif isinstance(p.kernel, np.ufunc) and ufunc is None:
+        UFUNC_MAP[p.kernel] = p
     for f in overrides:
         FUNCTION_MAP[f] = p
-    REGISTRY[name] = p
-    return p
+    REGISTRY[p.name] = p
 
 
 def _rule_of(
@@ -562,7 +557,7 @@ def _wrap_several(
     outs = tuple(o if type(o) is np.ndarray else _plain(o, p, args) for o in out)
     res = tuple(wrap(o, idx=k) for k, o in enumerate(outs))
     if p.view and isinstance(args[0], Tensor):
-        link_outputs(res, args[0], p, params, mode & NO_GRAD)
+        link_outputs(res, args[0], p, params, mode & NO_GRAD, REGISTRY["getitem"])
     if record and any(o.dtype.kind in "fc" for o in outs):
         node = _record(p, args, datas, params, _edges(args), outs, res, mode)
         for t, o in zip(res, outs):
@@ -659,31 +654,20 @@ def _push_tangents(
     st: Any,
 ) -> None:
     """Forward mode: compute the output tangent at every open dual level that has one."""
-    levels = st.levels
-    masked = st.masked
-    for level in levels:
-        if masked and level in masked:
-            continue
+    for level in st.levels:
+        if st.masked and level in st.masked:
+            continue  # (the level whose tangent rule is running: its inner ops carry none)
         tans: list[Any] = []
-        r_tans: list[Any] = []
-        any_t = False
         rg = t_rg = False
         for a in args:
+            t = None
             if isinstance(a, Tensor):
-                if a._rg:
-                    rg = True
+                rg = rg or a._rg
                 if a._tan is not None:
                     t = a._tan.get(level)
-                    if t is not None:
-                        any_t = True
-                        if t._rg:
-                            rg = t_rg = True
-                        tans.append(t)
-                        r_tans.append(t.data)
-                        continue
-            tans.append(None)
-            r_tans.append(None)
-        if not any_t:
+                    t_rg = t_rg or (t is not None and t._rg)
+            tans.append(t)
+        if all(t is None for t in tans):
             continue
         if p.jvp is None:
             if p.kind == "none":
@@ -692,45 +676,53 @@ def _push_tangents(
                 f"'{p.name}' has no forward-mode (JVP) rule; an ad.Function subclass needs a "
                 "static jvp(ctx, *tangents) to be used in forward mode"
             )
-        nb = st.level_nb.get(level, 0)
-        if nb and p.broadcasting:
-            # NOTE: batch axes lead, so a tangent of a lower-rank operand must be padded
-            # before NumPy broadcasting aligns shapes from the right.
-            ndim = res.ndim
-            tans = [None if t is None else pad_batched(t, nb, ndim) for t in tans]
-            r_tans = [None if t is None else t.data for t in tans]
         # NOTE: with one level open and no reverse graph to record through the tangents, the
         # rule runs on raw arrays (the cost of hand-written NumPy), as backward rules do.
         raw = (
             p.raw_rules
-            and len(levels) == 1
-            and (not st._grad_enabled or _tangent_unrecorded(st, level, rg, t_rg, args))
+            and len(st.levels) == 1
+            and (not st._grad_enabled or _tangent_unrecorded(st, level, rg or t_rg, t_rg, args))
         )
-        masked.add(level)
-        prev_nb = st.nb
-        st.nb = nb
-        token = quiet_enter()
-        try:
-            if raw:
-                tout = p.jvp(
-                    tuple(r_tans),
-                    res.data if p.nout == 1 else tuple(o.data for o in res),
-                    datas,
-                    params,
-                )
-            else:
-                tout = p.jvp(tuple(tans), res, args, params)
-        finally:
-            quiet_exit(token)
-            masked.discard(level)
-            st.nb = prev_nb
-        if p.nout == 1:
-            if tout is not None:
-                _set_tangent(res, tout, level, nb)
-        elif tout is not None:
-            for o, t in zip(res, tout):
-                if t is not None:
-                    _set_tangent(o, t, level, nb)
+        _push_level(p, args, datas, params, res, st, level, tans, raw)
+
+
+def _push_level(
+    p: Primitive,
+    args: Sequence[Any],
+    datas: Sequence[Any],
+    params: dict[str, Any],
+    res: Any,
+    st: Any,
+    level: int,
+    tans: list[Any],
+    raw: bool,
+) -> None:
+    """Run ``p``'s JVP on the tangents ``tans`` at dual ``level`` (on raw arrays if ``raw``)
+    and attach the result to the outputs ``res``."""
+    nb = st.level_nb.get(level, 0)
+    if nb and p.broadcasting:
+        ndim = res.ndim
+        tans = [None if t is None else pad_batched(t, nb, ndim) for t in tans]
+    st.masked.add(level)
+    prev_nb = st.nb
+    st.nb = nb
+    token = quiet_enter()
+    try:
+        if raw:
+            out = res.data if p.nout == 1 else tuple(o.data for o in res)
+            r_tans = tuple(None if t is None else t.data for t in tans)
+            tout = p.jvp(r_tans, out, datas, params)
+        else:
+            tout = p.jvp(tuple(tans), res, args, params)
+    finally:
+        quiet_exit(token)
+        st.masked.discard(level)
+        st.nb = prev_nb
+    if tout is None:
+        return
+    for o, t in [(res, tout)] if p.nout == 1 else zip(res, tout):
+        if t is not None:
+            _set_tangent(o, t, level, nb)
 
 
 def _cell(t: Tensor) -> dict[int, Any]:
@@ -789,8 +781,3 @@ def _user_frames() -> str:
     pkg = __file__.rsplit("/", 1)[0]
     frames = [f for f in traceback.extract_stack()[:-2] if not f.filename.startswith(pkg)]
     return "".join(traceback.format_list(frames[-3:]))
-
-
-from ._broadcast import fit  # noqa: E402
-from ._tensor import STAMP, Tensor, _new, version_counter, wrap  # noqa: E402
-from ._views import link_outputs, link_view  # noqa: E402

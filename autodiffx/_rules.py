@@ -45,7 +45,8 @@ class Rule:
     #: Rules read Tensors (custom ``ad.Function`` rules): hvp then runs on dual Tensors.
     needs_tensors = False
     #: Linear in each differentiable argument separately (the VJP for argument i reads only
-    #: the other arguments' values): hvp forms the tangent of a cotangent without its primal.
+    #: the other arguments' values; ``defprim(multilinear=True)`` for general rules): hvp
+    #: then forms the tangent of a cotangent flowing through it without its dead primal.
     multilinear = False
 
     def install(self, p: Any) -> None:
@@ -199,8 +200,10 @@ class Bilinear(Rule):
 
 class Elementwise(Rule):
     """One partial derivative per argument, ``d_i(args, out)``, elementwise with NumPy
-    broadcasting; ``derivs2`` (optional) gives each ``d_i``'s derivative in argument i, so
-    that hvp's product rule runs on raw arrays (without it: on dual numbers)."""
+    broadcasting. ``derivs2`` (optional) gives each ``d_i``'s derivative in argument i,
+    written with the same names, ``out`` and ``d`` (the first derivative's value): hvp's
+    product rule then runs on raw arrays; without it, on dual numbers (the same values,
+    more slowly)."""
 
     name = "elementwise"
 

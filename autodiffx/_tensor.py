@@ -7,9 +7,67 @@ from typing import Any
 
 import numpy as np
 
-from ._mode import STATE
+from ._convert import check_conversion, refused, ufunc_name
 
 _new = object.__new__
+
+
+# ----- names of the layers above, bound once by autodiffx._bind -----------------------------
+# This module imports no higher layer (docs/architecture.md). The Tensor's operators and
+# methods reach the dispatcher, the registry, the ops, the reverse engine and in-place
+# writes through the names below, which autodiffx._bind sets when the package loads.
+def _unbound(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("autodiffx is not fully imported: autodiffx._bind binds this name")
+
+
+_apply: Callable[..., Any] = _unbound  # autodiffx._registry.apply: run a primitive
+_apply2: Callable[..., Any] = _unbound  # autodiffx._registry.apply2: the operators' entry
+_backward: Callable[..., Any] = _unbound  # autodiffx._graph.run_backward
+_write: Callable[..., Any] = _unbound  # autodiffx._inplace.inplace: x += y and the like
+_write_item: Callable[..., Any] = _unbound  # autodiffx._inplace.setitem: x[idx] = value
+_F: Any = None  # the ops package (autodiffx.ops): Tensor methods are its functions
+_REGISTRY: dict[str, Any] = {}  # primitives by name
+_UFUNCS: dict[Any, Any] = {}  # NumPy ufunc -> primitive (for __array_ufunc__)
+_FUNCTIONS: dict[Any, Any] = {}  # NumPy function -> autodiffx function (__array_function__)
+_REDUCE: dict[tuple[np.ufunc, str], Callable[..., Any]] = {}  # (ufunc, "reduce") -> function
+
+
+def bind(**names: Any) -> None:
+    """Set the names above (autodiffx._bind calls this once)."""
+    for name, value in names.items():
+        if name not in _BINDABLE:
+            raise NameError(f"autodiffx._tensor has no bindable name {name!r}")
+        globals()[name] = value
+
+
+_BINDABLE = frozenset(
+    [
+        "_apply",
+        "_apply2",
+        "_backward",
+        "_write",
+        "_write_item",
+        "_F",
+        "_REGISTRY",
+        "_UFUNCS",
+        "_FUNCTIONS",
+        "_REDUCE",
+    ]
+)
+
+
+class _Prims:
+    """Primitives by name, bound on first use (the operators' fast lookup)."""
+
+    def __getattr__(self, name: str) -> Any:
+        p = _REGISTRY.get(name)
+        if p is None:
+            raise AttributeError(name)
+        setattr(self, name, p)
+        return p
+
+
+_P = _Prims()
 
 # NOTE: versions are stamps from one global in-place counter: a node records the counter when
 # it is made and needs checking only if the counter moved since (never, in most programs).
@@ -411,7 +469,7 @@ class Tensor:
         targets = None
         if inputs is not None:
             targets = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-        _graph.run_backward(
+        _backward(
             [self],
             [gradient],
             retain_graph=retain_graph,
@@ -726,68 +784,12 @@ class Tensor:
     def __imatmul__(self, o: Any) -> Tensor:
         return self._inplace(_P.matmul, o)
 
-    def _graph_inplace(self, o: Any) -> bool:
-        if not (STATE.grad_enabled or STATE.levels):
-            return False
-        other = isinstance(o, Tensor) and (o._rg or o._tan is not None)
-        if _views.view_of(self) is not None:
-            return _views.needs_graph(self, other)
-        if not (self._rg or self._tan is not None or other):
-            return False
-        if self._rg and self._node is None and STATE.grad_enabled:
-            raise LeafWriteError(
-                "a leaf tensor that requires grad is being modified in place; update "
-                "parameters under `with ad.no_grad():`, or write x = x + y to make a new tensor",
-                self,
-            )
-        return True
-
     def _inplace(self, p: Any, o: Any, raw: Any = None) -> Tensor:
-        if self._graph_inplace(o):
-            src = self
-            if p.save_args:
-                # NOTE: the op's own node must see the old values, which are overwritten below
-                # (those of `o` too when it shares this buffer, as in x *= x).
-                src = _views.snapshot(self, self.data.copy())
-                if isinstance(o, Tensor) and (
-                    o is self or (o._vc is not None and o._vc is self._vc)
-                ):
-                    o = _views.snapshot(o, o.data.copy())
-            res = _apply(p, (src, o))
-            if res.shape != self.shape:
-                raise ValueError(
-                    f"in-place {p.name}: result shape {res.shape} differs from the tensor's "
-                    f"shape {self.shape}"
-                )
-            try:
-                np.copyto(self.data, res.data, casting="same_kind")
-            except (TypeError, ValueError) as e:
-                raise type(e)(_write_error(f"in-place {p.name}", self, e)) from e
-            _views.commit(self, res)
-        else:
-            od = o.data if isinstance(o, Tensor) else o
-            try:
-                (raw or p.kernel)(self.data, od, out=self.data)
-            except (TypeError, ValueError, np._core._exceptions._UFuncOutputCastingError) as e:
-                raise TypeError(_write_error(f"in-place {p.name}", self, e)) from e
-        bump_version(self)
+        _write(self, p, o, raw)
         return self
 
     def __setitem__(self, idx: Any, value: Any) -> None:
-        if self._graph_inplace(value):
-            res = _F.setitem(self, idx, value)
-            try:
-                self.data[_F.raw_index(idx)] = res.data[_F.raw_index(idx)]
-            except ValueError as e:
-                raise ValueError(_write_error("setitem", self, e)) from e
-            _views.commit(self, res)
-        else:
-            v = value.data if isinstance(value, Tensor) else value
-            try:
-                self.data[_F.raw_index(idx)] = v
-            except (ValueError, IndexError, TypeError) as e:
-                raise type(e)(_write_error("setitem", self, e)) from e
-        bump_version(self)
+        _write_item(self, idx, value)
 
     # ----- NumPy protocols ----------------------------------------------------------------
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
@@ -832,31 +834,3 @@ class Tensor:
             "to a Tensor; see the list of supported NumPy functions in the docs, use an "
             "ad.<function>, or apply it to t.detach() (no derivative)"
         )
-
-
-_REDUCE: dict[tuple[np.ufunc, str], Callable[..., Any]] = {}
-
-from . import _graph, _views  # noqa: E402
-from . import ops as _F  # noqa: E402
-from ._convert import check_conversion, refused, ufunc_name  # noqa: E402
-from ._registry import FUNCTION_MAP, REGISTRY, UFUNC_MAP  # noqa: E402
-from ._registry import apply as _apply  # noqa: E402
-from ._registry import apply2 as _apply2  # noqa: E402
-
-
-class _Prims:
-    """Primitives by name, bound on first use (the operators' fast lookup)."""
-
-    def __getattr__(self, name: str) -> Any:
-        p = REGISTRY.get(name)
-        if p is None:
-            raise AttributeError(name)
-        setattr(self, name, p)
-        return p
-
-
-_P = _Prims()
-# The registry's own dicts (not copies): entries registered later dispatch too.
-_UFUNCS = UFUNC_MAP
-_FUNCTIONS = FUNCTION_MAP
-_REDUCE.update(_F.UFUNC_REDUCE)

@@ -55,21 +55,10 @@ def grad(
     )
 
 
-def _grad(
-    outputs: Tensor | Sequence[Tensor],
-    inputs: Tensor | Sequence[Tensor],
-    grad_outputs: Any = None,
-    *,
-    retain_graph: bool | None = None,
-    create_graph: bool = False,
-    allow_unused: bool = False,
-    is_grads_batched: bool = False,
-    record: bool | None = None,
-) -> tuple[Tensor | None, ...]:
-    """:func:`grad`, and for the transforms ``record``: with ``create_graph``, whether the
-    rules evaluated on Tensors are also recorded for an outer reverse pass (None: yes)."""
-    outs = _as_list(outputs)
-    ins = _as_list(inputs)
+def _seeds(
+    outputs: Any, outs: list[Tensor], grad_outputs: Any, is_grads_batched: bool
+) -> list[Any]:
+    """The cotangent of each output: ``grad_outputs``, or ones for a scalar output."""
     if grad_outputs is None:
         gos: list[Any] = [None] * len(outs)
     elif isinstance(outputs, Tensor) and not (
@@ -98,6 +87,25 @@ def _grad(
                 + (" (with a leading batch axis)" if is_grads_batched else "")
             )
         seeds.append(g)
+    return seeds
+
+
+def _grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    *,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+    is_grads_batched: bool = False,
+    record: bool | None = None,
+) -> tuple[Tensor | None, ...]:
+    """:func:`grad`, and for the transforms ``record``: with ``create_graph``, whether the
+    rules evaluated on Tensors are also recorded for an outer reverse pass (None: yes)."""
+    outs = _as_list(outputs)
+    ins = _as_list(inputs)
+    seeds = _seeds(outputs, outs, grad_outputs, is_grads_batched)
     for i, t in enumerate(ins):
         if not isinstance(t, Tensor) or not t.requires_grad:
             raise RuntimeError(f"grad: input {i} does not require grad")

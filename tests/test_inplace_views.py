@@ -15,7 +15,7 @@ from op_specs import ROWS
 from strategies import Const
 
 import autodiffx as ad
-from autodiffx import REGISTRY, _views
+from autodiffx import REGISTRY, _inplace
 
 
 def _h(x):
@@ -390,7 +390,7 @@ def test_outputs_sharing_an_input_buffer_are_registered_views(spec):
         for o in out if isinstance(out, tuple | list) else (out,):
             for t in ts:
                 if isinstance(t, ad.Tensor) and np.shares_memory(o.data, t.data):
-                    assert _views.view_of(o) is not None and o._vc is t._vc, f"{case!r}"
+                    assert _inplace.view_of(o) is not None and o._vc is t._vc, f"{case!r}"
 
 
 # ----- what is refused, and what is not a view --------------------------------------------
