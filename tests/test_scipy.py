@@ -211,3 +211,184 @@ def test_betainc_shape_arguments_refused():
         S.betainc(a, 2.0, 0.3)
     with pytest.raises(NotImplementedError, match="betainc: argument b"):
         S.betainc(1.5, a, 0.3)
+
+
+# ----- stats -------------------------------------------------------------------------------
+X = np.array([-1.3, 0.2, 0.9, 2.4])
+P01 = np.array([0.15, 0.4, 0.55, 0.9])
+POS = np.array([0.3, 0.8, 1.7, 3.2])
+# name -> (method, the continuous arguments (x first), the constant arguments, their positions)
+STATS = [
+    ("norm", "logpdf", (X, 0.4, 1.7)),
+    ("norm", "pdf", (X, 0.4, 1.7)),
+    ("norm", "cdf", (X, 0.4, 1.7)),
+    ("norm", "logcdf", (X, 0.4, 1.7)),
+    ("norm", "sf", (X, 0.4, 1.7)),
+    ("norm", "logsf", (X, 0.4, 1.7)),
+    ("norm", "ppf", (P01, 0.4, 1.7)),
+    ("t", "logpdf", (X, 3.5, 0.4, 1.7)),
+    ("t", "pdf", (X, 3.5, 0.4, 1.7)),
+    ("cauchy", "logpdf", (X, 0.4, 1.7)),
+    ("cauchy", "pdf", (X, 0.4, 1.7)),
+    ("cauchy", "cdf", (X, 0.4, 1.7)),
+    ("cauchy", "sf", (X, 0.4, 1.7)),
+    ("laplace", "logpdf", (X, 0.4, 1.7)),
+    ("laplace", "pdf", (X, 0.4, 1.7)),
+    ("laplace", "cdf", (X, 0.4, 1.7)),
+    ("laplace", "sf", (X, 0.4, 1.7)),
+    ("logistic", "logpdf", (X, 0.4, 1.7)),
+    ("logistic", "pdf", (X, 0.4, 1.7)),
+    ("logistic", "cdf", (X, 0.4, 1.7)),
+    ("logistic", "logcdf", (X, 0.4, 1.7)),
+    ("logistic", "sf", (X, 0.4, 1.7)),
+    ("logistic", "logsf", (X, 0.4, 1.7)),
+    ("expon", "logpdf", (POS, 0.1, 1.7)),
+    ("expon", "pdf", (POS, 0.1, 1.7)),
+    ("expon", "cdf", (POS, 0.1, 1.7)),
+    ("expon", "sf", (POS, 0.1, 1.7)),
+    ("expon", "logsf", (POS, 0.1, 1.7)),
+    ("gamma", "logpdf", (POS, 2.5, 0.1, 1.7)),
+    ("gamma", "pdf", (POS, 2.5, 0.1, 1.7)),
+    ("chi2", "logpdf", (POS, 3.5, 0.1, 1.7)),
+    ("chi2", "pdf", (POS, 3.5, 0.1, 1.7)),
+    ("beta", "logpdf", (P01, 2.5, 1.5, -0.1, 1.3)),
+    ("beta", "pdf", (P01, 2.5, 1.5, -0.1, 1.3)),
+]
+# Differentiable in x, loc and scale but not in a shape parameter (refused).
+STATS_SHAPE_CONST = [
+    ("t", "cdf", (X, 0.4, 1.7), (3.5,)),
+    ("t", "sf", (X, 0.4, 1.7), (3.5,)),
+    ("gamma", "cdf", (POS, 0.1, 1.7), (2.5,)),
+    ("chi2", "cdf", (POS, 0.1, 1.7), (3.5,)),
+    ("beta", "cdf", (P01, -0.1, 1.3), (2.5, 1.5)),
+]
+
+
+def _weights(n):
+    return np.linspace(1.0, -0.5, n)
+
+
+@pytest.mark.parametrize(("dist", "method", "args"), STATS, ids=[f"{d}.{m}" for d, m, _ in STATS])
+def test_stats_against_scipy_and_central_differences(dist, method, args):
+    import scipy.stats
+
+    f = getattr(getattr(ad.scipy.stats, dist), method)
+    want = getattr(getattr(scipy.stats, dist), method)(*args)
+    np.testing.assert_allclose(f(*args).data, want, rtol=1e-12, atol=1e-300)
+    w = _weights(len(args[0]))
+    check_derivatives(lambda *ts: (f(*ts) * w).sum(), *args, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("dist", "method", "args", "shapes"),
+    STATS_SHAPE_CONST,
+    ids=[f"{d}.{m}" for d, m, _, _ in STATS_SHAPE_CONST],
+)
+def test_stats_cdf_with_constant_shape(dist, method, args, shapes):
+    import scipy.stats
+
+    f = getattr(getattr(ad.scipy.stats, dist), method)
+    x, loc, scale = args
+    want = getattr(getattr(scipy.stats, dist), method)(x, *shapes, loc, scale)
+    np.testing.assert_allclose(f(x, *shapes, loc, scale).data, want, rtol=1e-12)
+    w = _weights(len(x))
+    check_derivatives(lambda x, lo, sc: (f(x, *shapes, lo, sc) * w).sum(), *args, rtol=1e-6)
+    with pytest.raises(NotImplementedError, match="detach"):
+        f(x, *(ad.tensor(s, requires_grad=True) for s in shapes), loc, scale)
+
+
+def test_stats_outside_the_support_has_zero_gradient():
+    import scipy.stats
+
+    x = ad.tensor([-0.5, 0.5, 1.5], requires_grad=True)
+    for f, ref in [
+        (lambda t: ad.scipy.stats.expon.logpdf(t), scipy.stats.expon.logpdf),
+        (lambda t: ad.scipy.stats.gamma.logpdf(t, 2.0), lambda v: scipy.stats.gamma.logpdf(v, 2)),
+        (lambda t: ad.scipy.stats.beta.cdf(t, 2.0, 3.0), lambda v: scipy.stats.beta.cdf(v, 2, 3)),
+        (lambda t: ad.scipy.stats.gamma.cdf(t, 2.0), lambda v: scipy.stats.gamma.cdf(v, 2)),
+    ]:
+        np.testing.assert_allclose(f(x).data, ref(x.data), rtol=1e-13)
+        (g,) = ad.autograd.grad(f(x).sum(), x)
+        assert np.all(np.isfinite(g.data))
+
+
+@pytest.mark.parametrize("method", ["logpmf", "pmf", "cdf"])
+def test_poisson_and_binom(method):
+    import scipy.stats
+
+    k = np.array([-1.0, 0.0, 2.0, 3.0, 2.5, 7.0])
+    mu = np.array([1.3, 0.7, 2.2, 4.0, 1.0, 3.0])
+    with np.errstate(divide="ignore"):
+        want = getattr(scipy.stats.poisson, method)(k, mu)
+    f = getattr(ad.scipy.stats.poisson, method)
+    np.testing.assert_allclose(f(k, mu).data, want, rtol=1e-12)
+    inside = [1, 2, 3] if method != "cdf" else [1, 2, 3, 4, 5]
+    check_derivatives(lambda m: f(k[inside], m).sum(), mu[inside], rtol=1e-6)
+    n, p = 6.0, np.array([0.2, 0.35, 0.5, 0.7, 0.45, 0.6])
+    with np.errstate(divide="ignore"):
+        want = getattr(scipy.stats.binom, method)(k, n, p)
+    g = getattr(ad.scipy.stats.binom, method)
+    np.testing.assert_allclose(g(k, n, p).data, want, rtol=1e-12)
+    check_derivatives(lambda q: g(k[inside], n, q).sum(), p[inside], rtol=1e-6)
+    with pytest.raises(TypeError, match="counts are integers"):
+        f(ad.tensor(k, requires_grad=True), mu)
+
+
+@pytest.mark.parametrize("xshape", [(3,), (4, 3)])
+def test_multivariate_normal(xshape):
+    import scipy.stats
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xshape)
+    mean = np.array([0.2, -0.4, 0.1])
+    a = rng.standard_normal((3, 3))
+    cov = a @ a.T + 2 * np.eye(3)
+    mvn = ad.scipy.stats.multivariate_normal
+    for method in ("logpdf", "pdf"):
+        want = getattr(scipy.stats.multivariate_normal, method)(x, mean, cov)
+        got = getattr(mvn, method)(x, mean, cov)
+        assert got.shape == np.shape(want)
+        np.testing.assert_allclose(got.data, want, rtol=1e-12)
+    w = _weights(int(np.prod(xshape[:-1])))
+
+    def f(x_, m_, c_):  # a symmetric direction for cov: the density reads a symmetric matrix
+        return (mvn.logpdf(x_, m_, (c_ + c_.T) / 2) * w.reshape(xshape[:-1])).sum()
+
+    check_derivatives(f, x, mean, cov)
+    c = ad.tensor(cov, requires_grad=True)
+    (g,) = ad.autograd.grad(mvn.logpdf(x, mean, c).sum(), c)
+    np.testing.assert_allclose(g.data, g.data.T, rtol=1e-12)  # symmetric, as documented
+
+
+def test_multivariate_normal_scalar_and_diagonal_cov():
+    import scipy.stats
+
+    x = np.array([[0.3, -0.2], [1.0, 0.5]])
+    mvn = ad.scipy.stats.multivariate_normal
+    for cov in (1.7, np.array([0.5, 2.0])):
+        np.testing.assert_allclose(
+            mvn.logpdf(x, np.zeros(2), cov).data,
+            scipy.stats.multivariate_normal.logpdf(x, np.zeros(2), cov),
+            rtol=1e-12,
+        )
+    xs = np.array([0.3, -0.2, 1.1])  # d = 1: each entry is a point
+    np.testing.assert_allclose(
+        mvn.logpdf(xs, 0.5, 2.0).data,
+        scipy.stats.multivariate_normal.logpdf(xs, 0.5, 2.0),
+        rtol=1e-12,
+    )
+
+
+def test_dirichlet():
+    import scipy.stats
+
+    alpha = np.array([1.5, 2.0, 3.0])
+    x = np.array([[0.2, 0.1], [0.3, 0.6], [0.5, 0.3]])
+    for method in ("logpdf", "pdf"):
+        want = getattr(scipy.stats.dirichlet, method)(x, alpha)
+        np.testing.assert_allclose(
+            getattr(ad.scipy.stats.dirichlet, method)(x, alpha).data, want, rtol=1e-12
+        )
+    check_derivatives(
+        lambda x_, a_: (ad.scipy.stats.dirichlet.logpdf(x_, a_) * [1.0, -0.3]).sum(), x, alpha
+    )

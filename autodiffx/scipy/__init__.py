@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import special
+from . import special, stats
 
-__all__ = ["special"]
+__all__ = ["special", "stats"]
