@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import scipy.linalg as sl
 import scipy.special as sp
-from strategies import NONZERO, POSITIVE, REAL, Const, Fixed, interval
+from strategies import NONZERO, POSITIVE, REAL, SPD, WELLCOND, Const, Fixed, interval
 
 U = [(), (2, 3)]
 B = [((), ()), ((2, 3), (3,)), ((2, 1), (1, 3))]
@@ -79,6 +80,54 @@ def _special(OpSpec: Any, Case: Any, elementwise: Any) -> list[Any]:
     ]
 
 
+_PIVOTING = Fixed([[0.5, 2.0, 1.0], [3.0, 1.0, -1.0], [1.0, -2.0, 4.0]])  # rows get swapped
+_MATS = [((3, 3),), ((2, 3, 3),), ((1, 1),)]
+
+
+def _linalg(OpSpec: Any, Case: Any) -> list[Any]:
+    tri = [  # each of trans, lower, unit both ways
+        Case(((3, 3), (3, 2)), {"trans": t, "lower": lo, "unit": u})
+        for t, lo, u in [(0, False, False), (1, True, False), (0, True, True), (1, False, True)]
+    ] + [Case(((2, 3, 3), (2, 3, 1)), {"trans": 1, "lower": True, "unit": False})]
+
+    def tri_ref(a: Any, b: Any, trans: int = 0, lower: bool = False, unit: bool = False) -> Any:
+        return sl.solve_triangular(a, b, trans=trans, lower=lower, unit_diagonal=unit)
+
+    return [
+        OpSpec(
+            "solve_triangular",
+            (WELLCOND, REAL),
+            tuple(tri),
+            ref=tri_ref,
+            batch="lead",
+            batch_min_ndim=2,
+        ),
+        OpSpec(
+            "lu_factor",
+            (WELLCOND,),
+            (Case(((3, 3),)), Case(((3, 3),), args=(_PIVOTING,)), Case(((1, 1),))),
+            ref=lambda a: tuple(sl.lu_factor(a)),
+        ),
+        OpSpec(
+            "expm",
+            (REAL,),
+            tuple(Case(s) for s in _MATS),
+            ref=sl.expm,
+            complex=True,
+            batch="lead",
+            batch_min_ndim=2,
+        ),
+        OpSpec(
+            "sqrtm",
+            (SPD,),
+            tuple(Case(s) for s in _MATS),
+            ref=sl.sqrtm,
+            batch="lead",
+            batch_min_ndim=2,
+        ),
+    ]
+
+
 def rows(OpSpec: Any, Case: Any, elementwise: Any) -> list[Any]:
     """The rows of every ``autodiffx.scipy`` primitive."""
-    return _special(OpSpec, Case, elementwise)
+    return _special(OpSpec, Case, elementwise) + _linalg(OpSpec, Case)

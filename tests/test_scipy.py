@@ -392,3 +392,95 @@ def test_dirichlet():
     check_derivatives(
         lambda x_, a_: (ad.scipy.stats.dirichlet.logpdf(x_, a_) * [1.0, -0.3]).sum(), x, alpha
     )
+
+
+# ----- linalg ------------------------------------------------------------------------------
+def _spd(n, seed=0):
+    a = np.random.default_rng(seed).standard_normal((n, n))
+    return a @ a.T + n * np.eye(n)
+
+
+@pytest.mark.parametrize("lower", [False, True])
+@pytest.mark.parametrize("bshape", [(3,), (3, 2)])
+def test_cho_factor_and_cho_solve(lower, bshape):
+    import scipy.linalg as sl
+
+    a = _spd(3)
+    b = np.random.default_rng(1).standard_normal(bshape)
+    c, low = ad.scipy.linalg.cho_factor(a, lower=lower)
+    want_c, _ = sl.cho_factor(a, lower=lower)
+    tri = np.tril if lower else np.triu
+    np.testing.assert_allclose(c.data, tri(want_c), rtol=1e-13)  # the other triangle is 0
+    assert low == lower
+    x = ad.scipy.linalg.cho_solve((c, low), b)
+    np.testing.assert_allclose(x.data, sl.cho_solve((want_c, lower), b), rtol=1e-12)
+    w = np.random.default_rng(2).standard_normal(bshape)
+
+    def f(a_, b_):  # symmetric directions: a Cholesky factor reads one triangle
+        s = (a_ + a_.T) / 2
+        return (ad.scipy.linalg.cho_solve(ad.scipy.linalg.cho_factor(s, lower=lower), b_) * w).sum()
+
+    check_derivatives(f, a, b)
+
+
+@pytest.mark.parametrize("trans", [0, 1])
+@pytest.mark.parametrize("bshape", [(3,), (3, 2)])
+def test_lu_factor_and_lu_solve(trans, bshape):
+    import scipy.linalg as sl
+
+    a = np.array([[0.5, 2.0, 1.0], [3.0, 1.0, -1.0], [1.0, -2.0, 4.0]])  # pivots
+    b = np.random.default_rng(1).standard_normal(bshape)
+    lu, piv = ad.scipy.linalg.lu_factor(a)
+    want = sl.lu_factor(a)
+    np.testing.assert_allclose(lu.data, want[0], rtol=1e-13)
+    np.testing.assert_array_equal(piv.data, want[1])
+    assert not piv.requires_grad
+    x = ad.scipy.linalg.lu_solve((lu, piv), b, trans=trans)
+    np.testing.assert_allclose(x.data, sl.lu_solve(want, b, trans=trans), rtol=1e-12)
+    w = np.random.default_rng(2).standard_normal(bshape)
+    check_derivatives(
+        lambda a_, b_: (
+            ad.scipy.linalg.lu_solve(ad.scipy.linalg.lu_factor(a_), b_, trans) * w
+        ).sum(),
+        a,
+        b,
+    )
+
+
+def test_solve_triangular_vector_and_refusals():
+    import scipy.linalg as sl
+
+    a = np.array([[2.0, 0.3, -0.4], [0.0, 3.0, 0.2], [0.0, 0.0, 1.5]])
+    b = np.array([1.0, -2.0, 0.5])
+    for trans in (0, 1, "N", "T"):
+        np.testing.assert_allclose(
+            ad.scipy.linalg.solve_triangular(a, b, trans=trans).data,
+            sl.solve_triangular(a, b, trans=trans),
+            rtol=1e-13,
+        )
+    check_derivatives(lambda a_, b_: ad.scipy.linalg.solve_triangular(a_, b_).sum(), a, b)
+    with pytest.raises(NotImplementedError, match="trans='C'"):
+        ad.scipy.linalg.solve_triangular(a, b, trans="C")
+    with pytest.raises(ValueError, match="one square matrix"):
+        ad.scipy.linalg.lu_factor(np.ones((2, 3)))
+
+
+def test_block_diag():
+    import scipy.linalg as sl
+
+    blocks = [np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([5.0, 6.0, 7.0]), np.array(8.0)]
+    np.testing.assert_array_equal(ad.scipy.linalg.block_diag(*blocks).data, sl.block_diag(*blocks))
+    assert ad.scipy.linalg.block_diag().shape == sl.block_diag().shape
+    w = np.random.default_rng(0).standard_normal(sl.block_diag(*blocks).shape)
+    check_derivatives(lambda *bs: (ad.scipy.linalg.block_diag(*bs) * w).sum(), *blocks)
+
+
+@pytest.mark.parametrize("name", ["expm", "sqrtm"])
+def test_matrix_function_gradient_and_hessian(name):
+    import scipy.linalg as sl
+
+    a = _spd(3) / 3
+    f = getattr(ad.scipy.linalg, name)
+    np.testing.assert_allclose(f(a).data, getattr(sl, name)(a), rtol=1e-12)
+    w = np.random.default_rng(4).standard_normal((3, 3))
+    check_derivatives(lambda m: (f(m) * w).sum(), a, rtol=1e-6)
