@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import scipy.linalg as sl
+import scipy.signal as ss
 import scipy.special as sp
 from strategies import NONZERO, POSITIVE, REAL, SPD, WELLCOND, Const, Fixed, interval
 
@@ -129,6 +131,26 @@ def _linalg(OpSpec: Any, Case: Any) -> list[Any]:
     ]
 
 
+def _conv_ref(a: Any, b: Any, k: int, method: str = "auto") -> Any:
+    """The full convolution over the last k axes, one SciPy call per broadcast lead index."""
+    a, b = np.asarray(a), np.asarray(b)
+    lead = np.broadcast_shapes(a.shape[: a.ndim - k], b.shape[: b.ndim - k])
+    a = np.broadcast_to(a, lead + a.shape[a.ndim - k :])
+    b = np.broadcast_to(b, lead + b.shape[b.ndim - k :])
+    outs = [ss.convolve(a[i], b[i], method="direct") for i in np.ndindex(lead)]
+    return np.stack(outs).reshape(lead + outs[0].shape) if lead else outs[0]
+
+
+def _signal(OpSpec: Any, Case: Any) -> list[Any]:
+    cases = (
+        Case(((4,), (3,)), {"k": 1}),
+        Case(((3, 4), (2, 2)), {"k": 2}),
+        Case(((2, 4), (3,)), {"k": 1}),  # leading axes broadcast
+        Case(((4,), (2, 1, 2)), {"k": 1}),
+    )
+    return [OpSpec("convolve_full", (REAL, REAL), cases, ref=_conv_ref, complex=True, batch="lead")]
+
+
 def rows(OpSpec: Any, Case: Any, elementwise: Any) -> list[Any]:
     """The rows of every ``autodiffx.scipy`` primitive."""
-    return _special(OpSpec, Case, elementwise) + _linalg(OpSpec, Case)
+    return _special(OpSpec, Case, elementwise) + _linalg(OpSpec, Case) + _signal(OpSpec, Case)

@@ -484,3 +484,57 @@ def test_matrix_function_gradient_and_hessian(name):
     np.testing.assert_allclose(f(a).data, getattr(sl, name)(a), rtol=1e-12)
     w = np.random.default_rng(4).standard_normal((3, 3))
     check_derivatives(lambda m: (f(m) * w).sum(), a, rtol=1e-6)
+
+
+# ----- signal ------------------------------------------------------------------------------
+SIGNAL_SHAPES = [((6,), (3,)), ((4,), (6,)), ((5,), (4,)), ((4, 5), (2, 3)), ((3, 3), (4, 2))]
+
+
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize(("sa", "sb"), SIGNAL_SHAPES)
+@pytest.mark.parametrize("name", ["convolve", "correlate", "fftconvolve"])
+def test_signal_against_scipy_and_central_differences(name, sa, sb, mode):
+    import scipy.signal as ss
+
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    f = getattr(ad.scipy.signal, name)
+    try:
+        want = getattr(ss, name)(a, b, mode=mode)
+    except ValueError:  # 'valid' with neither operand the larger in every dimension
+        with pytest.raises(ValueError, match="at least as large"):
+            f(a, b, mode=mode)
+        return
+    got = f(a, b, mode=mode)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.data, want, rtol=1e-11, atol=1e-13)
+    w = rng.standard_normal(want.shape)
+    check_derivatives(lambda x, y: (f(x, y, mode=mode) * w).sum(), a, b)
+
+
+def test_signal_methods_complex_and_axes():
+    import scipy.signal as ss
+
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal(7) + 1j * rng.standard_normal(7)
+    b = rng.standard_normal(4) + 1j * rng.standard_normal(4)
+    for method in ("direct", "fft", "auto"):
+        for name in ("convolve", "correlate"):
+            np.testing.assert_allclose(
+                getattr(ad.scipy.signal, name)(a, b, "same", method).data,
+                getattr(ss, name)(a, b, "same", method),
+                rtol=1e-11,
+            )
+    x, k = rng.standard_normal((3, 6)), rng.standard_normal((1, 4))
+    for mode in ("full", "same", "valid"):
+        np.testing.assert_allclose(
+            ad.scipy.signal.fftconvolve(x, k, mode, axes=-1).data,
+            ss.fftconvolve(x, k, mode, axes=-1),
+            rtol=1e-11,
+        )
+    w = rng.standard_normal((3, 3))
+    check_derivatives(
+        lambda s, t: (ad.scipy.signal.fftconvolve(s, t, "valid", axes=[1]) * w).sum(), x, k
+    )
+    with pytest.raises(ValueError, match="same dimensionality"):
+        ad.scipy.signal.convolve(np.ones(3), np.ones((2, 2)))
