@@ -182,8 +182,8 @@ def test_matrix_and_masked_are_refused_in_forward_mode_and_recorded_rules():
 
 def test_ufunc_errors_name_the_ufuncs_own_module():
     x = ad.tensor(V, requires_grad=True)
-    with pytest.raises(TypeError, match=r"^scipy\.special\.gamma has no autodiffx rule"):
-        scipy.special.gamma(x)
+    with pytest.raises(TypeError, match=r"^scipy\.special\.dawsn has no autodiffx rule"):
+        scipy.special.dawsn(x)
     with pytest.raises(TypeError, match=r"^scipy\.special\.xlogy\.outer is not supported"):
         scipy.special.xlogy.outer(x, x)
     with pytest.raises(TypeError, match=r"^scipy\.special\.erf\(\.\.\., out=\.\.\.\)"):
@@ -193,7 +193,7 @@ def test_ufunc_errors_name_the_ufuncs_own_module():
     with pytest.raises(TypeError, match=r"^numpy\.gcd has no autodiffx rule"):
         np.gcd(ad.tensor([4, 6]), 2)
     with pytest.raises(TypeError, match=r"t\.detach\(\)"):
-        scipy.special.gamma(x)
+        scipy.special.dawsn(x)
 
 
 def test_finite_differences_read_values_of_tensors_that_require_grad():
