@@ -538,3 +538,19 @@ def test_signal_methods_complex_and_axes():
     )
     with pytest.raises(ValueError, match="same dimensionality"):
         ad.scipy.signal.convolve(np.ones(3), np.ones((2, 2)))
+
+
+@pytest.mark.parametrize(
+    ("call", "hint"),
+    [
+        (lambda x: sp.logsumexp(x), "ad.scipy.special.logsumexp"),
+        (lambda x: sp.softmax(x), "ad.scipy.special.softmax"),  # SciPy's axis=None default
+        (lambda x: sp.multigammaln(x, 2), "ad.scipy.special.multigammaln"),
+        (lambda x: __import__("scipy.linalg").linalg.expm(x), "ad.scipy.linalg.expm"),
+        (lambda x: __import__("scipy.signal").signal.convolve(x, x), "ad.scipy.signal.convolve"),
+    ],
+)
+def test_scipy_function_on_a_live_tensor_names_the_ad_scipy_version(call, hint):
+    x = ad.tensor([[1.0, 0.2], [0.1, 2.0]], requires_grad=True)
+    with pytest.raises(TypeError, match=f"call {hint} instead"):
+        call(x)
