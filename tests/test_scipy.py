@@ -554,3 +554,11 @@ def test_scipy_function_on_a_live_tensor_names_the_ad_scipy_version(call, hint):
     x = ad.tensor([[1.0, 0.2], [0.1, 2.0]], requires_grad=True)
     with pytest.raises(TypeError, match=f"call {hint} instead"):
         call(x)
+
+
+def test_i0e_kink_at_zero_uses_derivative_zero():
+    x = ad.tensor([0.0], requires_grad=True)
+    (g,) = ad.autograd.grad(S.i0e(x).sum(), x)
+    assert g.item() == 0.0  # the published kink convention (docs/conventions.md)
+    _, t = ad.jvp(lambda v: S.i0e(v), (np.zeros(1),), (np.ones(1),))
+    assert t.item() == 0.0
