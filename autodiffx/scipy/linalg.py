@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
-import scipy.linalg as sl
 
 from .._mode import STATE
 from .._registry import defprim
@@ -27,6 +27,11 @@ __all__ = [
 _TRANS = {0: 0, 1: 1, "N": 0, "T": 1}
 
 
+def _sl() -> Any:
+    # NOTE: scipy.linalg is imported on first use, not with autodiffx (~0.2 s).
+    return importlib.import_module("scipy.linalg")
+
+
 def _mT(x: Any) -> Any:
     return np.swapaxes(x, -1, -2)
 
@@ -40,7 +45,7 @@ def _tensor(x: Any) -> Any:
 
 # ----- triangular solve --------------------------------------------------------------------
 def _tri_kernel(a: Any, b: Any, trans: int = 0, lower: bool = False, unit: bool = False) -> Any:
-    return sl.solve_triangular(a, b, trans=trans, lower=lower, unit_diagonal=unit)
+    return _sl().solve_triangular(a, b, trans=trans, lower=lower, unit_diagonal=unit)
 
 
 def _mask(x: Any, lower: bool, unit: bool) -> Any:
@@ -217,7 +222,7 @@ def _lu_kernel(a: Any) -> tuple[Any, Any]:
             f"lu_factor: a must be one square matrix, got shape {a.shape} (stack several with "
             "a Python loop; a rectangular LU has no lu_solve)"
         )
-    return sl.lu_factor(a)
+    return _sl().lu_factor(a)
 
 
 _lu = defprim(
@@ -306,13 +311,17 @@ def _matfun(name: str, kernel: Any, doc: str, example: str) -> Any:
     return prim
 
 
+def _expm_kernel(a: Any) -> Any:
+    return _sl().expm(a)
+
+
 def _sqrtm_kernel(a: Any) -> Any:
-    return sl.sqrtm(a)
+    return _sl().sqrtm(a)
 
 
 expm = _matfun(
     "expm",
-    sl.expm,
+    _expm_kernel,
     "Matrix exponential (scipy.linalg.expm), batched over leading axes.",
     "a = ad.tensor([[0.0, 1.0], [-1.0, 0.0]], requires_grad=True)\nad.scipy.linalg.expm(a)",
 )

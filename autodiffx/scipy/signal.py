@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.signal as ss
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .._mode import STATE
@@ -25,7 +24,9 @@ def _core(k: int) -> tuple[int, ...]:
 def _full_kernel(a: Any, b: Any, k: int, method: str = "auto") -> Any:
     """The full convolution over the last ``k`` axes; leading axes broadcast (a batch)."""
     if np.ndim(a) == k and np.ndim(b) == k:
-        return ss.convolve(a, b, mode="full", method=method)
+        import scipy.signal  # NOTE: on first use: importing scipy.signal takes ~1 s
+
+        return scipy.signal.convolve(a, b, mode="full", method=method)
     a, b = np.asarray(a), np.asarray(b)
     cb = b.shape[b.ndim - k :]
     pad = [(0, 0)] * (a.ndim - k) + [(m - 1, m - 1) for m in cb]
