@@ -128,6 +128,15 @@ def _linalg(OpSpec: Any, Case: Any) -> list[Any]:
             batch="lead",
             batch_min_ndim=2,
         ),
+        OpSpec(
+            "logm",
+            (SPD,),
+            tuple(Case(s) for s in _SMALL),
+            ref=sl.logm,
+            batch="lead",
+            batch_min_ndim=2,
+            float32=False,  # SciPy's logm warns that its float32 results may be inaccurate
+        ),
     ]
 
 

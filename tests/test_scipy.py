@@ -475,7 +475,7 @@ def test_block_diag():
     check_derivatives(lambda *bs: (ad.scipy.linalg.block_diag(*bs) * w).sum(), *blocks)
 
 
-@pytest.mark.parametrize("name", ["expm", "sqrtm"])
+@pytest.mark.parametrize("name", ["expm", "sqrtm", "logm"])
 def test_matrix_function_gradient_and_hessian(name):
     import scipy.linalg as sl
 

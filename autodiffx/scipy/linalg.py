@@ -18,6 +18,7 @@ __all__ = [
     "cho_factor",
     "cho_solve",
     "expm",
+    "logm",
     "lu_factor",
     "lu_solve",
     "solve_triangular",
@@ -330,6 +331,48 @@ sqrtm = _matfun(
     _sqrtm_kernel,
     "Principal matrix square root (scipy.linalg.sqrtm), batched over leading axes.",
     "a = ad.tensor([[4.0, 1.0], [0.0, 9.0]], requires_grad=True)\nad.scipy.linalg.sqrtm(a)",
+)
+
+
+# NOTE: logm is the inverse of expm, so L_log(A, E) = L_exp(X)^-1 E with X = logm(A). The
+# n^2 x n^2 matrix of E -> L_exp(X, E) comes from one batched expm of the n^2 blocks
+# [[X, E_j], [0, X]] (the basis matrices E_j), and both rules are a linear solve with it
+# (its transpose for the VJP): fast expm calls instead of SciPy's slow logm on 2n x 2n
+# blocks, and differentiable again (expm and solve are). Cost O(n^6): for small matrices.
+def _exp_frechet_matrix(x: Any) -> Any:
+    """R with R[..., j, :] = vec(L_exp(x, E_j)), so that vec(L_exp(x, E)) = R^T vec(E)."""
+    n = x.shape[-1]
+    shape = (*x.shape[:-2], n * n, n, n)
+    xb = np.broadcast_to(x[..., None, :, :], shape)
+    basis = np.broadcast_to(np.eye(n * n, dtype=x.dtype).reshape(n * n, n, n), shape)
+    block = np.concatenate(
+        [np.concatenate([xb, basis], axis=-1), np.concatenate([0 * basis, xb], axis=-1)],
+        axis=-2,
+    )
+    frechet = expm.call(block)[..., :n, n:]
+    return frechet.reshape((*frechet.shape[:-2], n * n))
+
+
+def _vec_solve(m: Any, e: Any) -> Any:
+    n = e.shape[-1]
+    v = e.reshape((*e.shape[:-2], n * n, 1))
+    return np.linalg.solve(m, v).reshape((*v.shape[:-2], n, n))
+
+
+def _logm_kernel(a: Any) -> Any:
+    return _sl().logm(a)
+
+
+logm = defprim(
+    "logm",
+    _logm_kernel,
+    vjp=lambda needs, g, out, a: (_vec_solve(_exp_frechet_matrix(out), g),),
+    jvp=lambda tans, out, a: _vec_solve(_mT(_exp_frechet_matrix(out)), tans[0]),
+    save_args=False,
+    save_out=True,
+    doc="Principal matrix logarithm (scipy.linalg.logm), batched; derivatives solve with "
+    "the Frechet derivative of expm (an n^2 x n^2 system: meant for small matrices).",
+    example="a = ad.tensor([[4.0, 1.0], [0.0, 9.0]], requires_grad=True)\nad.scipy.linalg.logm(a)",
 )
 
 
