@@ -594,3 +594,15 @@ def test_vectorized_jacobians_of_composites(name):
     np.testing.assert_allclose(jf, jr, rtol=1e-12, atol=1e-14)
     cols = [directional(lambda y: f(ad.tensor(y)).data, [x], [np.eye(n)[i]])[0] for i in range(n)]
     np.testing.assert_allclose(jr, np.stack(cols, axis=-1), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("module", ["special", "stats", "signal", "linalg"])
+def test_every_ad_scipy_name_exists_and_has_an_example(module):
+    mod = getattr(ad.scipy, module)
+    missing = [
+        n
+        for n in mod.__all__
+        if "Examples" not in (getattr(mod, n).__doc__ or "")
+        or ">>>" not in (getattr(mod, n).__doc__ or "")
+    ]
+    assert not missing, f"ad.scipy.{module} names without a docstring example: {missing}"
