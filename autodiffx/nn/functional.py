@@ -27,7 +27,7 @@ function                    derivative at the kink
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.special as sp
@@ -42,9 +42,13 @@ from ..ops import expm1 as _expm1
 from ..ops import log as _log
 from ..ops import logsumexp as _logsumexp
 from ..ops import maximum as _maximum
-from ..ops import tanh
 from ..ops import where as _where
 from ..ops.shape import neg_axis
+
+if TYPE_CHECKING:  # the registry entry's signature in the generated autodiffx/__init__.pyi
+    from .. import tanh
+else:
+    from ..ops import tanh
 
 __all__ = [
     "binary_cross_entropy",

@@ -48,6 +48,7 @@ def train(steps: int = 3) -> float:
         opt.zero_grad()
         loss = ad.nn.functional.mse_loss(model(xs), ys)
         assert_type(loss, ad.Tensor)
+        assert_type(ad.nn.functional.tanh(loss), ad.Tensor)  # a primitive re-exported by nn
         loss.backward()
         opt.step()
         sched.step()
