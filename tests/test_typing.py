@@ -8,6 +8,7 @@ directory.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib.util
 import pathlib
@@ -32,6 +33,8 @@ ad.tensr([1.0])
 ad.sin(x, x)
 ad.logsumexp(x, keepdim=True)
 ad.zeros(3, requires_gard=True)
+ad.nn.Linear(4, 8, bais=False)
+ad.optim.SGD(ad.nn.Linear(4, 8).parameters(), lr=0.1, momentun=0.9)
 """
 MYPY_CONFIG = """\
 [mypy]
@@ -134,16 +137,27 @@ def test_mypy_reports_a_typo_in_ad_as_an_unknown_attribute(mypy_report):
     assert re.search(r'4: error: Module has no attribute "tensr"; maybe "tensor"\?', messages)
 
 
-def test_mypy_checks_the_arguments_of_primitives_and_functions(mypy_report):
+def test_mypy_checks_arguments_of_primitives_functions_layers_and_optimizers(mypy_report):
     messages = "\n".join(mypy_report["mistakes.py"])
     assert '5: error: Too many arguments for "sin"' in messages
     assert '6: error: Unexpected keyword argument "keepdim" for "logsumexp"' in messages
     assert '7: error: Unexpected keyword argument "requires_gard" for "zeros"' in messages
+    assert '8: error: Unexpected keyword argument "bais" for "Linear"' in messages
+    assert '9: error: Unexpected keyword argument "momentun" for "SGD"' in messages
 
 
-def test_typed_tour_runs():
+def test_typed_tour_has_every_statement_of_the_readme_tour():
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    typed = {ast.dump(node) for node in ast.walk(ast.parse(TOUR.read_text()))}
+    missing = [ast.unparse(s) for s in ast.parse(code).body if ast.dump(s) not in typed]
+    assert not missing, f"add to {TOUR.name} (and type-check it) the README's {missing}"
+
+
+def test_typed_tour_runs(capsys):
     spec = importlib.util.spec_from_file_location("typed_tour", TOUR)
     tour = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tour)
-    assert "11.652" in tour.tour()
+    tour.tour()
+    assert "11.652" in capsys.readouterr().out
     assert np.isfinite(tour.train(steps=2))
