@@ -47,6 +47,15 @@ from .numpy_funcs import (
     vsplit,
     vstack,
 )
+from .numpy_more import (
+    angle,
+    linspace,
+    logspace,
+    nanmedian,
+    put_along_axis,
+    real_if_close,
+    sinc,
+)
 from .reduction import (
     UFUNC_REDUCE,
     amax,
