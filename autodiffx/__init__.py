@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from . import autograd, distributions, fd, forward, func, implicit, linalg, nn, optim, stochastic
+from . import (
+    autograd,
+    distributions,
+    fd,
+    fft,
+    forward,
+    func,
+    implicit,
+    linalg,
+    nn,
+    optim,
+    stochastic,
+)
 from ._mode import detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from ._registry import REGISTRY, Primitive  # noqa: F401  (for extensions and tests)
 from ._tensor import Tensor
@@ -244,6 +256,7 @@ __all__ = [
     "expm1",
     "eye",
     "fd",
+    "fft",
     "flatten",
     "flip",
     "fliplr",

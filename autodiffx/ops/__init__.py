@@ -6,6 +6,7 @@ from .._registry import UFUNC_MAP
 from .composite import clip, norm, power
 from .elementwise import *
 from .elementwise import UFUNC_ALIASES
+from .fft import fftn as _fftn  # (registers the numpy.fft primitives)
 from .linalg import dot, einsum, inner, matmul, outer, tensordot, trace
 from .numpy_funcs import (
     append,
