@@ -8,6 +8,7 @@ from .elementwise import *
 from .elementwise import UFUNC_ALIASES
 from .fft import fftn as _fftn  # (registers the numpy.fft primitives)
 from .linalg import dot, einsum, inner, matmul, outer, tensordot, trace
+from .linalg_more import eig as _eig  # (registers eig, eigvals, matrix_rank)
 from .numpy_funcs import (
     append,
     argsort,
