@@ -92,7 +92,10 @@ CASES = {
     "max-where": (lambda x: np.max(x, axis=1, where=M, initial=-1.0), X),
     "min-initial": (lambda x: np.min(x, initial=0.1), X),
     "mean-where": (lambda x: np.mean(x, axis=1, where=M), X),
-    "var-where": (lambda x: np.var(x, axis=1, where=M | np.roll(M, 1, axis=1), ddof=1, keepdims=True), X),
+    "var-where": (
+        lambda x: np.var(x, axis=1, where=M | np.roll(M, 1, axis=1), ddof=1, keepdims=True),
+        X,
+    ),
     "std-where": (lambda x: np.std(x, where=M), X),
     "eigvals": (np.linalg.eigvals, A),
     "eigvals-complex": (np.linalg.eigvals, AC),

@@ -292,9 +292,9 @@ def sum(
     >>> ad.sum(ad.tensor([[1.0, 2.0], [3.0, 4.0]]), axis=0)
     tensor([4., 6.])
     """
-    if "where" in kw or "initial" in kw:
-        return _masked("sum", x, axis, keepdims, dtype=dtype, out=out, **kw)
     if out is not None or kw:
+        if "where" in kw or "initial" in kw:
+            return _masked("sum", x, axis, keepdims, dtype=dtype, out=out, **kw)
         _no_out("sum", out, **kw)
     if dtype is not None:
         x = astype(x, dtype)
@@ -323,7 +323,7 @@ def mean(
     >>> ad.mean(ad.tensor([1.0, 2.0, 6.0]))
     tensor(3.)
     """
-    if "where" in kw or "initial" in kw:
+    if kw and ("where" in kw or "initial" in kw):
         return _masked("mean", x, axis, keepdims, dtype=dtype, out=out, **kw)
     _no_out("mean", out, **kw)
     x = _as_float(x, dtype)
@@ -359,7 +359,7 @@ def var(
     >>> ad.var(ad.tensor([1.0, 2.0, 3.0, 4.0]))
     tensor(1.25)
     """
-    if "where" in kw or "initial" in kw:
+    if kw and ("where" in kw or "initial" in kw):
         return _masked("var", x, axis, keepdims, dtype=dtype, out=out, ddof=ddof, **kw)
     _no_out("var", out, **kw)
     x = _as_float(x, dtype)
@@ -407,7 +407,7 @@ def max(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw:
     >>> ad.max(ad.tensor([1.0, 5.0, 2.0]))
     tensor(5.)
     """
-    if "where" in kw or "initial" in kw:
+    if kw and ("where" in kw or "initial" in kw):
         return _masked("max", x, axis, keepdims, out=out, **kw)
     _no_out("max", out, **kw)
     return amax(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
@@ -422,7 +422,7 @@ def min(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw:
     >>> ad.min(ad.tensor([1.0, 5.0, 2.0]))
     tensor(1.)
     """
-    if "where" in kw or "initial" in kw:
+    if kw and ("where" in kw or "initial" in kw):
         return _masked("min", x, axis, keepdims, out=out, **kw)
     _no_out("min", out, **kw)
     return amin(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
