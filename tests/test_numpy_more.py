@@ -97,6 +97,10 @@ CASES = {
         X,
     ),
     "std-where": (lambda x: np.std(x, where=M), X),
+    "einsum-ellipsis-optimize": (
+        lambda x: np.einsum("...i,ij->...j", x[None], x.T @ x, optimize="greedy"),
+        X,
+    ),
     "eigvals": (np.linalg.eigvals, A),
     "eigvals-complex": (np.linalg.eigvals, AC),
     "eig-vectors": (lambda a: _phase(np.linalg.eig(a)[1]), A),

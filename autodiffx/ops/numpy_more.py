@@ -408,16 +408,21 @@ def _ufunc_outer(ufunc: np.ufunc) -> Any:
     return outer
 
 
+def _numpys(u: Any) -> bool:
+    """A NumPy ufunc (SciPy's keep refusing methods until they have rules of their own)."""
+    return isinstance(u, np.ufunc) and getattr(np, u.__name__, None) is u
+
+
 def _register_ufunc_methods() -> None:
     for u in list(UFUNC_MAP):
-        if not isinstance(u, np.ufunc) or u.nin != 2 or u.nout != 1:
+        if not _numpys(u) or u.nin != 2 or u.nout != 1:
             continue
         red.UFUNC_REDUCE.setdefault((u, "reduce"), _ufunc_reduce(u))
         red.UFUNC_REDUCE.setdefault((u, "accumulate"), _ufunc_accumulate(u))
         red.UFUNC_REDUCE[(u, "outer")] = _ufunc_outer(u)
         red.UFUNC_REDUCE[(u, "at")] = _ufunc_at(u)
     for u in list(UFUNC_MAP):
-        if isinstance(u, np.ufunc) and u.nin == 1 and u.nout == 1:
+        if _numpys(u) and u.nin == 1 and u.nout == 1:
             red.UFUNC_REDUCE[(u, "at")] = _ufunc_at(u)
     # the generic reduce handles initial= and where= for these too
     for u in (np.add, np.multiply, np.maximum, np.minimum):
