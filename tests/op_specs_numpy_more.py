@@ -56,18 +56,22 @@ def _eig_ref(a: Any) -> tuple[Any, Any]:
     return w, _phase(v)
 
 
+def _sinc_row(OpSpec: Any, Case: Any) -> Any:
+    return OpSpec(
+        "sinc",
+        (REAL,),
+        (*(Case((s,)) for s in [(), (3,), (2, 3)]), Case(((5,),), args=(Fixed(_NEAR_ZERO),))),
+        broadcast=True,
+        batch="pad",
+        complex=True,
+    )
+
+
 def rows(OpSpec: Any, Case: Any) -> list[Any]:
     """The rows, built with the table's own classes."""
     mats = [Case(((3, 3),)), Case(((2, 3, 3),)), Case(((1, 1),))]
     return [
-        OpSpec(
-            "sinc",
-            (REAL,),
-            (*(Case((s,)) for s in [(), (3,), (2, 3)]), Case(((5,),), args=(Fixed(_NEAR_ZERO),))),
-            broadcast=True,
-            batch="pad",
-            complex=True,
-        ),
+        _sinc_row(OpSpec, Case),
         OpSpec("fftn", (REAL,), _fft_cases(Case), ref=_fft_ref("fftn"), complex=True, batch="lead"),
         OpSpec(
             "ifftn", (REAL,), _fft_cases(Case), ref=_fft_ref("ifftn"), complex=True, batch="lead"
