@@ -293,6 +293,8 @@ def sum(
     tensor([4., 6.])
     """
     if out is not None or kw:
+        if "where" in kw or "initial" in kw:
+            return _masked("sum", x, axis, keepdims, dtype=dtype, out=out, **kw)
         _no_out("sum", out, **kw)
     if dtype is not None:
         x = astype(x, dtype)
@@ -321,6 +323,8 @@ def mean(
     >>> ad.mean(ad.tensor([1.0, 2.0, 6.0]))
     tensor(3.)
     """
+    if kw and ("where" in kw or "initial" in kw):
+        return _masked("mean", x, axis, keepdims, dtype=dtype, out=out, **kw)
     _no_out("mean", out, **kw)
     x = _as_float(x, dtype)
     axis = _axis_arg(axis)
@@ -355,6 +359,8 @@ def var(
     >>> ad.var(ad.tensor([1.0, 2.0, 3.0, 4.0]))
     tensor(1.25)
     """
+    if kw and ("where" in kw or "initial" in kw):
+        return _masked("var", x, axis, keepdims, dtype=dtype, out=out, ddof=ddof, **kw)
     _no_out("var", out, **kw)
     x = _as_float(x, dtype)
     axis = _axis_arg(axis)
@@ -401,6 +407,8 @@ def max(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw:
     >>> ad.max(ad.tensor([1.0, 5.0, 2.0]))
     tensor(5.)
     """
+    if kw and ("where" in kw or "initial" in kw):
+        return _masked("max", x, axis, keepdims, out=out, **kw)
     _no_out("max", out, **kw)
     return amax(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
 
@@ -414,6 +422,8 @@ def min(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw:
     >>> ad.min(ad.tensor([1.0, 5.0, 2.0]))
     tensor(1.)
     """
+    if kw and ("where" in kw or "initial" in kw):
+        return _masked("min", x, axis, keepdims, out=out, **kw)
     _no_out("min", out, **kw)
     return amin(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
 
@@ -464,6 +474,28 @@ def _reduce_at(ufunc: np.ufunc) -> Any:
     return reduce
 
 
+def _prod_np(
+    x: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any
+) -> Tensor:
+    if "where" in kw or "initial" in kw:
+        return _masked("prod", x, axis, keepdims, dtype=dtype, out=out, **kw)
+    _no_out("prod", out, **kw)
+    if dtype is not None:
+        x = astype(x, dtype)
+    return prod(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
+
+
+def _masked(name: str, x: Any, axis: Any, keepdims: bool, **kw: Any) -> Tensor:
+    """``where=``/``initial=`` given: the masked reduction (autodiffx/ops/numpy_more.py)."""
+    from .numpy_more import masked_reduce
+
+    _no_out(name, kw.pop("out", None))
+    dtype = kw.pop("dtype", None)
+    if dtype is not None:
+        x = astype(x, dtype)
+    return masked_reduce(name, x, axis, keepdims, kw)
+
+
 UFUNC_REDUCE = {
     (np.add, "reduce"): _reduce_at(np.add),
     (np.multiply, "reduce"): _reduce_at(np.multiply),
@@ -483,9 +515,7 @@ FUNCTION_MAP.update(
         np.amax: max,
         np.min: min,
         np.amin: min,
-        np.prod: lambda x, axis=None, keepdims=False, **kw: prod(
-            x, axis=_axis_arg(axis), keepdims=bool(keepdims)
-        ),
+        np.prod: _prod_np,
         np.cumsum: cumsum,
         np.cumprod: cumprod,
         np.argmax: lambda x, axis=None, out=None, keepdims=False: argmax(

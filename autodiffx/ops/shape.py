@@ -734,17 +734,25 @@ def roll(x: Any, shift: Any, axis: Any = None) -> Tensor:
     return roll_(x, shift=shift, axis=axis)
 
 
-def pad(x: Any, pad_width: Any, mode: str = "constant", constant_values: Any = 0) -> Tensor:
-    """Pad with a constant value (``mode="constant"``, the only mode supported).
+def pad(
+    x: Any, pad_width: Any, mode: str = "constant", constant_values: Any = 0, **kw: Any
+) -> Tensor:
+    """Pad as ``np.pad``: every mode but a callable one (see ``ops/numpy_more.pad_mode``).
 
     Examples
     --------
     >>> import autodiffx as ad
     >>> ad.pad(ad.ones(2), 1)
     tensor([0., 1., 1., 0.])
+    >>> ad.pad(ad.tensor([1.0, 2.0, 3.0]), 2, mode="reflect")
+    tensor([3., 2., 1., 2., 3., 2., 1.])
     """
     if mode != "constant":
-        raise NotImplementedError(f"pad: mode={mode!r} is not supported, only 'constant'")
+        from .numpy_more import pad_mode
+
+        return pad_mode(x, pad_width, mode, **kw)
+    if kw:
+        raise ValueError(f"pad: unsupported keyword arguments for mode 'constant': {sorted(kw)}")
     pw = np.asarray(pad_width, dtype=np.int64)
     return pad_(
         x,
