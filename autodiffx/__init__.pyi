@@ -7,6 +7,7 @@ from numpy.typing import ArrayLike
 from . import autograd as autograd
 from . import distributions as distributions
 from . import fd as fd
+from . import fft as fft
 from . import forward as forward
 from . import func as func
 from . import implicit as implicit
@@ -93,6 +94,11 @@ from .ops.numpy_funcs import take_along_axis as take_along_axis
 from .ops.numpy_funcs import trapezoid as trapezoid
 from .ops.numpy_funcs import vsplit as vsplit
 from .ops.numpy_funcs import vstack as vstack
+from .ops.numpy_more import angle as angle
+from .ops.numpy_more import logspace as logspace
+from .ops.numpy_more import nanmedian as nanmedian
+from .ops.numpy_more import put_along_axis as put_along_axis
+from .ops.numpy_more import real_if_close as real_if_close
 from .ops.reduction import cumprod as cumprod
 from .ops.reduction import cumsum as cumsum
 from .ops.reduction import max as max
@@ -132,6 +138,7 @@ __all__ = [
     "add",
     "amax",
     "amin",
+    "angle",
     "append",
     "arange",
     "arccos",
@@ -191,6 +198,7 @@ __all__ = [
     "expm1",
     "eye",
     "fd",
+    "fft",
     "flatten",
     "flip",
     "fliplr",
@@ -230,6 +238,7 @@ __all__ = [
     "log2",
     "log10",
     "logaddexp",
+    "logspace",
     "logsumexp",
     "matmul",
     "max",
@@ -244,6 +253,7 @@ __all__ = [
     "multiply",
     "nanmax",
     "nanmean",
+    "nanmedian",
     "nansum",
     "negative",
     "nn",
@@ -261,11 +271,13 @@ __all__ = [
     "power",
     "prod",
     "ptp",
+    "put_along_axis",
     "quantile",
     "rad2deg",
     "radians",
     "ravel",
     "real",
+    "real_if_close",
     "reciprocal",
     "repeat",
     "reshape",
@@ -275,6 +287,7 @@ __all__ = [
     "save",
     "sign",
     "sin",
+    "sinc",
     "sinh",
     "sort",
     "split",
@@ -486,6 +499,9 @@ def sign(x: ArrayLike, /) -> Tensor:
 
 def sin(x: ArrayLike, /) -> Tensor:
     """Elementwise sine."""
+
+def sinc(x: ArrayLike) -> Tensor:
+    """The normalized sinc, sin(pi x) / (pi x), 1 at 0 (derivatives exact there too)."""
 
 def sinh(x: ArrayLike, /) -> Tensor:
     """Elementwise hyperbolic sine."""
