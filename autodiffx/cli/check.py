@@ -14,6 +14,7 @@ from ..expr import Expression
 from ._expression import add_arguments as add_expression_arguments
 from ._expression import expression, point
 from .argtypes import positive_float
+from .report import fmt_error
 
 SCHEMES = ("forward", "backward", "central", "complex")
 SCHEME_LABEL = {
@@ -89,7 +90,7 @@ def _print_table(names: list[str], rows: list[tuple[str, Any, str]], rev: np.nda
         else:
             with np.errstate(all="ignore"):  # inf - inf at a point where f is not finite
                 e = float(np.max(np.abs(g - rev)))
-            err_abs, err_rel = f"{e:.1e}", f"{e / scale:.1e}"
+            err_abs, err_rel = fmt_error(e), fmt_error(e / scale)
         table.append([label, *[_fmt_num(v) for v in g], err_abs, err_rel, step])
     widths = [max(len(r[i]) for r in [heads, *table]) for i in range(len(heads))]
     for r in [heads, *table]:
