@@ -76,7 +76,8 @@ def kl_divergence(p: Distribution, q: Distribution) -> Tensor:
     """KL(p || q) = E_p[log p(x) - log q(x)], in closed form, with shape ``batch_shape``.
 
     Pairs: Normal, MultivariateNormal, Bernoulli, Categorical, Gamma, Beta, Dirichlet,
-    Exponential, Laplace, Uniform, Poisson (each with itself), Independent-Independent (same
+    Exponential, Laplace, Uniform, Poisson (each with itself), MultivariateNormal and
+    LowRankMultivariateNormal (all four pairs), Independent-Independent (same
     reinterpreted axes) and TransformedDistribution pairs with equal transforms (LogNormal).
     A missing pair raises ``NotImplementedError``; add one with ``register_kl``.
 
