@@ -14,6 +14,7 @@ the batched (vectorized-Jacobian) rules feed them. Pooling composes these and in
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,14 +53,23 @@ def _plain(a: Any, nd: int) -> bool:
     return a.ndim == nd + 2
 
 
+def _cols(x: Any, k: Any, stride: Any, padding: Any, dilation: Any) -> Any:
+    """im2col of a plain (N, C, *s) input: (N, C * prod(k), prod(out)), contiguous."""
+    nd = len(k)
+    win = _windows(_padded(x, padding), k, stride, dilation)  # (N, C, *o, *k)
+    cols = np.ascontiguousarray(win.transpose(0, 1, *range(nd + 2, 2 * nd + 2), *range(2, nd + 2)))
+    return cols.reshape(x.shape[0], -1, math.prod(win.shape[2 : nd + 2])), win.shape[2 : nd + 2]
+
+
 def _conv_kernel(x: Any, w: Any, stride: Any, padding: Any, dilation: Any, groups: int) -> Any:
     nd = len(stride)
     k = w.shape[-nd:]
-    win = _windows(_padded(x, padding), k, stride, dilation)  # (*L, N, C, *o, *k)
     if groups == 1 and _plain(x, nd) and _plain(w, nd):
-        ax = [1, *range(nd + 2, 2 * nd + 2)]
-        out = np.tensordot(w, win, axes=(list(range(1, nd + 2)), ax))  # (O, N, *o)
-        return np.ascontiguousarray(np.moveaxis(out, 0, 1))
+        # NOTE: one (O, CK) @ (CK, L) product per example (a batched matmul) gives the output
+        # in its (N, O, L) layout directly; one big GEMM would need a transposed copy after.
+        cols, osp = _cols(x, k, stride, padding, dilation)
+        return (w.reshape(w.shape[0], -1) @ cols).reshape(x.shape[0], w.shape[0], *osp)
+    win = _windows(_padded(x, padding), k, stride, dilation)  # (*L, N, C, *o, *k)
     o, kk = _subs(nd)
     win = win.reshape((*win.shape[: -2 * nd - 1], groups, -1, *win.shape[-2 * nd :]))
     ww = w.reshape((*w.shape[: -nd - 2], groups, -1, *w.shape[-nd - 1 :]))
@@ -73,8 +83,10 @@ def _conv_transpose_kernel(
     nd = len(stride)
     k, osp = w.shape[-nd:], g.shape[-nd:]
     if groups == 1 and _plain(g, nd) and _plain(w, nd):
-        cols = np.tensordot(g, w, axes=([1], [0]))  # (N, *o, C, *k)
-        cols = np.moveaxis(cols, nd + 1, 1)  # (N, C, *o, *k)
+        n, c = g.shape[0], w.shape[1]
+        w2 = w.reshape(w.shape[0], -1)
+        cols = (w2.T @ g.reshape(n, w.shape[0], -1)).reshape(n, c, *k, *osp)
+        cols = np.moveaxis(cols, tuple(range(2, nd + 2)), tuple(range(-nd, 0)))  # (N, C, *o, *k)
     else:
         o, kk = _subs(nd)
         gg = g.reshape((*g.shape[: -nd - 1], groups, -1, *osp))
@@ -98,10 +110,11 @@ def _conv_weight_grad_kernel(
     x: Any, g: Any, kernel: Any, stride: Any, padding: Any, dilation: Any, groups: int
 ) -> Any:
     nd = len(stride)
-    win = _windows(_padded(x, padding), kernel, stride, dilation)  # (*L, N, C, *o, *k)
     if groups == 1 and _plain(x, nd) and _plain(g, nd):
-        ax = [0, *range(2, nd + 2)]
-        return np.tensordot(g, win, axes=(ax, ax))  # (O, C, *k)
+        cols, _ = _cols(x, kernel, stride, padding, dilation)  # (N, CK, L)
+        gw = (g.reshape(g.shape[0], g.shape[1], -1) @ cols.transpose(0, 2, 1)).sum(axis=0)
+        return gw.reshape(g.shape[1], x.shape[1], *kernel)
+    win = _windows(_padded(x, padding), kernel, stride, dilation)  # (*L, N, C, *o, *k)
     o, kk = _subs(nd)
     win = win.reshape((*win.shape[: -2 * nd - 1], groups, -1, *win.shape[-2 * nd :]))
     gg = g.reshape((*g.shape[: -nd - 1], groups, -1, *g.shape[-nd:]))
