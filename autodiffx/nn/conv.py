@@ -28,10 +28,15 @@ _SP = "hwd"  # output spatial subscripts of the einsum forms (up to 3 spatial ax
 _KS = "ijk"  # kernel spatial subscripts
 
 
-def _padded(x: Any, padding: Sequence[tuple[int, int]]) -> Any:
+def _padded(x: Any, padding: Sequence[tuple[int, int]], value: float = 0.0) -> Any:
+    """``x`` with ``value`` added around its last axes (``np.pad``'s result, without its cost)."""
     if not any(lo or hi for lo, hi in padding):
         return x
-    return np.pad(x, [(0, 0)] * (x.ndim - len(padding)) + [tuple(p) for p in padding])
+    nd = len(padding)
+    shape = x.shape[:-nd] + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[-nd:], padding))
+    out = np.full(shape, value, dtype=x.dtype)
+    out[(Ellipsis, *(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[-nd:], padding)))] = x
+    return out
 
 
 def _windows(xp: Any, k: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> Any:
@@ -82,6 +87,18 @@ def _conv_transpose_kernel(
 ) -> Any:
     nd = len(stride)
     k, osp = w.shape[-nd:], g.shape[-nd:]
+    edges = [(d * (n - 1) - lo, d * (n - 1) - hi) for n, d, (lo, hi) in zip(k, dilation, padding)]
+    if (
+        groups == 1
+        and _plain(g, nd)
+        and _plain(w, nd)
+        and set(stride) == {1}
+        and min(min(edges)) >= 0
+    ):
+        # NOTE: with stride 1 the transpose is the full correlation with the flipped kernel,
+        # one forward convolution (im2col and one product) instead of a scatter per position.
+        wt = np.flip(w, tuple(range(2, nd + 2))).swapaxes(0, 1)
+        return _conv_kernel(g, wt, stride, tuple(edges), dilation, 1)
     if groups == 1 and _plain(g, nd) and _plain(w, nd):
         n, c = g.shape[0], w.shape[1]
         w2 = w.reshape(w.shape[0], -1)
@@ -473,22 +490,17 @@ def max_pool2d(
     """
     _no_ceil(ceil_mode, "max_pool2d")
     x, k, st, pad, dil = _pool_args(input, kernel_size, stride, padding, dilation, "max_pool2d")
-    pairs = [(p, p) for p in pad]
-    xp = np.pad(x.data, [(0, 0)] * (x.ndim - 2) + pairs, constant_values=-np.inf)
+    xp = _padded(x.data, [(p, p) for p in pad], -np.inf)
     win = _windows(xp, k, st, dil)  # (*lead, OH, OW, KH, KW)
     first = np.argmax(win.reshape((*win.shape[:-2], -1)), axis=-1)
-    kpos = np.unravel_index(first, k)
-    coords = []
-    for i in range(2):
-        n_out = win.shape[x.ndim - 2 + i]
-        start = np.arange(n_out).reshape((-1,) + (1,) * (1 - i)) * st[i] - pad[i]
-        # NOTE: a window whose maximum is -inf may pick a padding position; PyTorch then
-        # reports the window's first position inside the input, which the clip gives.
-        coords.append(np.clip(start + kpos[i] * dil[i], 0, x.shape[-2 + i] - 1))
-    lead = np.indices(x.shape[:-2], sparse=True)
-    idx = tuple(a.reshape((*a.shape, 1, 1)) for a in lead) + tuple(coords)
-    flat = np.ravel_multi_index(np.broadcast_arrays(*idx), x.shape)
-    return x.reshape(-1)[flat]
+    kh, kw = np.divmod(first, k[1])
+    (oh, ow), (h, w) = win.shape[-4:-2], x.shape[-2:]
+    # NOTE: a window whose maximum is -inf may pick a padding position; PyTorch then reports
+    # the window's first position inside the input, which the clip gives.
+    rows = np.clip(np.arange(oh)[:, None] * st[0] - pad[0] + kh * dil[0], 0, h - 1)
+    cols = np.clip(np.arange(ow) * st[1] - pad[1] + kw * dil[1], 0, w - 1)
+    lead = np.arange(0, x.size, h * w).reshape((*x.shape[:-2], 1, 1))
+    return x.reshape(-1)[lead + rows * w + cols]
 
 
 def avg_pool2d(
