@@ -32,6 +32,26 @@ def _update(buf: Any, value: Any, momentum: float) -> None:
         buf += momentum * value
 
 
+def _batch_stats(x: Tensor, running_mean: Any, running_var: Any, momentum: float) -> Any:
+    """``x`` centred by its batch mean and its biased batch variance (per channel, kept
+    dims); the running statistics, when given, take the mean and the unbiased variance."""
+    axes = (0, *range(2, x.ndim))
+    n = x.size // max(x.shape[1], 1)
+    if n <= 1:
+        raise ValueError(
+            f"batch_norm: expected more than 1 value per channel when training, got input "
+            f"{x.shape}; use a larger batch or eval()"
+        )
+    mean = x.mean(axis=axes, keepdims=True)
+    xc = x - mean
+    var = (xc * xc).mean(axis=axes, keepdims=True)
+    for buf, stat in ((running_mean, mean), (running_var, var * (n / (n - 1)))):
+        if buf is not None:
+            _per_channel(buf, x, "a running statistic")
+            _update(buf, stat.data.reshape(-1), momentum)
+    return xc, var
+
+
 def batch_norm(
     input: Any,
     running_mean: Any,
@@ -83,22 +103,9 @@ def batch_norm(
         raise ValueError(
             f"batch_norm: expected an input (N, C, ...) of 2 or more axes, got {x.shape}"
         )
-    axes = (0, *range(2, x.ndim))
-    n = x.size // max(x.shape[1], 1)
     if training or running_mean is None or running_var is None:
-        if n <= 1:
-            raise ValueError(
-                f"batch_norm: expected more than 1 value per channel when training, got input "
-                f"{x.shape}; use a larger batch or eval()"
-            )
-        mean = x.mean(axis=axes, keepdims=True)
-        xc = x - mean
-        var = (xc * xc).mean(axis=axes, keepdims=True)
-        if training:
-            for buf, stat in ((running_mean, mean), (running_var, var * (n / (n - 1)))):
-                if buf is not None:
-                    _per_channel(buf, x, "a running statistic")
-                    _update(buf, stat.data.reshape(-1), momentum)
+        stats = (running_mean, running_var) if training else (None, None)
+        xc, var = _batch_stats(x, *stats, momentum)
     else:
         xc = x - _per_channel(running_mean, x, "running_mean")
         var = _per_channel(running_var, x, "running_var")

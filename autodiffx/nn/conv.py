@@ -503,6 +503,19 @@ def max_pool2d(
     return x.reshape(-1)[lead + rows * w + cols]
 
 
+def _divided(sums: Tensor, x: Tensor, k: Any, geo: Any, include_pad: bool, divisor: Any) -> Any:
+    """Window sums divided as ``avg_pool2d``'s options say."""
+    if divisor is not None:
+        if not isinstance(divisor, int | np.integer) or divisor == 0:
+            raise ValueError(f"avg_pool2d: divisor_override must be a nonzero int, got {divisor!r}")
+        return sums / divisor
+    if include_pad or not any(lo for lo, _ in geo["padding"]):
+        return sums / (k[0] * k[1])
+    ones = np.ones((1, 1, *k), dtype=x.dtype)
+    counts = _conv_kernel(np.ones((1, 1, *x.shape[-2:])), ones, **geo)
+    return sums / counts.astype(x.dtype)
+
+
 def avg_pool2d(
     input: Any,
     kernel_size: Any,
@@ -551,15 +564,5 @@ def avg_pool2d(
     geo = dict(stride=st, padding=tuple((p, p) for p in pad), dilation=(1, 1), groups=1)
     ones = np.ones((1, 1, *k), dtype=x.dtype)
     sums = _conv(x.reshape((-1, 1, *x.shape[-2:])), ones, **geo)
-    if divisor_override is not None:
-        if not isinstance(divisor_override, int | np.integer) or divisor_override == 0:
-            raise ValueError(
-                f"avg_pool2d: divisor_override must be a nonzero int, got {divisor_override!r}"
-            )
-        sums = sums / divisor_override
-    elif count_include_pad or not any(pad):
-        sums = sums / (k[0] * k[1])
-    else:
-        counts = _conv_kernel(np.ones((1, 1, *x.shape[-2:])), ones, **geo)
-        sums = sums / counts.astype(x.dtype)
+    sums = _divided(sums, x, k, geo, count_include_pad, divisor_override)
     return sums.reshape(x.shape[:-2] + sums.shape[-2:])

@@ -256,7 +256,17 @@ class _BatchNorm(Module):
                 self.register_buffer(name, None)
 
     def reset_running_stats(self) -> None:
-        """Running mean 0, running variance 1, no batch tracked."""
+        """Running mean 0, running variance 1, no batch tracked.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> bn = ad.nn.BatchNorm1d(2)
+        >>> _ = bn(ad.tensor([[1.0, 2.0], [3.0, 5.0]]))
+        >>> bn.reset_running_stats()
+        >>> bn.running_mean, bn.running_var, bn.num_batches_tracked
+        (tensor([0., 0.]), tensor([1., 1.]), tensor(0))
+        """
         if self.track_running_stats:
             self.running_mean.data[...] = 0
             self.running_var.data[...] = 1
