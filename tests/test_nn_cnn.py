@@ -313,6 +313,13 @@ def test_max_pool_of_minus_infinity_and_nan_follow_pytorch():
     assert t.grad.data[0, 0, 0, 0] == 1.0 and t.grad.data.sum() == 1.0
 
 
+def test_max_pool_sends_the_gradient_to_the_last_nan_as_pytorch():
+    x = np.array([[[[0.0, np.nan], [np.nan, 5.0]]]])
+    t = ad.tensor(x, requires_grad=True)
+    F.max_pool2d(t, 2).sum().backward()
+    np.testing.assert_array_equal(t.grad.data, [[[[0.0, 0.0], [1.0, 0.0]]]])
+
+
 # ----- the CNN on the embedded digits ------------------------------------------------------
 def test_digits_cnn_learns_in_a_few_seconds():
     """Two epochs on the digits (benchmarks/train_cnn.py runs the full training)."""

@@ -460,7 +460,7 @@ def max_pool2d(
     The maximum of each window is found on the values and then read by indexing, so the
     gradient goes to one element per window: the first maximum in the window's row-major
     order (PyTorch's choice, also for ties such as the zeros after a ReLU); overlapping
-    windows add up. NaN propagates as in PyTorch.
+    windows add up. NaN propagates as in PyTorch (the gradient goes to the last NaN).
 
     Parameters
     ----------
@@ -491,10 +491,21 @@ def max_pool2d(
     _no_ceil(ceil_mode, "max_pool2d")
     x, k, st, pad, dil = _pool_args(input, kernel_size, stride, padding, dilation, "max_pool2d")
     xp = _padded(x.data, [(p, p) for p in pad], -np.inf)
-    win = _windows(xp, k, st, dil)  # (*lead, OH, OW, KH, KW)
-    first = np.argmax(win.reshape((*win.shape[:-2], -1)), axis=-1)
+    (h, w), (ph, pw) = x.shape[-2:], xp.shape[-2:]
+    oh = (ph - dil[0] * (k[0] - 1) - 1) // st[0] + 1
+    ow = (pw - dil[1] * (k[1] - 1) - 1) // st[1] + 1
+    # NOTE: PyTorch's scan: a later element wins if it is larger or NaN (so the first maximum,
+    # and the last NaN); one vectorized step per kernel position, never per pixel.
+    best = first = None
+    for j, (a, b) in enumerate(itertools.product(range(k[0]), range(k[1]))):
+        r, c = a * dil[0], b * dil[1]
+        v = xp[..., r : r + st[0] * (oh - 1) + 1 : st[0], c : c + st[1] * (ow - 1) + 1 : st[1]]
+        if best is None:
+            best, first = v, np.zeros(v.shape, dtype=np.intp)
+            continue
+        upd = (v > best) | np.isnan(v)
+        best, first = np.where(upd, v, best), np.where(upd, j, first)
     kh, kw = np.divmod(first, k[1])
-    (oh, ow), (h, w) = win.shape[-4:-2], x.shape[-2:]
     # NOTE: a window whose maximum is -inf may pick a padding position; PyTorch then reports
     # the window's first position inside the input, which the clip gives.
     rows = np.clip(np.arange(oh)[:, None] * st[0] - pad[0] + kh * dil[0], 0, h - 1)
