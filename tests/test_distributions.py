@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.special as sp
-from _numdiff import directional
 
 import autodiffx as ad
 from autodiffx.distributions import _implicit
+from autodiffx.fd import directional
 
 D = ad.distributions
 VALUE_METHODS = ("log_prob", "cdf", "icdf")
