@@ -28,24 +28,44 @@ def _data(x: Any) -> np.ndarray:
     return np.asarray(x.data if isinstance(x, Tensor) else x)
 
 
-class _GammaSampleGrad(Function):
+class _FirstDerivative(Function):
+    """A first derivative in the shape parameter, a constant of the graph: its own derivatives
+    raise, naming ``what`` (the user-facing call)."""
+
+    what = ""
+
+    @classmethod
+    def vjp(cls, ctx: Any, g: Any) -> Any:
+        raise NotImplementedError(_SECOND.format(what=cls.what))
+
+    @classmethod
+    def jvp(cls, ctx: Any, *tangents: Any) -> Any:
+        raise NotImplementedError(_SECOND.format(what=cls.what))
+
+
+class _Rsample(Function):
+    """Samples drawn beforehand, ``forward(ctx, concentration, sample)``, passed through with
+    a pathwise derivative in the concentration (subclasses give ``vjp`` and ``jvp``)."""
+
+    @staticmethod
+    def forward(ctx: Any, concentration: Any, sample: Any) -> Any:
+        ctx.save_for_backward(concentration)
+        ctx.sample = sample
+        return sample
+
+
+class _GammaSampleGrad(_FirstDerivative):
     """dx/da of Gamma(a, 1) samples x (a constant of the graph: its derivative raises)."""
+
+    what = "Gamma.rsample"
 
     @staticmethod
     def forward(ctx: Any, concentration: Any, x: Any) -> Any:
         c = _data(concentration)
         return standard_gamma_grad(c, x).astype(c.dtype, copy=False)
 
-    @staticmethod
-    def vjp(ctx: Any, g: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Gamma.rsample"))
 
-    @staticmethod
-    def jvp(ctx: Any, *tangents: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Gamma.rsample"))
-
-
-class GammaRsample(Function):
+class GammaRsample(_Rsample):
     """``x`` (Gamma(a, 1) samples drawn beforehand) with the pathwise derivative dx/da.
 
     Examples
@@ -60,40 +80,28 @@ class GammaRsample(Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, concentration: Any, x: Any) -> Any:
-        ctx.save_for_backward(concentration)
-        ctx.x = x
-        return x
-
-    @staticmethod
     def vjp(ctx: Any, g: Any) -> Any:
         (c,) = ctx.saved_tensors
-        return g * _GammaSampleGrad.apply(c, ctx.x), None
+        return g * _GammaSampleGrad.apply(c, ctx.sample), None
 
     @staticmethod
     def jvp(ctx: Any, tc: Any, tx: Any) -> Any:
         (c,) = ctx.saved_tensors
-        return tc * _GammaSampleGrad.apply(c, ctx.x)
+        return tc * _GammaSampleGrad.apply(c, ctx.sample)
 
 
-class _DirichletSampleGrad(Function):
+class _DirichletSampleGrad(_FirstDerivative):
     """PyTorch's ``_dirichlet_grad`` of samples y (a constant of the graph)."""
+
+    what = "Dirichlet.rsample"
 
     @staticmethod
     def forward(ctx: Any, concentration: Any, y: Any) -> Any:
         c = _data(concentration)
         return dirichlet_grad(y, c).astype(c.dtype, copy=False)
 
-    @staticmethod
-    def vjp(ctx: Any, g: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Dirichlet.rsample"))
 
-    @staticmethod
-    def jvp(ctx: Any, *tangents: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Dirichlet.rsample"))
-
-
-class DirichletRsample(Function):
+class DirichletRsample(_Rsample):
     """``y`` (Dirichlet samples drawn beforehand) with dy_j/da_i = g_i (delta_ij - y_j).
 
     Examples
@@ -108,26 +116,22 @@ class DirichletRsample(Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, concentration: Any, y: Any) -> Any:
-        ctx.save_for_backward(concentration)
-        ctx.y = y
-        return y
-
-    @staticmethod
     def vjp(ctx: Any, g: Any) -> Any:
         (c,) = ctx.saved_tensors
-        grad = _DirichletSampleGrad.apply(c, ctx.y)
-        return grad * (g - (g * ctx.y).sum(axis=-1, keepdims=True)), None
+        grad = _DirichletSampleGrad.apply(c, ctx.sample)
+        return grad * (g - (g * ctx.sample).sum(axis=-1, keepdims=True)), None
 
     @staticmethod
     def jvp(ctx: Any, tc: Any, ty: Any) -> Any:
         (c,) = ctx.saved_tensors
-        moved = _DirichletSampleGrad.apply(c, ctx.y) * tc
-        return moved - ctx.y * moved.sum(axis=-1, keepdims=True)
+        moved = _DirichletSampleGrad.apply(c, ctx.sample) * tc
+        return moved - ctx.sample * moved.sum(axis=-1, keepdims=True)
 
 
-class _GammaincDa(Function):
+class _GammaincDa(_FirstDerivative):
     """dP(a, x)/da = -dx/da * p(x; a) (a constant of the graph: its derivative raises)."""
+
+    what = "Gamma.cdf"
 
     @staticmethod
     def forward(ctx: Any, a: Any, x: Any) -> Any:
@@ -136,14 +140,6 @@ class _GammaincDa(Function):
         dens = np.exp((av - 1) * np.log(xv) - xv - sp.gammaln(av))
         out = np.where(xv > 0, -grad * dens, 0.0)
         return out.astype(np.result_type(av.dtype, xv.dtype), copy=False)
-
-    @staticmethod
-    def vjp(ctx: Any, g: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Gamma.cdf"))
-
-    @staticmethod
-    def jvp(ctx: Any, *tangents: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Gamma.cdf"))
 
 
 class Gammainc(Function):
