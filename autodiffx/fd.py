@@ -321,17 +321,8 @@ def gradient(
 ) -> Result:
     """Finite-difference gradient of a scalar-valued function of an array.
 
-    Parameters
-    ----------
-    f : callable
-        Scalar-valued: called with NumPy arrays of x's shape, returns a number, a 0-d (or
-        size-1) array or an autodiffx Tensor.
-    x : array_like
-        Point of evaluation, any shape. Integers become float64.
-    h : float or array_like, optional
-        Step(s), positive, broadcastable to x's shape. Default: :func:`default_step`.
-    scheme : {"forward", "backward", "central", "complex"}
-        Difference scheme (see :func:`derivative`).
+    The arguments are those of :func:`jacobian`, for an ``f`` that returns a number, a 0-d
+    (or size-1) array or an autodiffx Tensor.
 
     Returns
     -------
@@ -592,22 +583,39 @@ def _along(
     return lambda t: evaluate(_shifted(arrays, j, index, float(t)))
 
 
-def _rev_jacobians(
-    ad: Any,
-    autograd: Any,
+def _ad_jacobians(
+    mode: str,
     f: Callable[..., Any],
     args: list,
     positions: list[int],
     arrays: list[np.ndarray],
     out_shape: tuple[int, ...],
 ) -> list[np.ndarray]:
-    """AD Jacobians ``out.shape + x.shape``, one reverse pass per output element."""
+    """AD Jacobians ``out.shape + x.shape`` of the checked inputs: one reverse pass per output
+    element (``"rev"``) or one dual-number pass per input element (``"fwd"``)."""
+    ad, autograd, forward = _core()
     jacs = [np.zeros(out_shape + a.shape) for a in arrays]
-    leaves = _leaves(ad, args, positions, arrays)
-    out = f(*leaves)
-    if not (isinstance(out, ad.Tensor) and out.requires_grad):
+    if mode == "rev":
+        leaves = _leaves(ad, args, positions, arrays)
+        out = f(*leaves)
+        if isinstance(out, ad.Tensor) and out.requires_grad:
+            _rev_rows(ad, autograd, out, [leaves[p] for p in positions], out_shape, jacs)
         return jacs
-    diff = [leaves[p] for p in positions]
+    for j, (position, array) in enumerate(zip(positions, arrays, strict=True)):
+        for index in np.ndindex(array.shape):
+            tangent = np.zeros_like(array)
+            tangent[index] = 1.0
+            leaves = _leaves(ad, args, positions, arrays)
+            column = _fwd_column(ad, forward, f, leaves, position, tangent)
+            if column is not None:
+                jacs[j][(..., *index)] = column
+    return jacs
+
+
+def _rev_rows(
+    ad: Any, autograd: Any, out: Any, diff: list, out_shape: tuple, jacs: list[np.ndarray]
+) -> None:
+    """Fill row k of every Jacobian from one reverse pass seeded with output element k."""
     for k in np.ndindex(out_shape):
         seed = np.zeros(out_shape)
         seed[k] = 1.0
@@ -617,33 +625,20 @@ def _rev_jacobians(
         for jac, g in zip(jacs, grads, strict=True):
             if g is not None:
                 jac[k] = _to_numpy(g, ad)
-    return jacs
 
 
-def _fwd_jacobians(
-    ad: Any,
-    forward: Any,
-    f: Callable[..., Any],
-    args: list,
-    positions: list[int],
-    arrays: list[np.ndarray],
-    out_shape: tuple[int, ...],
-) -> list[np.ndarray]:
-    """AD Jacobians ``out.shape + x.shape``, one dual-number pass per input element."""
-    jacs = [np.zeros(out_shape + a.shape) for a in arrays]
-    for j, (position, array) in enumerate(zip(positions, arrays, strict=True)):
-        for index in np.ndindex(array.shape):
-            tangent = np.zeros_like(array)
-            tangent[index] = 1.0
-            leaves = _leaves(ad, args, positions, arrays)
-            with forward.dual_level():
-                leaves[position] = forward.make_dual(leaves[position], ad.tensor(tangent))
-                out = f(*leaves)
-                if isinstance(out, ad.Tensor):
-                    t = forward.unpack_dual(out)[1]
-                    if t is not None:
-                        jacs[j][(..., *index)] = _to_numpy(t, ad)
-    return jacs
+def _fwd_column(
+    ad: Any, forward: Any, f: Callable[..., Any], leaves: list, position: int, tangent: Any
+) -> np.ndarray | None:
+    """f's output tangent when the input at ``position`` carries ``tangent`` (None if none)."""
+    with forward.dual_level():
+        leaves[position] = forward.make_dual(leaves[position], ad.tensor(tangent))
+        out = f(*leaves)
+        if isinstance(out, ad.Tensor):
+            t = forward.unpack_dual(out)[1]
+            if t is not None:
+                return _to_numpy(t, ad)
+    return None
 
 
 def _fd_jacobian(
@@ -763,7 +758,7 @@ def gradcheck(
     >>> gradcheck(lambda x: x * x.detach(), 3.0, modes=("rev",), raise_exception=False)
     False
     """
-    ad, autograd, forward = _core()
+    ad = _core()[0]
     modes = tuple(modes)
     if not modes or any(m not in _MODES for m in modes):
         raise ValueError(f"modes must be a non-empty subset of {_MODES}; got {modes!r}")
@@ -794,9 +789,7 @@ def gradcheck(
     found: list[_Mismatch] = []
     ad_by_mode = {}
     for mode in modes:
-        jacobians = _rev_jacobians if mode == "rev" else _fwd_jacobians
-        core = autograd if mode == "rev" else forward
-        ad_by_mode[mode] = jacobians(ad, core, f, args, positions, arrays, f0.shape)
+        ad_by_mode[mode] = _ad_jacobians(mode, f, args, positions, arrays, f0.shape)
         for j in range(len(arrays)):
             found += _mismatches(mode, j, ad_by_mode[mode][j], fd_jacs[j], f0.shape, atol, rtol)
     if not found:
@@ -943,29 +936,15 @@ def gradgradcheck(
     create_graph=True)`` over the floating-point inputs, its gradients ravelled and
     concatenated in input order into one vector (so "output element (k,)" in an error
     message indexes that vector; a gradient that is None counts as zeros). ``go`` is held
-    fixed: derivatives with respect to it are not checked.
+    fixed: derivatives with respect to it are not checked. The other arguments, the result
+    (True if the second derivatives agree) and the errors are those of :func:`gradcheck`,
+    but ``modes`` defaults to ``("rev",)``.
 
     Parameters
     ----------
-    f : callable
-        Takes the inputs (floating ones as Tensors) and returns one Tensor of any shape.
-    *inputs : Tensor, array_like or number
-        Point of evaluation (see :func:`gradcheck`; float32 inputs are upcast with a warning).
     grad_outputs : array_like or Tensor, optional
         Cotangent ``go`` of f's output shape. Default: fixed standard normal values from
         ``numpy.random.default_rng(0)``.
-    atol, rtol, modes, eps, check_kinks, raise_exception
-        As in :func:`gradcheck` (modes defaults to ``("rev",)``).
-
-    Returns
-    -------
-    bool
-        True if the second derivatives agree.
-
-    Raises
-    ------
-    GradcheckError
-        On the first mismatch (if ``raise_exception``).
 
     Examples
     --------
