@@ -373,14 +373,22 @@ def _solve_jvp(
     return solve_system(system, rhs, system.tangent_solve)
 
 
-_SOLVE = defprim(
+def given_solution(name: str, vjp: Any, jvp: Any, doc: str) -> Any:
+    """An unregistered primitive whose forward returns the solution computed beforehand (the
+    parameter ``result``) and whose rules differentiate it implicitly: ``linear_solve`` here,
+    ``implicit_root`` in ``implicit``."""
+    return defprim(name, _given, vjp=vjp, jvp=jvp, save_out=True, register=False, doc=doc)
+
+
+def _given(*datas: Any, result: Any, **params: Any) -> Any:
+    return result
+
+
+_SOLVE = given_solution(
     "linear_solve",
-    lambda *datas, system, result: result,
-    vjp=_solve_vjp,
-    jvp=_solve_jvp,
-    save_out=True,
-    register=False,
-    doc="x = A(θ)⁻¹ b for a LinearSystem, given the solution (ad.linalg.custom_linear_solve).",
+    _solve_vjp,
+    _solve_jvp,
+    "x = A(θ)⁻¹ b for a LinearSystem, given the solution (ad.linalg.custom_linear_solve).",
 )
 
 
