@@ -14,22 +14,6 @@ from . import functional as F
 from .functional import _linear, as_generator
 from .module import Module, Parameter
 
-__all__ = [
-    "ELU",
-    "GELU",
-    "Dropout",
-    "Identity",
-    "LeakyReLU",
-    "Linear",
-    "LogSoftmax",
-    "ReLU",
-    "Sequential",
-    "Sigmoid",
-    "Softmax",
-    "Softplus",
-    "Tanh",
-]
-
 
 class Identity(Module):
     """Return the input unchanged (a placeholder layer).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -120,6 +120,17 @@ def _check_plain_attributes(m: Module) -> None:
     for name, v in m.__dict__.items():
         if isinstance(v, list | tuple | dict) and name not in _REGISTRIES and _holds_modules(v):
             _refuse_container(type(m).__name__, name, v)
+
+
+def _zero_grads(params: Iterable[Tensor], set_to_none: bool) -> None:
+    """Reset the gradients of ``params`` (``Module.zero_grad`` and ``Optimizer.zero_grad``)."""
+    for p in params:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad.zero_()
 
 
 # The registries that may hold a name set to None: (registry, what it holds, expected type).
@@ -570,13 +581,7 @@ class Module:
         >>> lin.weight.grad is None
         True
         """
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.zero_()
+        _zero_grads(self.parameters(), set_to_none)
 
     # ----- state -------------------------------------------------------------------------------
     def state_dict(

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._mode import enable_grad, no_grad
 from .._tensor import Tensor, bump_version
+from ..nn.module import _zero_grads
 
 __all__ = ["Optimizer", "required"]
 
@@ -221,14 +222,7 @@ class Optimizer:
         >>> x.grad is None
         True
         """
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.zero_()
+        _zero_grads((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient; returns ``closure()`` if given.
