@@ -375,12 +375,12 @@ class Adagrad(Optimizer):
     Examples
     --------
     >>> import autodiffx as ad
-    >>> x = ad.tensor([1.0], requires_grad=True)
+    >>> x = ad.tensor([1.0, -100.0], requires_grad=True)
     >>> opt = ad.optim.Adagrad([x], lr=0.5)
-    >>> (x * x).sum().backward()
+    >>> ad.sum(x * x).backward()
     >>> opt.step()
-    >>> x
-    tensor([0.5], requires_grad=True)
+    >>> x  # the first step moves each coordinate by lr, whatever its gradient's scale
+    tensor([  0.5, -99.5], requires_grad=True)
     """
 
     _param_shaped = frozenset({"sum"})
