@@ -951,7 +951,7 @@ class EvaluationTrace:
         out: Tensor,
         keep: list[Any],
     ) -> None:
-        self._f = f
+        self._name = getattr(f, "__name__", type(f).__name__)
         self._inputs = inputs
         self._leaves = leaves
         self._out = out
@@ -1003,9 +1003,8 @@ class EvaluationTrace:
     def __repr__(self) -> str:
         n_in = len(self._inputs)
         n_steps = sum(len(a.outs) for a in self._apps)
-        name = getattr(self._f, "__name__", type(self._f).__name__)
         return (
-            f"<EvaluationTrace of {name}: {n_in} input{'s' * (n_in != 1)}, {n_steps} "
+            f"<EvaluationTrace of {self._name}: {n_in} input{'s' * (n_in != 1)}, {n_steps} "
             f"step{'s' * (n_steps != 1)}, y = {_fmt_value(self._y.value, 3)}>"
         )
 
