@@ -22,9 +22,15 @@ class ConvergenceWarning(UserWarning):
 
     Examples
     --------
+    >>> import warnings
+    >>> import numpy as np
     >>> import autodiffx as ad
-    >>> issubclass(ad.linalg.ConvergenceWarning, UserWarning)
-    True
+    >>> a = np.diag([1.0, 10.0, 100.0])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     x = ad.linalg.cg(a, np.ones(3), maxiter=1)
+    >>> [type(w.message).__name__ for w in caught]
+    ['ConvergenceWarning']
     """
 
 
@@ -437,10 +443,7 @@ def custom_linear_solve(
         ``vecmat`` for the transposed system; ``symmetric=True`` passes ``matvec`` to
         ``transpose_solve``.
 
-    Returns
-    -------
-    Tensor
-        x, of the shape of ``b``.
+    The result x is a Tensor of the shape of ``b``.
 
     Examples
     --------

@@ -130,8 +130,9 @@ def zeros_(tensor: Tensor) -> Tensor:
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.nn.init.zeros_(ad.ones(2))
-    tensor([0., 0.])
+    >>> w = ad.ones(2)
+    >>> ad.nn.init.zeros_(w) is w, w  # in place, and returned
+    (True, tensor([0., 0.]))
     """
     return _fill(tensor, 0, "zeros_")
 
