@@ -724,8 +724,13 @@ def nanmean(
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.nanmean(ad.tensor([1.0, float("nan"), 2.0]))
-    tensor(1.5)
+    >>> x = ad.tensor([[1.0, float("nan")], [2.0, 4.0]], requires_grad=True)
+    >>> ad.nanmean(x, axis=1)
+    tensor([1., 3.], grad_fn=<divide>)
+    >>> ad.nanmean(x, axis=1).sum().backward()
+    >>> x.grad
+    tensor([[1. , 0. ],
+            [0.5, 0.5]])
     """
     _no_kw("nanmean", {"dtype": dtype, "out": out, **kw})
     a = _t(a)

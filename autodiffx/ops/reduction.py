@@ -352,8 +352,8 @@ def var(
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.var(ad.tensor([1.0, 2.0, 3.0, 4.0]))
-    tensor(1.25)
+    >>> ad.var(ad.tensor([1.0, 2.0, 3.0, 4.0])), ad.var(ad.tensor([1.0, 2.0, 3.0, 4.0]), ddof=1)
+    (tensor(1.25), tensor(1.66666667))
     """
     _no_out("var", out, **kw)
     x = _as_float(x, dtype)
@@ -421,6 +421,8 @@ def min(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw:
     >>> import autodiffx as ad
     >>> ad.min(ad.tensor([1.0, 5.0, 2.0]))
     tensor(1.)
+    >>> ad.grad(ad.min)(ad.tensor([1.0, 5.0, 1.0]))  # a tie: half each
+    tensor([0.5, 0. , 0.5])
     """
     return _extreme(amin, "min", x, axis, out, keepdims, kw)
 
