@@ -127,8 +127,8 @@ def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.ones_like(ad.zeros(2))
-    tensor([1., 1.])
+    >>> ad.ones_like(ad.zeros(2), dtype="float32", requires_grad=True)
+    tensor([1., 1.], dtype=float32, requires_grad=True)
     """
     return _make(np.ones_like(_like(x), dtype=dtype), requires_grad)
 

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.special as sp
-from _numdiff import directional
 
 import autodiffx as ad
 from autodiffx.distributions import _implicit
+from autodiffx.fd import directional
 
 D = ad.distributions
 VALUE_METHODS = ("log_prob", "cdf", "icdf")
@@ -1033,8 +1033,11 @@ def test_missing_pieces_raise_clear_errors():
     ):
         D.kl_divergence(D.Normal(0.0, 1.0), D.Gamma(1.0, 1.0))
     two = D.Independent(D.Normal(ad.zeros((2, 2)), 1.0), 2)
-    with pytest.raises(NotImplementedError, match="different reinterpreted_batch_ndims"):
+    with pytest.raises(NotImplementedError, match=r"different reinterpreted_batch_ndims \(2 and 1"):
         D.kl_divergence(two, D.Independent(D.Normal(ad.zeros((2, 2)), 1.0), 1))
+    mvn2, mvn3 = (D.MultivariateNormal(ad.zeros(n), covariance_matrix=ad.eye(n)) for n in (2, 3))
+    with pytest.raises(ValueError, match=r"MultivariateNormal .* event_shape \(\(2,\) and \(3,\)"):
+        D.kl_divergence(mvn2, mvn3)
     p = D.TransformedDistribution(D.Normal(0.0, 1.0), D.ExpTransform())
     q = D.TransformedDistribution(D.Normal(0.0, 1.0), D.SigmoidTransform())
     with pytest.raises(NotImplementedError, match="different transforms"):

@@ -43,6 +43,7 @@ from ..ops import log as _log
 from ..ops import logsumexp as _logsumexp
 from ..ops import maximum as _maximum
 from ..ops import where as _where
+from ..ops.linalg import total
 from ..ops.shape import neg_axis
 
 if TYPE_CHECKING:  # the registry entry's signature in the generated autodiffx/__init__.pyi
@@ -286,19 +287,9 @@ def sigmoid(x: Any) -> Tensor:
 
 
 def smooth_heaviside(x: Any, beta: float = 1.0) -> Tensor:
-    """Smoothed Heaviside step ``sigmoid(beta * x)``; tends to the step as beta grows.
+    """Smoothed Heaviside step ``sigmoid(beta * x)``, in [0, 1]; tends to the step as beta grows.
 
-    Parameters
-    ----------
-    x : Tensor or array_like
-        Input.
-    beta : float, optional
-        Sharpness (default 1); the slope at 0 is ``beta / 4``.
-
-    Returns
-    -------
-    Tensor
-        Values in [0, 1].
+    ``beta`` (default 1) is the sharpness: the slope at 0 is ``beta / 4``.
 
     Examples
     --------
@@ -586,13 +577,7 @@ def _linear_vjp(needs: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any) ->
 def _linear_jvp(tans: Any, out: Any, x: Any, weight: Any, bias: Any) -> Any:
     # Batched tangents arrive padded to the output's rank (``broadcasting=True``).
     tx, tw, tb = tans
-    acc = None if tx is None else tx @ weight.mT
-    if tw is not None:
-        term = x @ tw.mT
-        acc = term if acc is None else acc + term
-    if tb is not None:
-        acc = tb if acc is None else acc + tb
-    return acc
+    return total((None if tx is None else tx @ weight.mT, None if tw is None else x @ tw.mT, tb))
 
 
 _linear = defprim(

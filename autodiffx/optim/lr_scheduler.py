@@ -122,7 +122,12 @@ class LRScheduler:
             values = closed() if closed is not None else self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, values, strict=True):
             group["lr"] = lr
-        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        self._last_lr = self._rates()
+
+    def _rates(self, factor: float | None = None) -> list[float]:
+        """Every group's current ``lr`` (times ``factor`` if given)."""
+        groups = self.optimizer.param_groups
+        return [g["lr"] for g in groups] if factor is None else [g["lr"] * factor for g in groups]
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the optimizer (and functions), as plain values.
@@ -171,12 +176,10 @@ class StepLR(LRScheduler):
     >>> import autodiffx as ad
     >>> opt = ad.optim.SGD([ad.zeros(1, requires_grad=True)], lr=1.0)
     >>> sched = ad.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
-    >>> lrs = []
-    >>> for _ in range(5):
-    ...     lrs.append(sched.get_last_lr()[0])
+    >>> for _ in range(3):
     ...     sched.step()
-    >>> [round(v, 12) for v in lrs]
-    [1.0, 1.0, 0.1, 0.1, 0.01]
+    >>> opt.param_groups[0]["lr"], sched.last_epoch  # decayed once (at epoch 2), not yet twice
+    (0.1, 3)
     """
 
     def __init__(
@@ -188,9 +191,8 @@ class StepLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         """``lr * gamma`` at a non-zero multiple of ``step_size``, else ``lr``."""
-        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
-            return [g["lr"] for g in self.optimizer.param_groups]
-        return [g["lr"] * self.gamma for g in self.optimizer.param_groups]
+        keep = self.last_epoch == 0 or self.last_epoch % self.step_size != 0
+        return self._rates(None if keep else self.gamma)
 
     def _get_closed_form_lr(self) -> list[float]:
         return [b * self.gamma ** (self.last_epoch // self.step_size) for b in self.base_lrs]
@@ -215,9 +217,7 @@ class ExponentialLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         """``lr * gamma`` (unchanged at the initial step)."""
-        if self._is_initial:
-            return [g["lr"] for g in self.optimizer.param_groups]
-        return [g["lr"] * self.gamma for g in self.optimizer.param_groups]
+        return self._rates(None if self._is_initial else self.gamma)
 
     def _get_closed_form_lr(self) -> list[float]:
         return [b * self.gamma**self.last_epoch for b in self.base_lrs]
