@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._mode import STATE, enable_grad
-from ._registry import apply, defprim
+from ._registry import apply
 from ._tensor import Tensor
 from .forward import dual_level, make_dual, unpack_dual
 from .linalg_solvers import (
@@ -17,6 +17,7 @@ from .linalg_solvers import (
     as_tensor,
     closure_tensors,
     data,
+    given_solution,
     partial_vjp,
     raw_mode,
     recording,
@@ -203,14 +204,11 @@ def _root_jvp(tans: tuple[Any, ...], out: Tensor, *thetas: Any, eq: _Equation, r
     return solve_system(system, -r, system.tangent_solve)
 
 
-_ROOT = defprim(
+_ROOT = given_solution(
     "implicit_root",
-    lambda *datas, eq, result: result,
-    vjp=_root_vjp,
-    jvp=_root_jvp,
-    save_out=True,
-    register=False,
-    doc="z* with F(z*, θ) = 0, given the solution (ad.implicit.root and fixed_point).",
+    _root_vjp,
+    _root_jvp,
+    "z* with F(z*, θ) = 0, given the solution (ad.implicit.root and fixed_point).",
 )
 
 
@@ -416,16 +414,8 @@ def fixed_point(
         Iteration limit of the forward solve.
     memory : int
         Anderson's number of past iterates.
-    linear_solver, linear_tol
-        As in :func:`root`.
-    raise_on_failure : bool
-        Non-convergence warns with ``ad.linalg.ConvergenceWarning`` (the last iterate is
-        returned), or raises ``ad.linalg.ConvergenceError`` when True.
-
-    Returns
-    -------
-    Tensor
-        z*, of the shape of ``z0``.
+    linear_solver, linear_tol, raise_on_failure
+        As in :func:`root`, which also gives the result (z*, a Tensor of z0's shape).
 
     Examples
     --------

@@ -7,9 +7,9 @@ import mpmath
 import numpy as np
 import pytest
 import scipy.special as sp
-from _numdiff import directional
 
 import autodiffx as ad
+from autodiffx.fd import directional
 from autodiffx.forward import dual_level, make_dual
 
 S = ad.scipy.special
@@ -129,6 +129,15 @@ def test_log_ndtr_derivative_in_the_far_tail():
     mpmath.mp.dps = 50
     want = [float(mpmath.npdf(v) / mpmath.ncdf(v)) for v in (-40.0, -8.0, 0.0, 9.0)]
     np.testing.assert_allclose(x.grad.data, want, rtol=1e-12)
+
+
+def test_sinc_is_numpys_rule():
+    x = ad.tensor([0.0, 0.5], requires_grad=True)
+    assert S.sinc is ad.sinc
+    y = sp.sinc(x)  # scipy.special.sinc is np.sinc: dispatched to the same rule
+    assert y.grad_fn.name == "sinc"
+    (g,) = ad.autograd.grad(y.sum(), x)
+    np.testing.assert_allclose(g.data, [0.0, (np.cos(np.pi / 2) * np.pi / 2 - 1) / 0.5**2 / np.pi])
 
 
 def test_bessel_i1_at_zero_and_subnormal():

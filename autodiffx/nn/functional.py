@@ -27,7 +27,7 @@ function                    derivative at the kink
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.special as sp
@@ -42,9 +42,14 @@ from ..ops import expm1 as _expm1
 from ..ops import log as _log
 from ..ops import logsumexp as _logsumexp
 from ..ops import maximum as _maximum
-from ..ops import tanh
 from ..ops import where as _where
+from ..ops.linalg import total
 from ..ops.shape import neg_axis
+
+if TYPE_CHECKING:  # the registry entry's signature in the generated autodiffx/__init__.pyi
+    from .. import tanh
+else:
+    from ..ops import tanh
 
 __all__ = [
     "binary_cross_entropy",
@@ -282,19 +287,9 @@ def sigmoid(x: Any) -> Tensor:
 
 
 def smooth_heaviside(x: Any, beta: float = 1.0) -> Tensor:
-    """Smoothed Heaviside step ``sigmoid(beta * x)``; tends to the step as beta grows.
+    """Smoothed Heaviside step ``sigmoid(beta * x)``, in [0, 1]; tends to the step as beta grows.
 
-    Parameters
-    ----------
-    x : Tensor or array_like
-        Input.
-    beta : float, optional
-        Sharpness (default 1); the slope at 0 is ``beta / 4``.
-
-    Returns
-    -------
-    Tensor
-        Values in [0, 1].
+    ``beta`` (default 1) is the sharpness: the slope at 0 is ``beta / 4``.
 
     Examples
     --------
@@ -582,13 +577,7 @@ def _linear_vjp(needs: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any) ->
 def _linear_jvp(tans: Any, out: Any, x: Any, weight: Any, bias: Any) -> Any:
     # Batched tangents arrive padded to the output's rank (``broadcasting=True``).
     tx, tw, tb = tans
-    acc = None if tx is None else tx @ weight.mT
-    if tw is not None:
-        term = x @ tw.mT
-        acc = term if acc is None else acc + term
-    if tb is not None:
-        acc = tb if acc is None else acc + tb
-    return acc
+    return total((None if tx is None else tx @ weight.mT, None if tw is None else x @ tw.mT, tb))
 
 
 _linear = defprim(
@@ -1133,3 +1122,10 @@ def soft_margin_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor
     tensor(500.34657359)
     """
     return soft_margin_hinge_loss(input, target, margin=0.0, beta=1.0, reduction=reduction)
+
+
+# ----- convolution, pooling, batch norm, channel dropout (their own modules) ---------------
+from .channels import batch_norm, dropout2d  # noqa: E402
+from .conv import avg_pool2d, conv1d, conv2d, max_pool2d  # noqa: E402
+
+__all__ += ["avg_pool2d", "batch_norm", "conv1d", "conv2d", "dropout2d", "max_pool2d"]

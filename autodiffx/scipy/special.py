@@ -13,7 +13,7 @@ from .._registry import UFUNC_MAP, Primitive, defprim
 from .._tensor import Tensor
 from ..nn.functional import log_softmax as _log_softmax
 from ..nn.functional import sigmoid as _sigmoid
-from ..ops import digamma, erf, erfinv, gammaln, polygamma
+from ..ops import digamma, erf, erfinv, gammaln, polygamma, sinc
 from ..ops.elementwise import exp as _exp
 from ..ops.elementwise import log as _log
 from ..ops.elementwise import where as _where
@@ -53,6 +53,7 @@ __all__ = [
     "polygamma",
     "psi",
     "rel_entr",
+    "sinc",
     "softmax",
     "spence",
     "stdtr",

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import autodiffx as ad
-from autodiffx.cli_study import bench_gradients
+from autodiffx.cli.bench import bench_gradients
 
 # %% [markdown]
 # ## 1. The step size
