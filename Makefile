@@ -20,8 +20,11 @@ $(VENV)/.installed-plot: pyproject.toml
 $(VENV)/.installed-test: pyproject.toml
 	$(call install,$(VENV),test)
 
+# MathJax for offline pages: the wheel's static files only (its jupyter-server dependency is
+# not needed to serve them).
 $(VENV)/.installed-docs: pyproject.toml
 	$(call install,$(VENV),docs)
+	$(VENV)/bin/python -m pip install -q --no-deps "jupyter-server-mathjax==0.2.6" || { rm $@; exit 1; }
 
 $(VENV)/.installed-bench: pyproject.toml
 	$(call install,$(VENV),bench)
@@ -49,7 +52,7 @@ test-oracles: $(ORACLE_VENV)/.installed
 docs: $(VENV)/.installed-docs
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 	rm -rf docs/_build
-	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	OPENBLAS_NUM_THREADS=1 $(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 	$(PY) -m pytest -p no:xdist -m docs tests/test_docs_site.py
 
 lint: $(VENV)/.installed-test

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import shutil
 import sys
@@ -58,6 +59,21 @@ for nb in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
 html_theme = "pydata_sphinx_theme"
 html_title = f"autodiffx {release}"
 html_static_path: list[str] = []
+# NOTE: MathJax is served with the site (MathJax 2.7 from the jupyter-server-mathjax wheel, which
+# `make docs` installs without its dependencies), so that the pages render their formulas
+# offline and in CI's browser test; without it Sphinx links MathJax 3 from a CDN.
+_mathjax = importlib.util.find_spec("jupyter_server_mathjax")
+if _mathjax is not None:
+    html_static_path.append(str(Path(_mathjax.submodule_search_locations[0]) / "static"))
+    mathjax_path = "MathJax.js?config=TeX-AMS-MML_HTMLorMML"
+    mathjax2_config = {
+        "tex2jax": {
+            "inlineMath": [["\\(", "\\)"]],
+            "displayMath": [["\\[", "\\]"]],
+            "processRefs": False,
+            "processEnvironments": False,
+        }
+    }
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,

@@ -2,8 +2,9 @@
 
 The site (``docs/_build/html``) is served on localhost; a checker page on the same origin
 loads each page in an iframe, waits for its images and writes what it found (title, text
-length, each image's natural size) into its own DOM, which ``chromium --dump-dom`` prints.
-Each page is also screenshotted into ``docs/_build/screenshots/`` (CI artifacts).
+length, each image's natural size, formulas typeset by MathJax) into its own DOM, which
+``chromium --dump-dom`` prints. Each page is also screenshotted into
+``docs/_build/screenshots/`` (CI artifacts).
 """
 
 from __future__ import annotations
@@ -41,14 +42,22 @@ CHECKER = """<!doctype html><html><body><pre id="result">pending</pre>
 <script>
 const frame = document.getElementById("page");
 frame.onload = async () => {
-  const doc = frame.contentDocument;
+  const win = frame.contentWindow, doc = frame.contentDocument;
   const images = [...doc.images];
   await Promise.all(images.map(i => i.decode().catch(() => null)));
+  if (doc.querySelector(".math")) {  // wait for MathJax (2 or 3) to typeset the page
+    for (let k = 0; k < 300 && !(win.MathJax && (win.MathJax.isReady || win.MathJax.startup)); k++)
+      await new Promise(r => setTimeout(r, 100));
+    if (win.MathJax && win.MathJax.Hub) await new Promise(r => win.MathJax.Hub.Queue(r));
+    if (win.MathJax && win.MathJax.startup) await win.MathJax.startup.promise;
+  }
   document.getElementById("result").textContent = JSON.stringify({
     title: doc.title,
     text: doc.body.innerText.length,
     headings: [...doc.querySelectorAll("h1")].map(h => h.textContent),
     signatures: [...doc.querySelectorAll("dt.sig")].map(d => d.id),
+    math: doc.querySelectorAll(".math").length,
+    typeset: doc.querySelectorAll(".MathJax, .MathJax_Display, mjx-container").length,
     images: images.map(i => ({src: i.getAttribute("src"), width: i.naturalWidth,
                               height: i.naturalHeight})),
   });
@@ -141,6 +150,7 @@ def test_page_renders_with_its_images(server, page, heading, min_images):
     assert len(seen["images"]) >= min_images, seen["images"]
     broken = [i["src"] for i in seen["images"] if i["width"] == 0 or i["height"] == 0]
     assert not broken, f"{page}: images that did not load: {broken}"
+    assert seen["typeset"] >= seen["math"], f"{page}: formulas not typeset by MathJax: {seen}"
     _check_screenshot(screenshot(server, page))
 
 
