@@ -20,11 +20,8 @@ $(VENV)/.installed-plot: pyproject.toml
 $(VENV)/.installed-test: pyproject.toml
 	$(call install,$(VENV),test)
 
-# MathJax for offline pages: the wheel's static files only (its jupyter-server dependency is
-# not needed to serve them).
 $(VENV)/.installed-docs: pyproject.toml
 	$(call install,$(VENV),docs)
-	$(VENV)/bin/python -m pip install -q --no-deps "jupyter-server-mathjax==0.2.6" || { rm $@; exit 1; }
 
 $(VENV)/.installed-bench: pyproject.toml
 	$(call install,$(VENV),bench)

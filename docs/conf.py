@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import shutil
 import sys
@@ -25,6 +24,9 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "myst_nb",
+    # NOTE: MathJax 3 is served with the site (not linked from a CDN), so that the pages show
+    # their formulas offline and in CI's browser test.
+    "sphinx-mathjax-offline",
 ]
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 
@@ -59,21 +61,6 @@ for nb in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
 html_theme = "pydata_sphinx_theme"
 html_title = f"autodiffx {release}"
 html_static_path: list[str] = []
-# NOTE: MathJax is served with the site (MathJax 2.7 from the jupyter-server-mathjax wheel, which
-# `make docs` installs without its dependencies), so that the pages render their formulas
-# offline and in CI's browser test; without it Sphinx links MathJax 3 from a CDN.
-_mathjax = importlib.util.find_spec("jupyter_server_mathjax")
-if _mathjax is not None:
-    html_static_path.append(str(Path(_mathjax.submodule_search_locations[0]) / "static"))
-    mathjax_path = "MathJax.js?config=TeX-AMS-MML_HTMLorMML"
-    mathjax2_config = {
-        "tex2jax": {
-            "inlineMath": [["\\(", "\\)"]],
-            "displayMath": [["\\[", "\\]"]],
-            "processRefs": False,
-            "processEnvironments": False,
-        }
-    }
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,

@@ -51,6 +51,7 @@ frame.onload = async () => {
     if (win.MathJax && win.MathJax.Hub) await new Promise(r => win.MathJax.Hub.Queue(r));
     if (win.MathJax && win.MathJax.startup) await win.MathJax.startup.promise;
   }
+  await doc.fonts.ready;
   document.getElementById("result").textContent = JSON.stringify({
     title: doc.title,
     text: doc.body.innerText.length,
@@ -121,7 +122,10 @@ def screenshot(base: str, page: str) -> Path:
     out = BUILD / "screenshots" / (page.replace("/", "_").removesuffix(".html") + ".png")
     out.parent.mkdir(exist_ok=True)
     out.unlink(missing_ok=True)
-    _run_chromium("--window-size=1280,1600", f"--screenshot={out}", f"{base}/html/{page}")
+    url = f"{base}/html/{page}"
+    _run_chromium(
+        "--virtual-time-budget=30000", "--window-size=1280,1600", f"--screenshot={out}", url
+    )
     return out
 
 

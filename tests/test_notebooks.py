@@ -60,8 +60,10 @@ def test_notebook_is_stripped(path):
 
 
 # The kernel's first cell: warnings are errors (as for the suite), displays as in Jupyter, and
-# after each cell (before the inline backend shows and closes its figures) every figure's tick
-# labels are checked for overlaps, reported on stdout after the FIGURE marker.
+# after each cell (before the inline backend shows and closes its figures) every figure is
+# checked: tick labels that overlap, a legend drawn over a line's points, data points (lines
+# with markers; guide lines may run off) cut off by the y limits; each problem is printed
+# after the FIGURE marker.
 SETUP = """
 import warnings
 warnings.simplefilter("error")
@@ -69,26 +71,45 @@ warnings.simplefilter("error")
 warnings.filterwarnings("default", category=PendingDeprecationWarning, module="ipykernel")
 
 
-def _overlapping_tick_labels():
+def _axes_problems(ax, renderer):
+    import numpy as np
+
+    for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+        boxes = [(t.get_window_extent(renderer), t.get_text())
+                 for t in axis.get_ticklabels(which="both") if t.get_text() and t.get_visible()]
+        for i, (a, ta) in enumerate(boxes):
+            for b, tb in boxes[i + 1:]:
+                if a.overlaps(b):
+                    yield f"{name} tick labels overlap: {ta!r} and {tb!r}"
+    legend, box = ax.get_legend(), ax.bbox
+    for line in ax.lines:
+        xy = line.get_transform().transform(line.get_xydata())
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        in_x = (xy[:, 0] >= box.x0 - 1) & (xy[:, 0] <= box.x1 + 1)
+        cut = in_x & ((xy[:, 1] < box.y0 - 1) | (xy[:, 1] > box.y1 + 1))
+        if cut.any() and line.get_marker() not in ("None", "", " ", None):  # data, not guides
+            yield f"{cut.sum()} points of {line.get_label()!r} are outside the y limits"
+        if legend is not None:
+            covered = legend.get_window_extent(renderer).count_contains(xy)
+            if covered:
+                yield f"the legend covers {covered} points of {line.get_label()!r}"
+
+
+def _check_figures():
     import matplotlib.pyplot as plt
 
-    for num in plt.get_fignums():
-        fig = plt.figure(num)
-        fig.canvas.draw()
-        renderer = fig.canvas.get_renderer()
-        for k, ax in enumerate(fig.axes):
-            for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
-                labels = [t for t in axis.get_ticklabels(which="both") if t.get_text()]
-                boxes = [(t.get_window_extent(renderer), t.get_text()) for t in labels
-                         if t.get_visible()]
-                for i, (a, ta) in enumerate(boxes):
-                    for b, tb in boxes[i + 1:]:
-                        if a.overlaps(b):
-                            print(f"FIGURE {num} axes {k}: {name} tick labels overlap: "
-                                  f"{ta!r} and {tb!r}")
+    try:
+        for num in plt.get_fignums():
+            fig = plt.figure(num)
+            fig.canvas.draw()
+            for k, ax in enumerate(fig.axes):
+                for problem in _axes_problems(ax, fig.canvas.get_renderer()):
+                    print(f"FIGURE {num} axes {k}: {problem}")
+    except Exception as e:  # a callback's exception would only be logged by IPython
+        print(f"FIGURE check failed: {e!r}")
 
 
-get_ipython().events.register("post_execute", _overlapping_tick_labels)
+get_ipython().events.register("post_execute", _check_figures)
 """
 # Notebooks whose HTML displays are checked: a value their HTML tables show.
 HTML_SHOWS = {"01_evaluation_trace": "11.652"}
