@@ -61,9 +61,9 @@ def test_notebook_is_stripped(path):
 
 # The kernel's first cell: warnings are errors (as for the suite), displays as in Jupyter, and
 # after each cell (before the inline backend shows and closes its figures) every figure is
-# checked: tick labels that overlap, a legend drawn over a line's points, data points (lines
-# with markers; guide lines may run off) cut off by the y limits; each problem is printed
-# after the FIGURE marker.
+# checked: panels without titles, tick labels that overlap, a legend drawn over a line's
+# points, data points (lines with markers; guide lines may run off) cut off by the y limits;
+# each problem is printed after the FIGURE marker.
 SETUP = """
 import warnings
 warnings.simplefilter("error")
@@ -102,6 +102,8 @@ def _check_figures():
         for num in plt.get_fignums():
             fig = plt.figure(num)
             fig.canvas.draw()
+            if len(fig.axes) > 1 and not all(ax.get_title() for ax in fig.axes):
+                print(f"FIGURE {num}: {len(fig.axes)} panels, not every one has a title")
             for k, ax in enumerate(fig.axes):
                 for problem in _axes_problems(ax, fig.canvas.get_renderer()):
                     print(f"FIGURE {num} axes {k}: {problem}")
