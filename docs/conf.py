@@ -73,8 +73,7 @@ html_show_sourcelink = False
 def _primitive_signature(app, what, name, obj, options, signature, return_annotation):
     """Registry primitives are callable objects: show their kernel's NumPy signature.
 
-    A ufunc's keywords (``out=``, ``where=``, ...) are not autodiffx's: only its inputs are
-    shown.
+    A ufunc's ``out=``, ``where=``, ... are not autodiffx's: only its inputs are shown.
     """
     if not isinstance(obj, autodiffx.Primitive) or "__signature__" in vars(obj):
         return None
@@ -83,8 +82,7 @@ def _primitive_signature(app, what, name, obj, options, signature, return_annota
     except (TypeError, ValueError):
         return None
     if obj.ufunc:
-        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        params = [p for p in sig.parameters.values() if p.kind in kinds]
+        params = [p for p in sig.parameters.values() if p.kind == p.POSITIONAL_ONLY]
         sig = sig.replace(parameters=params, return_annotation=inspect.Signature.empty)
     return str(sig), "Tensor" if obj.nout == 1 else return_annotation
 
