@@ -11,41 +11,123 @@ import autodiffx as ad
 
 # (page, title, module, names or None for the module's __all__, intro)
 SECTIONS = [
-    ("tensor", "Tensors and creation", "autodiffx", "tensor", "The array type and its constructors."),
-    ("ops", "Operations", "autodiffx", "ops", "Differentiable NumPy-style functions "
-     "(registry primitives and compositions of them); NumPy's own functions dispatch to these "
-     "on Tensors."),
-    ("autograd", "Reverse mode (autograd)", "autodiffx", "autograd", "Gradients PyTorch-style: "
-     "``backward``, ``autograd.grad``, grad modes, custom rules."),
-    ("autograd_module", "autodiffx.autograd", "autodiffx.autograd",
-     ["grad", "Function", "FunctionCtx"], "PyTorch's ``torch.autograd`` names."),
-    ("forward", "Forward mode (dual tensors)", "autodiffx.forward",
-     ["dual_level", "make_dual", "unpack_dual", "UnpackedDual"], "PyTorch's "
-     "``torch.autograd.forward_ad``: tensors carrying a tangent."),
-    ("func", "Function transforms", "autodiffx.func", None, "JAX-style transforms over "
-     "pytrees (also at the top level: ``ad.grad`` ...)."),
-    ("fd", "Finite differences", "autodiffx.fd", None, "Derivatives by differences and "
-     "gradient checking."),
-    ("trace", "Evaluation traces", "autodiffx.wengert", None, "Wengert lists: primal, "
-     "tangent and adjoint tables."),
-    ("linalg", "Linear algebra", "autodiffx.linalg", None, "``numpy.linalg`` names, plus "
-     "iterative solvers differentiated implicitly."),
-    ("implicit", "Implicit differentiation", "autodiffx.implicit", None, "Roots and fixed "
-     "points differentiated by the implicit function theorem."),
+    (
+        "tensor",
+        "Tensors and creation",
+        "autodiffx",
+        "tensor",
+        "The array type and its constructors.",
+    ),
+    (
+        "ops",
+        "Operations",
+        "autodiffx",
+        "ops",
+        "Differentiable NumPy-style functions "
+        "(registry primitives and compositions of them); NumPy's own functions dispatch to these "
+        "on Tensors.",
+    ),
+    (
+        "autograd",
+        "Reverse mode (autograd)",
+        "autodiffx",
+        "autograd",
+        "Gradients PyTorch-style: ``backward``, ``autograd.grad``, grad modes, custom rules.",
+    ),
+    (
+        "autograd_module",
+        "autodiffx.autograd",
+        "autodiffx.autograd",
+        ["grad", "Function", "FunctionCtx"],
+        "PyTorch's ``torch.autograd`` names.",
+    ),
+    (
+        "forward",
+        "Forward mode (dual tensors)",
+        "autodiffx.forward",
+        ["dual_level", "make_dual", "unpack_dual", "UnpackedDual"],
+        "PyTorch's ``torch.autograd.forward_ad``: tensors carrying a tangent.",
+    ),
+    (
+        "func",
+        "Function transforms",
+        "autodiffx.func",
+        None,
+        "JAX-style transforms over pytrees (also at the top level: ``ad.grad`` ...).",
+    ),
+    (
+        "fd",
+        "Finite differences",
+        "autodiffx.fd",
+        None,
+        "Derivatives by differences and gradient checking.",
+    ),
+    (
+        "trace",
+        "Evaluation traces",
+        "autodiffx.wengert",
+        None,
+        "Wengert lists: primal, tangent and adjoint tables.",
+    ),
+    (
+        "linalg",
+        "Linear algebra",
+        "autodiffx.linalg",
+        None,
+        "``numpy.linalg`` names, plus iterative solvers differentiated implicitly.",
+    ),
+    (
+        "implicit",
+        "Implicit differentiation",
+        "autodiffx.implicit",
+        None,
+        "Roots and fixed points differentiated by the implicit function theorem.",
+    ),
     ("nn", "Neural networks", "autodiffx.nn", None, "``torch.nn`` names."),
-    ("nn_functional", "autodiffx.nn.functional", "autodiffx.nn.functional", None,
-     "Activations and losses as functions."),
+    (
+        "nn_functional",
+        "autodiffx.nn.functional",
+        "autodiffx.nn.functional",
+        None,
+        "Activations and losses as functions.",
+    ),
     ("nn_init", "autodiffx.nn.init", "autodiffx.nn.init", None, "Parameter initialisation."),
-    ("nn_utils", "autodiffx.nn.utils", "autodiffx.nn.utils", None, "Gradient clipping, "
-     "parameter vectors."),
-    ("optim", "Optimizers", "autodiffx.optim", None, "``torch.optim`` names, steepest "
-     "descent in any norm, SciPy's minimize with AD derivatives."),
-    ("lr_scheduler", "autodiffx.optim.lr_scheduler", "autodiffx.optim.lr_scheduler", None,
-     "Learning-rate schedules."),
-    ("distributions", "Distributions", "autodiffx.distributions", None, "``torch."
-     "distributions`` names; see also the user guide page."),
-    ("stochastic", "Stochastic gradient estimators", "autodiffx.stochastic", None,
-     "Gradients of expectations."),
+    (
+        "nn_utils",
+        "autodiffx.nn.utils",
+        "autodiffx.nn.utils",
+        None,
+        "Gradient clipping, parameter vectors.",
+    ),
+    (
+        "optim",
+        "Optimizers",
+        "autodiffx.optim",
+        None,
+        "``torch.optim`` names, steepest "
+        "descent in any norm, SciPy's minimize with AD derivatives.",
+    ),
+    (
+        "lr_scheduler",
+        "autodiffx.optim.lr_scheduler",
+        "autodiffx.optim.lr_scheduler",
+        None,
+        "Learning-rate schedules.",
+    ),
+    (
+        "distributions",
+        "Distributions",
+        "autodiffx.distributions",
+        None,
+        "``torch.distributions`` names; see also the user guide page.",
+    ),
+    (
+        "stochastic",
+        "Stochastic gradient estimators",
+        "autodiffx.stochastic",
+        None,
+        "Gradients of expectations.",
+    ),
 ]
 TRANSFORMS = {"grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "jacobian"}
 TRANSFORMS |= {"hessian", "hvp"}

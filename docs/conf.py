@@ -11,12 +11,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
-import autodiffx  # noqa: E402
 from _apigen import write_api  # noqa: E402
+
+import autodiffx  # noqa: E402
 
 project = "autodiffx"
 author = "the autodiffx authors"
-copyright = "the autodiffx authors, MIT licence"  # noqa: A001
+copyright = "the autodiffx authors, MIT licence"
 release = version = autodiffx.__version__
 
 extensions = [
