@@ -287,7 +287,7 @@ def root(
         (Newton with the dense AD Jacobian, for a small z); or ``solver(fun, z0) -> z`` with
         ``fun`` mapping an ndarray to the ndarray F(z).
     tol : float
-        ``tol`` of ``scipy.optimize.root``; for ``"newton"``, the bound on max |F(z)|.
+        ``tol`` of ``scipy.optimize.root``; for ``"newton"``, the bound on ``max |F(z)|``.
     maxiter : int, optional
         Newton's iteration limit (default 50); SciPy's limits go in ``options``.
     jac : bool
@@ -389,7 +389,7 @@ def fixed_point(
     linear_tol: float = 1e-10,
     raise_on_failure: bool = False,
 ) -> Tensor:
-    """A fixed point z* = g(z*, *params), differentiated by the implicit function theorem.
+    """A fixed point ``z* = g(z*, *params)``, differentiated by the implicit function theorem.
 
     z* is the root of F(z, θ) = z − g(z, θ), so dz*/dθ = (I − ∂g/∂z)⁻¹ ∂g/∂θ: reverse mode
     solves (I − ∂g/∂z)ᵀ λ = z̄ (VJPs of g, ``linear_solver``) and gives θ̄ = (∂g/∂θ)ᵀ λ;
@@ -409,7 +409,8 @@ def fixed_point(
         Plain iteration z ← g(z) (default), Anderson acceleration, Newton on z − g(z) with the
         dense AD Jacobian (small z), or ``solver(g, z0) -> z`` with ``g`` on ndarrays.
     tol : float
-        Stop when max |g(z) − z| <= tol · max(1, max |g(z)|) (Newton: max |z − g(z)| <= tol).
+        Stop when ``max |g(z) − z| <= tol · max(1, max |g(z)|)`` (Newton:
+        ``max |z − g(z)| <= tol``).
     maxiter : int
         Iteration limit of the forward solve.
     memory : int

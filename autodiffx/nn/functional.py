@@ -1,4 +1,4 @@
-"""``ad.nn.functional``: activations and losses, numerically stable for large |x|.
+"""``ad.nn.functional``: activations and losses, numerically stable for large ``|x|``.
 
 Four entries are registry primitives because stability needs their own rule:
 ``sigmoid`` (the derivative ``out * (1 - out)`` never forms ``exp(-x)``), ``softplus``
@@ -260,7 +260,7 @@ def sigmoid(x: Any) -> Tensor:
     """Logistic sigmoid ``1 / (1 + exp(-x))``, stable for every x.
 
     A registry primitive: the value comes from ``scipy.special.expit`` (no overflow at any
-    |x|) and the derivative is ``out * (1 - out)``, which never forms ``exp(-x)``.
+    ``|x|``) and the derivative is ``out * (1 - out)``, which never forms ``exp(-x)``.
 
     Parameters
     ----------
@@ -442,7 +442,7 @@ def gelu(x: Any, approximate: str = "none") -> Tensor:
     ``approximate="none"`` is the exact form ``0.5 x (1 + erf(x / sqrt(2)))``;
     ``approximate="tanh"`` is ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``. The
     arguments of erf and of the cubic are clipped far out in the saturated range (erf and
-    tanh are exactly ±1 there), so that nothing overflows at any |x|, in value or derivative.
+    tanh are exactly ±1 there), so that nothing overflows at any ``|x|``, in value or derivative.
 
     Examples
     --------
@@ -470,7 +470,7 @@ def _axis(axis: Any, dim: Any) -> Any:
 
 
 def logsumexp(x: Any, axis: Any = None, keepdims: bool = False, *, dim: Any = None) -> Tensor:
-    """``log(sum(exp(x)))`` over ``axis`` (None: all), stable for large |x|.
+    """``log(sum(exp(x)))`` over ``axis`` (None: all), stable for large ``|x|``.
 
     The same primitive as ``ad.logsumexp``; ``dim=`` is accepted as PyTorch's spelling.
 

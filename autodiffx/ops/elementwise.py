@@ -323,7 +323,7 @@ def _dabs(x: Any) -> Any:
     return np.where(zero, 0, np.conj(x) / np.where(zero, 1, mag))
 
 
-abs = _unary("abs", np.absolute, _dabs, "Elementwise |x|; abs'(0) = 0.")
+abs = _unary("abs", np.absolute, _dabs, "Elementwise ``|x|``; abs'(0) = 0.")
 sign = defprim("sign", np.sign, zero_deriv=True, doc="Elementwise sign; its derivative is 0.")
 floor = defprim("floor", np.floor, zero_deriv=True, doc="Elementwise floor; derivative 0.")
 ceil = defprim("ceil", np.ceil, zero_deriv=True, doc="Elementwise ceil; derivative 0.")

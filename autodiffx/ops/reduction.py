@@ -177,7 +177,7 @@ logsumexp = defprim(
         "x.grad"
     ),
     save_out=True,
-    doc="log(sum(exp(x))) over ``axis``, stable for large |x|.",
+    doc="log(sum(exp(x))) over ``axis``, stable for large ``|x|``.",
 )
 
 

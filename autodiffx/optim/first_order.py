@@ -463,17 +463,17 @@ class SteepestDescent(Optimizer):
     the unit ball of the norm (the direction of steepest ascent; descent goes against it).
     The maximum value ``<g, v> = ||g||_*`` is the dual norm.
 
-    ============  =================================================  ===================
-    ``norm``      maximiser ``v``                                    dual norm ``<g, v>``
-    ============  =================================================  ===================
-    ``"l2"``      ``g / ||g||_2``                                    ``||g||_2``
-    ``"linf"``    ``sign(g)`` (signSGD)                              ``||g||_1``
-    ``"l1"``      ``sign(g_i) e_i`` at the largest ``|g_i|`` (ties   ``||g||_inf``
-                  split the unit mass equally): coordinate descent
-    ``"spectral"`` ``U V^T`` from the SVD ``g = U S V^T`` (matrices;  nuclear norm
-                  batched over leading axes; vectors as ``"l2"``)
-    callable      ``norm(g) -> v`` for any other norm                ``<g, v>``
-    ============  =================================================  ===================
+    ==============  =================================================  ====================
+    ``norm``        maximiser ``v``                                    dual norm ``<g, v>``
+    ==============  =================================================  ====================
+    ``"l2"``        ``g / ||g||_2``                                    ``||g||_2``
+    ``"linf"``      ``sign(g)`` (signSGD)                              ``||g||_1``
+    ``"l1"``        ``sign(g_i) e_i`` at the largest ``|g_i|`` (ties   ``||g||_inf``
+                    split the unit mass equally): coordinate descent
+    ``"spectral"``  ``U V^T`` from the SVD ``g = U S V^T`` (matrices;  nuclear norm
+                    batched over leading axes; vectors as ``"l2"``)
+    callable        ``norm(g) -> v`` for any other norm                ``<g, v>``
+    ==============  =================================================  ====================
 
     A zero gradient gives ``v = 0``. With ``scale_by_dual_norm=True`` the step is
     ``lr * ||g||_* * v``, the minimiser of ``<g, d> + ||d||**2 / (2 lr)``: for ``"l2"``
