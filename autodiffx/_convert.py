@@ -118,6 +118,9 @@ def _autodiffx_version(name: str, module: str) -> str | None:
     places = [("ad", ad), ("ad.nn.functional", ad.nn.functional), ("ad.linalg", ad.linalg)]
     if ".linalg" in module or module.endswith("linalg"):
         places.insert(0, places.pop())
+    sub = module.split(".")[1] if module.startswith("scipy.") else ""
+    if sub in ad.scipy.__all__:  # scipy.special.f -> ad.scipy.special.f first
+        places.insert(0, (f"ad.scipy.{sub}", getattr(ad.scipy, sub)))
     for prefix, mod in places:
         if callable(getattr(mod, name, None)) and not name.startswith("_"):
             return f"{prefix}.{name}"

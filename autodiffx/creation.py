@@ -127,8 +127,8 @@ def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.ones_like(ad.zeros(2))
-    tensor([1., 1.])
+    >>> ad.ones_like(ad.zeros(2), dtype="float32", requires_grad=True)
+    tensor([1., 1.], dtype=float32, requires_grad=True)
     """
     return _make(np.ones_like(_like(x), dtype=dtype), requires_grad)
 
@@ -173,6 +173,11 @@ def linspace(
     >>> ad.linspace(0, 1, 3)
     tensor([0. , 0.5, 1. ])
     """
+    if isinstance(start, Tensor) or isinstance(stop, Tensor):  # differentiable in the ends
+        from .ops.numpy_more import linspace as _linspace
+
+        out = _linspace(start, stop, num, endpoint=endpoint, dtype=dtype)
+        return out.requires_grad_() if requires_grad else out
     return _make(np.linspace(start, stop, num, endpoint=endpoint, dtype=dtype), requires_grad)
 
 

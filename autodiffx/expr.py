@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import Any
 
 import numpy as np
@@ -239,32 +239,12 @@ def _error(msg: str, text: str, pos: int) -> ExpressionError:
 
 
 # ----- syntax tree ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Num:
-    value: float
-
-
-@dataclass(frozen=True)
-class _Var:
-    name: str
-
-
-@dataclass(frozen=True)
-class _Neg:
-    arg: Any
-
-
-@dataclass(frozen=True)
-class _Bin:
-    op: str
-    left: Any
-    right: Any
-
-
-@dataclass(frozen=True)
-class _Call:
-    name: str
-    args: tuple[Any, ...]
+# The nodes: frozen dataclasses, one row each (name, fields).
+_Num = make_dataclass("_Num", [("value", float)], frozen=True)
+_Var = make_dataclass("_Var", [("name", str)], frozen=True)
+_Neg = make_dataclass("_Neg", [("arg", Any)], frozen=True)
+_Bin = make_dataclass("_Bin", [("op", str), ("left", Any), ("right", Any)], frozen=True)
+_Call = make_dataclass("_Call", [("name", str), ("args", tuple[Any, ...])], frozen=True)
 
 
 class _Parser:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._mode import STATE, enable_grad
-from ._registry import apply, defprim
+from ._registry import apply
 from ._tensor import Tensor
 from .forward import dual_level, make_dual, unpack_dual
 from .linalg_solvers import (
@@ -17,6 +17,7 @@ from .linalg_solvers import (
     as_tensor,
     closure_tensors,
     data,
+    given_solution,
     partial_vjp,
     raw_mode,
     recording,
@@ -203,14 +204,11 @@ def _root_jvp(tans: tuple[Any, ...], out: Tensor, *thetas: Any, eq: _Equation, r
     return solve_system(system, -r, system.tangent_solve)
 
 
-_ROOT = defprim(
+_ROOT = given_solution(
     "implicit_root",
-    lambda *datas, eq, result: result,
-    vjp=_root_vjp,
-    jvp=_root_jvp,
-    save_out=True,
-    register=False,
-    doc="z* with F(z*, θ) = 0, given the solution (ad.implicit.root and fixed_point).",
+    _root_vjp,
+    _root_jvp,
+    "z* with F(z*, θ) = 0, given the solution (ad.implicit.root and fixed_point).",
 )
 
 
@@ -289,7 +287,7 @@ def root(
         (Newton with the dense AD Jacobian, for a small z); or ``solver(fun, z0) -> z`` with
         ``fun`` mapping an ndarray to the ndarray F(z).
     tol : float
-        ``tol`` of ``scipy.optimize.root``; for ``"newton"``, the bound on max |F(z)|.
+        ``tol`` of ``scipy.optimize.root``; for ``"newton"``, the bound on ``max |F(z)|``.
     maxiter : int, optional
         Newton's iteration limit (default 50); SciPy's limits go in ``options``.
     jac : bool
@@ -391,7 +389,7 @@ def fixed_point(
     linear_tol: float = 1e-10,
     raise_on_failure: bool = False,
 ) -> Tensor:
-    """A fixed point z* = g(z*, *params), differentiated by the implicit function theorem.
+    """A fixed point ``z* = g(z*, *params)``, differentiated by the implicit function theorem.
 
     z* is the root of F(z, θ) = z − g(z, θ), so dz*/dθ = (I − ∂g/∂z)⁻¹ ∂g/∂θ: reverse mode
     solves (I − ∂g/∂z)ᵀ λ = z̄ (VJPs of g, ``linear_solver``) and gives θ̄ = (∂g/∂θ)ᵀ λ;
@@ -411,21 +409,14 @@ def fixed_point(
         Plain iteration z ← g(z) (default), Anderson acceleration, Newton on z − g(z) with the
         dense AD Jacobian (small z), or ``solver(g, z0) -> z`` with ``g`` on ndarrays.
     tol : float
-        Stop when max |g(z) − z| <= tol · max(1, max |g(z)|) (Newton: max |z − g(z)| <= tol).
+        Stop when ``max |g(z) − z| <= tol · max(1, max |g(z)|)`` (Newton:
+        ``max |z − g(z)| <= tol``).
     maxiter : int
         Iteration limit of the forward solve.
     memory : int
         Anderson's number of past iterates.
-    linear_solver, linear_tol
-        As in :func:`root`.
-    raise_on_failure : bool
-        Non-convergence warns with ``ad.linalg.ConvergenceWarning`` (the last iterate is
-        returned), or raises ``ad.linalg.ConvergenceError`` when True.
-
-    Returns
-    -------
-    Tensor
-        z*, of the shape of ``z0``.
+    linear_solver, linear_tol, raise_on_failure
+        As in :func:`root`, which also gives the result (z*, a Tensor of z0's shape).
 
     Examples
     --------

@@ -21,18 +21,40 @@ from .ops.linalg_decomp import (
     svd,
     svdvals,
 )
+from .ops.linalg_more import (
+    EigResult,
+    cond,
+    eig,
+    eigvals,
+    matrix_norm,
+    matrix_power,
+    matrix_rank,
+    multi_dot,
+    tensorinv,
+    tensorsolve,
+    vecdot,
+    vector_norm,
+)
 
 __all__ = [
+    "EigResult",
     "EighResult",
     "QRResult",
     "SVDResult",
     "SlogdetResult",
     "cholesky",
+    "cond",
     "det",
+    "eig",
     "eigh",
+    "eigvals",
     "eigvalsh",
     "inv",
     "lstsq",
+    "matrix_norm",
+    "matrix_power",
+    "matrix_rank",
+    "multi_dot",
     "norm",
     "pinv",
     "qr",
@@ -40,6 +62,10 @@ __all__ = [
     "solve",
     "svd",
     "svdvals",
+    "tensorinv",
+    "tensorsolve",
+    "vecdot",
+    "vector_norm",
 ]
 
 from .linalg_solvers import (

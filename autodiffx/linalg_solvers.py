@@ -22,9 +22,15 @@ class ConvergenceWarning(UserWarning):
 
     Examples
     --------
+    >>> import warnings
+    >>> import numpy as np
     >>> import autodiffx as ad
-    >>> issubclass(ad.linalg.ConvergenceWarning, UserWarning)
-    True
+    >>> a = np.diag([1.0, 10.0, 100.0])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     x = ad.linalg.cg(a, np.ones(3), maxiter=1)
+    >>> [type(w.message).__name__ for w in caught]
+    ['ConvergenceWarning']
     """
 
 
@@ -373,14 +379,22 @@ def _solve_jvp(
     return solve_system(system, rhs, system.tangent_solve)
 
 
-_SOLVE = defprim(
+def given_solution(name: str, vjp: Any, jvp: Any, doc: str) -> Any:
+    """An unregistered primitive whose forward returns the solution computed beforehand (the
+    parameter ``result``) and whose rules differentiate it implicitly: ``linear_solve`` here,
+    ``implicit_root`` in ``implicit``."""
+    return defprim(name, _given, vjp=vjp, jvp=jvp, save_out=True, register=False, doc=doc)
+
+
+def _given(*datas: Any, result: Any, **params: Any) -> Any:
+    return result
+
+
+_SOLVE = given_solution(
     "linear_solve",
-    lambda *datas, system, result: result,
-    vjp=_solve_vjp,
-    jvp=_solve_jvp,
-    save_out=True,
-    register=False,
-    doc="x = A(θ)⁻¹ b for a LinearSystem, given the solution (ad.linalg.custom_linear_solve).",
+    _solve_vjp,
+    _solve_jvp,
+    "x = A(θ)⁻¹ b for a LinearSystem, given the solution (ad.linalg.custom_linear_solve).",
 )
 
 
@@ -429,10 +443,7 @@ def custom_linear_solve(
         ``vecmat`` for the transposed system; ``symmetric=True`` passes ``matvec`` to
         ``transpose_solve``.
 
-    Returns
-    -------
-    Tensor
-        x, of the shape of ``b``.
+    The result x is a Tensor of the shape of ``b``.
 
     Examples
     --------

@@ -1,9 +1,10 @@
-"""``autodiffx train``: an MLP on the embedded digits, with checkpoints, exact resume and a plot.
+"""The digits training library (what ``autodiffx train`` runs, and the notebooks use): an MLP
+on the embedded digits, with checkpoints, exact resume and a plot; no printing, no argparse.
 
-The pieces are usable on their own (the notebooks do): :func:`split_digits` (a seeded,
-stratified train/test split), :func:`make_model`, :func:`make_optimizer`,
-:func:`train_epoch`, :func:`evaluate`, :func:`plot_history`; :func:`fit` ties them together
-and writes a checkpoint after every epoch, from which a run resumes bit for bit.
+The pieces are usable on their own: :func:`split_digits` (a seeded, stratified train/test
+split), :func:`make_model`, :func:`make_optimizer`, :func:`train_epoch`, :func:`evaluate`,
+:func:`plot_history`; :func:`fit` ties them together and writes a checkpoint after every
+epoch, from which a run resumes bit for bit (:func:`load_checkpoint` reads and checks one).
 
 Checkpoint (``ad.save``, so no pickle; written atomically after every epoch)::
 
@@ -23,53 +24,50 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import argparse
-import itertools
 import math
 import os
-import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
 from . import nn, optim
-from ._argtypes import (
-    memory_problem,
-    non_negative_int,
-    output_dir_problem,
-    positive_float,
-    positive_int,
-)
 from ._mode import no_grad
+from ._train_checks import (
+    FORMAT,
+    HISTORY_KEYS,
+    VERSION,
+    checkpoint_problem,
+    groups_problem,
+    is_int,
+    state_problem,
+)
 from .data import load_digits
 from .io import CheckpointError, load, save, write_atomically
 from .nn import functional as F
 
 __all__ = [
     "ACTIVATIONS",
+    "CHECKPOINT",
     "DEFAULT_LR",
     "OPTIMIZERS",
+    "PLOT",
     "TrainConfig",
     "TrainError",
     "TrainResult",
-    "add_arguments",
     "evaluate",
     "fit",
     "load_checkpoint",
     "make_model",
     "make_optimizer",
-    "memory_estimate",
     "plot_history",
-    "run",
     "split_digits",
     "train_epoch",
 ]
 
-FORMAT = "autodiffx.train"
-VERSION = 1
+#: The files :func:`fit` writes into its ``out`` directory.
 CHECKPOINT = "checkpoint.npz"
 PLOT = "training.png"
 TEST_FRACTION = 0.2
@@ -87,7 +85,6 @@ DEFAULT_LR: dict[str, float] = {
 OPTIMIZERS: tuple[str, ...] = tuple(DEFAULT_LR)
 #: The hidden-layer activations ``--activation`` accepts.
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu")
-_HISTORY_KEYS = ("loss", "train_acc", "test_loss", "test_acc", "seconds")
 
 
 class TrainError(Exception):
@@ -151,7 +148,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         hidden = tuple(self.hidden)
-        if not hidden or not all(_is_int(h) and h > 0 for h in hidden):
+        if not hidden or not all(is_int(h) and h > 0 for h in hidden):
             raise ValueError(f"hidden must be a non-empty list of positive integers, got {hidden}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
         if self.activation not in ACTIVATIONS:
@@ -162,10 +159,10 @@ class TrainConfig:
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
             raise ValueError(f"lr must be a positive finite number, got {lr!r}")
         object.__setattr__(self, "lr", float(lr))
-        if not _is_int(self.batch_size) or self.batch_size < 1:
+        if not is_int(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         object.__setattr__(self, "batch_size", int(self.batch_size))
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         object.__setattr__(self, "seed", int(self.seed))
 
@@ -186,10 +183,6 @@ class TrainConfig:
             "batch_size": self.batch_size,
             "seed": self.seed,
         }
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
 
 @dataclass
@@ -455,153 +448,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ck
 
 
+def _config_problem(config: dict[str, Any]) -> str | None:
+    try:
+        TrainConfig(**config)
+    except (TypeError, ValueError) as e:
+        return str(e)
+    return None
+
+
 def _checkpoint_problem(ck: Any) -> str | None:
     """What is wrong with the loaded contents of a checkpoint, or None."""
-    if not isinstance(ck, dict) or not _same(ck.get("format"), FORMAT):
-        return f"no {FORMAT!r} header"
-    version = ck.get("version")
-    if not _is_int(version) or not 1 <= version <= VERSION:
-        return f"format version {version!r}, this autodiffx reads up to {VERSION}"
-    for key in ("config", "model", "optimizer", "rng"):
-        if not isinstance(ck.get(key), dict):
-            return f"'{key}' missing or not a dict"
-    epoch = ck.get("epoch")
-    if not _is_int(epoch) or epoch < 1:
-        return f"epoch {epoch!r}"
-    try:
-        TrainConfig(**ck["config"])
-    except (TypeError, ValueError) as e:
-        return f"config: {e}"
-    hist = ck.get("history")
-    if not isinstance(hist, dict) or set(hist) != set(_HISTORY_KEYS):
-        return "'history' missing or incomplete"
-    for k in _HISTORY_KEYS:
-        h = hist[k]
-        if not isinstance(h, np.ndarray) or h.shape != (epoch,) or h.dtype.kind != "f":
-            return f"history {k!r} is not {epoch} floats"
-    for name, w in ck["model"].items():
-        if not _is_floats(w):
-            return f"model weight {name!r} is not a finite float64 array"
-    return _optimizer_problem(ck["optimizer"]) or _rng_problem(ck["rng"])
-
-
-def _is_floats(a: Any, shape: tuple[int, ...] | None = None) -> bool:
-    return (
-        isinstance(a, np.ndarray)
-        and a.dtype == np.float64
-        and (shape is None or a.shape == shape)
-        and bool(np.all(np.isfinite(a)))
-    )
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, float | int) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal, with the same types all the way down (no array truth values, no 1 == True)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
-
-
-# The per-parameter state each optimizer of make_optimizer keeps: "count" (an int >= 0),
-# "param" (a float64 array of the parameter's shape), "number" (a finite float), "flat" (a
-# float64 vector of all parameters), "numbers"/"flats" (lists of those; numbers may be None).
-_STATE_SCHEMA: dict[str, dict[str, str]] = {
-    "adam": {"step": "count", "exp_avg": "param", "exp_avg_sq": "param"},
-    "adamw": {"step": "count", "exp_avg": "param", "exp_avg_sq": "param"},
-    "sgd": {"momentum_buffer": "param"},
-    "rmsprop": {"step": "count", "square_avg": "param"},
-    "adagrad": {"step": "count", "sum": "param"},
-    "lbfgs": {
-        "func_evals": "count",
-        "n_iter": "count",
-        "d": "flat",
-        "t": "number",
-        "old_dirs": "flats",
-        "old_stps": "flats",
-        "ro": "numbers",
-        "al": "numbers",
-        "H_diag": "number",
-        "prev_flat_grad": "flat",
-        "prev_loss": "number",
-    },
-}
-
-
-def _optimizer_problem(opt: dict[str, Any]) -> str | None:
-    """Type checks of a saved optimizer state (hyper-parameters and shapes are compared with
-    the optimizer itself in :func:`_restore`)."""
-    groups, state = opt.get("param_groups"), opt.get("state")
-    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
-        return "optimizer 'param_groups' is not a list of dicts"
-    if not isinstance(state, dict) or not all(
-        _is_int(k) and isinstance(v, dict) for k, v in state.items()
-    ):
-        return "optimizer 'state' is not a dict of per-parameter dicts"
-    return None
-
-
-def _rng_problem(rng: dict[str, Any]) -> str | None:
-    inner = rng.get("state")
-    ok = (
-        _same(rng.get("bit_generator"), "PCG64")
-        and set(rng) == {"bit_generator", "state", "has_uint32", "uinteger"}
-        and isinstance(inner, dict)
-        and set(inner) == {"state", "inc"}
-        and all(_is_int(v) and 0 <= v < 2**128 for v in inner.values())
-        and _is_int(rng["has_uint32"])
-        and 0 <= rng["has_uint32"] <= 1
-        and _is_int(rng["uinteger"])
-        and 0 <= rng["uinteger"] < 2**32
-    )
-    return None if ok else "'rng' is not the state of a PCG64 generator"
-
-
-def _state_problem(ck_state: dict[int, Any], optimizer_name: str, params: list[Any]) -> str | None:
-    """What in a saved per-parameter optimizer state does not fit ``params``, or None.
-
-    After an epoch every parameter has its state (LBFGS keeps all of it on parameter 0).
-    """
-    schema = _STATE_SCHEMA[optimizer_name]
-    expected = {0} if optimizer_name == "lbfgs" else set(range(len(params)))
-    if set(ck_state) != expected:
-        return f"state of parameters {sorted(ck_state)}, expected {sorted(expected)}"
-    n = sum(p.size for p in params)
-    for i, entry in ck_state.items():
-        keys = set(entry)
-        required = set(schema)
-        if optimizer_name == "lbfgs":  # before its first iteration only the counters exist
-            required = required - {"al"} if entry.get("n_iter") else {"func_evals", "n_iter"}
-        if not required <= keys <= set(schema):
-            return f"state of parameter {i} has {sorted(keys)}, expected {sorted(required)}"
-        for key in keys:
-            if not _fits(entry[key], schema[key], params[i].shape, n):
-                return f"state {key!r} of parameter {i} is not a valid {schema[key]}"
-    if optimizer_name == "lbfgs":
-        history = [len(ck_state[0].get(k, [])) for k in ("old_dirs", "old_stps", "ro")]
-        al = len(ck_state[0].get("al", [None] * 20))
-        if len(set(history)) != 1 or history[0] > 20 or al != 20:
-            return f"LBFGS history of lengths {history} and {al}"
-    return None
-
-
-def _fits(v: Any, kind: str, shape: tuple[int, ...], n: int) -> bool:
-    if kind == "count":
-        return _is_int(v) and v >= 0
-    if kind == "number":  # saved from a Python float (an int here is not from fit)
-        return isinstance(v, float) and math.isfinite(v)
-    if kind == "param":
-        return _is_floats(v, shape)
-    if kind == "flat":
-        return _is_floats(v, (n,))
-    item = "number" if kind == "numbers" else "flat"
-    return isinstance(v, list) and all(
-        (kind == "numbers" and x is None) or _fits(x, item, shape, n) for x in v
-    )
+    return checkpoint_problem(ck, _config_problem)
 
 
 def _snapshot(
@@ -620,23 +477,8 @@ def _snapshot(
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "rng": rng.bit_generator.state,
-        "history": {k: np.asarray(history[k], dtype=np.float64) for k in _HISTORY_KEYS},
+        "history": {k: np.asarray(history[k], dtype=np.float64) for k in HISTORY_KEYS},
     }
-
-
-def _groups_problem(saved: list[dict[str, Any]], optimizer: optim.Optimizer) -> str | None:
-    """Hyper-parameters that differ from the ones make_optimizer set (lr may differ)."""
-    mine = optimizer.state_dict()["param_groups"]
-    if len(saved) != len(mine):
-        return f"{len(saved)} parameter groups, the optimizer has {len(mine)}"
-    for s, m in zip(saved, mine, strict=True):
-        if set(s) != set(m):
-            return f"optimizer settings {sorted(s)}, expected {sorted(m)}"
-        for k in m:
-            ok = _is_number(s[k]) and s[k] > 0 if k == "lr" else _same(s[k], m[k])
-            if not ok:
-                return f"optimizer setting {k!r} is {s[k]!r}, make_optimizer sets {m[k]!r}"
-    return None
 
 
 def _restore(
@@ -665,7 +507,7 @@ def _restore(
         raise TrainError(
             f"cannot resume: the checkpoint does not fit the model: {detail}", 2
         ) from e
-    problem = _groups_problem(ck["optimizer"]["param_groups"], optimizer) or _state_problem(
+    problem = groups_problem(ck["optimizer"]["param_groups"], optimizer) or state_problem(
         ck["optimizer"]["state"], config.optimizer, list(model.parameters())
     )
     if problem:
@@ -679,60 +521,6 @@ def _restore(
     rng.bit_generator.state = ck["rng"]  # checked by load_checkpoint
 
 
-# ----- progress -------------------------------------------------------------------------------
-class _Progress:
-    """One line per epoch; on a terminal the line's bar fills in place as batches finish."""
-
-    WIDTH = 24
-
-    def __init__(self, stream: TextIO | None, epochs: int) -> None:
-        self.stream = stream
-        self.epochs = epochs
-        self.digits = len(str(epochs))
-        try:
-            self.tty = stream is not None and stream.isatty()
-        except (AttributeError, ValueError):
-            self.tty = False
-        self._last = 0.0
-        self._len = 0
-
-    def _head(self, epoch: int, frac: float) -> str:
-        if not self.tty:
-            return f"epoch {epoch:>{self.digits}}/{self.epochs}"
-        full = round(frac * self.WIDTH)
-        bar = "#" * full + "." * (self.WIDTH - full)
-        return f"epoch {epoch:>{self.digits}}/{self.epochs} [{bar}]"
-
-    def _write(self, text: str, end: str) -> None:
-        assert self.stream is not None
-        if self.tty:
-            pad = " " * max(0, self._len - len(text))
-            self.stream.write("\r" + text + pad + end)
-            self._len = 0 if end else len(text)
-        else:
-            self.stream.write(text + end)
-        self.stream.flush()
-
-    def batch(self, epoch: int, done: int, total: int, loss: float) -> None:
-        if not self.tty:
-            return
-        now = time.monotonic()
-        if done < total and now - self._last < 0.05:
-            return
-        self._last = now
-        self._write(f"{self._head(epoch, done / total)} loss {loss:.4g}", "")
-
-    def epoch_end(self, epoch: int, h: Mapping[str, list[float]]) -> None:
-        if self.stream is None:
-            return
-        self._write(
-            f"{self._head(epoch, 1.0)} loss {h['loss'][-1]:.4g}  train acc "
-            f"{h['train_acc'][-1]:.4f}  test acc {h['test_acc'][-1]:.4f}  "
-            f"{h['seconds'][-1]:.2f} s",
-            "\n",
-        )
-
-
 # ----- the loop -------------------------------------------------------------------------------
 def fit(
     config: TrainConfig | None = None,
@@ -741,43 +529,25 @@ def fit(
     out: str | os.PathLike[str] | None = None,
     resume: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     plot: bool = True,
-    log: TextIO | None = None,
+    on_batch: Callable[[int, int, int, float], Any] | None = None,
+    on_epoch: Callable[[int, Mapping[str, list[float]]], Any] | None = None,
 ) -> TrainResult:
     """Train an MLP on the digits for ``epochs`` epochs in total (see :class:`TrainConfig`).
 
     After every epoch the model is evaluated on the whole train and test sets and, when
-    ``out`` is given, a checkpoint is written there atomically (``checkpoint.npz``); at the
-    end a loss/accuracy plot ``training.png`` is written too (``plot=True``; skipped with a
-    message if matplotlib cannot be imported). An interruption (Ctrl-C) therefore loses at
-    most the current epoch.
+    ``out`` is given, ``checkpoint.npz`` is written there atomically (so Ctrl-C loses at most
+    the current epoch); at the end the loss/accuracy plot ``training.png`` too (``plot=True``;
+    ``result.plot`` stays None if matplotlib cannot be imported). Nothing is printed:
+    ``on_batch(epoch, done, total, loss)`` is called after every minibatch and
+    ``on_epoch(epoch, history)`` after every epoch (``history``: lists, as in
+    :class:`TrainResult`), if given.
 
     ``resume`` (a path or the dict :func:`load_checkpoint` returned) continues a run to
-    ``epochs`` in total, bit for bit as if it had never stopped: the model, the optimizer
-    state, the shuffling generator and the history are restored. ``config`` must then
-    have the checkpoint's seed, activation and optimizer (default: the checkpoint's config);
-    a different ``lr`` or ``batch_size`` is allowed and applies from then on; a different
-    architecture fails when the weights are loaded. On any mismatch a :class:`TrainError`
-    is raised before anything is written. A checkpoint already at ``epochs`` or beyond is
-    returned as it is.
-
-    Parameters
-    ----------
-    config : TrainConfig, optional
-        The run; default ``TrainConfig()`` (or the checkpoint's when resuming).
-    epochs : int
-        Total number of epochs (default 20).
-    out : str or PathLike, optional
-        Directory for the checkpoint and the plot (created if needed); None writes nothing.
-    resume : str, PathLike or dict, optional
-        A checkpoint to continue from.
-    plot : bool
-        Write the PNG (default True).
-    log : file, optional
-        Where the progress lines go (e.g. ``sys.stderr``); None is silent.
-
-    Returns
-    -------
-    TrainResult
+    ``epochs`` in total, bit for bit as if it had never stopped (model, optimizer state,
+    shuffling generator and history are restored). ``config`` must then have the
+    checkpoint's seed, activation and optimizer (default: the checkpoint's config); ``lr`` and
+    ``batch_size`` may differ and apply from then on. On any mismatch a :class:`TrainError` is
+    raised before anything is written. A checkpoint already at ``epochs`` is returned as it is.
 
     Examples
     --------
@@ -793,8 +563,45 @@ def fit(
     >>> bool(full.test_accuracy > 0.8)
     True
     """
-    if not _is_int(epochs) or epochs < 1:
+    if not is_int(epochs) or epochs < 1:
         raise TrainError(f"epochs must be a positive integer, got {epochs!r}")
+    result, shuffle_rng, data, history = _start(config, resume)
+    ckpt_path, plot_path = _output_paths(out) if result.epoch < epochs else (None, None)
+    for epoch in range(result.epoch + 1, epochs + 1):
+        row = _run_epoch(result, data, shuffle_rng, epoch, on_batch)
+        for k, v in zip(HISTORY_KEYS, row):
+            history[k].append(v)
+        if ckpt_path is not None:
+            _save_checkpoint(ckpt_path, result, epoch, shuffle_rng, history)
+        if on_epoch is not None:
+            on_epoch(epoch, history)
+        result.epoch, result.trained = epoch, result.trained + 1
+    result.history = {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
+    title = _title(result.config)
+    if plot_path and plot and result.trained and plot_history(result.history, plot_path, title):
+        result.plot = plot_path
+    return result
+
+
+def _save_checkpoint(
+    path: str,
+    result: TrainResult,
+    epoch: int,
+    rng: np.random.Generator,
+    history: Mapping[str, list[float]],
+) -> None:
+    state = _snapshot(result.config, epoch, result.model, result.optimizer, rng, history)
+    try:
+        save(state, path)
+    except OSError as e:
+        raise TrainError(f"cannot write the checkpoint {path!r}: {e}") from e
+    result.checkpoint = path
+
+
+def _start(
+    config: TrainConfig | None, resume: str | os.PathLike[str] | Mapping[str, Any] | None
+) -> tuple[TrainResult, np.random.Generator, tuple[np.ndarray, ...], dict[str, list[float]]]:
+    """The run :func:`fit` starts from: fresh, or restored from the checkpoint ``resume``."""
     ck: Mapping[str, Any] | None = None
     if resume is not None:
         ck = resume if isinstance(resume, Mapping) else load_checkpoint(resume)
@@ -805,69 +612,61 @@ def fit(
             config = TrainConfig(**ck["config"])
     config = TrainConfig() if config is None else config
     _, init_rng, shuffle_rng = _streams(config.seed)
-    Xtr, ytr, Xte, yte = split_digits(config.seed)
+    data = split_digits(config.seed)
     model = make_model(config.hidden, config.activation, init_rng)
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
-    history: dict[str, list[float]] = {k: [] for k in _HISTORY_KEYS}
+    history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
     start = 0
     if ck is not None:
         _restore(ck, config, model, optimizer, shuffle_rng)
         start = int(ck["epoch"])
-        history = {k: [float(v) for v in ck["history"][k]] for k in _HISTORY_KEYS}
-    result = TrainResult(config, model, optimizer, start, {}, n_test=len(yte))
-    ckpt_path = plot_path = None
-    if out is not None and start < epochs:
-        out = os.fspath(out)
-        try:
-            os.makedirs(out, exist_ok=True)
-        except OSError as e:
-            raise TrainError(f"cannot create the output directory {out!r}: {e.strerror}") from e
-        ckpt_path, plot_path = os.path.join(out, CHECKPOINT), os.path.join(out, PLOT)
-    progress = _Progress(log, epochs)
-    for epoch in range(start + 1, epochs + 1):
-        t0 = time.perf_counter()
-        loss = train_epoch(
-            model,
-            optimizer,
-            Xtr,
-            ytr,
-            config.batch_size,
-            shuffle_rng,
-            lambda done, total, value, e=epoch: progress.batch(e, done, total, value),
+        history = {k: [float(v) for v in ck["history"][k]] for k in HISTORY_KEYS}
+    result = TrainResult(config, model, optimizer, start, {}, n_test=len(data[3]))
+    return result, shuffle_rng, data, history
+
+
+def _output_paths(out: str | os.PathLike[str] | None) -> tuple[str | None, str | None]:
+    """The checkpoint's and the plot's paths in ``out`` (created), or None."""
+    if out is None:
+        return None, None
+    out = os.fspath(out)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise TrainError(f"cannot create the output directory {out!r}: {e.strerror}") from e
+    return os.path.join(out, CHECKPOINT), os.path.join(out, PLOT)
+
+
+def _run_epoch(
+    result: TrainResult,
+    data: tuple[np.ndarray, ...],
+    shuffle_rng: np.random.Generator,
+    epoch: int,
+    on_batch: Callable[[int, int, int, float], Any] | None,
+) -> tuple[float, ...]:
+    """Train and evaluate one epoch: the history row (loss, accuracies, seconds)."""
+    Xtr, ytr, Xte, yte = data
+    model, optimizer, config = result.model, result.optimizer, result.config
+    t0 = time.perf_counter()
+    hook = (
+        None if on_batch is None else lambda done, total, value: on_batch(epoch, done, total, value)
+    )
+    loss = train_epoch(model, optimizer, Xtr, ytr, config.batch_size, shuffle_rng, hook)
+    if not math.isfinite(loss):
+        raise TrainError(
+            f"training diverged in epoch {epoch}: the loss is {loss}; try a smaller learning "
+            f"rate (now {config.lr:g})"
         )
-        if not math.isfinite(loss):
-            if progress.tty:
-                progress._write("", "\n")
-            raise TrainError(
-                f"training diverged in epoch {epoch}: the loss is {loss}; try a smaller --lr "
-                f"(now {config.lr:g})"
-            )
-        _, train_acc = evaluate(model, Xtr, ytr)
-        test_loss, test_acc = evaluate(model, Xte, yte)
-        for k, v in zip(
-            _HISTORY_KEYS, (loss, train_acc, test_loss, test_acc, time.perf_counter() - t0)
-        ):
-            history[k].append(v)
-        if ckpt_path is not None:
-            state = _snapshot(config, epoch, model, optimizer, shuffle_rng, history)
-            try:
-                save(state, ckpt_path)
-            except OSError as e:
-                raise TrainError(f"cannot write the checkpoint {ckpt_path!r}: {e}") from e
-            result.checkpoint = ckpt_path
-        progress.epoch_end(epoch, history)
-        result.epoch, result.trained = epoch, result.trained + 1
-    result.history = {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
-    if plot_path is not None and plot and result.trained:
-        title = (
-            f"MLP 64-{'-'.join(map(str, config.hidden))}-10 ({config.activation}), "
-            f"{config.optimizer} lr={config.lr:g}, batch {config.batch_size}, seed {config.seed}"
-        )
-        if plot_history(result.history, plot_path, title=title):
-            result.plot = plot_path
-        elif log is not None:
-            log.write("matplotlib is not installed: no plot written (pip install matplotlib)\n")
-    return result
+    _, train_acc = evaluate(model, Xtr, ytr)
+    test_loss, test_acc = evaluate(model, Xte, yte)
+    return loss, train_acc, test_loss, test_acc, time.perf_counter() - t0
+
+
+def _title(config: TrainConfig) -> str:
+    return (
+        f"MLP 64-{'-'.join(map(str, config.hidden))}-10 ({config.activation}), "
+        f"{config.optimizer} lr={config.lr:g}, batch {config.batch_size}, seed {config.seed}"
+    )
 
 
 # ----- plot -----------------------------------------------------------------------------------
@@ -917,197 +716,3 @@ def plot_history(history: Mapping[str, Any], path: str | os.PathLike[str], title
         fig.suptitle(title)
     write_atomically(path, lambda fh: fig.savefig(fh, format="png"))
     return True
-
-
-# ----- command line -------------------------------------------------------------------------
-def _widths(s: str) -> tuple[int, ...]:
-    try:
-        return tuple(positive_int(p) for p in s.split(","))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive widths such as 64 or 128,64, got {s!r}"
-        ) from None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``autodiffx train`` to ``parser``.
-
-    Options that define the run default to None, meaning "the checkpoint's value" with
-    ``--resume`` and the :class:`TrainConfig` default otherwise.
-
-    Examples
-    --------
-    >>> import argparse
-    >>> from autodiffx.train import add_arguments
-    >>> p = argparse.ArgumentParser()
-    >>> add_arguments(p)
-    >>> p.parse_args(["--epochs", "5", "--hidden", "128,64"]).hidden
-    (128, 64)
-    """
-    defaults = TrainConfig()
-    lrs = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
-    parser.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=20,
-        help="total number of epochs, counting those of a resumed checkpoint (default 20)",
-    )
-    parser.add_argument(
-        "--optimizer",
-        choices=OPTIMIZERS,
-        default=None,
-        help=f"default {defaults.optimizer}; sgd has momentum 0.9; lbfgs takes one full-batch "
-        "step of 20 iterations per epoch",
-    )
-    parser.add_argument(
-        "--lr", type=positive_float, default=None, help=f"learning rate (default: {lrs})"
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        help=f"minibatch size (default {defaults.batch_size})",
-    )
-    parser.add_argument(
-        "--hidden",
-        type=_widths,
-        default=None,
-        metavar="W[,W...]",
-        help="hidden layer widths (default 64: a 64-64-10 network)",
-    )
-    parser.add_argument(
-        "--activation",
-        choices=ACTIVATIONS,
-        default=None,
-        help=f"hidden activation (default {defaults.activation})",
-    )
-    parser.add_argument(
-        "--seed",
-        type=non_negative_int,
-        default=None,
-        help=f"seeds the train/test split, the initial weights and the shuffling "
-        f"(default {defaults.seed})",
-    )
-    parser.add_argument(
-        "--out",
-        default="out",
-        metavar="DIR",
-        help=f"where {CHECKPOINT} (after every epoch) and {PLOT} are written (default ./out)",
-    )
-    parser.add_argument(
-        "--resume",
-        default=None,
-        metavar="CHECKPOINT",
-        help="continue from a checkpoint to --epochs in total, exactly as an uninterrupted "
-        "run; its settings are used unless given (--lr and --batch-size may change)",
-    )
-    parser.add_argument("--no-plot", action="store_true", help=f"do not write {PLOT}")
-
-
-def memory_estimate(config: TrainConfig) -> float:
-    """Bytes that training ``config`` needs at its peak, roughly (an upper estimate).
-
-    The parameters, their gradients, the optimizer's state (LBFGS keeps ``2 * 20`` vectors
-    of history) and the checkpoint's copies of both, plus the activations of the whole
-    data set (the evaluation after every epoch, and LBFGS's full batch, which keeps them for
-    the backward pass).
-
-    Examples
-    --------
-    >>> from autodiffx.train import TrainConfig, memory_estimate
-    >>> memory_estimate(TrainConfig()) < 200e6
-    True
-    >>> f"{memory_estimate(TrainConfig(hidden=(10**8,))):.1e}"
-    '3.1e+12'
-    """
-    widths = (64, *config.hidden, 10)
-    n_params = sum(a * b + b for a, b in itertools.pairwise(widths))
-    copies = {"sgd": 1, "rmsprop": 1, "adagrad": 1, "adam": 2, "adamw": 2, "lbfgs": 44}
-    state = n_params * (2 + 2 * copies[config.optimizer])
-    activations = 1797 * sum(widths) * (4 if config.optimizer == "lbfgs" else 2)
-    return 8.0 * (state + activations) + _BASE_MEMORY
-
-
-# NOTE: measured peaks (ru_maxrss, one epoch with the plot) are 0.7x to 0.85x of the
-# estimate: 101 MB for --hidden 8, 167 MB for 4000 (adam), 368 MB for 4000 (lbfgs), 2.6 GB
-# for 100000 (sgd). The base is a Python + NumPy + autodiffx + matplotlib process.
-_BASE_MEMORY = 100e6
-
-
-def _options_problem(args: argparse.Namespace, config: TrainConfig) -> str | None:
-    """A one-line reason to refuse the run before it starts, or None."""
-    files = {CHECKPOINT: "checkpoint"} if args.no_plot else {CHECKPOINT: "checkpoint", PLOT: "png"}
-    problem = output_dir_problem(args.out, files, "--out")
-    if problem:
-        return problem
-    net = "-".join(map(str, (64, *config.hidden, 10)))
-    return memory_problem(
-        memory_estimate(config), f"training a {net} network with {config.optimizer}"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``autodiffx train`` with parsed arguments; return the exit status.
-
-    Progress goes to stderr, the result to stdout; a :class:`TrainError` is printed as one
-    line on stderr and its status returned (2 for a bad ``--resume`` checkpoint, an ``--out``
-    that holds files the run would overwrite but did not write, or a network that needs more
-    memory than the machine has available; 1 for failures while training); an interruption
-    (Ctrl-C) returns 130.
-
-    Examples
-    --------
-    >>> import argparse, tempfile
-    >>> from autodiffx.train import add_arguments, run
-    >>> p = argparse.ArgumentParser()
-    >>> add_arguments(p)
-    >>> run(p.parse_args(["--epochs", "1", "--hidden", "8", "--out", tempfile.mkdtemp(),
-    ...                   "--no-plot"]))  # doctest: +ELLIPSIS
-    test accuracy ... after 1 epoch ...
-    0
-    """
-    t0 = time.perf_counter()
-    given = {
-        k: getattr(args, k)
-        for k in ("hidden", "activation", "optimizer", "lr", "batch_size", "seed")
-        if getattr(args, k) is not None
-    }
-    try:
-        ck = None
-        if args.resume is not None:
-            ck = load_checkpoint(args.resume)
-            config = TrainConfig(**{**ck["config"], **given})
-        else:
-            config = TrainConfig(**given)
-        problem = _options_problem(args, config)
-        if problem:
-            raise TrainError(problem, 2)
-        result = fit(
-            config, args.epochs, out=args.out, resume=ck, plot=not args.no_plot, log=sys.stderr
-        )
-    except TrainError as e:
-        print(f"autodiffx train: error: {e}", file=sys.stderr)
-        return e.status
-    except KeyboardInterrupt:
-        where = os.path.join(args.out, CHECKPOINT)
-        hint = f" (resume with --resume {where})" if os.path.exists(where) else ""
-        print(f"\nautodiffx train: interrupted{hint}", file=sys.stderr)
-        return 130
-    h = result.history
-    n_test = result.n_test
-    if not result.trained:
-        print(
-            f"the checkpoint is already at epoch {result.epoch} (--epochs {args.epochs}): "
-            "nothing to train"
-        )
-    correct = round(result.test_accuracy * n_test)
-    print(
-        f"test accuracy {result.test_accuracy:.4f} ({correct}/{n_test}) after {result.epoch} "
-        f"epoch{'s' if result.epoch != 1 else ''} (best {np.max(h['test_acc']):.4f}); "
-        f"{time.perf_counter() - t0:.1f} s"
-    )
-    if result.checkpoint:
-        print(f"checkpoint: {result.checkpoint}")
-    if result.plot:
-        print(f"plot: {result.plot}")
-    return 0

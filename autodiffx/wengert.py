@@ -913,6 +913,17 @@ class Step(NamedTuple):
     value: np.ndarray
 
 
+def _seed_as(seed: Any, like: np.ndarray, what: str, whose: str) -> np.ndarray:
+    """``seed`` broadcast to the shape and dtype of ``like``, or a ValueError naming it."""
+    s = np.asarray(seed)
+    try:
+        return np.broadcast_to(s, like.shape).astype(like.dtype)
+    except ValueError as e:
+        raise ValueError(
+            f"{what} has shape {s.shape}, which does not broadcast to {whose} shape {like.shape}"
+        ) from e
+
+
 class EvaluationTrace:
     """The recorded evaluation trace of a program; made by :func:`evaluation_trace`.
 
@@ -940,7 +951,7 @@ class EvaluationTrace:
         out: Tensor,
         keep: list[Any],
     ) -> None:
-        self._f = f
+        self._name = getattr(f, "__name__", type(f).__name__)
         self._inputs = inputs
         self._leaves = leaves
         self._out = out
@@ -992,9 +1003,8 @@ class EvaluationTrace:
     def __repr__(self) -> str:
         n_in = len(self._inputs)
         n_steps = sum(len(a.outs) for a in self._apps)
-        name = getattr(self._f, "__name__", type(self._f).__name__)
         return (
-            f"<EvaluationTrace of {name}: {n_in} input{'s' * (n_in != 1)}, {n_steps} "
+            f"<EvaluationTrace of {self._name}: {n_in} input{'s' * (n_in != 1)}, {n_steps} "
             f"step{'s' * (n_steps != 1)}, y = {_fmt_value(self._y.value, 3)}>"
         )
 
@@ -1058,17 +1068,12 @@ class EvaluationTrace:
             raise ValueError(
                 f"tangent: seed names {unknown} are not inputs of the trace {list(self.names)}"
             )
-        tans = []
-        for v in self._inputs:
-            s = np.asarray(seed.get(v.name, 0.0))
-            try:
-                t = np.broadcast_to(s, v.value.shape).astype(v.value.dtype)
-            except ValueError as e:
-                raise ValueError(
-                    f"tangent: the seed of {v.name!r} has shape {s.shape}, which does not "
-                    f"broadcast to the input's shape {v.value.shape}"
-                ) from e
-            tans.append(t)
+        tans = [
+            _seed_as(
+                seed.get(v.name, 0.0), v.value, f"tangent: the seed of {v.name!r}", "the input's"
+            )
+            for v in self._inputs
+        ]
         values: dict[int, np.ndarray | None] = {}
         with forward.dual_level(), np.errstate(all="ignore"):
             env: dict[int, Any] = {}
@@ -1124,14 +1129,7 @@ class EvaluationTrace:
         {'a': array(4.), 'b': array(3.)}
         """
         y = self._y
-        s = np.asarray(1.0 if seed is None else seed)
-        try:
-            ybar = np.broadcast_to(s, y.value.shape).astype(y.value.dtype)
-        except ValueError as e:
-            raise ValueError(
-                f"adjoint: the seed has shape {s.shape}, which does not broadcast to y's shape "
-                f"{y.value.shape}"
-            ) from e
+        ybar = _seed_as(1.0 if seed is None else seed, y.value, "adjoint: the seed", "y's")
         targets: list[Tensor] = []
         owners: list[_Var] = []
         for v, leaf in zip(self._inputs, self._leaves):

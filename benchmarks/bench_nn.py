@@ -120,3 +120,69 @@ class W6Memory:
         """Held after ``backward()`` beyond the gradients: the graph must be gone (≈ 0)."""
         m = self._ad()
         return (m["after_backward"] - m["grads"]) / MIB
+
+
+# ----- the digits CNN (ad.nn.digits_cnn): one Adam step on a batch of 64 8x8 images --------
+CNN_BATCH = 64
+
+
+def _cnn_batch(dtype: str) -> tuple[Any, Any]:
+    from autodiffx.train import split_digits
+
+    X, y, _, _ = split_digits(0)
+    return X[:CNN_BATCH].astype(dtype), y[:CNN_BATCH]
+
+
+class CNNStep:
+    """One training step of ``ad.nn.digits_cnn`` (two 3x3 conv + ReLU + 2x2 max-pool blocks
+    and a linear layer; zero_grad, forward, cross-entropy, backward, Adam update)."""
+
+    params: ClassVar[list[list[Any]]] = [["float64", "float32"]]
+    param_names: ClassVar[list[str]] = ["dtype"]
+
+    def setup(self, dtype: str) -> None:
+        self.model = ad.nn.digits_cnn(rng=0, dtype=dtype)
+        self.opt = ad.optim.Adam(self.model.parameters(), lr=0.01)
+        x, self.y = _cnn_batch(dtype)
+        self.x = ad.tensor(x)
+        self.time_autodiffx_step(dtype)
+
+    def time_autodiffx_step(self, dtype: str) -> None:
+        self.opt.zero_grad()
+        ad.nn.functional.cross_entropy(self.model(self.x), self.y).backward()
+        self.opt.step()
+
+
+class CNNPyTorchStep:
+    """The same CNN step in PyTorch CPU, same shapes (skipped when torch is not installed)."""
+
+    params: ClassVar[list[list[Any]]] = [["float64", "float32"]]
+    param_names: ClassVar[list[str]] = ["dtype"]
+
+    def setup(self, dtype: str) -> None:
+        try:
+            import torch
+        except ImportError:
+            raise NotImplementedError("torch is not installed") from None
+        nn = torch.nn
+        self.model = nn.Sequential(
+            nn.Unflatten(1, (1, 8, 8)),
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(128, 10),
+        ).to(getattr(torch, dtype))
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=0.01)
+        x, y = _cnn_batch(dtype)
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+        self.loss = torch.nn.functional.cross_entropy
+        self.time_pytorch_step(dtype)
+
+    def time_pytorch_step(self, dtype: str) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.loss(self.model(self.x), self.y).backward()
+        self.opt.step()

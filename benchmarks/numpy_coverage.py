@@ -19,7 +19,7 @@ V = np.array([0.7, 1.3, 0.4, 1.1])
 M = np.array([[0.7, 1.3, 0.4], [1.1, 0.5, 0.9]])
 Q = np.array([[0.9, 0.2], [0.3, 1.2]])
 W = np.array([0.2, 0.5, 0.3, 0.4])
-NONDIFF = {"argsort", "argmax"}
+NONDIFF = {"argsort", "argmax", "linalg.matrix_rank"}
 
 
 def _calls() -> dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]]:
@@ -104,6 +104,26 @@ def _calls() -> dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]]:
     c["pad(reflect)"] = (lambda x: np.pad(x, 1, mode="reflect"), v)
     c["add.at"] = (lambda x: _add_at(x), v)
     c["logaddexp.reduce"] = (lambda x: np.logaddexp.reduce(x), v)
+    for n in ["fft.irfft", "fft.hfft", "fft.ihfft"]:
+        c[n] = (lambda x, n=n: _np(n)(x), v)
+    for n in ["fft.fft2", "fft.ifft2", "fft.rfft2", "fft.irfft2", "fft.fftn", "fft.ifftn"]:
+        c[n] = (lambda x, n=n: _np(n)(x), m)
+    for n in ["fft.rfftn", "fft.irfftn"]:
+        c[n] = (lambda x, n=n: _np(n)(x), m)
+    c["logspace"] = (lambda a, b: np.logspace(a, b, 5), (np.array(0.5), np.array(2.0)))
+    for mode in ["edge", "wrap", "symmetric", "linear_ramp", "mean", "maximum", "median"]:
+        c[f"pad({mode})"] = (lambda x, mode=mode: np.pad(x, 2, mode=mode), m)
+    for n in ["maximum.reduce", "subtract.reduce", "maximum.accumulate", "logaddexp.accumulate"]:
+        c[n] = (lambda x, n=n: _np(n)(x), m)
+    c["multiply.outer"] = (lambda x, y: np.multiply.outer(x, y), (V, W))
+    c["sum(where=)"] = (lambda x: np.sum(x, where=M > 0.6), m)
+    c["max(initial=)"] = (lambda x: np.max(x, axis=0, initial=0.8), m)
+    c["einsum(...)"] = (lambda x: np.einsum("...i,...i->...", x, x, optimize=True), m)
+    for n in ["matrix_norm", "vector_norm"]:
+        c[f"linalg.{n}"] = (lambda x, n=n: _np(f"linalg.{n}")(x), q)
+    c["linalg.vecdot"] = (lambda x, y: np.linalg.vecdot(x, y), (V, W))
+    c["linalg.tensorsolve"] = (lambda x: np.linalg.tensorsolve(x, np.ones(2)), q)
+    c["linalg.matrix_rank"] = (lambda x: np.linalg.matrix_rank(x), q)
     for n in ["matrix_power", "multi_dot", "cond", "eig", "eigvals", "tensorinv"]:
         c[f"linalg.{n}"] = (lambda x, n=n: _linalg(n, x), q)
     for n in ["inv", "det", "slogdet", "cholesky", "eigh", "svd", "qr", "pinv", "norm"]:

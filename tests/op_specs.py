@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import scipy.special as sp
 from op_specs_nn import rows as _nn_rows
+from op_specs_numpy_more import rows as _numpy_more_rows
+from op_specs_scipy import rows as _scipy_rows
 from strategies import (
     BOOL,
     DISTINCT,
@@ -849,6 +851,8 @@ ROWS += [
 # Rows written beside autodiffx.nn (log_softmax and any nn primitive not covered above).
 _have = {r.name for r in ROWS}
 ROWS += [r for r in _nn_rows(OpSpec, Case) if r.name not in _have]
+ROWS += _numpy_more_rows(OpSpec, Case)
+ROWS += _scipy_rows(OpSpec, Case, elementwise)  # autodiffx.scipy's primitives
 
 OPSPECS.update({r.name: r for r in ROWS[len(OPSPECS) :]})
 if len(OPSPECS) != len(ROWS):

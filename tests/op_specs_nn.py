@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import scipy.special as sp
+from op_specs_conv import CONV_SPECS
 from strategies import REAL, Const, Domain
 
 UNARY = [(), (3,), (2, 3), (1, 4)]
@@ -142,6 +143,9 @@ NN_SPECS += [
         exempt={"complex": "max-shifting needs an ordered dtype"},
     ),
 ]
+
+
+NN_SPECS += CONV_SPECS  # conv, conv_transpose, conv_weight_grad (tests/op_specs_conv.py)
 
 
 def rows(opspec: type, case: type) -> list[Any]:

@@ -1,6 +1,6 @@
 """Guard: a closed-over tensor that requires grad carries its gradient through every transform.
 
-Two parts, both against central differences (``_numdiff.directional``):
+Two parts, both against central differences (``autodiffx.fd.directional``):
 
 * every nesting of two transforms (grad, vjp, jvp, jacfwd, jacrev, jacobian, hessian, hvp),
   ``outer(lambda w: inner(lambda x: f(x, w, p))(x0))(w0)``, on a few functions: the value
@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _numdiff import directional
 from op_specs import Case, OpSpec
 from test_primitives import DIFF, _floating, apply_op, check_vjp, make_point, rand_like
 
 import autodiffx as ad
 from autodiffx import Tensor
+from autodiffx.fd import directional
 
 
 def _weights(k: int) -> np.ndarray:

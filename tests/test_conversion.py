@@ -17,14 +17,17 @@ V = np.array([0.5, 1.0, 2.0])
 
 # Issue 11, item 1: each of these used to give a zero gradient without a word.
 SILENT = {
-    "scipy.special.logsumexp": (lambda x: scipy.special.logsumexp(x), "ad.logsumexp"),
+    "scipy.special.logsumexp": (
+        lambda x: scipy.special.logsumexp(x),
+        "ad.scipy.special.logsumexp",
+    ),
     "scipy.special.softmax": (
         lambda x: scipy.special.softmax(x)[0],
-        "ad.nn.functional.softmax",
+        "ad.scipy.special.softmax",
     ),
     "scipy.linalg.expm": (
         lambda x: scipy.linalg.expm(x.reshape(1, 3)[:, :1]).sum(),
-        "scipy.linalg.expm has no autodiffx version",
+        "call ad.scipy.linalg.expm instead",
     ),
     "np.asarray": (lambda x: np.asarray(x).sum(), "t.detach()"),
     "np.array of a list": (lambda x: np.array([x[0], x[1]]).sum(), "ad.stack"),
@@ -67,7 +70,7 @@ def test_autograd_grad_agrees_with_grad(name):
 )
 def test_every_transform_refuses_a_conversion(transform):
     f = lambda x: ad.tensor(scipy.special.logsumexp(x))
-    with pytest.raises(TypeError, match=r"ad\.logsumexp"):
+    with pytest.raises(TypeError, match=r"ad\.scipy\.special\.logsumexp"):
         transform(f)
 
 
@@ -182,18 +185,18 @@ def test_matrix_and_masked_are_refused_in_forward_mode_and_recorded_rules():
 
 def test_ufunc_errors_name_the_ufuncs_own_module():
     x = ad.tensor(V, requires_grad=True)
-    with pytest.raises(TypeError, match=r"^scipy\.special\.gamma has no autodiffx rule"):
-        scipy.special.gamma(x)
+    with pytest.raises(TypeError, match=r"^scipy\.special\.dawsn has no autodiffx rule"):
+        scipy.special.dawsn(x)
     with pytest.raises(TypeError, match=r"^scipy\.special\.xlogy\.outer is not supported"):
         scipy.special.xlogy.outer(x, x)
     with pytest.raises(TypeError, match=r"^scipy\.special\.erf\(\.\.\., out=\.\.\.\)"):
         scipy.special.erf(x, out=np.empty(3))
-    with pytest.raises(TypeError, match=r"^numpy\.add\.at is not supported"):
-        np.add.at(x, [0], 1.0)
+    with pytest.raises(TypeError, match=r"^numpy\.add\.reduceat is not supported"):
+        np.add.reduceat(x, [0])
     with pytest.raises(TypeError, match=r"^numpy\.gcd has no autodiffx rule"):
         np.gcd(ad.tensor([4, 6]), 2)
     with pytest.raises(TypeError, match=r"t\.detach\(\)"):
-        scipy.special.gamma(x)
+        scipy.special.dawsn(x)
 
 
 def test_finite_differences_read_values_of_tensors_that_require_grad():

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.special as sp
-from _numdiff import directional
 
 import autodiffx as ad
 from autodiffx.distributions import _implicit
+from autodiffx.fd import directional
 
 D = ad.distributions
 VALUE_METHODS = ("log_prob", "cdf", "icdf")
@@ -49,6 +49,19 @@ _SIMPLEX = _a([0.2, 0.3, 0.5], [0.6, 0.1, 0.3])
 _U = _a(0.1, 0.45, 0.8)
 _LOCSCALE = {"loc": _a(0.3, -1.2, 2.0), "scale": _a(0.5, 1.5, 2.0)}
 _MOMENTS = {"entropy": None, "mean": None, "variance": None, "stddev": None}
+_W32 = _a([0.8, -0.3], [0.5, 1.1], [-0.2, 0.4])
+_W232 = np.stack([_W32[:, :1], _a([0.1], [-0.9], [0.6])])
+
+
+def _lowrank(D: Any, p: dict[str, Any]) -> Any:
+    return D.LowRankMultivariateNormal(p["loc"], p["cov_factor"], p["cov_diag"])
+
+
+def _lowrank_or_mvn(D: Any, p: dict[str, Any]) -> Any:
+    if "cov_factor" in p:
+        return _lowrank(D, p)
+    return D.MultivariateNormal(p["loc"], covariance_matrix=p["covariance_matrix"])
+
 
 CASES = [
     Case(
@@ -157,6 +170,24 @@ CASES = [
         {"loc": _X3[1], "precision_matrix": _SPD2},
         lambda D, p: D.MultivariateNormal(p["loc"], precision_matrix=p["precision_matrix"]),
         {"log_prob": _X3, "entropy": None, "variance": None, "scale_tril": None},
+    ),
+    Case(
+        "LowRankMVN(batched loc)",
+        {"loc": _X3, "cov_factor": _W32, "cov_diag": _a(0.5, 1.2, 0.8)},
+        _lowrank,
+        {
+            "log_prob": _X3[::-1].copy(),
+            **_MOMENTS,
+            "covariance_matrix": None,
+            "precision_matrix": None,
+            "scale_tril": None,
+        },
+    ),
+    Case(
+        "LowRankMVN(batched cov_factor)",
+        {"loc": _X3[1], "cov_factor": _W232, "cov_diag": _a([0.5, 1.2, 0.8], [2.0, 0.3, 1.0])},
+        _lowrank,
+        {"log_prob": _X3, "entropy": None, "variance": None, "precision_matrix": None},
     ),
     Case(
         "Independent(Normal, 1)",
@@ -362,6 +393,24 @@ KL_CASES = [
         ),
     ),
     KLCase(
+        "LowRankMVN",
+        {"loc": _X3, "cov_factor": _W32, "cov_diag": _a(0.5, 1.2, 0.8)},
+        {"loc": _X3[0], "cov_factor": _W232, "cov_diag": _a([2.0, 0.3, 1.0], [0.7, 0.9, 1.4])},
+        _lowrank_or_mvn,
+    ),
+    KLCase(
+        "MVN, LowRankMVN",
+        {"loc": _X3, "covariance_matrix": _SPD2},
+        {"loc": _X3[0], "cov_factor": _W32, "cov_diag": _a(0.5, 1.2, 0.8)},
+        _lowrank_or_mvn,
+    ),
+    KLCase(
+        "LowRankMVN, MVN",
+        {"loc": _X3[1], "cov_factor": _W232, "cov_diag": _a(0.5, 1.2, 0.8)},
+        {"loc": _X3, "covariance_matrix": _SPD},
+        _lowrank_or_mvn,
+    ),
+    KLCase(
         "Independent(Normal, 1)",
         {"loc": _X3, "scale": _a([0.5, 1.0, 2.0], [1.5, 0.3, 0.9])},
         {"loc": _X3[::-1].copy(), "scale": _a([1.0, 1.0, 1.0], [0.5, 0.6, 0.7])},
@@ -430,6 +479,12 @@ def _patch_gamma(monkeypatch, torch, x):
     monkeypatch.setattr(torch.distributions.gamma, "_standard_gamma", StandardGamma.apply)
 
 
+def _patch_lowrank(monkeypatch, torch, noise):
+    draws = iter(noise)  # eps_W (..., m), then eps_D (..., n), as PyTorch draws them
+    mod = torch.distributions.lowrank_multivariate_normal
+    monkeypatch.setattr(mod, "_standard_normal", lambda *a, **k: torch.tensor(next(draws)))
+
+
 def _patch_method(monkeypatch, torch, name, noise):
     monkeypatch.setattr(torch.Tensor, name, lambda self, *a, **k: self.copy_(torch.tensor(noise)))
 
@@ -483,6 +538,13 @@ R_CASES = [
         CASES[15].build,
         lambda g, s, p: _std_normal(g, s),
         lambda m, t, n: _patch_normal(m, t, n, "multivariate_normal"),
+    ),
+    RCase(
+        "LowRankMVN",
+        {"loc": _X3, "cov_factor": _W232, "cov_diag": _a(0.5, 1.2, 0.8)},
+        _lowrank,
+        lambda g, s, p: (_std_normal(g, (*s[:-1], p["cov_factor"].shape[-1])), _std_normal(g, s)),
+        _patch_lowrank,
     ),
     RCase(
         "Exponential",
@@ -816,6 +878,7 @@ _MC = [
     D.Poisson(_a(0.3, 4.0, 50.0)),
     D.MultivariateNormal(_X3, covariance_matrix=_SPD),
     D.Independent(D.Normal(_X3, 1.5), 1),
+    D.LowRankMultivariateNormal(_X3, _W232, _a(0.5, 1.2, 0.8)),
 ]
 
 
@@ -903,6 +966,22 @@ _BAD_PARAMETERS = [
         lambda: D.MultivariateNormal(ad.zeros(3), covariance_matrix=np.eye(2)),
         r"n = loc.shape\[-1\].*loc \(3,\), covariance_matrix \(2, 2\)",
     ),
+    (
+        lambda: D.LowRankMultivariateNormal(ad.zeros(2), np.ones((2, 1)), [1.0, 0.0]),
+        r"LowRankMultivariateNormal: parameter cov_diag .*positive",
+    ),
+    (
+        lambda: D.LowRankMultivariateNormal(ad.zeros(3), np.ones((2, 1)), np.ones(3)),
+        r"n = loc.shape\[-1\] = 3, cov_factor must be .* got cov_factor \(2, 1\)",
+    ),
+    (
+        lambda: D.LowRankMultivariateNormal(ad.zeros(2), np.ones(2), np.ones(2)),
+        r"cov_factor at least 2-D; got loc \(2,\), cov_factor \(2,\)",
+    ),
+    (
+        lambda: D.LowRankMultivariateNormal(ad.zeros((3, 2)), np.ones((4, 2, 1)), np.ones(2)),
+        r"batch shapes of loc, cov_factor and cov_diag do not broadcast",
+    ),
     (lambda: D.Independent(D.Normal(0.0, 1.0), 1), r"Independent: reinterpreted_batch_ndims"),
     (lambda: D.TransformedDistribution(D.Normal(0.0, 1.0), "exp"), r"transforms must be"),
 ]
@@ -954,8 +1033,11 @@ def test_missing_pieces_raise_clear_errors():
     ):
         D.kl_divergence(D.Normal(0.0, 1.0), D.Gamma(1.0, 1.0))
     two = D.Independent(D.Normal(ad.zeros((2, 2)), 1.0), 2)
-    with pytest.raises(NotImplementedError, match="different reinterpreted_batch_ndims"):
+    with pytest.raises(NotImplementedError, match=r"different reinterpreted_batch_ndims \(2 and 1"):
         D.kl_divergence(two, D.Independent(D.Normal(ad.zeros((2, 2)), 1.0), 1))
+    mvn2, mvn3 = (D.MultivariateNormal(ad.zeros(n), covariance_matrix=ad.eye(n)) for n in (2, 3))
+    with pytest.raises(ValueError, match=r"MultivariateNormal .* event_shape \(\(2,\) and \(3,\)"):
+        D.kl_divergence(mvn2, mvn3)
     p = D.TransformedDistribution(D.Normal(0.0, 1.0), D.ExpTransform())
     q = D.TransformedDistribution(D.Normal(0.0, 1.0), D.SigmoidTransform())
     with pytest.raises(NotImplementedError, match="different transforms"):
@@ -1000,3 +1082,38 @@ def test_expand_and_transforms_that_broadcast_the_base():
     neg = D.TransformedDistribution(D.Normal(0.0, 1.0), D.AffineTransform(1.0, -2.0))
     np.testing.assert_allclose(neg.cdf(3.0).item(), D.Normal(1.0, 2.0).cdf(3.0).item())
     np.testing.assert_allclose(neg.icdf(neg.cdf(0.3)).item(), 0.3, rtol=1e-12)
+
+
+def test_lowrank_mvn_equals_the_dense_mvn_and_refuses_other_event_shapes():
+    """Woodbury and the determinant lemma against the dense n x n MVN (n = 40, m = 3), values
+    and gradients, log_prob, entropy, the three KL pairs; no PyTorch needed."""
+    g = np.random.default_rng(12)
+    n, m = 40, 3
+    w = ad.tensor(g.standard_normal((n, m)), requires_grad=True)
+    d = ad.tensor(g.uniform(0.5, 2.0, n), requires_grad=True)
+    loc = ad.tensor(g.standard_normal(n))
+    low = D.LowRankMultivariateNormal(loc, w, d)
+    dense = D.MultivariateNormal(loc, covariance_matrix=w @ w.T + ad.diag(d))
+    other = D.LowRankMultivariateNormal(ad.zeros(n), w[:, :1] * 2, ad.ones(n))
+    other_dense = D.MultivariateNormal(ad.zeros(n), covariance_matrix=other.covariance_matrix)
+    x = ad.tensor(g.standard_normal((2, n)))
+    pairs = [
+        (low.log_prob(x).sum(), dense.log_prob(x).sum()),
+        (low.entropy(), dense.entropy()),
+        (D.kl_divergence(low, other), D.kl_divergence(dense, other_dense)),
+        (D.kl_divergence(dense, other), D.kl_divergence(dense, other_dense)),
+        (D.kl_divergence(low, other_dense), D.kl_divergence(dense, other_dense)),
+    ]
+    for ours, ref in pairs:
+        np.testing.assert_allclose(ours.item(), ref.item(), rtol=1e-11)
+        ga = ad.autograd.grad(ours, [w, d], retain_graph=True)
+        for a, b in zip(ga, ad.autograd.grad(ref, [w, d], retain_graph=True)):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        low.precision_matrix.data, np.linalg.inv(dense.covariance_matrix.data), atol=1e-12
+    )
+    np.testing.assert_allclose(low.scale_tril.data, dense.scale_tril.data, atol=1e-12)
+    e = low.expand((2, 4))
+    assert e.batch_shape == (2, 4) and e.log_prob(x[0]).shape == (2, 4)
+    with pytest.raises(ValueError, match=r"different event shapes \(40,\) and \(2,\)"):
+        D.kl_divergence(low, D.LowRankMultivariateNormal(ad.zeros(2), np.ones((2, 1)), ad.ones(2)))

@@ -299,3 +299,20 @@ def test_whole_numbers_keep_their_trailing_zeros_at_zero_digits():
 
     assert [_fmt_scalar(v, 0) for v in (10.0, 100.0, 20.4, 1.5e6)] == ["10", "100", "20", "2e6"]
     assert _fmt_scalar(10.0, 3) == "10"
+
+
+def test_seeds_that_do_not_broadcast_name_the_seed_and_the_shape():
+    tr = ad.evaluation_trace(lambda x, w: ad.sum(x * w), x=np.ones(2), w=np.ones(2))
+    with pytest.raises(
+        ValueError,
+        match=r"tangent: the seed of 'w' has shape \(3,\), which does "
+        r"not broadcast to the input's shape \(2,\)",
+    ):
+        tr.tangent({"w": np.ones(3)})
+    with pytest.raises(
+        ValueError,
+        match=r"adjoint: the seed has shape \(2,\), which does not "
+        r"broadcast to y's shape \(\)",
+    ):
+        tr.adjoint(np.ones(2))
+    np.testing.assert_array_equal(tr.tangent({"w": 2.0}).y_dot, 4.0)

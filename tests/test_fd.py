@@ -13,6 +13,7 @@ from autodiffx.fd import (
     StepStudy,
     default_step,
     derivative,
+    directional,
     gradcheck,
     gradgradcheck,
     gradient,
@@ -54,6 +55,69 @@ def _slope(hs, errors):
 
 def _errors(f, exact, x, hs, scheme, order=1):
     return np.array([abs(derivative(f, x, h=h, scheme=scheme, order=order) - exact) for h in hs])
+
+
+# ---------------------------------------------------------------------------------------------
+# directional: the NumPy-only central-difference kernel the test suite uses as its oracle,
+# checked here against closed forms (never against the AD engine)
+# ---------------------------------------------------------------------------------------------
+
+
+def _two_in_two_out(x, y):
+    return np.sin(x) * y, np.sum(np.exp(x))
+
+
+def _two_in_two_out_jv(x, y, vx, vy):
+    return np.cos(x) * vx * y + np.sin(x) * vy, np.sum(np.exp(x) * vx)
+
+
+@pytest.mark.parametrize("name", sorted(CLOSED_FORMS))
+def test_directional_matches_closed_form_elementwise(name):
+    f, df, _ = CLOSED_FORMS[name]
+    v = np.linspace(-1.0, 2.0, POINTS.size)
+    (jv,) = directional(f, [POINTS], [v])
+    np.testing.assert_allclose(jv, df(POINTS) * v, rtol=1e-10, atol=1e-12)
+
+
+def test_directional_several_inputs_and_outputs():
+    x, y = np.array([0.3, -1.2, 2.0]), np.array([[1.5, -0.5, 4.0]])
+    vx, vy = np.array([1.0, 0.5, -2.0]), np.array([[0.25, 3.0, -1.0]])
+    got = directional(_two_in_two_out, [x, y], [vx, vy])
+    want = _two_in_two_out_jv(x, y, vx, vy)
+    assert [g.shape for g in got] == [(1, 3), ()]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-10)
+
+
+def test_directional_richardson_cancels_the_h2_term():
+    x, v = np.array([1.0]), np.array([1.0])
+    plain = abs(directional(np.exp, [x], [v], richardson=False)[0][0] - np.e)
+    extrapolated = abs(directional(np.exp, [x], [v])[0][0] - np.e)
+    # h = 1e-3: the plain central error is h**2 e / 6 ~ 4.5e-7; Richardson leaves O(h**4)
+    assert plain == pytest.approx(np.e * 1e-6 / 6, rel=1e-2)
+    assert extrapolated < 1e-11
+
+
+def test_directional_step_is_relative_to_the_largest_input_and_direction():
+    seen = []
+
+    def f(x, y):
+        seen.append(np.abs(np.concatenate([x - x0, y - y0])).max())
+        return x.sum() + y.sum()
+
+    x0, y0 = np.array([10.0, -40.0]), np.array([0.5])
+    directional(f, [x0, y0], [np.array([0.0, 2.0]), np.array([-4.0])], rel_step=1e-4)
+    assert seen == pytest.approx([4e-3, 4e-3, 2e-3, 2e-3], rel=1e-9)
+
+
+def test_directional_upcasts_outputs_and_gives_zeros_for_a_zero_direction():
+    x = np.array([1.0, 2.0], dtype=np.float32)
+    (jv,) = directional(lambda x: (x * x).astype(np.float32), [x], [np.ones(2)])
+    assert jv.dtype == np.float64
+    np.testing.assert_allclose(jv, [2.0, 4.0], rtol=1e-3)
+    zero = directional(lambda x: (x, 1j * x.sum()), [x], [np.zeros(2)])
+    assert [(z.dtype, z.shape) for z in zero] == [(np.float64, (2,)), (np.complex128, ())]
+    assert not any(np.any(z) for z in zero)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.special
-from _numdiff import directional
 from hypothesis import example, given, reject, settings
 from hypothesis import strategies as st
 
 import autodiffx as ad
+from autodiffx.fd import directional
 
 # A program is NumPy source over `xp`, run with xp=np (the value oracle, and the function whose
 # central differences are the derivative oracle) and with xp=ad. Each step is drawn where it is

@@ -11,13 +11,13 @@ import math
 import _reference
 import numpy as np
 import pytest
-from _numdiff import directional
 
 import autodiffx as ad
 import autodiffx.autograd
 import autodiffx.forward
 import autodiffx.io as adio
 import autodiffx.nn as nn
+from autodiffx.fd import directional
 from autodiffx.nn import functional as F
 
 # ----- the activations, each with an independent scalar reference ------------------------

@@ -54,6 +54,25 @@ def test_plain_containers_without_modules_are_fine():
     assert m.sizes == [1, 2, 3] and list(m.parameters()) == []
 
 
+def test_registered_names_take_their_kind_or_none():
+    m = nn.Linear(2, 1, rng=0)
+    m.child = nn.Linear(1, 1, rng=0)
+    m.register_buffer("count", np.zeros(1))
+    with pytest.raises(
+        TypeError, match=r"cannot assign ndarray as parameter 'weight' \(ad\.nn\.Par"
+    ):
+        m.weight = np.ones((1, 2))
+    with pytest.raises(TypeError, match=r"as child module 'child' \(ad\.nn\.Module or None"):
+        m.child = 3
+    with pytest.raises(TypeError, match=r"cannot assign str as buffer 'count'"):
+        m.count = "x"
+    m.weight, m.child, m.count = None, None, np.ones(1)
+    assert m.weight is None and m.child is None and isinstance(m.count, ad.Tensor)
+    m.weight = nn.Parameter(np.ones((1, 2)))
+    m.child = nn.Parameter(np.ones(1))  # a Parameter moves the name to the parameters
+    assert dict(m.named_parameters())["child"] is m.child and "child" not in m._modules
+
+
 def test_module_list_registers_every_parameter():
     net = _Stack(nn.ModuleList)
     assert len(list(net.parameters())) == 10

@@ -84,6 +84,15 @@ def test_scaled_inits_bounds_and_spread(shape):
         init.kaiming_normal_(ad.zeros(shape), mode="in")
 
 
+def test_kaiming_takes_pytorchs_positional_arguments():
+    for fill in (init.kaiming_uniform_, init.kaiming_normal_):
+        by_position = fill(ad.zeros((4, 6)), 0.3, "fan_out", "leaky_relu", 5).data
+        by_name = fill(ad.zeros((4, 6)), a=0.3, mode="fan_out", rng=5).data
+        np.testing.assert_array_equal(by_position, by_name)
+    with pytest.raises(TypeError):
+        init.kaiming_normal_(ad.zeros((4, 6)), 0.3, "fan_in", "relu", 0, "extra")
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_orthogonal_by_hand(shape):
     q = init.orthogonal_(ad.zeros(shape), gain=2.0, rng=0).data.reshape(shape[0], -1)

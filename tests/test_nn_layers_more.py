@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _numdiff import directional
 
 import autodiffx as ad
 import autodiffx.nn as nn
+from autodiffx.fd import directional
 from autodiffx.nn import functional as F
 
 

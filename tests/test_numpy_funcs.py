@@ -216,6 +216,20 @@ def test_quantiles_of_nan_are_nan_and_q_is_not_differentiated():
         np.quantile(x, ad.tensor(0.5, requires_grad=True))
 
 
+def test_percentile_refuses_a_differentiable_q_and_checks_its_range_in_percent():
+    x = ad.tensor(V4, requires_grad=True)
+    with pytest.raises(TypeError, match=r"percentile: q is not differentiated; pass q\.detach"):
+        np.percentile(x, ad.tensor(50.0, requires_grad=True))
+    with pytest.raises(ValueError, match=r"percentile: q must be in the range \[0, 100\]"):
+        ad.percentile(x, 150.0)
+    with pytest.raises(ValueError, match=r"quantile: q must be in the range \[0, 1\]"):
+        ad.quantile(x, 1.5)
+    with pytest.raises(TypeError, match=r"percentile: unsupported arguments \['weights'\]"):
+        ad.percentile(x, 50.0, weights=V4)
+    got = ad.percentile(x, [25.0, 50.0], 0, None, False, "linear", True)
+    np.testing.assert_allclose(got.data, np.percentile(V4, [25.0, 50.0], 0, keepdims=True))
+
+
 def test_average_of_zero_weights_raises_as_numpy():
     x = ad.tensor(V4, requires_grad=True)
     with pytest.raises(ZeroDivisionError, match="average"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 
 import _reference
 import numpy as np
@@ -657,6 +658,47 @@ def test_param_groups_and_add_param_group():
         optim.Adam([a], lr=-1.0)
     named = optim.SGD(nn.Linear(2, 1, rng=0).named_parameters(), lr=0.1)
     assert named.param_groups[0]["param_names"] == ["weight", "bias"]
+
+
+INVALID_HYPERPARAMETERS = [
+    ("SGD", dict(lr=-0.1), "Invalid learning rate: -0.1"),
+    ("SGD", dict(momentum=-1.0), "Invalid momentum value: -1.0"),
+    ("SGD", dict(weight_decay=-1.0), "Invalid weight_decay value: -1.0"),
+    ("Adam", dict(eps=-1.0), "Invalid epsilon value: -1.0"),
+    ("Adam", dict(betas=(1.0, 0.5)), "Invalid beta parameter at index 0: 1.0"),
+    ("AdamW", dict(betas=(0.5, -0.5)), "Invalid beta parameter at index 1: -0.5"),
+    ("RMSprop", dict(alpha=-0.5), "Invalid alpha value: -0.5"),
+    ("Adagrad", dict(lr_decay=-1.0), "Invalid lr_decay value: -1.0"),
+    ("Adagrad", dict(initial_accumulator_value=-1.0), "Invalid initial_accumulator_value value"),
+    ("SteepestDescent", dict(lr=float("nan")), "Invalid learning rate: nan"),
+    ("LBFGS", dict(lr=-1.0), "Invalid learning rate: -1.0"),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "message"), INVALID_HYPERPARAMETERS)
+def test_invalid_hyperparameters_raise_pytorchs_message(name, kwargs, message):
+    a = ad.tensor([1.0], requires_grad=True)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        getattr(optim, name)([a], **kwargs)
+
+
+def test_hyperparameters_become_the_defaults_in_signature_order():
+    a = ad.tensor([1.0], requires_grad=True)
+    assert optim.SGD([a], 0.5, 0.9).defaults == dict(
+        lr=0.5, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False
+    )
+    adamw = optim.AdamW([a], betas=(0.5, 0.25), weight_decay=0.1)
+    assert adamw.defaults["betas"] == (0.5, 0.25) and adamw.defaults["decoupled_weight_decay"]
+    assert optim.LBFGS([a], max_iter=8).defaults["max_eval"] == 10
+    assert list(optim.RMSprop([a]).defaults) == [
+        "lr",
+        "alpha",
+        "eps",
+        "weight_decay",
+        "momentum",
+        "centered",
+        "maximize",
+    ]
 
 
 def test_step_returns_closure_value_and_runs_it_with_grad_enabled():

@@ -79,7 +79,7 @@ def _pinned_torch() -> str:
     return pin
 
 
-@pytest.mark.parametrize("name", ["optim", "nn"])
+@pytest.mark.parametrize("name", ["optim", "nn", "cnn", "schedulers"])
 def test_stored_references_record_the_pinned_pytorch(name):
     meta = _reference.meta(name)
     assert meta["torch"].split("+")[0] == _pinned_torch(), _reference.STALE

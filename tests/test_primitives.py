@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import pytest
 import strategies as S
-from _numdiff import directional
 from hypothesis import given
 from hypothesis import strategies as st
 from op_specs import OPSPECS, ROWS, Case, OpSpec
 
 import autodiffx as ad
 from autodiffx import REGISTRY
+from autodiffx.fd import directional
 from autodiffx.forward import dual_level, make_dual, unpack_dual
 
 Tensor = ad.Tensor

@@ -142,7 +142,10 @@ TENSOR_ATTRS = [
     "backward",
     "register_hook",
 ]
-FD = "derivative gradient jacobian hessian gradcheck gradgradcheck GradcheckError step_study"
+FD = (
+    "derivative directional gradient jacobian hessian gradcheck gradgradcheck GradcheckError "
+    "step_study"
+)
 
 
 @pytest.mark.parametrize("name", SECTION_2 + SECTION_3 + SECTION_4_5)

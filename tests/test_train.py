@@ -1,4 +1,5 @@
-"""``autodiffx train``: short runs, files, exact resume, clean errors, ``--help`` everywhere."""
+"""The training library (``autodiffx.train``) and the ``autodiffx train`` command
+(``autodiffx.cli.train``): short runs, files, exact resume, clean errors, progress, ``--help``."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli_fakes import Terminal, install_fake_tqdm
 
 import autodiffx as ad
 from autodiffx import train
-from autodiffx.__main__ import build_parser, main
+from autodiffx.cli import argtypes, build_parser, main
+from autodiffx.cli import train as train_command
 from autodiffx.data import load_digits
 
 
@@ -48,7 +51,7 @@ def checkpoint_equal(a: dict, b: dict) -> None:
     assert a["model"].keys() == b["model"].keys()
     for k in a["model"]:
         assert np.array_equal(a["model"][k], b["model"][k]), k
-    for k in train._HISTORY_KEYS:
+    for k in train.HISTORY_KEYS:
         if k != "seconds":
             assert np.array_equal(a["history"][k], b["history"][k]), k
     sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
@@ -129,19 +132,79 @@ def test_defaults_reach_095(tmp_path, capsys):
     assert not (tmp_path / "training.png").exists()
 
 
-def test_progress_bar_on_a_terminal():
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+def _train_on_a_terminal(monkeypatch, tmp_path, *extra: str) -> tuple[int, str, str]:
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    argv = ["train", "--epochs", "2", "--hidden", "8", "--no-plot", "--out", str(tmp_path)]
+    code = main([*argv, *extra])
+    return code, out.getvalue(), term.getvalue()
 
-    log = Terminal()
-    train.fit(train.TrainConfig(hidden=(8,)), epochs=2, log=log)
-    text = log.getvalue()
-    assert text.count("\n") == 2
-    assert "\r" in text
-    finals = [seg for seg in text.split("\r") if seg.endswith("\n")]
-    assert len(finals) == 2
-    assert all("[" + "#" * train._Progress.WIDTH + "]" in seg for seg in finals)
+
+def test_progress_bar_on_a_terminal_with_tqdm(monkeypatch, tmp_path):
+    """A tqdm bar per epoch over its minibatches (the last loss after it), removed when the
+    epoch's line is written."""
+    bars = install_fake_tqdm(monkeypatch)
+    code, stdout, stderr = _train_on_a_terminal(monkeypatch, tmp_path)
+    assert code == 0 and "test accuracy" in stdout
+    assert [b.desc for b in bars.made] == ["epoch 1/2", "epoch 2/2"]
+    assert all(b.n == b.total == 45 and b.closed and not b.leave for b in bars.made)
+    assert all(re.fullmatch(r"loss \d\.\d{4}", b.postfix) for b in bars.made)
+    lines = [seg for seg in stderr.split("\r") if seg.endswith("\n")]
+    assert [ln.split()[:2] for ln in lines] == [["epoch", "1/2"], ["epoch", "2/2"]]
+
+
+def test_progress_without_tqdm_is_one_line_per_epoch(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    code, _, stderr = _train_on_a_terminal(monkeypatch, tmp_path)
+    assert code == 0 and "\r" not in stderr
+    assert [ln.split()[1] for ln in stderr.splitlines()] == ["1/2", "2/2"]
+
+
+def test_quiet_prints_only_the_result(monkeypatch, tmp_path):
+    bars = install_fake_tqdm(monkeypatch)
+    code, stdout, stderr = _train_on_a_terminal(monkeypatch, tmp_path, "--quiet")
+    assert code == 0 and stderr == "" and bars.made == []
+    assert stdout.startswith("test accuracy") and "checkpoint:" in stdout
+
+
+def test_the_log_prints_losses_with_four_decimals(tmp_path, capsys):
+    """Losses were printed with 4 significant digits: 2.303 in one line, 0.01234 in another."""
+    code, _, stderr = run_cli(
+        capsys,
+        "--epochs",
+        "1",
+        "--hidden",
+        "4",
+        "--lr",
+        "1e-6",
+        "--no-plot",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0
+    assert re.search(r" loss 2\.\d{4}  train acc", stderr), stderr
+
+
+def test_the_library_neither_parses_arguments_nor_prints(capsys):
+    """autodiffx.train is the library the notebooks and the command line share: no argparse,
+    no output (the command line reports through fit's callbacks)."""
+    import ast
+
+    tree = ast.parse(Path(train.__file__).read_text(encoding="utf-8"))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {"argparse", "sys"} & imported
+    seen = []
+    result = train.fit(
+        train.TrainConfig(hidden=(4,), optimizer="lbfgs"),
+        epochs=1,
+        on_batch=lambda *a: seen.append(("batch", a[:3])),
+        on_epoch=lambda e, h: seen.append(("epoch", e, len(h["loss"]))),
+    )
+    assert capsys.readouterr() == ("", "")
+    assert seen == [("batch", (1, 1, 1)), ("epoch", 1, 1)] and result.trained == 1
 
 
 # ----- resume ---------------------------------------------------------------------------------
@@ -574,9 +637,7 @@ def test_a_foreign_plot_is_fine_with_no_plot(tmp_path, capsys):
 
 
 def test_a_network_larger_than_memory_is_refused(capsys, monkeypatch, tmp_path):
-    from autodiffx import _argtypes
-
-    monkeypatch.setattr(_argtypes, "available_memory", lambda: 10**9)
+    monkeypatch.setattr(argtypes, "available_memory", lambda: 10**9)
     out = tmp_path / "out"
     code, _, stderr = run_cli(capsys, "--hidden", "100000", "--out", str(out))
     assert code == 2
@@ -584,9 +645,9 @@ def test_a_network_larger_than_memory_is_refused(capsys, monkeypatch, tmp_path):
     assert "a 64-100000-10 network with adam needs about 3.3 GB of memory" in stderr
     assert "the machine has 1.0 GB available" in stderr and not out.exists()
     assert (
-        train.memory_estimate(train.TrainConfig(hidden=(100000,)))
+        train_command.memory_estimate(train.TrainConfig(hidden=(100000,)))
         > 10**9
-        > (train.memory_estimate(train.TrainConfig(hidden=(10000,))))
+        > (train_command.memory_estimate(train.TrainConfig(hidden=(10000,))))
     )
     monkeypatch.undo()
     proc = subprocess.run(

@@ -13,9 +13,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from _numdiff import directional
 
 import autodiffx as ad
+from autodiffx.fd import directional
 
 ONE = ad.tensor(1.0)
 W = 1.5

@@ -15,6 +15,7 @@ from ._base import Distribution
 from .continuous import Beta, Exponential, Gamma, Laplace, Normal, Uniform
 from .discrete import Bernoulli, Categorical, Poisson
 from .kl import kl_divergence, register_kl
+from .lowrank import LowRankMultivariateNormal
 from .multivariate import Dirichlet, MultivariateNormal
 from .transformed import Independent, LogNormal, TransformedDistribution
 from .transforms import (
@@ -39,6 +40,7 @@ __all__ = [
     "Independent",
     "Laplace",
     "LogNormal",
+    "LowRankMultivariateNormal",
     "MultivariateNormal",
     "Normal",
     "Poisson",

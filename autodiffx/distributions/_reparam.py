@@ -28,106 +28,131 @@ def _data(x: Any) -> np.ndarray:
     return np.asarray(x.data if isinstance(x, Tensor) else x)
 
 
-class _GammaSampleGrad(Function):
-    """dx/da of Gamma(a, 1) samples x (a constant of the graph: its derivative raises)."""
+class _FirstDerivative(Function):
+    """A first derivative in the shape parameter, a constant of the graph: its own derivatives
+    raise, naming ``what`` (the user-facing call)."""
 
-    @staticmethod
-    def forward(ctx: Any, concentration: Any, x: Any) -> Any:
-        c = _data(concentration)
-        return standard_gamma_grad(c, x).astype(c.dtype, copy=False)
+    what = ""
 
-    @staticmethod
-    def vjp(ctx: Any, g: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Gamma.rsample"))
+    @classmethod
+    def vjp(cls, ctx: Any, g: Any) -> Any:
+        raise NotImplementedError(_SECOND.format(what=cls.what))
 
-    @staticmethod
-    def jvp(ctx: Any, *tangents: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Gamma.rsample"))
+    @classmethod
+    def jvp(cls, ctx: Any, *tangents: Any) -> Any:
+        raise NotImplementedError(_SECOND.format(what=cls.what))
 
 
-class GammaRsample(Function):
-    """``x`` (Gamma(a, 1) samples drawn beforehand) with the pathwise derivative dx/da.
+class _Rsample(Function):
+    """Samples drawn beforehand, ``forward(ctx, concentration, sample)``, passed through with
+    a pathwise derivative in the concentration: ``sample_grad`` gives ``d``, the derivative
+    of the samples, and ``pull(g, d, sample)``/``push(t, d, sample)`` apply it.
 
     Examples
     --------
     >>> import numpy as np
     >>> import autodiffx as ad
-    >>> from autodiffx.distributions._reparam import GammaRsample
+    >>> from autodiffx.distributions._reparam import DirichletRsample, GammaRsample
     >>> a = ad.tensor([2.0], requires_grad=True)
-    >>> GammaRsample.apply(a, np.array([1.5])).sum().backward()
-    >>> a.grad
-    tensor([0.93663907])
-    """
-
-    @staticmethod
-    def forward(ctx: Any, concentration: Any, x: Any) -> Any:
-        ctx.save_for_backward(concentration)
-        ctx.x = x
-        return x
-
-    @staticmethod
-    def vjp(ctx: Any, g: Any) -> Any:
-        (c,) = ctx.saved_tensors
-        return g * _GammaSampleGrad.apply(c, ctx.x), None
-
-    @staticmethod
-    def jvp(ctx: Any, tc: Any, tx: Any) -> Any:
-        (c,) = ctx.saved_tensors
-        return tc * _GammaSampleGrad.apply(c, ctx.x)
-
-
-class _DirichletSampleGrad(Function):
-    """PyTorch's ``_dirichlet_grad`` of samples y (a constant of the graph)."""
-
-    @staticmethod
-    def forward(ctx: Any, concentration: Any, y: Any) -> Any:
-        c = _data(concentration)
-        return dirichlet_grad(y, c).astype(c.dtype, copy=False)
-
-    @staticmethod
-    def vjp(ctx: Any, g: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Dirichlet.rsample"))
-
-    @staticmethod
-    def jvp(ctx: Any, *tangents: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Dirichlet.rsample"))
-
-
-class DirichletRsample(Function):
-    """``y`` (Dirichlet samples drawn beforehand) with dy_j/da_i = g_i (delta_ij - y_j).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import autodiffx as ad
-    >>> from autodiffx.distributions._reparam import DirichletRsample
-    >>> a = ad.tensor([1.0, 1.0], requires_grad=True)
-    >>> DirichletRsample.apply(a, np.array([0.3, 0.7]))[0].backward()
-    >>> a.grad
+    >>> x = GammaRsample.apply(a, np.array([1.5]))
+    >>> x.sum().backward()
+    >>> x, a.grad
+    (tensor([1.5], grad_fn=<GammaRsample>), tensor([0.93663907]))
+    >>> c = ad.tensor([1.0, 1.0], requires_grad=True)
+    >>> DirichletRsample.apply(c, np.array([0.3, 0.7]))[0].backward()
+    >>> c.grad
     tensor([ 0.36119184, -0.24967246])
     """
 
+    sample_grad: type[_FirstDerivative]
+
     @staticmethod
-    def forward(ctx: Any, concentration: Any, y: Any) -> Any:
+    def forward(ctx: Any, concentration: Any, sample: Any) -> Any:
         ctx.save_for_backward(concentration)
-        ctx.y = y
-        return y
+        ctx.sample = sample
+        return sample
+
+    @classmethod
+    def _d(cls, ctx: Any) -> Any:
+        (c,) = ctx.saved_tensors
+        return cls.sample_grad.apply(c, ctx.sample)
+
+    @classmethod
+    def vjp(cls, ctx: Any, g: Any) -> Any:
+        return cls.pull(g, cls._d(ctx), ctx.sample), None
+
+    @classmethod
+    def jvp(cls, ctx: Any, tc: Any, ts: Any) -> Any:
+        return cls.push(tc, cls._d(ctx), ctx.sample)
 
     @staticmethod
-    def vjp(ctx: Any, g: Any) -> Any:
-        (c,) = ctx.saved_tensors
-        grad = _DirichletSampleGrad.apply(c, ctx.y)
-        return grad * (g - (g * ctx.y).sum(axis=-1, keepdims=True)), None
+    def pull(g: Any, d: Any, sample: Any) -> Any:
+        raise NotImplementedError
 
     @staticmethod
-    def jvp(ctx: Any, tc: Any, ty: Any) -> Any:
-        (c,) = ctx.saved_tensors
-        moved = _DirichletSampleGrad.apply(c, ctx.y) * tc
-        return moved - ctx.y * moved.sum(axis=-1, keepdims=True)
+    def push(t: Any, d: Any, sample: Any) -> Any:
+        raise NotImplementedError
 
 
-class _GammaincDa(Function):
+class _SampleGrad(_FirstDerivative):
+    """``kernel(concentration, sample)``, the derivative of samples, in the concentration's
+    dtype."""
+
+    @classmethod
+    def forward(cls, ctx: Any, concentration: Any, sample: Any) -> Any:
+        c = _data(concentration)
+        return cls.kernel(c, sample).astype(c.dtype, copy=False)
+
+    @staticmethod
+    def kernel(concentration: np.ndarray, sample: Any) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _GammaSampleGrad(_SampleGrad):
+    """dx/da of Gamma(a, 1) samples x (a constant of the graph: its derivative raises)."""
+
+    what = "Gamma.rsample"
+    kernel = staticmethod(standard_gamma_grad)
+
+
+class GammaRsample(_Rsample):
+    """``x`` (Gamma(a, 1) samples drawn beforehand) with the pathwise derivative dx/da."""
+
+    sample_grad = _GammaSampleGrad
+
+    @staticmethod
+    def pull(g: Any, d: Any, sample: Any) -> Any:
+        return g * d
+
+    push = pull
+
+
+class _DirichletSampleGrad(_SampleGrad):
+    """PyTorch's ``_dirichlet_grad`` of samples y (a constant of the graph)."""
+
+    what = "Dirichlet.rsample"
+    kernel = staticmethod(lambda c, y: dirichlet_grad(y, c))
+
+
+class DirichletRsample(_Rsample):
+    """``y`` (Dirichlet samples drawn beforehand) with dy_j/da_i = g_i (delta_ij - y_j)."""
+
+    sample_grad = _DirichletSampleGrad
+
+    @staticmethod
+    def pull(g: Any, d: Any, y: Any) -> Any:
+        return d * (g - (g * y).sum(axis=-1, keepdims=True))
+
+    @staticmethod
+    def push(t: Any, d: Any, y: Any) -> Any:
+        moved = d * t
+        return moved - y * moved.sum(axis=-1, keepdims=True)
+
+
+class _GammaincDa(_FirstDerivative):
     """dP(a, x)/da = -dx/da * p(x; a) (a constant of the graph: its derivative raises)."""
+
+    what = "Gamma.cdf"
 
     @staticmethod
     def forward(ctx: Any, a: Any, x: Any) -> Any:
@@ -136,14 +161,6 @@ class _GammaincDa(Function):
         dens = np.exp((av - 1) * np.log(xv) - xv - sp.gammaln(av))
         out = np.where(xv > 0, -grad * dens, 0.0)
         return out.astype(np.result_type(av.dtype, xv.dtype), copy=False)
-
-    @staticmethod
-    def vjp(ctx: Any, g: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Gamma.cdf"))
-
-    @staticmethod
-    def jvp(ctx: Any, *tangents: Any) -> Any:
-        raise NotImplementedError(_SECOND.format(what="Gamma.cdf"))
 
 
 class Gammainc(Function):

@@ -219,6 +219,7 @@ class Uniform(_Elementwise):
 
     @property
     def arg_constraints(self) -> dict[str, Constraint]:  # type: ignore[override]
+        """``low < high``: each parameter's constraint is bounded by the other."""
         return {
             "low": constraints.less_than(self.high),
             "high": constraints.greater_than(self.low),

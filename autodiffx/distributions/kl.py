@@ -76,7 +76,8 @@ def kl_divergence(p: Distribution, q: Distribution) -> Tensor:
     """KL(p || q) = E_p[log p(x) - log q(x)], in closed form, with shape ``batch_shape``.
 
     Pairs: Normal, MultivariateNormal, Bernoulli, Categorical, Gamma, Beta, Dirichlet,
-    Exponential, Laplace, Uniform, Poisson (each with itself), Independent-Independent (same
+    Exponential, Laplace, Uniform, Poisson (each with itself), MultivariateNormal and
+    LowRankMultivariateNormal (all four pairs), Independent-Independent (same
     reinterpreted axes) and TransformedDistribution pairs with equal transforms (LogNormal).
     A missing pair raises ``NotImplementedError``; add one with ``register_kl``.
 
@@ -111,6 +112,16 @@ def _zero_where(mask: Any, t: Tensor) -> Tensor:
     return ops.where(mask, 0.0, t) if mask.any() else t
 
 
+def _same(p: Any, q: Any, attribute: str, error: type[Exception]) -> None:
+    """Raise ``error`` unless p and q (of one class) agree on ``attribute``."""
+    a, b = getattr(p, attribute), getattr(q, attribute)
+    if a != b:
+        raise error(
+            f"kl_divergence: {type(p).__name__} distributions with different {attribute} "
+            f"({a} and {b})"
+        )
+
+
 @register_kl(Normal, Normal)
 def _kl_normal_normal(p: Normal, q: Normal) -> Tensor:
     var_ratio = (p.scale / q.scale) ** 2
@@ -120,11 +131,7 @@ def _kl_normal_normal(p: Normal, q: Normal) -> Tensor:
 
 @register_kl(MultivariateNormal, MultivariateNormal)
 def _kl_mvn_mvn(p: MultivariateNormal, q: MultivariateNormal) -> Tensor:
-    if p.event_shape != q.event_shape:
-        raise ValueError(
-            "kl_divergence: MultivariateNormal event shapes differ: "
-            f"{p.event_shape} and {q.event_shape}"
-        )
+    _same(p, q, "event_shape", ValueError)
     lp, lq = p._unbroadcasted_scale_tril, q._unbroadcasted_scale_tril
     n = p.event_shape[0]
     batch = np.broadcast_shapes(lp.shape[:-2], lq.shape[:-2])
@@ -215,11 +222,7 @@ def _kl_poisson_poisson(p: Poisson, q: Poisson) -> Tensor:
 
 @register_kl(Independent, Independent)
 def _kl_independent_independent(p: Independent, q: Independent) -> Tensor:
-    if p.reinterpreted_batch_ndims != q.reinterpreted_batch_ndims:
-        raise NotImplementedError(
-            "kl_divergence: Independent distributions with different reinterpreted_batch_ndims "
-            f"({p.reinterpreted_batch_ndims} and {q.reinterpreted_batch_ndims})"
-        )
+    _same(p, q, "reinterpreted_batch_ndims", NotImplementedError)
     return sum_rightmost(kl_divergence(p.base_dist, q.base_dist), p.reinterpreted_batch_ndims)
 
 

@@ -18,7 +18,30 @@ from .transforms import ComposeTransform, ExpTransform, Transform
 __all__ = ["Independent", "LogNormal", "TransformedDistribution"]
 
 
-class Independent(Distribution):
+def _of_base(name: str, doc: str | None = None) -> property:
+    """A read-only property that is the base distribution's attribute ``name``."""
+    return property(lambda self: getattr(self.base_dist, name), doc=doc)
+
+
+class _OnBase(Distribution):
+    """A distribution made from ``base_dist``, reparameterisable when the base is."""
+
+    base_dist: Distribution
+
+    def _on(
+        self, base: Distribution, shape: tuple[int, ...], event_dim: int, validate_args: Any
+    ) -> None:
+        """Keep ``base`` and split ``shape`` into batch and the last ``event_dim`` event axes."""
+        self.base_dist = base
+        cut = len(shape) - event_dim
+        Distribution.__init__(self, shape[:cut], shape[cut:], validate_args=validate_args)
+
+    @property
+    def has_rsample(self) -> bool:  # type: ignore[override]
+        return self.base_dist.has_rsample
+
+
+class Independent(_OnBase):
     """Reinterpret the rightmost ``reinterpreted_batch_ndims`` batch axes of ``base_distribution``
     as event axes: ``log_prob`` and ``entropy`` sum over them.
 
@@ -46,15 +69,9 @@ class Independent(Distribution):
                 f"[0, {len(base_distribution.batch_shape)}], got {reinterpreted_batch_ndims}"
             )
         shape = base_distribution.batch_shape + base_distribution.event_shape
-        event_dim = n + len(base_distribution.event_shape)
-        self.base_dist = base_distribution
         self.reinterpreted_batch_ndims = n
-        cut = len(shape) - event_dim
-        super().__init__(shape[:cut], shape[cut:], validate_args=validate_args)
-
-    @property
-    def has_rsample(self) -> bool:  # type: ignore[override]
-        return self.base_dist.has_rsample
+        event_dim = n + len(base_distribution.event_shape)
+        self._on(base_distribution, shape, event_dim, validate_args)
 
     @property
     def support(self) -> Constraint:  # type: ignore[override]
@@ -70,13 +87,8 @@ class Independent(Distribution):
         base_batch = batch_shape + self._event_shape[: self.reinterpreted_batch_ndims]
         return Independent(self.base_dist.expand(base_batch), self.reinterpreted_batch_ndims, False)
 
-    @property
-    def mean(self) -> Tensor:
-        return self.base_dist.mean
-
-    @property
-    def variance(self) -> Tensor:
-        return self.base_dist.variance
+    mean = _of_base("mean")
+    variance = _of_base("variance")
 
     def sample(self, sample_shape: Any = (), *, rng: Any = None) -> Tensor:
         return self.base_dist.sample(sample_shape, rng=rng)
@@ -94,7 +106,7 @@ class Independent(Distribution):
         return f"Independent({self.base_dist!r}, {self.reinterpreted_batch_ndims})"
 
 
-class TransformedDistribution(Distribution):
+class TransformedDistribution(_OnBase):
     """The law of ``y = transforms[-1](... transforms[0](x))`` for ``x ~ base_distribution``.
 
     ``log_prob(y) = base.log_prob(x) - sum log|det dy/dx|`` with ``x`` from the inverses;
@@ -141,14 +153,8 @@ class TransformedDistribution(Distribution):
             base_distribution = base_distribution.expand(expanded[: len(expanded) - base_event_dim])
         if chain.event_dim > base_event_dim:
             base_distribution = Independent(base_distribution, chain.event_dim - base_event_dim)
-        self.base_dist = base_distribution
         event_dim = max(chain.event_dim, base_event_dim)
-        cut = len(forward_shape) - event_dim
-        super().__init__(forward_shape[:cut], forward_shape[cut:], validate_args=validate_args)
-
-    @property
-    def has_rsample(self) -> bool:  # type: ignore[override]
-        return self.base_dist.has_rsample
+        self._on(base_distribution, forward_shape, event_dim, validate_args)
 
     @property
     def support(self) -> Constraint | None:  # type: ignore[override]
@@ -244,15 +250,8 @@ class LogNormal(TransformedDistribution):
     def _init_params(self) -> dict[str, tuple[Tensor, int]]:
         return {"loc": (self.loc, 0), "scale": (self.scale, 0)}
 
-    @property
-    def loc(self) -> Tensor:
-        """The mean of ``log X``."""
-        return self.base_dist.loc
-
-    @property
-    def scale(self) -> Tensor:
-        """The standard deviation of ``log X``."""
-        return self.base_dist.scale
+    loc = _of_base("loc", "The mean of ``log X``.")
+    scale = _of_base("scale", "The standard deviation of ``log X``.")
 
     @property
     def mean(self) -> Tensor:

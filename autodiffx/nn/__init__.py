@@ -19,6 +19,16 @@ from .layers import (
     Softplus,
     Tanh,
 )
+from .layers_cnn import (
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
+    Dropout2d,
+    MaxPool2d,
+    digits_cnn,
+)
 from .layers_more import Embedding, Flatten, LayerNorm, Unflatten
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module, Parameter
@@ -26,10 +36,16 @@ from .module import Module, Parameter
 __all__ = [
     "ELU",
     "GELU",
+    "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Dropout2d",
     "Embedding",
     "Flatten",
     "HuberLoss",
@@ -40,6 +56,7 @@ __all__ = [
     "Linear",
     "LogSoftmax",
     "MSELoss",
+    "MaxPool2d",
     "Module",
     "ModuleDict",
     "ModuleList",
@@ -52,6 +69,7 @@ __all__ = [
     "Softplus",
     "Tanh",
     "Unflatten",
+    "digits_cnn",
     "functional",
     "init",
     "utils",

@@ -1,4 +1,4 @@
-"""``ad.nn.functional``: activations and losses, numerically stable for large |x|.
+"""``ad.nn.functional``: activations and losses, numerically stable for large ``|x|``.
 
 Four entries are registry primitives because stability needs their own rule:
 ``sigmoid`` (the derivative ``out * (1 - out)`` never forms ``exp(-x)``), ``softplus``
@@ -27,7 +27,7 @@ function                    derivative at the kink
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.special as sp
@@ -42,9 +42,14 @@ from ..ops import expm1 as _expm1
 from ..ops import log as _log
 from ..ops import logsumexp as _logsumexp
 from ..ops import maximum as _maximum
-from ..ops import tanh
 from ..ops import where as _where
+from ..ops.linalg import total
 from ..ops.shape import neg_axis
+
+if TYPE_CHECKING:  # the registry entry's signature in the generated autodiffx/__init__.pyi
+    from .. import tanh
+else:
+    from ..ops import tanh
 
 __all__ = [
     "binary_cross_entropy",
@@ -255,7 +260,7 @@ def sigmoid(x: Any) -> Tensor:
     """Logistic sigmoid ``1 / (1 + exp(-x))``, stable for every x.
 
     A registry primitive: the value comes from ``scipy.special.expit`` (no overflow at any
-    |x|) and the derivative is ``out * (1 - out)``, which never forms ``exp(-x)``.
+    ``|x|``) and the derivative is ``out * (1 - out)``, which never forms ``exp(-x)``.
 
     Parameters
     ----------
@@ -282,19 +287,9 @@ def sigmoid(x: Any) -> Tensor:
 
 
 def smooth_heaviside(x: Any, beta: float = 1.0) -> Tensor:
-    """Smoothed Heaviside step ``sigmoid(beta * x)``; tends to the step as beta grows.
+    """Smoothed Heaviside step ``sigmoid(beta * x)``, in [0, 1]; tends to the step as beta grows.
 
-    Parameters
-    ----------
-    x : Tensor or array_like
-        Input.
-    beta : float, optional
-        Sharpness (default 1); the slope at 0 is ``beta / 4``.
-
-    Returns
-    -------
-    Tensor
-        Values in [0, 1].
+    ``beta`` (default 1) is the sharpness: the slope at 0 is ``beta / 4``.
 
     Examples
     --------
@@ -447,7 +442,7 @@ def gelu(x: Any, approximate: str = "none") -> Tensor:
     ``approximate="none"`` is the exact form ``0.5 x (1 + erf(x / sqrt(2)))``;
     ``approximate="tanh"`` is ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``. The
     arguments of erf and of the cubic are clipped far out in the saturated range (erf and
-    tanh are exactly ±1 there), so that nothing overflows at any |x|, in value or derivative.
+    tanh are exactly ±1 there), so that nothing overflows at any ``|x|``, in value or derivative.
 
     Examples
     --------
@@ -475,7 +470,7 @@ def _axis(axis: Any, dim: Any) -> Any:
 
 
 def logsumexp(x: Any, axis: Any = None, keepdims: bool = False, *, dim: Any = None) -> Tensor:
-    """``log(sum(exp(x)))`` over ``axis`` (None: all), stable for large |x|.
+    """``log(sum(exp(x)))`` over ``axis`` (None: all), stable for large ``|x|``.
 
     The same primitive as ``ad.logsumexp``; ``dim=`` is accepted as PyTorch's spelling.
 
@@ -582,13 +577,7 @@ def _linear_vjp(needs: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any) ->
 def _linear_jvp(tans: Any, out: Any, x: Any, weight: Any, bias: Any) -> Any:
     # Batched tangents arrive padded to the output's rank (``broadcasting=True``).
     tx, tw, tb = tans
-    acc = None if tx is None else tx @ weight.mT
-    if tw is not None:
-        term = x @ tw.mT
-        acc = term if acc is None else acc + term
-    if tb is not None:
-        acc = tb if acc is None else acc + tb
-    return acc
+    return total((None if tx is None else tx @ weight.mT, None if tw is None else x @ tw.mT, tb))
 
 
 _linear = defprim(
@@ -1133,3 +1122,10 @@ def soft_margin_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor
     tensor(500.34657359)
     """
     return soft_margin_hinge_loss(input, target, margin=0.0, beta=1.0, reduction=reduction)
+
+
+# ----- convolution, pooling, batch norm, channel dropout (their own modules) ---------------
+from .channels import batch_norm, dropout2d  # noqa: E402
+from .conv import avg_pool2d, conv1d, conv2d, max_pool2d  # noqa: E402
+
+__all__ += ["avg_pool2d", "batch_norm", "conv1d", "conv2d", "dropout2d", "max_pool2d"]

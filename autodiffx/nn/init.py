@@ -130,8 +130,9 @@ def zeros_(tensor: Tensor) -> Tensor:
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.nn.init.zeros_(ad.ones(2))
-    tensor([0., 0.])
+    >>> w = ad.ones(2)
+    >>> ad.nn.init.zeros_(w) is w, w  # in place, and returned
+    (True, tensor([0., 0.]))
     """
     return _fill(tensor, 0, "zeros_")
 
@@ -177,24 +178,29 @@ def xavier_normal_(tensor: Tensor, gain: float = 1.0, rng: Any = None) -> Tensor
     return normal_(tensor, 0.0, std, rng)
 
 
-def _kaiming_std(tensor: Tensor, a: float, mode: str, nonlinearity: str, name: str) -> float:
+def _kaiming(
+    name: str,
+    tensor: Tensor,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    rng: Any = None,
+) -> tuple[float, Any]:
+    """The arguments of ``kaiming_uniform_``/``kaiming_normal_``: ``(gain / sqrt(fan), rng)``."""
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"{name}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan_in, fan_out = _fans(tensor, name)
     fan = fan_in if mode == "fan_in" else fan_out
     if fan == 0:
         raise ValueError(f"{name}: cannot initialise a tensor of shape {tensor.shape} (fan 0)")
-    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan), rng
 
 
-def kaiming_uniform_(
-    tensor: Tensor,
-    a: float = 0.0,
-    mode: str = "fan_in",
-    nonlinearity: str = "leaky_relu",
-    rng: Any = None,
-) -> Tensor:
-    """He uniform: U(-b, b) with ``b = gain * sqrt(3 / fan)`` (``a``: leaky_relu slope).
+def kaiming_uniform_(tensor: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    """He uniform: U(-b, b) with ``b = gain * sqrt(3 / fan)``.
+
+    Arguments after ``tensor``: ``a=0.0`` (the leaky_relu slope), ``mode="fan_in"`` (or
+    ``"fan_out"``), ``nonlinearity="leaky_relu"`` (see :func:`calculate_gain`), ``rng=None``.
 
     Examples
     --------
@@ -204,18 +210,14 @@ def kaiming_uniform_(
     >>> bool((abs(w.data) <= 1 / 3).all())  # PyTorch's Linear default: 1/sqrt(fan_in)
     True
     """
-    b = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_uniform_")
+    std, rng = _kaiming("kaiming_uniform_", tensor, *args, **kwargs)
+    b = math.sqrt(3.0) * std
     return uniform_(tensor, -b, b, rng)
 
 
-def kaiming_normal_(
-    tensor: Tensor,
-    a: float = 0.0,
-    mode: str = "fan_in",
-    nonlinearity: str = "leaky_relu",
-    rng: Any = None,
-) -> Tensor:
-    """He normal: N(0, std**2) with ``std = gain / sqrt(fan)``.
+def kaiming_normal_(tensor: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    """He normal: N(0, std**2) with ``std = gain / sqrt(fan)``; arguments as
+    :func:`kaiming_uniform_`.
 
     Examples
     --------
@@ -223,7 +225,7 @@ def kaiming_normal_(
     >>> ad.nn.init.kaiming_normal_(ad.zeros((4, 9)), nonlinearity="relu", rng=0).shape
     (4, 9)
     """
-    std = _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_normal_")
+    std, rng = _kaiming("kaiming_normal_", tensor, *args, **kwargs)
     return normal_(tensor, 0.0, std, rng)
 
 

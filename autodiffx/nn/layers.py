@@ -14,22 +14,6 @@ from . import functional as F
 from .functional import _linear, as_generator
 from .module import Module, Parameter
 
-__all__ = [
-    "ELU",
-    "GELU",
-    "Dropout",
-    "Identity",
-    "LeakyReLU",
-    "Linear",
-    "LogSoftmax",
-    "ReLU",
-    "Sequential",
-    "Sigmoid",
-    "Softmax",
-    "Softplus",
-    "Tanh",
-]
-
 
 class Identity(Module):
     """Return the input unchanged (a placeholder layer).
@@ -200,22 +184,44 @@ class Dropout(Module):
 
 
 # ----- activation modules ------------------------------------------------------------------
-class ReLU(Module):
+class _Activation(Module):
+    """An activation module: ``function(x, *options)``, the options (keyword arguments of
+    ``__init__``) kept as attributes and shown by ``repr``."""
+
+    function: Any = None
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__()
+        for name, value in options.items():
+            setattr(self, name, value)
+        self._options = tuple(options)
+
+    def forward(self, x: Any) -> Tensor:
+        """The activation of ``x``, with the module's current options."""
+        return self.function(x, *[getattr(self, name) for name in self._options])
+
+    def extra_repr(self) -> str:
+        """The options."""
+        values = ((name, getattr(self, name)) for name in self._options)
+        return ", ".join(f"{n}={v!r}" if isinstance(v, str) else f"{n}={v}" for n, v in values)
+
+
+class ReLU(_Activation):
     """Module form of :func:`autodiffx.nn.functional.relu` (relu'(0) = 0).
 
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.nn.ReLU()(ad.tensor([-1.0, 2.0]))
-    tensor([0., 2.])
+    >>> x = ad.tensor([-1.0, 0.0, 2.0], requires_grad=True)
+    >>> ad.nn.ReLU()(x).sum().backward()
+    >>> x.grad  # 0 at the kink
+    tensor([0., 0., 1.])
     """
 
-    def forward(self, x: Any) -> Tensor:
-        """``max(x, 0)``."""
-        return F.relu(x)
+    function = staticmethod(F.relu)
 
 
-class Sigmoid(Module):
+class Sigmoid(_Activation):
     """Module form of :func:`autodiffx.nn.functional.sigmoid`.
 
     Examples
@@ -225,27 +231,23 @@ class Sigmoid(Module):
     tensor([0.5])
     """
 
-    def forward(self, x: Any) -> Tensor:
-        """The logistic sigmoid."""
-        return F.sigmoid(x)
+    function = staticmethod(F.sigmoid)
 
 
-class Tanh(Module):
-    """Module form of ``ad.tanh``.
+class Tanh(_Activation):
+    """Module form of ``ad.tanh``: ``Tanh()(x)`` is ``ad.tanh(x)``.
 
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.nn.Tanh()(ad.tensor([0.0]))
-    tensor([0.])
+    >>> bool((ad.nn.Tanh()(ad.tensor([0.5])) == ad.tanh(ad.tensor([0.5]))).all())
+    True
     """
 
-    def forward(self, x: Any) -> Tensor:
-        """The hyperbolic tangent."""
-        return F.tanh(x)
+    function = staticmethod(F.tanh)
 
 
-class LeakyReLU(Module):
+class LeakyReLU(_Activation):
     """Module form of :func:`autodiffx.nn.functional.leaky_relu`.
 
     Examples
@@ -255,20 +257,13 @@ class LeakyReLU(Module):
     tensor([-0.1,  2. ])
     """
 
+    function = staticmethod(F.leaky_relu)
+
     def __init__(self, negative_slope: float = 0.01) -> None:
-        super().__init__()
-        self.negative_slope = negative_slope
-
-    def forward(self, x: Any) -> Tensor:
-        """``x`` or ``negative_slope * x``."""
-        return F.leaky_relu(x, self.negative_slope)
-
-    def extra_repr(self) -> str:
-        """The slope."""
-        return f"negative_slope={self.negative_slope}"
+        super().__init__(negative_slope=negative_slope)
 
 
-class Softplus(Module):
+class Softplus(_Activation):
     """Module form of :func:`autodiffx.nn.functional.softplus`.
 
     Examples
@@ -278,44 +273,31 @@ class Softplus(Module):
     tensor([0.34657359])
     """
 
+    function = staticmethod(F.softplus)
+
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
-        super().__init__()
-        self.beta = beta
-        self.threshold = threshold
-
-    def forward(self, x: Any) -> Tensor:
-        """``(1/beta) log(1 + exp(beta x))``."""
-        return F.softplus(x, self.beta, self.threshold)
-
-    def extra_repr(self) -> str:
-        """Beta and threshold."""
-        return f"beta={self.beta}, threshold={self.threshold}"
+        super().__init__(beta=beta, threshold=threshold)
 
 
-class ELU(Module):
-    """Module form of :func:`autodiffx.nn.functional.elu`.
+class ELU(_Activation):
+    """Module form of :func:`autodiffx.nn.functional.elu`: ``x`` or ``alpha (exp(x) - 1)``.
 
     Examples
     --------
     >>> import autodiffx as ad
+    >>> ad.nn.ELU(alpha=0.5)
+    ELU(alpha=0.5)
     >>> ad.nn.ELU()(ad.tensor([-1000.0, 1.0]))
     tensor([-1.,  1.])
     """
 
+    function = staticmethod(F.elu)
+
     def __init__(self, alpha: float = 1.0) -> None:
-        super().__init__()
-        self.alpha = alpha
-
-    def forward(self, x: Any) -> Tensor:
-        """``x`` or ``alpha (exp(x) - 1)``."""
-        return F.elu(x, self.alpha)
-
-    def extra_repr(self) -> str:
-        """Alpha."""
-        return f"alpha={self.alpha}"
+        super().__init__(alpha=alpha)
 
 
-class GELU(Module):
+class GELU(_Activation):
     """Module form of :func:`autodiffx.nn.functional.gelu` (``approximate='none'|'tanh'``).
 
     Examples
@@ -325,22 +307,22 @@ class GELU(Module):
     tensor([0.        , 0.84134475])
     """
 
+    function = staticmethod(F.gelu)
+
     def __init__(self, approximate: str = "none") -> None:
-        super().__init__()
         if approximate not in ("none", "tanh"):
             raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
-        self.approximate = approximate
-
-    def forward(self, x: Any) -> Tensor:
-        """``x Phi(x)``."""
-        return F.gelu(x, self.approximate)
-
-    def extra_repr(self) -> str:
-        """The approximation."""
-        return f"approximate={self.approximate!r}"
+        super().__init__(approximate=approximate)
 
 
-class Softmax(Module):
+class _AlongAxis(_Activation):
+    """An activation along ``axis`` (``dim=`` is PyTorch's name for it)."""
+
+    def __init__(self, axis: int = -1, *, dim: int | None = None) -> None:
+        super().__init__(axis=axis if dim is None else dim)
+
+
+class Softmax(_AlongAxis):
     """Module form of :func:`autodiffx.nn.functional.softmax` along ``axis`` (``dim=`` alias).
 
     Examples
@@ -350,37 +332,19 @@ class Softmax(Module):
     tensor([0.5, 0.5])
     """
 
-    def __init__(self, axis: int = -1, *, dim: int | None = None) -> None:
-        super().__init__()
-        self.axis = axis if dim is None else dim
-
-    def forward(self, x: Any) -> Tensor:
-        """Softmax along ``axis``."""
-        return F.softmax(x, self.axis)
-
-    def extra_repr(self) -> str:
-        """The axis."""
-        return f"axis={self.axis}"
+    function = staticmethod(F.softmax)
 
 
-class LogSoftmax(Module):
+class LogSoftmax(_AlongAxis):
     """Module form of :func:`autodiffx.nn.functional.log_softmax` along ``axis``.
 
     Examples
     --------
     >>> import autodiffx as ad
+    >>> ad.nn.LogSoftmax(dim=0)
+    LogSoftmax(axis=0)
     >>> ad.nn.LogSoftmax()(ad.tensor([0.0, 0.0]))
     tensor([-0.69314718, -0.69314718])
     """
 
-    def __init__(self, axis: int = -1, *, dim: int | None = None) -> None:
-        super().__init__()
-        self.axis = axis if dim is None else dim
-
-    def forward(self, x: Any) -> Tensor:
-        """Log-softmax along ``axis``."""
-        return F.log_softmax(x, self.axis)
-
-    def extra_repr(self) -> str:
-        """The axis."""
-        return f"axis={self.axis}"
+    function = staticmethod(F.log_softmax)

@@ -45,7 +45,20 @@ def _buffer(v: Any) -> Tensor:
     return v.detach() if isinstance(v, Tensor) else Tensor(np.asarray(v, dtype=np.float64))
 
 
-class MSELoss(_Loss):
+class _PointwiseLoss(_Loss):
+    """``function(input, target, reduction)``: a loss with no option but the reduction."""
+
+    function: Any = None
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+
+    def forward(self, input: Any, target: Any) -> Tensor:
+        """The loss."""
+        return self.function(input, target, self.reduction)
+
+
+class MSELoss(_PointwiseLoss):
     """Module form of :func:`autodiffx.nn.functional.mse_loss`.
 
     Examples
@@ -53,32 +66,26 @@ class MSELoss(_Loss):
     >>> import autodiffx as ad
     >>> ad.nn.MSELoss()(ad.tensor([1.0, 2.0]), ad.tensor([0.0, 0.0]))
     tensor(2.5)
+    >>> ad.nn.MSELoss(reduction="none")(ad.tensor([1.0, 2.0]), 0.0)
+    tensor([1., 4.])
     """
 
-    def __init__(self, reduction: str = "mean") -> None:
-        super().__init__(reduction)
-
-    def forward(self, input: Any, target: Any) -> Tensor:
-        """The loss."""
-        return F.mse_loss(input, target, self.reduction)
+    function = staticmethod(F.mse_loss)
 
 
-class L1Loss(_Loss):
+class L1Loss(_PointwiseLoss):
     """Module form of :func:`autodiffx.nn.functional.l1_loss`.
 
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.nn.L1Loss(reduction="sum")(ad.tensor([1.0, -3.0]), ad.tensor([0.0, 0.0]))
-    tensor(4.)
+    >>> x = ad.tensor([1.0, -3.0, 0.0], requires_grad=True)
+    >>> ad.nn.L1Loss(reduction="sum")(x, ad.zeros(3)).backward()
+    >>> x.grad  # 0 at a zero residual
+    tensor([ 1., -1.,  0.])
     """
 
-    def __init__(self, reduction: str = "mean") -> None:
-        super().__init__(reduction)
-
-    def forward(self, input: Any, target: Any) -> Tensor:
-        """The loss."""
-        return F.l1_loss(input, target, self.reduction)
+    function = staticmethod(F.l1_loss)
 
 
 class HuberLoss(_Loss):

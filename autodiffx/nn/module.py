@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -122,6 +122,31 @@ def _check_plain_attributes(m: Module) -> None:
             _refuse_container(type(m).__name__, name, v)
 
 
+def _zero_grads(params: Iterable[Tensor], set_to_none: bool) -> None:
+    """Reset the gradients of ``params`` (``Module.zero_grad`` and ``Optimizer.zero_grad``)."""
+    for p in params:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad.zero_()
+
+
+# The registries that may hold a name set to None: (registry, what it holds, expected type).
+_SLOTS = (
+    ("_parameters", "parameter", "ad.nn.Parameter"),
+    ("_modules", "child module", "ad.nn.Module"),
+)
+
+
+def _slot_of(value: Any) -> str | None:
+    """The registry a Parameter or Module value is stored in (None for any other value)."""
+    if isinstance(value, Parameter):
+        return "_parameters"
+    return "_modules" if isinstance(value, Module) else None
+
+
 class Module:
     """Base class of every layer and model (PyTorch's ``nn.Module`` semantics).
 
@@ -168,29 +193,22 @@ class Module:
 
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
-        if isinstance(value, Parameter):
-            params = self._registry("_parameters")
+        slot = _slot_of(value)
+        if slot is not None:
+            registry = self._registry(slot)
             self._discard(name)
-            params[name] = value
-        elif isinstance(value, Module):
-            mods = self._registry("_modules")
-            self._discard(name)
-            mods[name] = value
-        elif "_parameters" in d and name in d["_parameters"]:
-            if value is not None:
-                raise TypeError(
-                    f"cannot assign {type(value).__name__} as parameter {name!r} "
-                    "(ad.nn.Parameter or None expected)"
-                )
-            d["_parameters"][name] = None
-        elif "_modules" in d and name in d["_modules"]:
-            if value is not None:
-                raise TypeError(
-                    f"cannot assign {type(value).__name__} as child module {name!r} "
-                    "(ad.nn.Module or None expected)"
-                )
-            d["_modules"][name] = None
-        elif "_buffers" in d and name in d["_buffers"]:
+            registry[name] = value
+            return
+        for slot, what, expected in _SLOTS:
+            if slot in d and name in d[slot]:
+                if value is not None:
+                    raise TypeError(
+                        f"cannot assign {type(value).__name__} as {what} {name!r} "
+                        f"({expected} or None expected)"
+                    )
+                d[slot][name] = None
+                return
+        if "_buffers" in d and name in d["_buffers"]:
             if value is not None and not isinstance(value, Tensor | np.ndarray):
                 raise TypeError(
                     f"cannot assign {type(value).__name__} as buffer {name!r} "
@@ -563,13 +581,7 @@ class Module:
         >>> lin.weight.grad is None
         True
         """
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.zero_()
+        _zero_grads(self.parameters(), set_to_none)
 
     # ----- state -------------------------------------------------------------------------------
     def state_dict(

@@ -6,7 +6,9 @@ from .._registry import UFUNC_MAP
 from .composite import clip, norm, power
 from .elementwise import *
 from .elementwise import UFUNC_ALIASES
+from .fft import fftn as _fftn  # (registers the numpy.fft primitives)
 from .linalg import dot, einsum, inner, matmul, outer, tensordot, trace
+from .linalg_more import eig as _eig  # (registers eig, eigvals, matrix_rank)
 from .numpy_funcs import (
     append,
     argsort,
@@ -46,6 +48,15 @@ from .numpy_funcs import (
     trapezoid,
     vsplit,
     vstack,
+)
+from .numpy_more import (
+    angle,
+    linspace,
+    logspace,
+    nanmedian,
+    put_along_axis,
+    real_if_close,
+    sinc,
 )
 from .reduction import (
     UFUNC_REDUCE,

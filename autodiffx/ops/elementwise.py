@@ -323,7 +323,7 @@ def _dabs(x: Any) -> Any:
     return np.where(zero, 0, np.conj(x) / np.where(zero, 1, mag))
 
 
-abs = _unary("abs", np.absolute, _dabs, "Elementwise |x|; abs'(0) = 0.")
+abs = _unary("abs", np.absolute, _dabs, "Elementwise ``|x|``; abs'(0) = 0.")
 sign = defprim("sign", np.sign, zero_deriv=True, doc="Elementwise sign; its derivative is 0.")
 floor = defprim("floor", np.floor, zero_deriv=True, doc="Elementwise floor; derivative 0.")
 ceil = defprim("ceil", np.ceil, zero_deriv=True, doc="Elementwise ceil; derivative 0.")
@@ -337,24 +337,34 @@ round = defprim(
     overrides=(np.round, np.around),
     doc="Round to ``decimals`` decimals (as ``np.round``); derivative 0.",
 )
+
+
 # NOTE: a mod b = a - floor(a / b) b (fmod: trunc), so d/da = 1 and d/db = -floor(a / b)
 # (-trunc(a / b)) between the jumps; at a jump the one-sided value NumPy's quotient gives is
 # used (the kink table in docs/conventions.md).
-mod = defprim(
+def _remainder(name: str, kernel: Any, quotient: Any, doc: str) -> Any:
+    """The entry of ``a - quotient(a, b) * b``: derivatives 1 and ``-quotient(a, b)``."""
+    return defprim(
+        name,
+        kernel,
+        derivs=(lambda: 1.0, lambda a, b: -quotient(a, b)),
+        derivs2=(lambda: 0.0, lambda: 0.0),
+        argnames=("a", "b"),
+        doc=doc,
+    )
+
+
+mod = _remainder(
     "mod",
     np.remainder,
-    derivs=(lambda: 1.0, lambda a, b: -np.floor_divide(a, b)),
-    derivs2=(lambda: 0.0, lambda: 0.0),
-    argnames=("a", "b"),
-    doc="Elementwise a mod b with the sign of b (``np.mod``, ``np.remainder``, ``%``).",
+    np.floor_divide,
+    "Elementwise a mod b with the sign of b (``np.mod``, ``np.remainder``, ``%``).",
 )
-fmod = defprim(
+fmod = _remainder(
     "fmod",
     np.fmod,
-    derivs=(lambda: 1.0, lambda a, b: -np.trunc(np.divide(a, b))),
-    derivs2=(lambda: 0.0, lambda: 0.0),
-    argnames=("a", "b"),
-    doc="Elementwise C fmod: the remainder with the sign of a.",
+    lambda a, b: np.trunc(np.divide(a, b)),
+    "Elementwise C fmod: the remainder with the sign of a.",
 )
 
 # ----- binary elementwise ------------------------------------------------------------------
@@ -414,20 +424,18 @@ def _minmax_jvp(greater: bool) -> Any:
     return jvp
 
 
-maximum = defprim(
-    "maximum",
-    np.maximum,
-    vjp=_minmax_vjp(True),
-    jvp=_minmax_jvp(True),
-    doc="Elementwise maximum; ties between two variables split the gradient equally.",
-)
-minimum = defprim(
-    "minimum",
-    np.minimum,
-    vjp=_minmax_vjp(False),
-    jvp=_minmax_jvp(False),
-    doc="Elementwise minimum; ties between two variables split the gradient equally.",
-)
+def _minmax(name: str, kernel: Any, greater: bool) -> Any:
+    return defprim(
+        name,
+        kernel,
+        vjp=_minmax_vjp(greater),
+        jvp=_minmax_jvp(greater),
+        doc=f"Elementwise {name}; ties between two variables split the gradient equally.",
+    )
+
+
+maximum = _minmax("maximum", np.maximum, True)
+minimum = _minmax("minimum", np.minimum, False)
 UFUNC_ALIASES.update({np.fmax: maximum, np.fmin: minimum})
 
 where = defprim(

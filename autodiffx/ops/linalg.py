@@ -70,6 +70,15 @@ def _mm_batched(x: Any, y: Any, nb: int, x_batched: bool) -> Any:
     return r
 
 
+def total(terms: Any) -> Any:
+    """The sum of the terms that are not None (a JVP's contributions), or None if none is."""
+    acc = None
+    for term in terms:
+        if term is not None:
+            acc = term if acc is None else acc + term
+    return acc
+
+
 def _mm_jvp(tans: tuple[Any, ...], out: Any, a: Any, b: Any) -> Any:
     ta, tb = tans
     nb = STATE.nb
@@ -332,10 +341,8 @@ def _einsum_jvp(
     lhs, out_sub = subscripts.split("->")
     fresh = (c for c in _LETTERS if c not in subscripts)
     batch = "".join(next(fresh) for _ in range(nb))
-    acc = None
-    for k, t in enumerate(tans):
-        if t is None:
-            continue
+
+    def term(k: int, t: Any) -> Any:
         args = list(ops)
         args[k] = t
         spec = subscripts
@@ -343,9 +350,9 @@ def _einsum_jvp(
             terms = lhs.split(",")
             terms[k] = batch + terms[k]
             spec = ",".join(terms) + "->" + batch + out_sub
-        term = einsum_.call(*args, subscripts=spec, optimize=optimize)
-        acc = term if acc is None else acc + term
-    return acc
+        return einsum_.call(*args, subscripts=spec, optimize=optimize)
+
+    return total(term(k, t) for k, t in enumerate(tans) if t is not None)
 
 
 einsum_ = defprim(

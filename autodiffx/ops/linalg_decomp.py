@@ -199,6 +199,12 @@ def _eig_f(w: Any) -> Any:
         return (1 - eye) / (w[..., None, :] - w[..., :, None] + eye)
 
 
+def _factorization(name: str, kernel: Any, vjp: Any, jvp: Any, doc: str) -> Any:
+    """The entry of a decomposition into several factors whose rules read the factors only
+    (the input is not saved)."""
+    return defprim(name, kernel, vjp=vjp, jvp=jvp, nout=-1, save_args=False, save_out=True, doc=doc)
+
+
 def _eigh_vjp(needs: tuple[bool, ...], g: Any, out: Any, a: Any, UPLO: str = "L") -> tuple[Any]:
     # NOTE: Ā = V (diag(w̄) + F ∘ (Vᵀ V̄ − V̄ᵀ V)/2) Vᵀ (Giles 2008; PyTorch linalg_eig_backward),
     # symmetric. An unused V̄ is skipped, so eigenvalue-only losses stay finite at repeated
@@ -220,14 +226,11 @@ def _eigh_jvp(tans: tuple[Any, ...], out: Any, a: Any, UPLO: str = "L") -> tuple
     return _diag(m), v @ (_eig_f(w) * m)
 
 
-eigh_ = defprim(
+eigh_ = _factorization(
     "eigh",
     lambda a, UPLO="L": tuple(np.linalg.eigh(a, UPLO)),
     vjp=_eigh_vjp,
     jvp=_eigh_jvp,
-    nout=-1,
-    save_args=False,
-    save_out=True,
     doc="Eigenvalues (ascending) and eigenvectors of a symmetric matrix.",
 )
 
@@ -327,16 +330,13 @@ def _svd_jvp(
     return du, ds, _mT(dv)
 
 
-svd_ = defprim(
+svd_ = _factorization(
     "svd",
     lambda a, full_matrices=True, hermitian=False: tuple(
         np.linalg.svd(a, full_matrices, True, hermitian)
     ),
     vjp=_svd_vjp,
     jvp=_svd_jvp,
-    nout=-1,
-    save_args=False,
-    save_out=True,
     doc="Singular value decomposition U, S, Vh.",
 )
 
@@ -416,14 +416,11 @@ def _qr_jvp(tans: tuple[Any, ...], out: Any, a: Any, mode: str = "reduced") -> t
     return dq, np.concatenate([dr1, dr2], axis=-1)
 
 
-qr_ = defprim(
+qr_ = _factorization(
     "qr",
     lambda a, mode="reduced": tuple(np.linalg.qr(a, mode)),
     vjp=_qr_vjp,
     jvp=_qr_jvp,
-    nout=-1,
-    save_args=False,
-    save_out=True,
     doc="QR decomposition Q, R (reduced or complete).",
 )
 

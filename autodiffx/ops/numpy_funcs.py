@@ -604,14 +604,16 @@ def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stable:
 
 
 def _quantile(a: Any, q: Any, axis: Any, keepdims: bool, method: str, name: str) -> Tensor:
+    """``quantile(a, q)`` (``percentile`` with ``q`` in percent), ``name`` in the messages."""
     if method != "linear":
         raise NotImplementedError(f"{name}: method={method!r} is not supported, only 'linear'")
     a = _t(a)
     if isinstance(q, Tensor) and q.requires_grad:
         raise TypeError(f"{name}: q is not differentiated; pass q.detach() (or a number)")
-    qa = np.asarray(q.data if isinstance(q, Tensor) else q, dtype=np.float64)
+    top = 100 if name == "percentile" else 1
+    qa = np.asarray(q.data if isinstance(q, Tensor) else q, dtype=np.float64) / top
     if np.any((qa < 0) | (qa > 1)):
-        raise ValueError(f"{name}: quantiles must be in the range [0, 1] ({name} scale)")
+        raise ValueError(f"{name}: q must be in the range [0, {top}]")
     axes = tuple(range(a.ndim)) if axis is None else tuple(np.atleast_1d(axis) % max(a.ndim, 1))
     rest = [d for d in range(a.ndim) if d not in axes]
     x = reshape(transpose(a, rest + list(axes)) if a.ndim else a, (*(a.shape[d] for d in rest), -1))
@@ -633,7 +635,8 @@ def _quantile(a: Any, q: Any, axis: Any, keepdims: bool, method: str, name: str)
     return out
 
 
-def quantile(
+def _quantile_args(
+    name: str,
     a: Any,
     q: Any,
     axis: Any = None,
@@ -643,10 +646,18 @@ def quantile(
     keepdims: bool = False,
     **kw: Any,
 ) -> Tensor:
-    """The q-th quantiles (linear interpolation between order statistics), as ``np.quantile``.
+    """NumPy's arguments of ``quantile`` and ``percentile`` (no ``out``; the input is never
+    overwritten)."""
+    _no_kw(name, {"out": out, **kw})
+    return _quantile(a, q, axis, keepdims, method, name)
+
+
+def quantile(a: Any, q: Any, *args: Any, **kwargs: Any) -> Tensor:
+    """The q-th quantiles (linear interpolation between order statistics), as ``np.quantile``
+    (``axis``, ``out``, ``overwrite_input``, ``method``, ``keepdims``).
 
     The gradient flows to the (at most two) selected elements; tied values are ordered
-    stably, so the gradient goes to one of them, not split.
+    stably, so the gradient goes to one of them, not split. ``q`` is not differentiated.
 
     Examples
     --------
@@ -654,21 +665,11 @@ def quantile(
     >>> ad.quantile(ad.tensor([1.0, 2.0, 4.0]), 0.75)
     tensor(3.)
     """
-    _no_kw("quantile", {"out": out, **kw})
-    return _quantile(a, q, axis, keepdims, method, "quantile")
+    return _quantile_args("quantile", a, q, *args, **kwargs)
 
 
-def percentile(
-    a: Any,
-    q: Any,
-    axis: Any = None,
-    out: Any = None,
-    overwrite_input: bool = False,
-    method: str = "linear",
-    keepdims: bool = False,
-    **kw: Any,
-) -> Tensor:
-    """The q-th percentiles, ``quantile(a, q / 100)``.
+def percentile(a: Any, q: Any, *args: Any, **kwargs: Any) -> Tensor:
+    """The q-th percentiles, ``quantile(a, q / 100)`` with the arguments of :func:`quantile`.
 
     Examples
     --------
@@ -676,9 +677,7 @@ def percentile(
     >>> ad.percentile(ad.tensor([1.0, 2.0, 4.0]), 50)
     tensor(2.)
     """
-    _no_kw("percentile", {"out": out, **kw})
-    qa = np.asarray(q.data if isinstance(q, Tensor) else q, dtype=np.float64) / 100
-    return _quantile(a, qa, axis, keepdims, method, "percentile")
+    return _quantile_args("percentile", a, q, *args, **kwargs)
 
 
 def median(
@@ -725,8 +724,13 @@ def nanmean(
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.nanmean(ad.tensor([1.0, float("nan"), 2.0]))
-    tensor(1.5)
+    >>> x = ad.tensor([[1.0, float("nan")], [2.0, 4.0]], requires_grad=True)
+    >>> ad.nanmean(x, axis=1)
+    tensor([1., 3.], grad_fn=<divide>)
+    >>> ad.nanmean(x, axis=1).sum().backward()
+    >>> x.grad
+    tensor([[1. , 0. ],
+            [0.5, 0.5]])
     """
     _no_kw("nanmean", {"dtype": dtype, "out": out, **kw})
     a = _t(a)

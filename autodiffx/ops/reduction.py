@@ -177,7 +177,7 @@ logsumexp = defprim(
         "x.grad"
     ),
     save_out=True,
-    doc="log(sum(exp(x))) over ``axis``, stable for large |x|.",
+    doc="log(sum(exp(x))) over ``axis``, stable for large ``|x|``.",
 )
 
 
@@ -293,6 +293,8 @@ def sum(
     tensor([4., 6.])
     """
     if out is not None or kw:
+        if "where" in kw or "initial" in kw:
+            return _masked("sum", x, axis, keepdims, dtype=dtype, out=out, **kw)
         _no_out("sum", out, **kw)
     if dtype is not None:
         x = astype(x, dtype)
@@ -321,6 +323,8 @@ def mean(
     >>> ad.mean(ad.tensor([1.0, 2.0, 6.0]))
     tensor(3.)
     """
+    if kw and ("where" in kw or "initial" in kw):
+        return _masked("mean", x, axis, keepdims, dtype=dtype, out=out, **kw)
     _no_out("mean", out, **kw)
     x = _as_float(x, dtype)
     axis = _axis_arg(axis)
@@ -352,9 +356,11 @@ def var(
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.var(ad.tensor([1.0, 2.0, 3.0, 4.0]))
-    tensor(1.25)
+    >>> ad.var(ad.tensor([1.0, 2.0, 3.0, 4.0])), ad.var(ad.tensor([1.0, 2.0, 3.0, 4.0]), ddof=1)
+    (tensor(1.25), tensor(1.66666667))
     """
+    if kw and ("where" in kw or "initial" in kw):
+        return _masked("var", x, axis, keepdims, dtype=dtype, out=out, ddof=ddof, **kw)
     _no_out("var", out, **kw)
     x = _as_float(x, dtype)
     axis = _axis_arg(axis)
@@ -363,16 +369,9 @@ def var(
     return sum_(sq, axis=axis, keepdims=bool(keepdims)) / (_count(x, axis) - ddof)
 
 
-def std(
-    x: Any,
-    axis: Any = None,
-    dtype: Any = None,
-    out: Any = None,
-    ddof: int = 0,
-    keepdims: bool = False,
-    **kw: Any,
-) -> Tensor:
-    """Standard deviation over ``axis``; its gradient at zero spread is 0 (as PyTorch's).
+def std(x: Any, *args: Any, **kw: Any) -> Tensor:
+    """Standard deviation: the square root of :func:`var`, with its arguments (``axis``,
+    ``dtype``, ``out``, ``ddof``, ``keepdims``); its gradient at zero spread is 0 (as PyTorch's).
 
     Examples
     --------
@@ -382,7 +381,7 @@ def std(
     >>> ad.grad(ad.std)(ad.tensor([2.0, 2.0]))
     tensor([0., 0.])
     """
-    v = var(x, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, **kw)
+    v = var(x, *args, **kw)
     # NOTE: at zero spread (one element, or equal ones) sqrt's infinite derivative meets var's
     # zero one: nan. The masked form gives the subgradient 0 of the kink table (as norm at 0)
     # in every mode and order.
@@ -390,6 +389,22 @@ def std(
     if np.any(zero):
         return where(zero, 0.0, sqrt(where(zero, 1.0, v)))
     return sqrt(v)
+
+
+def _max_min(prim: Any, name: str, x: Any, axis: Any, out: Any, keepdims: Any, kw: dict) -> Any:
+    """``max``/``min`` as NumPy's: ``amax``/``amin`` with a list axis and no ``out``."""
+    _no_out(name, out, **kw)
+    return prim(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
+
+
+def _cumulative(prim: Any, name: str, x: Any, axis: Any, dtype: Any, out: Any) -> Tensor:
+    """``cumsum``/``cumprod`` as NumPy's: an optional cast first; axis None flattens."""
+    _no_out(name, out)
+    if dtype is not None:
+        x = astype(x, dtype)
+    if axis is None:
+        return prim(ravel(x), axis=0)
+    return prim(x, axis=int(axis))
 
 
 def max(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
@@ -401,8 +416,9 @@ def max(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw:
     >>> ad.max(ad.tensor([1.0, 5.0, 2.0]))
     tensor(5.)
     """
-    _no_out("max", out, **kw)
-    return amax(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
+    if kw and ("where" in kw or "initial" in kw):
+        return _masked("max", x, axis, keepdims, out=out, **kw)
+    return _max_min(amax, "max", x, axis, out, keepdims, kw)
 
 
 def min(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
@@ -413,9 +429,12 @@ def min(x: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **kw:
     >>> import autodiffx as ad
     >>> ad.min(ad.tensor([1.0, 5.0, 2.0]))
     tensor(1.)
+    >>> ad.grad(ad.min)(ad.tensor([1.0, 5.0, 1.0]))  # a tie: half each
+    tensor([0.5, 0. , 0.5])
     """
-    _no_out("min", out, **kw)
-    return amin(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
+    if kw and ("where" in kw or "initial" in kw):
+        return _masked("min", x, axis, keepdims, out=out, **kw)
+    return _max_min(amin, "min", x, axis, out, keepdims, kw)
 
 
 def cumsum(x: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Tensor:
@@ -427,12 +446,7 @@ def cumsum(x: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Tens
     >>> ad.cumsum(ad.tensor([1.0, 2.0, 3.0]))
     tensor([1., 3., 6.])
     """
-    _no_out("cumsum", out)
-    if dtype is not None:
-        x = astype(x, dtype)
-    if axis is None:
-        return _cumsum(ravel(x), axis=0)
-    return _cumsum(x, axis=int(axis))
+    return _cumulative(_cumsum, "cumsum", x, axis, dtype, out)
 
 
 def cumprod(x: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Tensor:
@@ -444,12 +458,7 @@ def cumprod(x: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Ten
     >>> ad.cumprod(ad.tensor([1.0, 2.0, 3.0]))
     tensor([1., 2., 6.])
     """
-    _no_out("cumprod", out)
-    if dtype is not None:
-        x = astype(x, dtype)
-    if axis is None:
-        return _cumprod(ravel(x), axis=0)
-    return _cumprod(x, axis=int(axis))
+    return _cumulative(_cumprod, "cumprod", x, axis, dtype, out)
 
 
 def _reduce_at(ufunc: np.ufunc) -> Any:
@@ -462,6 +471,28 @@ def _reduce_at(ufunc: np.ufunc) -> Any:
         return target(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
 
     return reduce
+
+
+def _prod_np(
+    x: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any
+) -> Tensor:
+    if "where" in kw or "initial" in kw:
+        return _masked("prod", x, axis, keepdims, dtype=dtype, out=out, **kw)
+    _no_out("prod", out, **kw)
+    if dtype is not None:
+        x = astype(x, dtype)
+    return prod(x, axis=_axis_arg(axis), keepdims=bool(keepdims))
+
+
+def _masked(name: str, x: Any, axis: Any, keepdims: bool, **kw: Any) -> Tensor:
+    """``where=``/``initial=`` given: the masked reduction (autodiffx/ops/numpy_more.py)."""
+    from .numpy_more import masked_reduce
+
+    _no_out(name, kw.pop("out", None))
+    dtype = kw.pop("dtype", None)
+    if dtype is not None:
+        x = astype(x, dtype)
+    return masked_reduce(name, x, axis, keepdims, kw)
 
 
 UFUNC_REDUCE = {
@@ -483,9 +514,7 @@ FUNCTION_MAP.update(
         np.amax: max,
         np.min: min,
         np.amin: min,
-        np.prod: lambda x, axis=None, keepdims=False, **kw: prod(
-            x, axis=_axis_arg(axis), keepdims=bool(keepdims)
-        ),
+        np.prod: _prod_np,
         np.cumsum: cumsum,
         np.cumprod: cumprod,
         np.argmax: lambda x, axis=None, out=None, keepdims=False: argmax(

@@ -245,30 +245,27 @@ roll_ = defprim(
 )
 
 
-def _tri_batch(prim: Any) -> Any:
+def _triangle(name: str, half: Any, doc: str) -> Any:
+    """The entry of ``np.tril``/``np.triu`` (``half``): linear, batched over leading axes."""
+
     def batch(nb: int, x: Any, k: int = 0) -> Any:
         if x.ndim - nb == 1:  # NumPy makes a vector a square matrix first
             n = x.shape[-1]
             x = broadcast_to_(lift(x, nb, 2), shape=(*x.shape[:nb], n, n))
         return prim(x, k=k)
 
-    return batch
+    prim = defprim(
+        name,
+        lambda x, k=0: half(x, k),
+        linear=lambda g, x, k=0: (half(g, k),),
+        batch=batch,
+        doc=doc,
+    )
+    return prim
 
 
-tril_ = defprim(
-    "tril",
-    lambda x, k=0: np.tril(x, k),
-    linear=lambda g, x, k=0: (np.tril(g, k),),
-    batch=_tri_batch(lambda x, k: tril_(x, k=k)),
-    doc="Lower triangle of a (stack of) matrices.",
-)
-triu_ = defprim(
-    "triu",
-    lambda x, k=0: np.triu(x, k),
-    linear=lambda g, x, k=0: (np.triu(g, k),),
-    batch=_tri_batch(lambda x, k: triu_(x, k=k)),
-    doc="Upper triangle of a (stack of) matrices.",
-)
+tril_ = _triangle("tril", np.tril, "Lower triangle of a (stack of) matrices.")
+triu_ = _triangle("triu", np.triu, "Upper triangle of a (stack of) matrices.")
 
 
 def _diag_scatter_kernel(g: Any, shape: tuple[int, ...], offset: int, axis1: int, axis2: int):
@@ -734,17 +731,25 @@ def roll(x: Any, shift: Any, axis: Any = None) -> Tensor:
     return roll_(x, shift=shift, axis=axis)
 
 
-def pad(x: Any, pad_width: Any, mode: str = "constant", constant_values: Any = 0) -> Tensor:
-    """Pad with a constant value (``mode="constant"``, the only mode supported).
+def pad(
+    x: Any, pad_width: Any, mode: str = "constant", constant_values: Any = 0, **kw: Any
+) -> Tensor:
+    """Pad as ``np.pad``: every mode but a callable one (see ``ops/numpy_more.pad_mode``).
 
     Examples
     --------
     >>> import autodiffx as ad
     >>> ad.pad(ad.ones(2), 1)
     tensor([0., 1., 1., 0.])
+    >>> ad.pad(ad.tensor([1.0, 2.0, 3.0]), 2, mode="reflect")
+    tensor([3., 2., 1., 2., 3., 2., 1.])
     """
     if mode != "constant":
-        raise NotImplementedError(f"pad: mode={mode!r} is not supported, only 'constant'")
+        from .numpy_more import pad_mode
+
+        return pad_mode(x, pad_width, mode, **kw)
+    if kw:
+        raise ValueError(f"pad: unsupported keyword arguments for mode 'constant': {sorted(kw)}")
     pw = np.asarray(pad_width, dtype=np.int64)
     return pad_(
         x,
@@ -813,9 +818,9 @@ def triu(x: Any, k: int = 0) -> Tensor:
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.triu(ad.ones((2, 2)))
-    tensor([[1., 1.],
-            [0., 1.]])
+    >>> ad.triu(ad.ones((2, 3)), k=1)
+    tensor([[0., 1., 1.],
+            [0., 0., 1.]])
     """
     return triu_(x, k=int(k))
 

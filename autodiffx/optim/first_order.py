@@ -13,14 +13,9 @@ from typing import Any
 import numpy as np
 
 from .._tensor import Tensor
-from .optimizer import Optimizer, _real_view
+from .optimizer import Optimizer, _hyperparameters, _real_view
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "RMSprop", "SteepestDescent"]
-
-
-def _check(name: str, value: float, ok: bool) -> None:
-    if not ok:
-        raise ValueError(f"Invalid {name}: {value}")
 
 
 def _like(p: Tensor, values: np.ndarray | None = None, fill: Any = 0) -> np.ndarray:
@@ -30,6 +25,13 @@ def _like(p: Tensor, values: np.ndarray | None = None, fill: Any = 0) -> np.ndar
     if values is not None:
         _real_view(a)[...] = values
     return a
+
+
+def _start(state: dict, p: Tensor, *buffers: str, fill: Any = 0) -> None:
+    """A parameter's first state: step 0 and each named buffer (an empty name is skipped)."""
+    state["step"] = 0
+    for name in filter(None, buffers):
+        state[name] = _like(p, fill=fill)
 
 
 _AXPY: dict[np.dtype, Any] = {}
@@ -116,19 +118,9 @@ class SGD(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        _check("learning rate", lr, lr >= 0)
-        _check("momentum value", momentum, momentum >= 0)
-        _check("weight_decay value", weight_decay, weight_decay >= 0)
+        defaults = _hyperparameters(locals())
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-        )
         super().__init__(params, defaults)
 
     def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
@@ -204,32 +196,16 @@ class Adam(Optimizer):
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        _check("learning rate", lr, lr >= 0)
-        _check("epsilon value", eps, eps >= 0)
-        _check("beta parameter at index 0", betas[0], 0 <= betas[0] < 1)
-        _check("beta parameter at index 1", betas[1], 0 <= betas[1] < 1)
-        _check("weight_decay value", weight_decay, weight_decay >= 0)
-        defaults = dict(
-            lr=lr,
-            betas=(float(betas[0]), float(betas[1])),
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            maximize=maximize,
-            decoupled_weight_decay=decoupled_weight_decay,
-        )
-        super().__init__(params, defaults)
+        betas = (float(betas[0]), float(betas[1]))
+        super().__init__(params, _hyperparameters(locals()))
 
     def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
         x = _real_view(p.data)
         if group["maximize"]:
             g = -g
         if not state:
-            state["step"] = 0
-            state["exp_avg"] = _like(p)
-            state["exp_avg_sq"] = _like(p)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = _like(p)
+            amsgrad = "max_exp_avg_sq" if group["amsgrad"] else ""
+            _start(state, p, "exp_avg", "exp_avg_sq", amsgrad)
         state["step"] += 1
         step = state["step"]
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
@@ -344,33 +320,15 @@ class RMSprop(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        _check("learning rate", lr, lr >= 0)
-        _check("epsilon value", eps, eps >= 0)
-        _check("momentum value", momentum, momentum >= 0)
-        _check("weight_decay value", weight_decay, weight_decay >= 0)
-        _check("alpha value", alpha, alpha >= 0)
-        defaults = dict(
-            lr=lr,
-            alpha=alpha,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            centered=centered,
-            maximize=maximize,
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, _hyperparameters(locals()))
 
     def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
         x = _real_view(p.data)
         if group["maximize"]:
             g = -g
         if not state:
-            state["step"] = 0
-            state["square_avg"] = _like(p)
-            if group["momentum"] > 0:
-                state["momentum_buffer"] = _like(p)
-            if group["centered"]:
-                state["grad_avg"] = _like(p)
+            momentum = "momentum_buffer" if group["momentum"] > 0 else ""
+            _start(state, p, "square_avg", momentum, "grad_avg" if group["centered"] else "")
         state["step"] += 1
         alpha, wd = group["alpha"], group["weight_decay"]
         if wd != 0:
@@ -417,12 +375,12 @@ class Adagrad(Optimizer):
     Examples
     --------
     >>> import autodiffx as ad
-    >>> x = ad.tensor([1.0], requires_grad=True)
+    >>> x = ad.tensor([1.0, -100.0], requires_grad=True)
     >>> opt = ad.optim.Adagrad([x], lr=0.5)
-    >>> (x * x).sum().backward()
+    >>> ad.sum(x * x).backward()
     >>> opt.step()
-    >>> x
-    tensor([0.5], requires_grad=True)
+    >>> x  # the first step moves each coordinate by lr, whatever its gradient's scale
+    tensor([  0.5, -99.5], requires_grad=True)
     """
 
     _param_shaped = frozenset({"sum"})
@@ -438,31 +396,13 @@ class Adagrad(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        _check("learning rate", lr, lr >= 0)
-        _check("lr_decay value", lr_decay, lr_decay >= 0)
-        _check("weight_decay value", weight_decay, weight_decay >= 0)
-        _check(
-            "initial_accumulator_value value",
-            initial_accumulator_value,
-            initial_accumulator_value >= 0,
-        )
-        _check("epsilon value", eps, eps >= 0)
-        defaults = dict(
-            lr=lr,
-            lr_decay=lr_decay,
-            eps=eps,
-            weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value,
-            maximize=maximize,
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, _hyperparameters(locals()))
 
     def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
         x = _real_view(p.data)
         if not state:
             init = group["initial_accumulator_value"]
-            state["step"] = 0
-            state["sum"] = _like(p, fill=complex(init, init) if p.dtype.kind == "c" else init)
+            _start(state, p, "sum", fill=complex(init, init) if p.dtype.kind == "c" else init)
         state["step"] += 1
         step = state["step"]
         if group["maximize"]:
@@ -523,17 +463,17 @@ class SteepestDescent(Optimizer):
     the unit ball of the norm (the direction of steepest ascent; descent goes against it).
     The maximum value ``<g, v> = ||g||_*`` is the dual norm.
 
-    ============  =================================================  ===================
-    ``norm``      maximiser ``v``                                    dual norm ``<g, v>``
-    ============  =================================================  ===================
-    ``"l2"``      ``g / ||g||_2``                                    ``||g||_2``
-    ``"linf"``    ``sign(g)`` (signSGD)                              ``||g||_1``
-    ``"l1"``      ``sign(g_i) e_i`` at the largest ``|g_i|`` (ties   ``||g||_inf``
-                  split the unit mass equally): coordinate descent
-    ``"spectral"`` ``U V^T`` from the SVD ``g = U S V^T`` (matrices;  nuclear norm
-                  batched over leading axes; vectors as ``"l2"``)
-    callable      ``norm(g) -> v`` for any other norm                ``<g, v>``
-    ============  =================================================  ===================
+    ==============  =================================================  ====================
+    ``norm``        maximiser ``v``                                    dual norm ``<g, v>``
+    ==============  =================================================  ====================
+    ``"l2"``        ``g / ||g||_2``                                    ``||g||_2``
+    ``"linf"``      ``sign(g)`` (signSGD)                              ``||g||_1``
+    ``"l1"``        ``sign(g_i) e_i`` at the largest ``|g_i|`` (ties   ``||g||_inf``
+                    split the unit mass equally): coordinate descent
+    ``"spectral"``  ``U V^T`` from the SVD ``g = U S V^T`` (matrices;  nuclear norm
+                    batched over leading axes; vectors as ``"l2"``)
+    callable        ``norm(g) -> v`` for any other norm                ``<g, v>``
+    ==============  =================================================  ====================
 
     A zero gradient gives ``v = 0``. With ``scale_by_dual_norm=True`` the step is
     ``lr * ||g||_* * v``, the minimiser of ``<g, d> + ||d||**2 / (2 lr)``: for ``"l2"``
@@ -574,12 +514,11 @@ class SteepestDescent(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        _check("learning rate", lr, lr >= 0)
+        defaults = _hyperparameters(locals())
         if not callable(norm) and norm not in _DIRECTIONS:
             raise ValueError(
                 f"norm must be one of {sorted(_DIRECTIONS)} or a callable, got {norm!r}"
             )
-        defaults = dict(lr=lr, norm=norm, scale_by_dual_norm=scale_by_dual_norm, maximize=maximize)
         super().__init__(params, defaults)
 
     def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._mode import enable_grad, no_grad
 from .._tensor import Tensor
-from .optimizer import Optimizer, _bump, _grad_view, _real_view, _scalar
+from .optimizer import Optimizer, _bump, _grad_view, _hyperparameters, _real_view, _scalar
 
 __all__ = ["LBFGS"]
 
@@ -197,21 +197,11 @@ class LBFGS(Optimizer):
         history_size: int = 100,
         line_search_fn: str | None = None,
     ) -> None:
-        if not lr >= 0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if line_search_fn not in (None, "strong_wolfe"):
-            raise ValueError(f"only 'strong_wolfe' is supported, got {line_search_fn!r}")
         if max_eval is None:
             max_eval = max_iter * 5 // 4
-        defaults = dict(
-            lr=lr,
-            max_iter=max_iter,
-            max_eval=max_eval,
-            tolerance_grad=tolerance_grad,
-            tolerance_change=tolerance_change,
-            history_size=history_size,
-            line_search_fn=line_search_fn,
-        )
+        defaults = _hyperparameters(locals())
+        if line_search_fn not in (None, "strong_wolfe"):
+            raise ValueError(f"only 'strong_wolfe' is supported, got {line_search_fn!r}")
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._mode import enable_grad, no_grad
 from .._tensor import Tensor, bump_version
+from ..nn.module import _zero_grads
 
 __all__ = ["Optimizer", "required"]
 
@@ -53,6 +54,40 @@ def _scalar(v: Any) -> float:
     if a.size != 1:
         raise ValueError(f"expected a scalar loss or metric, got shape {a.shape}")
     return float(a.reshape(()))
+
+
+# Hyper-parameters checked by every optimizer that takes them (PyTorch's order and messages).
+_CHECKED = (
+    "lr",
+    "eps",
+    "momentum",
+    "betas",
+    "weight_decay",
+    "alpha",
+    "lr_decay",
+    "initial_accumulator_value",
+)
+_CALLED = {"lr": "learning rate", "eps": "epsilon value"}
+
+
+def _hyperparameters(args: Mapping[str, Any]) -> dict[str, Any]:
+    """A constructor's ``locals()`` as the optimizer's ``defaults``, each value validated.
+
+    ``self``, ``params`` and ``__class__`` are dropped; the order is the signature's.
+    ``betas`` entries must lie in [0, 1), the other names in ``_CHECKED`` be >= 0: an invalid
+    one raises ``ValueError`` (``Invalid learning rate: -1``, as PyTorch).
+    """
+    # NOTE: locals() so that each constructor lists its hyper-parameters once (its signature).
+    defaults = {k: v for k, v in args.items() if k not in ("self", "params", "__class__")}
+    for name in _CHECKED:
+        value = defaults.get(name, 0)
+        if name == "betas":
+            for i, beta in enumerate(value or ()):
+                if not 0 <= beta < 1:
+                    raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+        elif not value >= 0:
+            raise ValueError(f"Invalid {_CALLED.get(name, name + ' value')}: {value}")
+    return defaults
 
 
 def _bump(p: Tensor) -> None:
@@ -187,14 +222,7 @@ class Optimizer:
         >>> x.grad is None
         True
         """
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.zero_()
+        _zero_grads((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient; returns ``closure()`` if given.

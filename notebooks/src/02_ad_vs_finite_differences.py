@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import autodiffx as ad
-from autodiffx.cli_study import bench_gradients
+from autodiffx.cli.bench import bench_gradients
 
 # %% [markdown]
 # ## 1. The step size
@@ -151,8 +151,8 @@ for method, marker in zip(dict.fromkeys(r["method"] for r in rows), "osD"):
     ns = [r["n"] for r in rows if r["method"] == method]
     axes[0].loglog(ns, [r["seconds"] for r in rows if r["method"] == method], marker + "-", label=method)
     axes[1].loglog(ns, [max(r["error"], 1e-17) for r in rows if r["method"] == method], marker + "-", label=method)
-axes[0].set_ylabel("time per gradient [s]")
-axes[1].set_ylabel("max |error| / max |gradient| (0 drawn at 1e-17)")
+axes[0].set(ylabel="time per gradient [s]", title="cost of a gradient")
+axes[1].set(ylabel="max |error| / max |gradient| (0 drawn at 1e-17)", title="accuracy of a gradient")
 for ax in axes:
     ax.set_xlabel("n")
     ax.grid(True, which="both", alpha=0.3)

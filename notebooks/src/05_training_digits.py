@@ -179,18 +179,21 @@ for name, make in norms.items():
 # ## 3. The curves
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
 epochs = np.arange(1, EPOCHS + 1)
 for name, r in results.items():
     style = "--" if name.startswith("steepest") else "-"
     axes[0].semilogy(epochs, r["loss"], style, marker=".", label=name)
     axes[1].plot(epochs, r["acc"], style, marker=".", label=name)
 axes[0].set(xlabel="epoch", ylabel="training loss (mean over the epoch)", title="loss")
-axes[1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy", ylim=(0.6, 1.0))
-axes[1].legend(fontsize=8, loc="lower right")
+lowest = min(min(r["acc"]) for r in results.values())  # every curve stays in view
+axes[1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
+axes[1].set_ylim(np.floor(lowest * 20) / 20, 1.0)
 for ax in axes:
     ax.grid(True, alpha=0.3)
-fig.tight_layout()
+# one legend for both panels, below them, so that it covers no curve
+handles, labels = axes[0].get_legend_handles_labels()
+fig.legend(handles, labels, loc="outside lower center", ncols=5, fontsize=8, frameon=False)
 
 # %% [markdown]
 # What the picture shows:

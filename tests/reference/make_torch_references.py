@@ -1,7 +1,8 @@
-"""Write tests/reference/optim.npz and nn.npz: PyTorch's results for the parity tests.
+"""Write tests/reference/{optim,nn,cnn,schedulers}.npz: PyTorch's results for the parity tests.
 
-The tests in test_optim.py and test_nn.py compare autodiffx with these stored results always,
-and with live PyTorch when it is installed (the ``oracle`` marker: ``make test-oracles``).
+The tests in test_optim.py, test_nn.py, test_nn_cnn.py and test_lr_schedulers_more.py compare
+autodiffx with these stored results always, and with live PyTorch when it is installed (the
+``oracle`` marker: ``make test-oracles``).
 This script needs the oracle extra (the pinned PyTorch); it reuses the tests' own problems
 and PyTorch-side functions, and records the versions it ran with under the key ``_meta``.
 Every array is a plain ndarray (strings as unicode arrays), so the files load with
@@ -78,6 +79,24 @@ def nn_references(torch: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def cnn_references(torch: Any) -> dict[str, np.ndarray]:
+    """PyTorch's convolution, pooling and batch-norm values and gradients (test_nn_cnn.py)."""
+    t = _test_module("test_nn_cnn")
+    out = {}
+    for name in t.FUNCTIONAL:
+        out |= {f"functional/{name}/{k}": a for k, a in enumerate(t.functional_torch(torch, name))}
+    for name in t.BATCHNORM:
+        seq = t.batchnorm_sequence(torch, name)
+        out |= {f"batchnorm/{name}/{k}": a for k, a in enumerate(seq)}
+    return out
+
+
+def scheduler_references(torch: Any) -> dict[str, np.ndarray]:
+    """PyTorch's learning rates and momenta of test_lr_schedulers_more.py's cases."""
+    t = _test_module("test_lr_schedulers_more")
+    return {f"scheduler/{name}": t.theirs(torch, name) for name in t.CASES}
+
+
 def build(torch: Any) -> dict[str, dict[str, np.ndarray]]:
     """Every reference file's arrays, by file name, each with its ``_meta`` record."""
     meta = {
@@ -87,6 +106,7 @@ def build(torch: Any) -> dict[str, dict[str, np.ndarray]]:
         "script": "tests/reference/make_torch_references.py",
     }
     files = {"optim": optim_references(torch), "nn": nn_references(torch)}
+    files |= {"cnn": cnn_references(torch), "schedulers": scheduler_references(torch)}
     for arrays in files.values():
         arrays["_meta"] = np.array(json.dumps(meta, sort_keys=True))
     return files

@@ -1,8 +1,10 @@
-"""The ``trace``, ``check`` and ``bench`` subcommands (in process, plus one real process each)."""
+"""The ``trace``, ``check``, ``bench`` and ``demo`` subcommands (in process, plus one real process
+each), and what every subcommand shares: plain-text ``--help``, progress and BLAS reporting."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import subprocess
@@ -10,8 +12,11 @@ import sys
 import unicodedata
 
 import pytest
+from _cli_fakes import FakeThreadpoolctl, Terminal, install_fake_tqdm
 
-from autodiffx.cli_study import add_subcommands, bench_gradients, main
+from autodiffx.cli import argtypes, bench, build_parser, main
+from autodiffx.cli import trace as trace_command
+from autodiffx.cli.bench import bench_gradients
 
 TEXTBOOK = "ln(x1) + x1*x2 - sin(x2)"
 
@@ -156,7 +161,7 @@ def test_registers_on_a_custom_parser_class() -> None:
             raise RuntimeError(message)
 
     parser = OneLine(prog="autodiffx")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    trace_command.add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["trace", "x y", "--at", "x=1"])
     with pytest.raises(RuntimeError, match="a missing operator"):
         args.func(args)
@@ -165,7 +170,7 @@ def test_registers_on_a_custom_parser_class() -> None:
 def test_as_a_process() -> None:
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     ok = subprocess.run(
-        [sys.executable, "-m", "autodiffx.cli_study", "trace", TEXTBOOK, "--at", "x1=2,x2=5"],
+        [sys.executable, "-m", "autodiffx", "trace", TEXTBOOK, "--at", "x1=2,x2=5"],
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -174,7 +179,7 @@ def test_as_a_process() -> None:
     )
     assert ok.returncode == 0 and "11.652" in ok.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "autodiffx.cli_study", "check", "x.__class__", "--at", "x=1"],
+        [sys.executable, "-m", "autodiffx", "check", "x.__class__", "--at", "x=1"],
         capture_output=True,
         text=True,
         env=env,
@@ -245,15 +250,12 @@ def test_bench_out_is_checked_before_running(capsys, tmp_path) -> None:
 
 
 def test_sizes_beyond_memory_are_refused(capsys, monkeypatch, tmp_path) -> None:
-    from autodiffx import _argtypes
-    from autodiffx.__main__ import main as cli
-
-    monkeypatch.setattr(_argtypes, "available_memory", lambda: 2 * 10**9)
+    monkeypatch.setattr(argtypes, "available_memory", lambda: 2 * 10**9)
     code, out, err = run(capsys, "bench", "--sizes", "10,20000", "--out", str(tmp_path / "o"))
     assert code == 2 and out == ""
     assert "--sizes 20000 needs about 6.5 GB of memory; the machine has 2.0 GB available" in err
     with pytest.raises(SystemExit) as exc:
-        cli(["demo", "--n", "20000"])
+        main(["demo", "--n", "20000"])
     assert exc.value.code == 2
     assert "--n 20000 needs about 9.7 GB of memory" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
@@ -262,8 +264,6 @@ def test_sizes_beyond_memory_are_refused(capsys, monkeypatch, tmp_path) -> None:
 def test_timing_stops_when_the_budget_is_spent(monkeypatch) -> None:
     """--repeat 1000000000 ran forever: every round ran at least one call, whatever the
     budget. A fake clock (each call takes 1 s) counts the calls, no real time is measured."""
-    from autodiffx import cli_study
-
     clock = [0.0]
     calls = []
 
@@ -272,8 +272,8 @@ def test_timing_stops_when_the_budget_is_spent(monkeypatch) -> None:
         clock[0] += 1.0
         return 7
 
-    monkeypatch.setattr(cli_study.time, "perf_counter", lambda: clock[0])
-    assert cli_study._best_time(fn, repeat=1000, budget=10.0) == (1.0, 7)
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    assert bench._best_time(fn, repeat=1000, budget=10.0) == (1.0, 7)
     assert len(calls) == 10
 
 
@@ -312,3 +312,62 @@ def test_bad_options_as_a_user_runs_them(tmp_path) -> None:
         assert cases[argv] in err and out == "", argv
     assert existing.read_text() == "my data"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+# ----- what every subcommand shares ---------------------------------------------------------
+def _subcommands() -> list[str]:
+    (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(action.choices)
+
+
+@pytest.mark.parametrize("argv", [[], *([c] for c in _subcommands())])
+def test_help_is_plain_text(capsys, argv: list[str]) -> None:
+    """No reStructuredText in any --help: the top-level description was the module docstring,
+    with its double backticks."""
+    code, out, _ = run(capsys, *argv, "--help")
+    assert code == 0 and out.startswith("usage: autodiffx")
+    assert "`" not in out
+    assert not re.search(r":[a-z]+:|::|\*\*[A-Za-z]|\.\. ", out), out
+
+
+def _bench_on_a_terminal(monkeypatch, tmp_path, *extra: str) -> tuple[int, str, str]:
+    term, out = Terminal(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", term)
+    monkeypatch.setattr(sys, "stdout", out)
+    argv = ["bench", "--sizes", "3,5", "--repeat", "1", "--budget", "0", "--out", str(tmp_path)]
+    try:
+        code = main([*argv, *extra])
+    except SystemExit as e:
+        code = int(e.code or 0)
+    return code, out.getvalue(), term.getvalue()
+
+
+def test_bench_pins_blas_and_says_so(monkeypatch, tmp_path) -> None:
+    fake = FakeThreadpoolctl()
+    monkeypatch.setitem(sys.modules, "threadpoolctl", fake)
+    bars = install_fake_tqdm(monkeypatch)
+    code, out, err = _bench_on_a_terminal(monkeypatch, tmp_path)
+    assert code == 0
+    assert fake.limits == [(1, "blas")] and fake.active == []
+    assert out.splitlines()[0] == "BLAS: openblas 0.3.99 (libscipy_openblas64_.so): 1 thread"
+    (bar,) = bars.made
+    assert (bar.desc, bar.n, bar.total, bar.closed) == ("W4", 6, 6, True)
+    assert bar.postfix == "n=5 central differences (2n)" and "\r" in err
+    code, out, _ = _bench_on_a_terminal(monkeypatch, tmp_path, "--blas-threads", "3", "--quiet")
+    assert code == 0 and fake.limits[-1] == (3, "blas") and len(bars.made) == 1
+    assert out.startswith("BLAS: openblas 0.3.99 (libscipy_openblas64_.so): 3 threads\n")
+
+
+def test_bench_without_threadpoolctl(monkeypatch, tmp_path) -> None:
+    """Not pinned, and said so; --blas-threads is refused rather than ignored."""
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    code, out, err = _bench_on_a_terminal(monkeypatch, tmp_path)
+    assert code == 0 and err == ""
+    first = out.splitlines()[0]
+    assert first.startswith("BLAS: ") and first.endswith(
+        "(NumPy build), threads not pinned (pip install threadpoolctl to pin them)"
+    )
+    code, out, err = _bench_on_a_terminal(monkeypatch, tmp_path, "--blas-threads", "2")
+    assert code == 2 and out == ""
+    assert "--blas-threads needs threadpoolctl: pip install threadpoolctl" in err

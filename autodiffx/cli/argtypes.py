@@ -1,5 +1,5 @@
-"""argparse types and up-front checks of the command lines (train, study, demo): bounded
-numbers, output paths and memory estimates, each failing with one line that names the value."""
+"""The argument types and up-front checks of the command line: bounded numbers, lists, points,
+output paths and memory, each failing with one line that names the value."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import os
 import zipfile
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
+
+from ..expr import ExpressionError, parse
 
 
 def _number(text: str, cast: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Any:
@@ -81,6 +85,83 @@ def float_in(lo: float, hi: float) -> Callable[[str], float]:
         return _number(text, float, lambda v: lo <= v <= hi, f"a number in [{lo:g}, {hi:g}]")
 
     return parse
+
+
+def widths(text: str) -> tuple[int, ...]:
+    """Comma-separated positive integers (hidden-layer widths).
+
+    >>> widths("128,64")
+    (128, 64)
+    """
+    try:
+        return tuple(positive_int(p) for p in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive widths such as 64 or 128,64, got {text!r}"
+        ) from None
+
+
+def sizes(text: str) -> list[int]:
+    """Comma-separated sizes in 1..100000, sorted, without repeats.
+
+    >>> sizes("100,10,100")
+    [10, 100]
+    """
+    try:
+        values = [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 10,100,1000, got {text!r}") from None
+    if not values or any(n < 1 or n > 100_000 for n in values):
+        raise argparse.ArgumentTypeError(f"sizes must be integers in 1..100000, got {text!r}")
+    return sorted(set(values))
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split at commas that are not inside parentheses (``x=atan2(1,2),y=3``)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def assignments(text: str) -> list[tuple[str, float]]:
+    """``name=value[,name=value...]``; a value is a number or a constant expression.
+
+    >>> assignments("x=2,y=atan2(1, 1)")
+    [('x', 2.0), ('y', 0.7853981633974483)]
+    """
+    out = []
+    for part in _split_top_level(text):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or not name or not value.strip():
+            raise argparse.ArgumentTypeError(f"expected name=value[,name=value...], got {text!r}")
+        if not name.isidentifier() or name.startswith("_") or not name.isascii():
+            raise argparse.ArgumentTypeError(f"{name!r} is not a variable name")
+        out.append((name, _constant(name, value)))
+    return out
+
+
+def _constant(name: str, value: str) -> float:
+    """The finite value of a constant expression (``pi/4``) given to ``name``."""
+    try:
+        e = parse(value)
+        if e.variables:
+            raise ExpressionError(f"a value cannot use variables ({', '.join(e.variables)})")
+        with np.errstate(all="ignore"):
+            v = float(e.evaluate({}, backend="numpy"))
+    except ExpressionError as err:
+        raise argparse.ArgumentTypeError(f"value of {name}: {err}") from None
+    if not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"value of {name}: {value.strip()} is {v}, not finite")
+    return v
 
 
 # ----- memory ----------------------------------------------------------------------------------
