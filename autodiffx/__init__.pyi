@@ -16,6 +16,7 @@ from . import nn as nn
 from . import optim as optim
 from . import scipy as scipy
 from . import stochastic as stochastic
+from ._hvp import hvp as hvp
 from ._mode import detect_anomaly as detect_anomaly
 from ._mode import enable_grad as enable_grad
 from ._mode import is_grad_enabled as is_grad_enabled
@@ -23,6 +24,14 @@ from ._mode import no_grad as no_grad
 from ._registry import REGISTRY as REGISTRY
 from ._registry import Primitive as Primitive
 from ._tensor import Tensor as Tensor
+from ._transforms import grad as grad
+from ._transforms import hessian as hessian
+from ._transforms import jacfwd as jacfwd
+from ._transforms import jacobian as jacobian
+from ._transforms import jacrev as jacrev
+from ._transforms import jvp as jvp
+from ._transforms import value_and_grad as value_and_grad
+from ._transforms import vjp as vjp
 from .autograd import Function as Function
 from .creation import arange as arange
 from .creation import asarray as asarray
@@ -36,15 +45,6 @@ from .creation import ones_like as ones_like
 from .creation import tensor as tensor
 from .creation import zeros as zeros
 from .creation import zeros_like as zeros_like
-from .func import grad as grad
-from .func import hessian as hessian
-from .func import hvp as hvp
-from .func import jacfwd as jacfwd
-from .func import jacobian as jacobian
-from .func import jacrev as jacrev
-from .func import jvp as jvp
-from .func import value_and_grad as value_and_grad
-from .func import vjp as vjp
 from .io import CheckpointError as CheckpointError
 from .io import load as load
 from .io import save as save
@@ -327,7 +327,7 @@ __all__ = [
 __version__: str
 
 def abs(x: ArrayLike, /) -> Tensor:
-    """Elementwise |x|; abs'(0) = 0."""
+    """Elementwise ``|x|``; abs'(0) = 0."""
 
 def add(x1: ArrayLike, x2: ArrayLike, /) -> Tensor:
     """Elementwise a + b."""
@@ -456,7 +456,7 @@ def logaddexp(x1: ArrayLike, x2: ArrayLike, /) -> Tensor:
     """Elementwise log(exp(a) + exp(b)) without overflow."""
 
 def logsumexp(x: ArrayLike, axis: Any = ..., keepdims: bool = ...) -> Tensor:
-    """log(sum(exp(x))) over ``axis``, stable for large |x|."""
+    """log(sum(exp(x))) over ``axis``, stable for large ``|x|``."""
 
 def maximum(x1: ArrayLike, x2: ArrayLike, /) -> Tensor:
     """Elementwise maximum; ties between two variables split the gradient equally."""
