@@ -283,3 +283,35 @@ def test_fft_gradients_match_pytorch():
         loss.backward()
         # PyTorch's gradient is the conjugate of autodiffx's (dL/dx + i dL/dy)
         np.testing.assert_allclose(z.grad.data, tz.grad.numpy().conj(), rtol=1e-10, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "fft",
+        "ifft",
+        "rfft",
+        "irfft",
+        "hfft",
+        "ihfft",
+        "fft2",
+        "ifft2",
+        "rfft2",
+        "irfft2",
+        "fftn",
+        "ifftn",
+        "rfftn",
+        "irfftn",
+    ],
+)
+def test_fft_transforms_dispatch_by_name_and_refuse_out(name):
+    # the 1-D and 2-D transforms are built by factories: each keeps its NumPy name (NumPy's
+    # dispatch finds it by that name) and refuses out= naming itself
+    f = getattr(ad.fft, name)
+    assert f.__name__ == name
+    x = np.arange(1.0, 7.0).reshape(2, 3)
+    y = getattr(np.fft, name)(ad.tensor(x))
+    assert isinstance(y, ad.Tensor)
+    np.testing.assert_allclose(y.data, getattr(np.fft, name)(x), rtol=1e-12, atol=1e-12)
+    with pytest.raises(TypeError, match=rf"numpy\.fft\.{name}: out= is not supported"):
+        f(ad.tensor(x), out=np.empty(1))

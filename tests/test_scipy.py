@@ -615,3 +615,18 @@ def test_every_ad_scipy_name_exists_and_has_an_example(module):
         or ">>>" not in (getattr(mod, n).__doc__ or "")
     ]
     assert not missing, f"ad.scipy.{module} names without a docstring example: {missing}"
+
+
+def test_stats_location_scale_namespaces_have_exactly_the_documented_functions():
+    # the symmetric families share a base class: each keeps exactly the functions
+    # docs/scipy.md lists (laplace and cauchy have no logcdf/logsf), working on Python floats
+    documented = {
+        "norm": {"pdf", "logpdf", "cdf", "logcdf", "sf", "logsf", "ppf"},
+        "cauchy": {"pdf", "logpdf", "cdf", "sf"},
+        "laplace": {"pdf", "logpdf", "cdf", "sf"},
+        "logistic": {"pdf", "logpdf", "cdf", "logcdf", "sf", "logsf"},
+    }
+    for name, functions in documented.items():
+        dist = getattr(ad.scipy.stats, name)
+        assert {f for f in dir(dist) if not f.startswith("_")} == functions, name
+        assert isinstance(dist.sf(0.5, 0.1, 2.0), ad.Tensor)

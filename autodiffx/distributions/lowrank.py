@@ -16,7 +16,14 @@ from . import constraints
 from ._base import Distribution, as_tensor, param_dtype
 from .constraints import Constraint
 from .kl import register_kl
-from .multivariate import MultivariateNormal, _half_log_det, _mahalanobis, _mv, _tri_solve
+from .multivariate import (
+    MultivariateNormal,
+    _Gaussian,
+    _half_log_det,
+    _mahalanobis,
+    _mv,
+    _tri_solve,
+)
 
 __all__ = ["LowRankMultivariateNormal"]
 
@@ -57,7 +64,7 @@ def _trace_xxt(x: Tensor) -> Tensor:
     return (x**2).sum(axis=(-2, -1))
 
 
-class LowRankMultivariateNormal(Distribution):
+class LowRankMultivariateNormal(_Gaussian):
     """Multivariate normal with covariance ``cov_factor @ cov_factor.T + diag(cov_diag)``.
 
     PyTorch's parametrisation: ``loc`` (n), ``cov_factor`` W (n x m, usually m << n) and
@@ -134,16 +141,6 @@ class LowRankMultivariateNormal(Distribution):
             "cov_factor": (self.cov_factor, 2),
             "cov_diag": (self.cov_diag, 1),
         }
-
-    def _dtype(self) -> np.dtype:
-        return self.loc.dtype
-
-    def _full(self, m: Tensor) -> Tensor:
-        return ops.broadcast_to(m, self._batch_shape + self._event_shape * 2)
-
-    @property
-    def mean(self) -> Tensor:
-        return self.loc
 
     @property
     def variance(self) -> Tensor:

@@ -55,7 +55,24 @@ def _precision_to_scale_tril(prec: Tensor) -> Tensor:
     return _tri_solve(l_inv, ops.broadcast_to(Tensor(eye), l_inv.shape))
 
 
-class MultivariateNormal(Distribution):
+class _Gaussian(Distribution):
+    """What the multivariate normals share: the dtype and mean of ``loc``, matrices broadcast
+    to the batch shape."""
+
+    loc: Tensor
+
+    def _dtype(self) -> np.dtype:
+        return self.loc.dtype
+
+    def _full(self, m: Tensor) -> Tensor:
+        return ops.broadcast_to(m, self._batch_shape + self._event_shape * 2)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+
+class MultivariateNormal(_Gaussian):
     """Multivariate normal with ``loc`` and exactly one of ``covariance_matrix``,
     ``precision_matrix`` or ``scale_tril`` (a lower Cholesky factor of the covariance).
 
@@ -127,12 +144,6 @@ class MultivariateNormal(Distribution):
     def _init_params(self) -> dict[str, tuple[Tensor, int]]:
         return {"loc": (self.loc, 1), self._given[0]: (self.__dict__[self._given[0]], 2)}
 
-    def _dtype(self) -> np.dtype:
-        return self.loc.dtype
-
-    def _full(self, m: Tensor) -> Tensor:
-        return ops.broadcast_to(m, self._batch_shape + self._event_shape * 2)
-
     @cached_property
     def scale_tril(self) -> Tensor:
         """Lower Cholesky factor of the covariance."""
@@ -155,10 +166,6 @@ class MultivariateNormal(Distribution):
             # entries above the diagonal (zero) get the gradient of (L Lᵀ)⁻¹ like in rsample.
             l_inv = la.solve(low, ops.broadcast_to(eye, low.shape))
             return self._full(ops.swapaxes(l_inv, -1, -2) @ l_inv)
-
-    @property
-    def mean(self) -> Tensor:
-        return self.loc
 
     @property
     def variance(self) -> Tensor:

@@ -144,6 +144,14 @@ def _one(n: Any) -> Any:
     return None if n is None else (n,)
 
 
+def _nd(prim: Any, name: str, a: Any, s: Any, axes: Any, norm: Any, out: Any) -> Tensor:
+    """The n-D transform ``prim`` of ``a`` over ``axes`` with lengths ``s`` (NumPy's meaning)."""
+    _no_out(name, out)
+    a = _t(a)
+    s, axes = _plan(a, s, axes, real_out=prim is irfftn_)
+    return prim(a, s=s, axes=axes, norm=_norm(norm))
+
+
 def fftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Tensor:
     """The n-dimensional discrete Fourier transform (as ``np.fft.fftn``).
 
@@ -154,10 +162,7 @@ def fftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = N
     tensor([[10.+0.j, -2.+0.j],
             [-4.+0.j,  0.+0.j]])
     """
-    _no_out("fftn", out)
-    a = _t(a)
-    s, axes = _plan(a, s, axes)
-    return fftn_(a, s=s, axes=axes, norm=_norm(norm))
+    return _nd(fftn_, "fftn", a, s, axes, norm, out)
 
 
 def ifftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Tensor:
@@ -169,10 +174,7 @@ def ifftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = 
     >>> ad.fft.ifftn(ad.tensor([4.0, 0.0]))
     tensor([2.+0.j, 2.+0.j])
     """
-    _no_out("ifftn", out)
-    a = _t(a)
-    s, axes = _plan(a, s, axes)
-    return ifftn_(a, s=s, axes=axes, norm=_norm(norm))
+    return _nd(ifftn_, "ifftn", a, s, axes, norm, out)
 
 
 def rfftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Tensor:
@@ -188,8 +190,7 @@ def rfftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = 
     a = _t(a)
     if a.dtype.kind == "c":
         raise TypeError(f"rfftn: the input must be real, got {a.dtype}; use fftn, or pass a.real")
-    s, axes = _plan(a, s, axes)
-    return rfftn_(a, s=s, axes=axes, norm=_norm(norm))
+    return _nd(rfftn_, "rfftn", a, s, axes, norm, out)
 
 
 def irfftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Tensor:
@@ -204,13 +205,26 @@ def irfftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any =
     >>> ad.fft.irfftn(ad.tensor([10.0, -2.0 + 2.0j, -2.0]))
     tensor([1., 2., 3., 4.])
     """
-    _no_out("irfftn", out)
-    a = _t(a)
-    s, axes = _plan(a, s, axes, real_out=True)
-    return irfftn_(a, s=s, axes=axes, norm=_norm(norm))
+    return _nd(irfftn_, "irfftn", a, s, axes, norm, out)
 
 
-def fft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Tensor:
+def _one_axis(nd: Any, name: str, doc: str) -> Any:
+    """The 1-D transform ``name`` along ``axis``: the n-D one ``nd`` with ``s = (n,)``."""
+
+    def transform(
+        a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None
+    ) -> Tensor:
+        _no_out(name, out)
+        return nd(a, _one(n), (axis,), norm)
+
+    transform.__name__ = transform.__qualname__ = name
+    transform.__doc__ = doc
+    return transform
+
+
+fft = _one_axis(
+    fftn,
+    "fft",
     """The 1-D discrete Fourier transform along ``axis`` (as ``np.fft.fft``).
 
     Examples
@@ -220,12 +234,11 @@ def fft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None
     >>> (abs(ad.fft.fft(x)) ** 2).sum().backward()   # Parseval: 2 n x
     >>> x.grad
     tensor([4., 8.])
-    """
-    _no_out("fft", out)
-    return fftn(a, _one(n), (axis,), norm)
-
-
-def ifft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Tensor:
+    """,
+)
+ifft = _one_axis(
+    ifftn,
+    "ifft",
     """The 1-D inverse discrete Fourier transform (as ``np.fft.ifft``).
 
     Examples
@@ -233,12 +246,11 @@ def ifft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = Non
     >>> import autodiffx as ad
     >>> ad.fft.ifft(ad.tensor([2.0, 0.0]))
     tensor([1.+0.j, 1.+0.j])
-    """
-    _no_out("ifft", out)
-    return ifftn(a, _one(n), (axis,), norm)
-
-
-def rfft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Tensor:
+    """,
+)
+rfft = _one_axis(
+    rfftn,
+    "rfft",
     """The 1-D DFT of a real input, frequencies 0 to n // 2 (as ``np.fft.rfft``).
 
     Examples
@@ -246,12 +258,11 @@ def rfft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = Non
     >>> import autodiffx as ad
     >>> ad.fft.rfft(ad.tensor([1.0, 0.0, 0.0, 0.0]))
     tensor([1.+0.j, 1.+0.j, 1.+0.j])
-    """
-    _no_out("rfft", out)
-    return rfftn(a, _one(n), (axis,), norm)
-
-
-def irfft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Tensor:
+    """,
+)
+irfft = _one_axis(
+    irfftn,
+    "irfft",
     """The inverse of ``rfft``, a real signal of length ``n`` (as ``np.fft.irfft``).
 
     Examples
@@ -259,9 +270,8 @@ def irfft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = No
     >>> import autodiffx as ad
     >>> ad.fft.irfft(ad.tensor([1.0, 1.0, 1.0]))
     tensor([1., 0., 0., 0.])
-    """
-    _no_out("irfft", out)
-    return irfftn(a, _one(n), (axis,), norm)
+    """,
+)
 
 
 def hfft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Tensor:
@@ -292,56 +302,32 @@ def ihfft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = No
     return ew.conj(rfftn(a, _one(n), (axis,), _swap(norm)))
 
 
-def fft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: Any = None):
-    """The 2-D DFT over ``axes`` (the last two by default), as ``np.fft.fft2``.
+def _two_axes(nd: Any, name: str, what: str) -> Any:
+    """The 2-D transform ``name``: the n-D one ``nd`` over two ``axes``."""
+
+    def transform(
+        a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: Any = None
+    ) -> Tensor:
+        _no_out(name, out)
+        return nd(a, s, axes, norm)
+
+    transform.__name__ = transform.__qualname__ = name
+    transform.__doc__ = f"""The 2-D {what} over ``axes`` (the last two by default), as
+    ``np.fft.{name}``.
 
     Examples
     --------
     >>> import autodiffx as ad
-    >>> ad.fft.fft2(ad.ones((2, 2))).shape
+    >>> ad.fft.{name}(ad.ones((2, 2))).shape
     (2, 2)
     """
-    _no_out("fft2", out)
-    return fftn(a, s, axes, norm)
+    return transform
 
 
-def ifft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: Any = None):
-    """The 2-D inverse DFT over ``axes`` (the last two by default), as ``np.fft.ifft2``.
-
-    Examples
-    --------
-    >>> import autodiffx as ad
-    >>> ad.fft.ifft2(ad.ones((2, 2))).shape
-    (2, 2)
-    """
-    _no_out("ifft2", out)
-    return ifftn(a, s, axes, norm)
-
-
-def rfft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: Any = None):
-    """The 2-D DFT of a real input over ``axes`` (the last two by default), as ``np.fft.rfft2``.
-
-    Examples
-    --------
-    >>> import autodiffx as ad
-    >>> ad.fft.rfft2(ad.ones((2, 2))).shape
-    (2, 2)
-    """
-    _no_out("rfft2", out)
-    return rfftn(a, s, axes, norm)
-
-
-def irfft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: Any = None):
-    """The 2-D inverse real DFT over ``axes`` (the last two by default), as ``np.fft.irfft2``.
-
-    Examples
-    --------
-    >>> import autodiffx as ad
-    >>> ad.fft.irfft2(ad.ones((2, 2))).shape
-    (2, 2)
-    """
-    _no_out("irfft2", out)
-    return irfftn(a, s, axes, norm)
+fft2 = _two_axes(fftn, "fft2", "DFT")
+ifft2 = _two_axes(ifftn, "ifft2", "inverse DFT")
+rfft2 = _two_axes(rfftn, "rfft2", "DFT of a real input")
+irfft2 = _two_axes(irfftn, "irfft2", "inverse real DFT")
 
 
 def _shift(x: Any, axes: Any, sign: int) -> Tensor:

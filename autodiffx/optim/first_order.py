@@ -27,6 +27,11 @@ def _like(p: Tensor, values: np.ndarray | None = None, fill: Any = 0) -> np.ndar
     return a
 
 
+def _descent(p: Tensor, g: np.ndarray, group: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The parameter's real view and the gradient to descend along (negated for ``maximize``)."""
+    return _real_view(p.data), (-g if group["maximize"] else g)
+
+
 def _start(state: dict, p: Tensor, *buffers: str, fill: Any = 0) -> None:
     """A parameter's first state: step 0 and each named buffer (an empty name is skipped)."""
     state["step"] = 0
@@ -200,9 +205,7 @@ class Adam(Optimizer):
         super().__init__(params, _hyperparameters(locals()))
 
     def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
-        x = _real_view(p.data)
-        if group["maximize"]:
-            g = -g
+        x, g = _descent(p, g, group)
         if not state:
             amsgrad = "max_exp_avg_sq" if group["amsgrad"] else ""
             _start(state, p, "exp_avg", "exp_avg_sq", amsgrad)
@@ -323,9 +326,7 @@ class RMSprop(Optimizer):
         super().__init__(params, _hyperparameters(locals()))
 
     def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
-        x = _real_view(p.data)
-        if group["maximize"]:
-            g = -g
+        x, g = _descent(p, g, group)
         if not state:
             momentum = "momentum_buffer" if group["momentum"] > 0 else ""
             _start(state, p, "square_avg", momentum, "grad_avg" if group["centered"] else "")
@@ -399,14 +400,12 @@ class Adagrad(Optimizer):
         super().__init__(params, _hyperparameters(locals()))
 
     def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
-        x = _real_view(p.data)
+        x, g = _descent(p, g, group)
         if not state:
             init = group["initial_accumulator_value"]
             _start(state, p, "sum", fill=complex(init, init) if p.dtype.kind == "c" else init)
         state["step"] += 1
         step = state["step"]
-        if group["maximize"]:
-            g = -g
         wd = group["weight_decay"]
         if wd != 0:
             g = g + wd * x

@@ -34,6 +34,33 @@ __all__ = [
 ]
 
 
+def _stepped_example(call: str, steps: int, rates: str, digits: int | None = 6) -> Any:
+    """A class decorator: the scheduler's docstring gets the example that builds it with
+    ``call`` on an optimizer of rate 1, steps it ``steps`` times and lists the rates seen."""
+    rate = "sched.get_last_lr()[0]"
+    rate = rate if digits is None else f"round({rate}, {digits})"
+    example = f"""
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> opt = ad.optim.SGD([ad.zeros(1, requires_grad=True)], lr=1.0)
+    >>> sched = ad.optim.lr_scheduler.{call}
+    >>> lrs = []
+    >>> for _ in range({steps}):
+    ...     lrs.append({rate})
+    ...     sched.step()
+    >>> lrs
+    {rates}
+    """
+
+    def decorate(cls: type) -> type:
+        cls.__doc__ = (cls.__doc__ or "").rstrip() + example
+        return cls
+
+    return decorate
+
+
 class LRScheduler:
     """Base class: ``get_lr()`` gives the next rates, :meth:`step` applies them.
 
@@ -223,23 +250,16 @@ class ExponentialLR(LRScheduler):
         return [b * self.gamma**self.last_epoch for b in self.base_lrs]
 
 
+@_stepped_example(
+    "CosineAnnealingLR(opt, T_max=4)",
+    5,
+    "[1.0, 0.853553, 0.5, 0.146447, 0.0]",
+)
 class CosineAnnealingLR(LRScheduler):
     r"""Cosine annealing from the base rate down to ``eta_min`` over ``T_max`` epochs.
 
     ``lr_t = eta_min + (base - eta_min)(1 + cos(pi t / T_max)) / 2`` computed by PyTorch's
     recursive form (which also continues past ``T_max``, rising again).
-
-    Examples
-    --------
-    >>> import autodiffx as ad
-    >>> opt = ad.optim.SGD([ad.zeros(1, requires_grad=True)], lr=1.0)
-    >>> sched = ad.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
-    >>> lrs = []
-    >>> for _ in range(5):
-    ...     lrs.append(round(sched.get_last_lr()[0], 6))
-    ...     sched.step()
-    >>> lrs
-    [1.0, 0.853553, 0.5, 0.146447, 0.0]
     """
 
     def __init__(
@@ -457,21 +477,14 @@ class ReduceLROnPlateau(LRScheduler):
                 g["lr"] = new_lr
 
 
+@_stepped_example(
+    "MultiStepLR(opt, milestones=[2, 4], gamma=0.5)",
+    6,
+    "[1.0, 1.0, 0.5, 0.5, 0.25, 0.25]",
+    digits=None,
+)
 class MultiStepLR(LRScheduler):
-    """Multiply the learning rate by ``gamma`` at each milestone (repeats count twice).
-
-    Examples
-    --------
-    >>> import autodiffx as ad
-    >>> opt = ad.optim.SGD([ad.zeros(1, requires_grad=True)], lr=1.0)
-    >>> sched = ad.optim.lr_scheduler.MultiStepLR(opt, milestones=[2, 4], gamma=0.5)
-    >>> lrs = []
-    >>> for _ in range(6):
-    ...     lrs.append(sched.get_last_lr()[0])
-    ...     sched.step()
-    >>> lrs
-    [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
-    """
+    """Multiply the learning rate by ``gamma`` at each milestone (repeats count twice)."""
 
     def __init__(
         self, optimizer: Optimizer, milestones: Any, gamma: float = 0.1, last_epoch: int = -1
@@ -492,21 +505,12 @@ class MultiStepLR(LRScheduler):
         return [b * self.gamma**k for b in self.base_lrs]
 
 
+@_stepped_example(
+    "LinearLR(opt, start_factor=0.25, total_iters=3)", 5, "[0.25, 0.5, 0.75, 1.0, 1.0]", digits=12
+)
 class LinearLR(LRScheduler):
     """Scale the learning rate linearly from ``start_factor`` to ``end_factor`` over
     ``total_iters`` epochs (PyTorch's recursive form), then keep it.
-
-    Examples
-    --------
-    >>> import autodiffx as ad
-    >>> opt = ad.optim.SGD([ad.zeros(1, requires_grad=True)], lr=1.0)
-    >>> sched = ad.optim.lr_scheduler.LinearLR(opt, start_factor=0.25, total_iters=3)
-    >>> lrs = []
-    >>> for _ in range(5):
-    ...     lrs.append(round(sched.get_last_lr()[0], 12))
-    ...     sched.step()
-    >>> lrs
-    [0.25, 0.5, 0.75, 1.0, 1.0]
     """
 
     def __init__(
@@ -545,21 +549,14 @@ class LinearLR(LRScheduler):
         return [b * (self.start_factor + d * t / self.total_iters) for b in self.base_lrs]
 
 
+@_stepped_example(
+    "PolynomialLR(opt, total_iters=4, power=2.0)",
+    6,
+    "[1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]",
+    digits=12,
+)
 class PolynomialLR(LRScheduler):
-    """Decay the learning rate as ``(1 - t / total_iters) ** power`` (recursive form), then 0.
-
-    Examples
-    --------
-    >>> import autodiffx as ad
-    >>> opt = ad.optim.SGD([ad.zeros(1, requires_grad=True)], lr=1.0)
-    >>> sched = ad.optim.lr_scheduler.PolynomialLR(opt, total_iters=4, power=2.0)
-    >>> lrs = []
-    >>> for _ in range(6):
-    ...     lrs.append(round(sched.get_last_lr()[0], 12))
-    ...     sched.step()
-    >>> lrs
-    [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
-    """
+    """Decay the learning rate as ``(1 - t / total_iters) ** power`` (recursive form), then 0."""
 
     def __init__(
         self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1
@@ -581,23 +578,16 @@ class PolynomialLR(LRScheduler):
         return [b * (1.0 - t / self.total_iters) ** self.power for b in self.base_lrs]
 
 
+@_stepped_example(
+    "CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=2)",
+    7,
+    "[1.0, 0.5, 1.0, 0.853553, 0.5, 0.146447, 1.0]",
+)
 class CosineAnnealingWarmRestarts(LRScheduler):
     """Cosine annealing restarted every ``T_i`` epochs, ``T_i`` growing by ``T_mult``.
 
     ``lr = eta_min + (base - eta_min)(1 + cos(pi T_cur / T_i)) / 2``. ``step(epoch)`` also
     takes a (fractional) epoch, as PyTorch's ``scheduler.step(epoch + i / iters)``.
-
-    Examples
-    --------
-    >>> import autodiffx as ad
-    >>> opt = ad.optim.SGD([ad.zeros(1, requires_grad=True)], lr=1.0)
-    >>> sched = ad.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=2)
-    >>> lrs = []
-    >>> for _ in range(7):
-    ...     lrs.append(round(sched.get_last_lr()[0], 6))
-    ...     sched.step()
-    >>> lrs
-    [1.0, 0.5, 1.0, 0.853553, 0.5, 0.146447, 1.0]
     """
 
     def __init__(

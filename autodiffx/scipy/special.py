@@ -270,16 +270,27 @@ i1e = _fn(
 )
 
 
-def _order_fn(name: str, ufunc: np.ufunc, dx: Any, what: str) -> Primitive:
+def _in_x_only(
+    name: str, ufunc: np.ufunc, dx: Any, argnames: tuple[str, ...], doc: str, consts: str
+) -> Primitive:
+    """A primitive differentiated with respect to its last argument only (``dx``): the others
+    are ``nondiff`` (a variable there is refused by :func:`_refusing`)."""
     return defprim(
-        f"{name}",
+        name,
         ufunc,
-        derivs=(None, dx),
-        argnames=("v", "x"),
-        nondiff=(0,),
-        doc=f"Elementwise {what} of order v (differentiated with respect to x only).",
-        example=f"x = ad.tensor([0.5, 2.0], requires_grad=True)\nad.scipy.special.{name}(1.5, x)",
+        derivs=(None,) * (len(argnames) - 1) + (dx,),
+        argnames=argnames,
+        nondiff=tuple(range(len(argnames) - 1)),
+        doc=doc,
+        example=(
+            f"x = ad.tensor([0.5, 0.2], requires_grad=True)\nad.scipy.special.{name}({consts}, x)"
+        ),
     )
+
+
+def _order_fn(name: str, ufunc: np.ufunc, dx: Any, what: str) -> Primitive:
+    doc = f"Elementwise {what} of order v (differentiated with respect to x only)."
+    return _in_x_only(name, ufunc, dx, ("v", "x"), doc, "1.5")
 
 
 _iv = _order_fn(
@@ -308,36 +319,29 @@ def _dgammainc(a: Any, x: Any) -> Any:
     return np.exp(xlogy.call(a - 1, x) - x - gammaln.call(a))
 
 
-_gammainc = defprim(
+_gammainc = _in_x_only(
     "gammainc",
     sp.gammainc,
-    derivs=(None, _dgammainc),
-    argnames=("a", "x"),
-    nondiff=(0,),
-    doc="Regularized lower incomplete gamma P(a, x) (differentiated with respect to x only).",
-    example="x = ad.tensor([0.5, 2.0], requires_grad=True)\nad.scipy.special.gammainc(1.5, x)",
+    _dgammainc,
+    ("a", "x"),
+    "Regularized lower incomplete gamma P(a, x) (differentiated with respect to x only).",
+    "1.5",
 )
-_gammaincc = defprim(
+_gammaincc = _in_x_only(
     "gammaincc",
     sp.gammaincc,
-    derivs=(None, lambda a, x: -_dgammainc(a, x)),
-    argnames=("a", "x"),
-    nondiff=(0,),
-    doc="Regularized upper incomplete gamma Q(a, x) (differentiated with respect to x only).",
-    example="x = ad.tensor([0.5, 2.0], requires_grad=True)\nad.scipy.special.gammaincc(1.5, x)",
+    lambda a, x: -_dgammainc(a, x),
+    ("a", "x"),
+    "Regularized upper incomplete gamma Q(a, x) (differentiated with respect to x only).",
+    "1.5",
 )
-_betainc = defprim(
+_betainc = _in_x_only(
     "betainc",
     sp.betainc,
-    derivs=(
-        None,
-        None,
-        lambda a, b, x: np.exp(xlogy.call(a - 1, x) + xlog1py.call(b - 1, -x) - betaln.call(a, b)),
-    ),
-    argnames=("a", "b", "x"),
-    nondiff=(0, 1),
-    doc="Regularized incomplete beta I_x(a, b) (differentiated with respect to x only).",
-    example="x = ad.tensor([0.5, 0.2], requires_grad=True)\nad.scipy.special.betainc(1.5, 2.0, x)",
+    lambda a, b, x: np.exp(xlogy.call(a - 1, x) + xlog1py.call(b - 1, -x) - betaln.call(a, b)),
+    ("a", "b", "x"),
+    "Regularized incomplete beta I_x(a, b) (differentiated with respect to x only).",
+    "1.5, 2.0",
 )
 
 
@@ -347,14 +351,13 @@ def _dstdtr(df: Any, x: Any) -> Any:
     return np.exp(logc - h * np.log1p(x * x / df))
 
 
-_stdtr = defprim(
+_stdtr = _in_x_only(
     "stdtr",
     sp.stdtr,
-    derivs=(None, _dstdtr),
-    argnames=("df", "x"),
-    nondiff=(0,),
-    doc="Student's t CDF with df degrees of freedom (differentiated with respect to t only).",
-    example="x = ad.tensor([0.5, 2.0], requires_grad=True)\nad.scipy.special.stdtr(3.0, x)",
+    _dstdtr,
+    ("df", "x"),
+    "Student's t CDF with df degrees of freedom (differentiated with respect to t only).",
+    "3.0",
 )
 
 

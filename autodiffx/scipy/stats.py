@@ -70,7 +70,47 @@ def _count(name: str, k: Any) -> np.ndarray:
 
 
 # ----- continuous, location-scale ----------------------------------------------------------
-class norm:
+def _of_z(standard: str, doc: str, *, reflect: bool = False) -> Any:
+    """A family's function of z = (x - loc) / scale (of -z with ``reflect``): ``standard``
+    names the standard function on the family's class."""
+
+    def function(cls: Any, x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
+        z = _z(x, loc, scale)
+        return getattr(cls, standard)(-z if reflect else z)
+
+    function.__doc__ = doc
+    return classmethod(function)
+
+
+class _Symmetric:
+    """A location-scale family symmetric about loc: a subclass gives the standard log density
+    ``_logpdf0(z)`` and cdf ``_cdf0(z)`` of z = (x - loc) / scale; x, loc and scale are
+    differentiable."""
+
+    _logpdf0: Any
+
+    @classmethod
+    def logpdf(cls, x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
+        """The log density log f(z) - log(scale)."""
+        return cls._logpdf0(_z(x, loc, scale)) - log(_t(scale))
+
+    @classmethod
+    def pdf(cls, x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
+        """The density."""
+        return exp(cls.logpdf(x, loc, scale))
+
+    cdf = _of_z("_cdf0", "P(X <= x).")
+    sf = _of_z("_cdf0", "P(X > x) = cdf(-z), by symmetry.", reflect=True)
+
+
+class _SymmetricLogTails(_Symmetric):
+    """A :class:`_Symmetric` family with an accurate log cdf ``_logcdf0(z)`` far in the tails."""
+
+    logcdf = _of_z("_logcdf0", "log P(X <= x).")
+    logsf = _of_z("_logcdf0", "log P(X > x) = logcdf(-z).", reflect=True)
+
+
+class norm(_SymmetricLogTails):
     """The normal distribution (``scipy.stats.norm``); differentiable in x, loc and scale.
 
     Examples
@@ -85,35 +125,11 @@ class norm:
     """
 
     @staticmethod
-    def logpdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """log N(x; loc, scale**2)."""
-        z = _z(x, loc, scale)
-        return -0.5 * z * z - _LOG_SQRT_2PI - log(_t(scale))
+    def _logpdf0(z: Tensor) -> Tensor:
+        return -0.5 * z * z - _LOG_SQRT_2PI
 
-    @staticmethod
-    def pdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """The density."""
-        return exp(norm.logpdf(x, loc, scale))
-
-    @staticmethod
-    def cdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """P(X <= x), with ``ndtr``."""
-        return sp.ndtr(_z(x, loc, scale))
-
-    @staticmethod
-    def logcdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """log P(X <= x), with ``log_ndtr`` (accurate far in the left tail)."""
-        return sp.log_ndtr(_z(x, loc, scale))
-
-    @staticmethod
-    def sf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """P(X > x) = ndtr(-z)."""
-        return sp.ndtr(-_z(x, loc, scale))
-
-    @staticmethod
-    def logsf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """log P(X > x) = log_ndtr(-z)."""
-        return sp.log_ndtr(-_z(x, loc, scale))
+    _cdf0 = staticmethod(sp.ndtr)
+    _logcdf0 = staticmethod(sp.log_ndtr)
 
     @staticmethod
     def ppf(q: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
@@ -159,7 +175,7 @@ class t:
         return sp.stdtr(df, -_z(x, loc, scale))
 
 
-class cauchy:
+class cauchy(_Symmetric):
     """The Cauchy distribution (``scipy.stats.cauchy``).
 
     Examples
@@ -171,28 +187,15 @@ class cauchy:
     """
 
     @staticmethod
-    def logpdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """The log density -log(pi scale (1 + z**2))."""
-        z = _z(x, loc, scale)
-        return -math.log(math.pi) - log(_t(scale)) - log1p(z * z)
+    def _logpdf0(z: Tensor) -> Tensor:
+        return -math.log(math.pi) - log1p(z * z)
 
     @staticmethod
-    def pdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """The density."""
-        return exp(cauchy.logpdf(x, loc, scale))
-
-    @staticmethod
-    def cdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """1/2 + arctan(z) / pi."""
-        return 0.5 + arctan(_z(x, loc, scale)) / math.pi
-
-    @staticmethod
-    def sf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """1/2 - arctan(z) / pi."""
-        return 0.5 - arctan(_z(x, loc, scale)) / math.pi
+    def _cdf0(z: Tensor) -> Tensor:
+        return 0.5 + arctan(z) / math.pi
 
 
-class laplace:
+class laplace(_Symmetric):
     """The Laplace distribution (``scipy.stats.laplace``); at x = loc the kink of |z| has
     derivative 0 (the published convention of ``abs``).
 
@@ -205,29 +208,16 @@ class laplace:
     """
 
     @staticmethod
-    def logpdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """-|z| - log(2 scale)."""
-        return -_abs(_z(x, loc, scale)) - math.log(2.0) - log(_t(scale))
+    def _logpdf0(z: Tensor) -> Tensor:
+        return -_abs(z) - math.log(2.0)
 
     @staticmethod
-    def pdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """The density."""
-        return exp(laplace.logpdf(x, loc, scale))
-
-    @staticmethod
-    def cdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """exp(z) / 2 below loc, 1 - exp(-z) / 2 above."""
-        z = _z(x, loc, scale)
+    def _cdf0(z: Tensor) -> Tensor:
         neg = z.data < 0
         return where(neg, 0.5 * exp(_safe(neg, z, 0.0)), 1 - 0.5 * exp(-_safe(~neg, z, 0.0)))
 
-    @staticmethod
-    def sf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """P(X > x)."""
-        return laplace.cdf(-_t(x), -_t(loc), scale)
 
-
-class logistic:
+class logistic(_SymmetricLogTails):
     """The logistic distribution (``scipy.stats.logistic``), stable for large |z|.
 
     Examples
@@ -239,35 +229,11 @@ class logistic:
     """
 
     @staticmethod
-    def logpdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """log_expit(z) + log_expit(-z) - log(scale)."""
-        z = _z(x, loc, scale)
-        return sp.log_expit(z) + sp.log_expit(-z) - log(_t(scale))
+    def _logpdf0(z: Tensor) -> Tensor:
+        return sp.log_expit(z) + sp.log_expit(-z)
 
-    @staticmethod
-    def pdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """The density."""
-        return exp(logistic.logpdf(x, loc, scale))
-
-    @staticmethod
-    def cdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """expit(z)."""
-        return sp.expit(_z(x, loc, scale))
-
-    @staticmethod
-    def logcdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """log_expit(z)."""
-        return sp.log_expit(_z(x, loc, scale))
-
-    @staticmethod
-    def sf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """expit(-z)."""
-        return sp.expit(-_z(x, loc, scale))
-
-    @staticmethod
-    def logsf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Tensor:
-        """log_expit(-z)."""
-        return sp.log_expit(-_z(x, loc, scale))
+    _cdf0 = staticmethod(sp.expit)
+    _logcdf0 = staticmethod(sp.log_expit)
 
 
 # ----- continuous, bounded support ---------------------------------------------------------
