@@ -893,6 +893,11 @@ class Tensor:
         >>> x.view(2, 3).shape, x.view((3, -1)).shape
         ((2, 3), (3, 2))
         """
+        if len(shape) == 1 and isinstance(shape[0], type | np.dtype | str):
+            raise TypeError(
+                f"view({shape[0]!r}): reinterpreting the bits as another dtype is not "
+                "differentiable; use .astype(dtype) to convert the values, or .data.view(dtype)"
+            )
         return self.reshape(*shape)
 
     def permute(self, *dims: Any) -> Tensor:

@@ -145,6 +145,8 @@ def test_numel_dim_and_size_as_numpy_int_and_pytorch_call():
         (lambda: ad.zeros((2, 1)).expand(3), ValueError, r"expand\(3,\)"),
         (lambda: ad.zeros((2, 3)).permute(1, 0, 2), ValueError, "one position per axis"),
         (lambda: ad.zeros(2).clamp(), ValueError, "at least one must not be None"),
+        (lambda: ad.zeros(2).view(np.int64), TypeError, r"view\(<class 'numpy.int64'>\).*astype"),
+        (lambda: ad.zeros(2).view("float32"), TypeError, "not differentiable"),
         (lambda: ad.zeros((2, 3, 4)).t(), ValueError, r"at most 2 dimensions.*\.mT"),
         (lambda: ad.tensor([1j]).float(), TypeError, "discard the imaginary part"),
         (lambda: ad.tensor([1j]).double(), TypeError, "discard the imaginary part"),
