@@ -31,12 +31,15 @@ from .creation import (
     linspace,
     ones,
     ones_like,
+    rand,
+    randn,
     tensor,
     zeros,
     zeros_like,
 )
 from .func import grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
 from .io import CheckpointError, load, save
+from .nn.functional import relu, sigmoid, softmax
 from .ops import (
     abs,
     add,
@@ -335,10 +338,13 @@ __all__ = [
     "quantile",
     "rad2deg",
     "radians",
+    "rand",
+    "randn",
     "ravel",
     "real",
     "real_if_close",
     "reciprocal",
+    "relu",
     "repeat",
     "reshape",
     "roll",
@@ -346,10 +352,12 @@ __all__ = [
     "round",
     "save",
     "scipy",
+    "sigmoid",
     "sign",
     "sin",
     "sinc",
     "sinh",
+    "softmax",
     "sort",
     "split",
     "sqrt",

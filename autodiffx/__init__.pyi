@@ -42,12 +42,17 @@ from .creation import full_like as full_like
 from .creation import linspace as linspace
 from .creation import ones as ones
 from .creation import ones_like as ones_like
+from .creation import rand as rand
+from .creation import randn as randn
 from .creation import tensor as tensor
 from .creation import zeros as zeros
 from .creation import zeros_like as zeros_like
 from .io import CheckpointError as CheckpointError
 from .io import load as load
 from .io import save as save
+from .nn.functional import relu as relu
+from .nn.functional import sigmoid as sigmoid
+from .nn.functional import softmax as softmax
 from .ops.composite import clip as clip
 from .ops.composite import norm as norm
 from .ops.linalg import dot as dot
@@ -276,10 +281,13 @@ __all__ = [
     "quantile",
     "rad2deg",
     "radians",
+    "rand",
+    "randn",
     "ravel",
     "real",
     "real_if_close",
     "reciprocal",
+    "relu",
     "repeat",
     "reshape",
     "roll",
@@ -287,10 +295,12 @@ __all__ = [
     "round",
     "save",
     "scipy",
+    "sigmoid",
     "sign",
     "sin",
     "sinc",
     "sinh",
+    "softmax",
     "sort",
     "split",
     "sqrt",

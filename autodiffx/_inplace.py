@@ -8,7 +8,14 @@ import numpy as np
 
 from ._mode import STATE
 from ._registry import apply
-from ._tensor import LeafWriteError, Tensor, _write_error, bump_version, wrap
+from ._tensor import (
+    LeafWriteError,
+    Tensor,
+    _write_error,
+    bump_version,
+    move_retain_grad,
+    wrap,
+)
 from ._views import _prune
 from .ops import raw_index
 from .ops import setitem as setitem_op
@@ -159,7 +166,10 @@ def _take(t: Tensor, res: Tensor) -> None:
     """``t`` takes ``res``'s place in the graph; under no_grad only in forward mode (reverse
     mode does not see a write made under no_grad, as in PyTorch)."""
     if STATE.grad_enabled:
+        old, old_idx = t._node, t._idx
         t._node, t._idx, t._rg, t._tan = res._node, res._idx, res._rg, res._tan
+        if old is not None and old.hooks:
+            move_retain_grad(t, old, old_idx)  # PyTorch's: .grad is of the new value
     else:
         t._tan = res._tan
 

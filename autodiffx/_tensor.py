@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -196,6 +198,120 @@ def _checked_grad(t: Tensor, g: Any) -> Tensor:
     return g
 
 
+class ElementCount(int):
+    """``Tensor.size``: the number of elements (an int, as NumPy's ``ndarray.size``), callable
+    as PyTorch's ``size()``, which gives the shape, and ``size(d)``, the length of axis ``d``.
+
+    NOTE: the spec keeps ``.size`` NumPy's int property, and PyTorch users call it; an int
+    subclass serves both (arithmetic, comparisons and indexing behave as the plain int).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> n = ad.zeros((2, 3)).size
+    >>> n, n + 1, n(), n(0)
+    (6, 7, (2, 3), 2)
+    """
+
+    _shape: tuple[int, ...]
+
+    def __new__(cls, shape: tuple[int, ...]) -> ElementCount:
+        n = super().__new__(cls, math.prod(shape))
+        n._shape = shape
+        return n
+
+    @overload
+    def __call__(self) -> tuple[int, ...]: ...
+    @overload
+    def __call__(self, dim: int) -> int: ...
+    def __call__(self, dim: int | None = None) -> tuple[int, ...] | int:
+        if dim is None:
+            return self._shape
+        try:
+            return self._shape[dim]
+        except (IndexError, TypeError):
+            raise IndexError(
+                f"size({dim!r}) of a tensor of shape {self._shape}: the axis must be an int in "
+                f"[{-len(self._shape)}, {len(self._shape) - 1}]"
+            ) from None
+
+    def __reduce__(self) -> Any:
+        return int, (int(self),)  # pickles (and copies) as the plain int
+
+
+class RemovableHandle:
+    """What :meth:`Tensor.register_hook` returns: ``remove()`` removes the hook (calling the
+    handle does the same).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor(1.0, requires_grad=True)
+    >>> h = x.register_hook(lambda g: g * 0)
+    >>> h.remove()
+    >>> (x * 3).backward()
+    >>> x.grad
+    tensor(3.)
+    """
+
+    __slots__ = ("_fn", "_hooks")
+
+    def __init__(self, hooks: list[Any], fn: Callable[..., Any]) -> None:
+        self._hooks: list[Any] | None = hooks
+        self._fn = fn
+
+    def remove(self) -> None:
+        """Remove the hook (again: nothing happens)."""
+        hooks, self._hooks = self._hooks, None
+        if hooks is not None:
+            for i, f in enumerate(hooks):
+                if f is self._fn:
+                    del hooks[i]
+                    break
+
+    __call__ = remove
+
+
+class _RetainGrad:
+    """The hook :meth:`Tensor.retain_grad` adds: accumulate the gradient into ``t.grad``
+    (a weak reference: the graph does not keep ``t`` alive)."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, t: Tensor) -> None:
+        self.ref = weakref.ref(t)
+
+    def __call__(self, g: Tensor) -> None:
+        t = self.ref()
+        if t is None:
+            return
+        if g.shape != t.shape:
+            raise RuntimeError(
+                f"retain_grad(): the gradient of this {t.dtype}{list(t.shape)} tensor arrived "
+                f"with shape {g.shape} (batch axes of a vectorized Jacobian), which .grad cannot "
+                "hold; retain gradients with backward() or autograd.grad without batching"
+            )
+        prev = t._grad
+        if g._rg or g._tan is not None:  # create_graph: keep the gradient's graph
+            t._grad = _F.copy(g) if prev is None else prev + g
+        elif prev is None:
+            t._grad = wrap(np.array(g.data, dtype=t.dtype, copy=True))
+        else:
+            t._grad = prev + g if prev._rg else wrap(prev.data + g.data)
+
+
+def move_retain_grad(t: Tensor, old: Any, idx: int) -> None:
+    """``t`` was written in place and left output ``idx`` of ``old``: its :meth:`retain_grad`
+    follows it to its new node (PyTorch's: ``.grad`` is the gradient of the new value)."""
+    hooks = old.hooks.get(idx)
+    for f in hooks or ():
+        if type(f) is _RetainGrad and f.ref() is t:
+            hooks.remove(f)
+            if t._node is not None:
+                t.retain_grad()
+            return
+
+
 class Tensor:
     """An n-dimensional array that records the operations applied to it.
 
@@ -307,9 +423,18 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def size(self) -> int:
-        """Number of elements."""
-        return self.data.size
+    def size(self) -> ElementCount:
+        """Number of elements, NumPy's int; also callable as PyTorch's ``size()`` (the shape)
+        and ``size(d)`` (one axis' length): see :class:`ElementCount`.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> x = ad.zeros((2, 3))
+        >>> x.size, x.size(), x.size(-1)
+        (6, (2, 3), 3)
+        """
+        return ElementCount(self.data.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -478,33 +603,79 @@ class Tensor:
             accumulate=True,
         )
 
-    def register_hook(self, fn: Callable[[Tensor], Tensor | None]) -> Callable[[], None]:
+    def register_hook(self, fn: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
         """Call ``fn(grad)`` when this tensor's gradient is computed; a return replaces it.
 
-        Returns a function that removes the hook.
+        Returns a handle whose ``remove()`` (or calling the handle) removes the hook. On an
+        intermediate, the hooks run before :meth:`retain_grad` stores the gradient, whatever
+        the order of registration (PyTorch's rule).
 
         Examples
         --------
         >>> import autodiffx as ad
         >>> x = ad.tensor(1.0, requires_grad=True)
-        >>> _ = x.register_hook(lambda g: g * 10)
+        >>> handle = x.register_hook(lambda g: g * 10)
         >>> (x * 2).backward()
         >>> x.grad
         tensor(20.)
+        >>> handle.remove()
+        >>> x.grad = None
+        >>> (x * 2).backward()
+        >>> x.grad
+        tensor(2.)
         """
         if not self._rg:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require grad")
+        hooks = self._hook_list()
+        if hooks and type(hooks[-1]) is _RetainGrad:
+            hooks.insert(len(hooks) - 1, fn)  # the retained gradient is the hooks' result
+        else:
+            hooks.append(fn)
+        return RemovableHandle(hooks, fn)
+
+    def _hook_list(self) -> list[Callable[[Tensor], Tensor | None]]:
         if self._node is None:
             if self._hooks is None:
                 self._hooks = []
-            hooks = self._hooks
-        else:
-            node = self._node
-            if node.hooks is None:
-                node.hooks = {}
-            hooks = node.hooks.setdefault(self._idx, [])
-        hooks.append(fn)
-        return lambda: hooks.remove(fn) if fn in hooks else None
+            return self._hooks
+        node = self._node
+        if node.hooks is None:
+            node.hooks = {}
+        return node.hooks.setdefault(self._idx, [])  # type: ignore[no-any-return]
+
+    def retain_grad(self) -> None:
+        """Fill ``.grad`` of this intermediate (non-leaf) tensor in every backward pass, as
+        PyTorch's ``retain_grad``: gradients accumulate across passes (set ``.grad = None``
+        to restart), hooks run first, ``create_graph=True`` keeps the gradient's graph.
+        ``.grad`` of an intermediate that is not retained stays None; on a leaf this is a
+        no-op (leaves always keep their gradient).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> x = ad.tensor([1.0, 2.0], requires_grad=True)
+        >>> y = x * 3
+        >>> y.retain_grad()
+        >>> (y * y).sum().backward()
+        >>> y.grad, y.retains_grad
+        (tensor([ 6., 12.]), True)
+        """
+        if not self._rg:
+            raise RuntimeError(
+                "retain_grad() on a tensor that does not require grad: it has no gradient; "
+                "make what it is computed from require grad first"
+            )
+        if self._node is None or self.retains_grad:
+            return
+        self._hook_list().append(_RetainGrad(self))
+
+    @property
+    def retains_grad(self) -> bool:
+        """Whether :meth:`retain_grad` was called on this intermediate (False for leaves)."""
+        node = self._node
+        if node is None or not node.hooks:
+            return False
+        return any(type(f) is _RetainGrad for f in node.hooks.get(self._idx, ()))
 
     @property
     def _version(self) -> int:
@@ -670,6 +841,304 @@ class Tensor:
     def abs(self) -> Tensor:
         """Elementwise absolute value."""
         return _F.abs(self)
+
+    # ----- PyTorch habits -----------------------------------------------------------------
+    # The names a PyTorch user types, each one call of an existing op (no primitive of its own).
+    def numel(self) -> int:
+        """Number of elements (PyTorch's name for ``.size``).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.zeros((2, 3)).numel()
+        6
+        """
+        return int(self.data.size)
+
+    def dim(self) -> int:
+        """Number of dimensions (PyTorch's name for ``.ndim``).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.zeros((2, 3)).dim()
+        2
+        """
+        return self.data.ndim
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        """A new axis of length 1 at ``dim`` (negative counts from the end of the result), as
+        ``torch.unsqueeze`` and ``np.expand_dims``; a view.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> x = ad.zeros((2, 3))
+        >>> x.unsqueeze(0).shape, x.unsqueeze(-1).shape
+        ((1, 2, 3), (2, 3, 1))
+        """
+        return _F.expand_dims(self, dim)
+
+    def view(self, *shape: Any) -> Tensor:
+        """``reshape`` under PyTorch's name (``-1`` infers one size).
+
+        NumPy's rule decides the memory, not PyTorch's: the result is a view of this tensor
+        when NumPy can make one, a copy otherwise (where ``torch.Tensor.view`` raises). In-place
+        writes reach this tensor through a view only (see the docs on views).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> x = ad.arange(6.0)
+        >>> x.view(2, 3).shape, x.view((3, -1)).shape
+        ((2, 3), (3, 2))
+        """
+        if len(shape) == 1 and isinstance(shape[0], type | np.dtype | str):
+            raise TypeError(
+                f"view({shape[0]!r}): reinterpreting the bits as another dtype is not "
+                "differentiable; use .astype(dtype) to convert the values, or .data.view(dtype)"
+            )
+        return self.reshape(*shape)
+
+    def permute(self, *dims: Any) -> Tensor:
+        """The axes reordered as ``dims`` (varargs or one tuple), as ``torch.permute``.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.zeros((2, 3, 4)).permute(2, 0, 1).shape
+        (4, 2, 3)
+        """
+        if len(dims) == 1 and isinstance(dims[0], tuple | list):
+            dims = tuple(dims[0])
+        if len(dims) != self.data.ndim:
+            raise ValueError(
+                f"permute(dims={dims}) of a tensor of shape {self.shape}: give exactly one "
+                f"position per axis ({self.data.ndim})"
+            )
+        return _F.transpose(self, dims)
+
+    def expand(self, *sizes: Any) -> Tensor:
+        """Broadcast to ``sizes`` (varargs or one tuple), as ``torch.Tensor.expand``: ``-1``
+        keeps an axis' size, axes of length 1 are repeated, new axes go in front. A read-only
+        view (``broadcast_to``); its gradient sums over the repeated axes.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> x = ad.tensor([[1.0], [2.0]], requires_grad=True)
+        >>> x.expand(2, 3)
+        tensor([[1., 1., 1.],
+                [2., 2., 2.]], grad_fn=<broadcast_to>)
+        >>> x.expand(4, -1, 3).shape
+        (4, 2, 3)
+        """
+        if len(sizes) == 1 and isinstance(sizes[0], tuple | list):
+            sizes = tuple(sizes[0])
+        shape, lead = list(sizes), len(sizes) - self.data.ndim
+        ok = lead >= 0
+        for i, s in enumerate(sizes):
+            have = self.shape[i - lead] if ok and i >= lead else None
+            if s == -1 and have is not None:
+                shape[i] = have
+            elif s < 0 or (have is not None and have not in (1, s)):
+                ok = False
+        if not ok:
+            raise ValueError(
+                f"expand{tuple(sizes)} of a tensor of shape {self.shape}: each size must equal "
+                "the axis' size or -1 (keep it), an axis of length 1 may take any size, and "
+                "new axes (in front, not -1) take sizes >= 0"
+            )
+        return _F.broadcast_to(self, tuple(shape))
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:
+        """Elementwise clipping to ``[min, max]`` (either may be None), as ``torch.clamp``.
+
+        This is ``clip``: at a bound the derivative is 0 (the convention table in
+        docs/conventions.md; PyTorch passes the gradient there).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> x = ad.tensor([-2.0, 0.5, 3.0], requires_grad=True)
+        >>> x.clamp(-1.0, 1.0)
+        tensor([-1. ,  0.5,  1. ], grad_fn=<minimum>)
+        >>> x.clamp(min=0.0).sum().backward()
+        >>> x.grad
+        tensor([0., 1., 1.])
+        """
+        if min is None and max is None:
+            raise ValueError("clamp(): give min, max or both (at least one must not be None)")
+        return _F.clip(self, min, max)
+
+    def clamp_min(self, min: Any) -> Tensor:
+        """``clamp(min=min)``.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.tensor([-2.0, 3.0]).clamp_min(0.0)
+        tensor([0., 3.])
+        """
+        return self.clamp(min, None)
+
+    def clamp_max(self, max: Any) -> Tensor:
+        """``clamp(max=max)``.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.tensor([-2.0, 3.0]).clamp_max(0.0)
+        tensor([-2.,  0.])
+        """
+        return self.clamp(None, max)
+
+    def pow(self, exponent: Any) -> Tensor:
+        """``self ** exponent`` (elementwise, broadcasting; differentiable in both).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.tensor([2.0, 3.0]).pow(2)
+        tensor([4., 9.])
+        """
+        return _apply2(_P.power, self, exponent)
+
+    def float(self) -> Tensor:
+        """Cast to float32, as ``torch.Tensor.float`` (differentiable; a complex tensor is
+        refused: take ``.real`` or ``abs()`` first).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.tensor([1, 2]).float()
+        tensor([1., 2.], dtype=float32)
+        """
+        return self._real_cast("float", np.float32)
+
+    def double(self) -> Tensor:
+        """Cast to float64, as ``torch.Tensor.double`` (differentiable; a complex tensor is
+        refused: take ``.real`` or ``abs()`` first).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.tensor([1.0, 2.0], dtype="float32").double().dtype
+        dtype('float64')
+        """
+        return self._real_cast("double", np.float64)
+
+    def _real_cast(self, name: str, dtype: Any) -> Tensor:
+        if self.data.dtype.kind == "c":
+            raise TypeError(
+                f"{name}() of a {self.dtype} tensor would discard the imaginary part; take "
+                f".real (or abs()) first, or .astype(np.complex{128 if name == 'double' else 64})"
+            )
+        return _F.astype(self, dtype)
+
+    def t(self) -> Tensor:
+        """The transpose of a matrix; 0-D and 1-D tensors unchanged, as ``torch.Tensor.t``.
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.zeros((2, 3)).t().shape
+        (3, 2)
+        """
+        if self.data.ndim > 2:
+            raise ValueError(
+                f"t() expects a tensor with at most 2 dimensions, got shape {self.shape}; use "
+                ".mT (the last two axes) or .permute(...)"
+            )
+        return _F.transpose(self)
+
+    def sin(self) -> Tensor:
+        """Elementwise sine."""
+        return _F.sin(self)
+
+    def cos(self) -> Tensor:
+        """Elementwise cosine."""
+        return _F.cos(self)
+
+    def tan(self) -> Tensor:
+        """Elementwise tangent."""
+        return _F.tan(self)
+
+    def log1p(self) -> Tensor:
+        """Elementwise log(1 + x), accurate near 0."""
+        return _F.log1p(self)
+
+    def expm1(self) -> Tensor:
+        """Elementwise exp(x) - 1, accurate near 0."""
+        return _F.expm1(self)
+
+    def rsqrt(self) -> Tensor:
+        """Elementwise 1 / sqrt(x), as ``x ** -0.5`` (inf at 0, derivative -inf there).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.tensor([4.0, 0.25]).rsqrt()
+        tensor([0.5, 2. ])
+        """
+        return _apply2(_P.power, self, -0.5)
+
+    def sigmoid(self) -> Tensor:
+        """Logistic sigmoid, stable for every x (``ad.nn.functional.sigmoid``).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.tensor([-1000.0, 0.0]).sigmoid()
+        tensor([0. , 0.5])
+        """
+        return _apply(_P.sigmoid, (self,))
+
+    def relu(self) -> Tensor:
+        """``max(x, 0)`` with derivative 0 at 0 (``ad.nn.functional.relu``).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.tensor([-1.0, 2.0]).relu()
+        tensor([0., 2.])
+        """
+        return _F.maximum(self, 0)
+
+    def neg(self) -> Tensor:
+        """Elementwise -x."""
+        return _apply(_P.negative, (self,))
+
+    def reciprocal(self) -> Tensor:
+        """Elementwise 1/x."""
+        return _F.reciprocal(self)
+
+    def square(self) -> Tensor:
+        """Elementwise x**2."""
+        return _F.square(self)
+
+    def sign(self) -> Tensor:
+        """Elementwise sign (derivative 0)."""
+        return _F.sign(self)
+
+    def floor(self) -> Tensor:
+        """Elementwise floor (derivative 0)."""
+        return _F.floor(self)
+
+    def ceil(self) -> Tensor:
+        """Elementwise ceiling (derivative 0)."""
+        return _F.ceil(self)
+
+    def round(self, decimals: int = 0) -> Tensor:
+        """Round half to even to ``decimals`` decimals, as ``torch.round`` (derivative 0).
+
+        Examples
+        --------
+        >>> import autodiffx as ad
+        >>> ad.tensor([0.5, 1.5, 2.567]).round(), ad.tensor([2.567]).round(decimals=2)
+        (tensor([0., 2., 3.]), tensor([2.57]))
+        """
+        return _F.round(self, decimals)
 
     # ----- operators --------------------------------------------------------------------
     def __add__(self, o: Any) -> Tensor:

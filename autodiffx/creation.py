@@ -1,4 +1,4 @@
-"""Tensor constructors: tensor, asarray, zeros, ones, full, empty, *_like, arange, linspace, eye."""
+"""Tensor constructors: tensor and asarray, filled (zeros, ones, ...), ranges, eye, rand, randn."""
 
 from __future__ import annotations
 
@@ -194,6 +194,75 @@ def eye(
             [0., 1.]])
     """
     return _make(np.eye(n, m, k, dtype=dtype), requires_grad)
+
+
+def rand(*size: Any, rng: Any = None, dtype: Any = float, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1), as ``torch.rand``: ``size`` as ints or one tuple.
+
+    ``rng`` is a ``numpy.random.Generator`` (advanced by the call), an int seed, or None (a
+    fresh generator). ``dtype``: a float type (float64 by default, NumPy's), or complex (real
+    and imaginary parts each uniform, as PyTorch).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.rand(2, 3, rng=0, requires_grad=True)
+    >>> x.shape, x.requires_grad, bool(((0 <= x) & (x < 1)).all())
+    ((2, 3), True, True)
+    >>> bool((ad.rand((2, 3), rng=0) == x.detach()).all())
+    True
+    """
+    return _random(
+        "rand", lambda g, shape, dt: g.random(shape, dt), size, rng, dtype, requires_grad
+    )
+
+
+def randn(*size: Any, rng: Any = None, dtype: Any = float, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples, as ``torch.randn``: ``size`` as ints or one tuple.
+
+    ``rng`` is a ``numpy.random.Generator`` (advanced by the call), an int seed, or None (a
+    fresh generator). ``dtype``: a float type (float64 by default, NumPy's), or complex (real
+    and imaginary parts each of variance 1/2, as PyTorch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import autodiffx as ad
+    >>> g = np.random.default_rng(0)
+    >>> x = ad.randn(4, rng=g, dtype=np.float32)
+    >>> x.shape, x.dtype
+    ((4,), dtype('float32'))
+    """
+    return _random(
+        "randn", lambda g, shape, dt: g.standard_normal(shape, dt), size, rng, dtype, requires_grad
+    )
+
+
+def _random(name: str, draw: Any, size: Any, rng: Any, dtype: Any, requires_grad: bool) -> Tensor:
+    shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], tuple | list) else size
+    dt = np.dtype(dtype)
+    if dt.kind not in "fc":
+        raise TypeError(
+            f"ad.{name}(dtype={dt}): a float or complex dtype is needed; for integers use "
+            "numpy.random.Generator.integers and ad.tensor"
+        )
+    if not isinstance(rng, np.random.Generator):
+        if not (rng is None or isinstance(rng, int | np.integer | np.random.SeedSequence)):
+            raise TypeError(
+                f"ad.{name}: rng must be a numpy.random.Generator, an int seed or None, not "
+                f"{type(rng).__name__}"
+            )
+        rng = np.random.default_rng(rng)
+    part = np.dtype(dt.char.lower()) if dt.kind == "c" else dt  # F -> f, D -> d, G -> g
+    native = part if part in (np.float32, np.float64) else np.dtype(np.float64)
+    if dt.kind == "f":
+        arr = draw(rng, shape, native)
+    else:
+        pair = draw(rng, (*shape, 2), native)
+        arr = pair[..., 0] + 1j * pair[..., 1]
+        if name == "randn":
+            arr *= np.sqrt(0.5)
+    return _make(arr.astype(dt, copy=False), requires_grad)
 
 
 def _like_override(fn: Any) -> Any:
