@@ -73,7 +73,7 @@ def batch_norm(
     Parameters
     ----------
     input : Tensor or array_like
-        (N, C, *spatial), floating point.
+        ``(N, C, *spatial)``, floating point.
     running_mean, running_var : Tensor, ndarray or None
         (C,) buffers (updated in place when training).
     weight, bias : Tensor or array_like, optional

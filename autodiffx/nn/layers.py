@@ -188,7 +188,7 @@ class _Activation(Module):
     """An activation module: ``function(x, *options)``, the options (keyword arguments of
     ``__init__``) kept as attributes and shown by ``repr``."""
 
-    function: Any = None
+    _function: Any = None
 
     def __init__(self, **options: Any) -> None:
         super().__init__()
@@ -198,7 +198,7 @@ class _Activation(Module):
 
     def forward(self, x: Any) -> Tensor:
         """The activation of ``x``, with the module's current options."""
-        return self.function(x, *[getattr(self, name) for name in self._options])
+        return self._function(x, *[getattr(self, name) for name in self._options])
 
     def extra_repr(self) -> str:
         """The options."""
@@ -218,7 +218,7 @@ class ReLU(_Activation):
     tensor([0., 0., 1.])
     """
 
-    function = staticmethod(F.relu)
+    _function = staticmethod(F.relu)
 
 
 class Sigmoid(_Activation):
@@ -231,7 +231,7 @@ class Sigmoid(_Activation):
     tensor([0.5])
     """
 
-    function = staticmethod(F.sigmoid)
+    _function = staticmethod(F.sigmoid)
 
 
 class Tanh(_Activation):
@@ -244,7 +244,7 @@ class Tanh(_Activation):
     True
     """
 
-    function = staticmethod(F.tanh)
+    _function = staticmethod(F.tanh)
 
 
 class LeakyReLU(_Activation):
@@ -257,7 +257,7 @@ class LeakyReLU(_Activation):
     tensor([-0.1,  2. ])
     """
 
-    function = staticmethod(F.leaky_relu)
+    _function = staticmethod(F.leaky_relu)
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__(negative_slope=negative_slope)
@@ -273,7 +273,7 @@ class Softplus(_Activation):
     tensor([0.34657359])
     """
 
-    function = staticmethod(F.softplus)
+    _function = staticmethod(F.softplus)
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__(beta=beta, threshold=threshold)
@@ -291,7 +291,7 @@ class ELU(_Activation):
     tensor([-1.,  1.])
     """
 
-    function = staticmethod(F.elu)
+    _function = staticmethod(F.elu)
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__(alpha=alpha)
@@ -307,7 +307,7 @@ class GELU(_Activation):
     tensor([0.        , 0.84134475])
     """
 
-    function = staticmethod(F.gelu)
+    _function = staticmethod(F.gelu)
 
     def __init__(self, approximate: str = "none") -> None:
         if approximate not in ("none", "tanh"):
@@ -332,7 +332,7 @@ class Softmax(_AlongAxis):
     tensor([0.5, 0.5])
     """
 
-    function = staticmethod(F.softmax)
+    _function = staticmethod(F.softmax)
 
 
 class LogSoftmax(_AlongAxis):
@@ -347,4 +347,4 @@ class LogSoftmax(_AlongAxis):
     tensor([-0.69314718, -0.69314718])
     """
 
-    function = staticmethod(F.log_softmax)
+    _function = staticmethod(F.log_softmax)

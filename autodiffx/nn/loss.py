@@ -48,14 +48,14 @@ def _buffer(v: Any) -> Tensor:
 class _PointwiseLoss(_Loss):
     """``function(input, target, reduction)``: a loss with no option but the reduction."""
 
-    function: Any = None
+    _function: Any = None
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__(reduction)
 
     def forward(self, input: Any, target: Any) -> Tensor:
         """The loss."""
-        return self.function(input, target, self.reduction)
+        return self._function(input, target, self.reduction)
 
 
 class MSELoss(_PointwiseLoss):
@@ -70,7 +70,7 @@ class MSELoss(_PointwiseLoss):
     tensor([1., 4.])
     """
 
-    function = staticmethod(F.mse_loss)
+    _function = staticmethod(F.mse_loss)
 
 
 class L1Loss(_PointwiseLoss):
@@ -85,7 +85,7 @@ class L1Loss(_PointwiseLoss):
     tensor([ 1., -1.,  0.])
     """
 
-    function = staticmethod(F.l1_loss)
+    _function = staticmethod(F.l1_loss)
 
 
 class HuberLoss(_Loss):
