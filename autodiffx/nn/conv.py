@@ -58,22 +58,61 @@ def _plain(a: Any, nd: int) -> bool:
     return a.ndim == nd + 2
 
 
+def _batch_last(x: Any, padding: Sequence[tuple[int, int]]) -> Any:
+    """A plain (N, C, *s) input zero-padded and laid out as (C, *padded s, N), contiguous."""
+    sp = x.shape[2:]
+    full = tuple(n + lo + hi for n, (lo, hi) in zip(sp, padding, strict=True))
+    make = np.zeros if any(lo or hi for lo, hi in padding) else np.empty
+    buf = make((x.shape[1], *full, x.shape[0]), dtype=x.dtype)
+    inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(sp, padding, strict=True))
+    buf[(slice(None), *inner, slice(None))] = np.moveaxis(x, 0, -1)
+    return buf
+
+
+def _out_spatial(full: Any, k: Any, stride: Any, dilation: Any) -> tuple[int, ...]:
+    return tuple(
+        (n - d * (kk - 1) - 1) // s + 1
+        for n, kk, s, d in zip(full, k, stride, dilation, strict=True)
+    )
+
+
+def _kernel_slices(pos: Any, stride: Any, dilation: Any, osp: Any) -> tuple[slice, ...]:
+    """The input positions that kernel position ``pos`` meets, one slice per spatial axis."""
+    return tuple(
+        slice(p * d, p * d + s * (m - 1) + 1, s)
+        for p, d, s, m in zip(pos, dilation, stride, osp, strict=True)
+    )
+
+
 def _cols(x: Any, k: Any, stride: Any, padding: Any, dilation: Any) -> Any:
-    """im2col of a plain (N, C, *s) input: (N, C * prod(k), prod(out)), contiguous."""
-    nd = len(k)
-    win = _windows(_padded(x, padding), k, stride, dilation)  # (N, C, *o, *k)
-    cols = np.ascontiguousarray(win.transpose(0, 1, *range(nd + 2, 2 * nd + 2), *range(2, nd + 2)))
-    return cols.reshape(x.shape[0], -1, math.prod(win.shape[2 : nd + 2])), win.shape[2 : nd + 2]
+    """im2col of a plain (N, C, *s) input: (C * prod(k), prod(out) * N), contiguous.
+
+    NOTE: the batch axis goes last (the columns are (*out, N)): each kernel position then
+    copies runs of out_w * N contiguous elements instead of out_w, which is what makes the
+    copy cheap on small images; the output of the product comes out as (O, *out, N).
+    """
+    buf = _batch_last(x, padding)
+    osp = _out_spatial(buf.shape[1:-1], k, stride, dilation)
+    cols = np.empty((buf.shape[0], *k, *osp, buf.shape[-1]), dtype=buf.dtype)
+    for pos in itertools.product(*(range(n) for n in k)):
+        cols[(slice(None), *pos)] = buf[(slice(None), *_kernel_slices(pos, stride, dilation, osp))]
+    return cols.reshape(buf.shape[0] * math.prod(k), -1), osp
+
+
+def _cols_of_g(g: Any) -> Any:
+    """A plain (N, O, *out) cotangent as (O, prod(out) * N) (a view when it is batch-last)."""
+    return np.moveaxis(g, 0, -1).reshape(g.shape[1], -1)
 
 
 def _conv_kernel(x: Any, w: Any, stride: Any, padding: Any, dilation: Any, groups: int) -> Any:
     nd = len(stride)
     k = w.shape[-nd:]
     if groups == 1 and _plain(x, nd) and _plain(w, nd):
-        # NOTE: one (O, CK) @ (CK, L) product per example (a batched matmul) gives the output
-        # in its (N, O, L) layout directly; one big GEMM would need a transposed copy after.
+        # NOTE: one (O, CK) @ (CK, L N) product; the result is returned as an (N, O, *out)
+        # view of its (O, *out, N) memory, which NumPy's ufuncs downstream keep.
         cols, osp = _cols(x, k, stride, padding, dilation)
-        return (w.reshape(w.shape[0], -1) @ cols).reshape(x.shape[0], w.shape[0], *osp)
+        out = (w.reshape(w.shape[0], -1) @ cols).reshape(w.shape[0], *osp, x.shape[0])
+        return np.moveaxis(out, -1, 0)
     win = _windows(_padded(x, padding), k, stride, dilation)  # (*L, N, C, *o, *k)
     o, kk = _subs(nd)
     win = win.reshape((*win.shape[: -2 * nd - 1], groups, -1, *win.shape[-2 * nd :]))
@@ -99,27 +138,27 @@ def _conv_transpose_kernel(
         # one forward convolution (im2col and one product) instead of a scatter per position.
         wt = np.flip(w, tuple(range(2, nd + 2))).swapaxes(0, 1)
         return _conv_kernel(g, wt, stride, tuple(edges), dilation, 1)
-    if groups == 1 and _plain(g, nd) and _plain(w, nd):
-        n, c = g.shape[0], w.shape[1]
-        w2 = w.reshape(w.shape[0], -1)
-        cols = (w2.T @ g.reshape(n, w.shape[0], -1)).reshape(n, c, *k, *osp)
-        cols = np.moveaxis(cols, tuple(range(2, nd + 2)), tuple(range(-nd, 0)))  # (N, C, *o, *k)
-    else:
-        o, kk = _subs(nd)
-        gg = g.reshape((*g.shape[: -nd - 1], groups, -1, *osp))
-        ww = w.reshape((*w.shape[: -nd - 2], groups, -1, *w.shape[-nd - 1 :]))
-        cols = np.einsum(f"...ngf{o},...gfc{kk}->...ngc{o}{kk}", gg, ww, optimize=True)
-        cols = cols.reshape((*cols.shape[: -2 * nd - 2], -1, *cols.shape[-2 * nd :]))
     full = tuple(n + lo + hi for n, (lo, hi) in zip(in_shape, padding, strict=True))
+    crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(in_shape, padding, strict=True))
+    if groups == 1 and _plain(g, nd) and _plain(w, nd):
+        # col2im in the batch-last layout of ``_cols``: (C, *full, N), one strided add per
+        # kernel position.
+        c = w.shape[1]
+        cols = (w.reshape(w.shape[0], -1).T @ _cols_of_g(g)).reshape(c, *k, *osp, g.shape[0])
+        buf = np.zeros((c, *full, g.shape[0]), dtype=cols.dtype)
+        for pos in itertools.product(*(range(n) for n in k)):
+            sl = _kernel_slices(pos, stride, dilation, osp)
+            buf[(slice(None), *sl)] += cols[(slice(None), *pos)]
+        return np.moveaxis(buf[(slice(None), *crop)], -1, 0)
+    o, kk = _subs(nd)
+    gg = g.reshape((*g.shape[: -nd - 1], groups, -1, *osp))
+    ww = w.reshape((*w.shape[: -nd - 2], groups, -1, *w.shape[-nd - 1 :]))
+    cols = np.einsum(f"...ngf{o},...gfc{kk}->...ngc{o}{kk}", gg, ww, optimize=True)
+    cols = cols.reshape((*cols.shape[: -2 * nd - 2], -1, *cols.shape[-2 * nd :]))
     xp = np.zeros(cols.shape[: -2 * nd] + full, dtype=cols.dtype)
     # NOTE: col2im as one strided add per kernel position (9 for 3x3), never per pixel.
     for pos in itertools.product(*(range(n) for n in k)):
-        sl = tuple(
-            slice(p * d, p * d + s * (m - 1) + 1, s)
-            for p, d, s, m in zip(pos, dilation, stride, osp, strict=True)
-        )
-        xp[(Ellipsis, *sl)] += cols[(Ellipsis, *pos)]
-    crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(in_shape, padding, strict=True))
+        xp[(Ellipsis, *_kernel_slices(pos, stride, dilation, osp))] += cols[(Ellipsis, *pos)]
     return np.ascontiguousarray(xp[(Ellipsis, *crop)])
 
 
@@ -128,9 +167,8 @@ def _conv_weight_grad_kernel(
 ) -> Any:
     nd = len(stride)
     if groups == 1 and _plain(x, nd) and _plain(g, nd):
-        cols, _ = _cols(x, kernel, stride, padding, dilation)  # (N, CK, L)
-        gw = (g.reshape(g.shape[0], g.shape[1], -1) @ cols.transpose(0, 2, 1)).sum(axis=0)
-        return gw.reshape(g.shape[1], x.shape[1], *kernel)
+        cols, _ = _cols(x, kernel, stride, padding, dilation)  # (CK, L N)
+        return (_cols_of_g(g) @ cols.T).reshape(g.shape[1], x.shape[1], *kernel)
     win = _windows(_padded(x, padding), kernel, stride, dilation)  # (*L, N, C, *o, *k)
     o, kk = _subs(nd)
     win = win.reshape((*win.shape[: -2 * nd - 1], groups, -1, *win.shape[-2 * nd :]))
