@@ -331,3 +331,18 @@ def test_digits_cnn_learns_in_a_few_seconds():
         train_epoch(model, opt, Xtr, ytr, 64, np.random.default_rng(epoch))
     _, after = evaluate(model, Xte, yte)
     assert before < 0.3 and after > 0.85
+
+
+def test_max_pool_of_a_dilated_window_of_minus_infinity_picks_its_first_input_element():
+    # window (0, 0) meets rows and columns -1 (padding), 1 and 3: PyTorch's index is (1, 1)
+    t = ad.tensor(np.full((1, 1, 5, 5), -np.inf), requires_grad=True)
+    y = F.max_pool2d(t, 3, stride=2, padding=1, dilation=2)
+    y[0, 0, 0, 0].backward()
+    assert np.isneginf(y.data).all()
+    np.testing.assert_array_equal(np.argwhere(t.grad.data[0, 0]), [[1, 1]])
+
+
+def test_max_pool_refuses_a_window_of_padding_only():
+    # a 1x1 input, padding 1, kernel 2 dilated by 2: the window meets positions -1 and 1 only
+    with pytest.raises(ValueError, match="holds only padding"):
+        F.max_pool2d(ad.ones((1, 1, 1, 1)), 2, stride=1, padding=1, dilation=2)

@@ -4,11 +4,13 @@
 gradient of ``conv`` with respect to its input) and ``conv_weight_grad`` (its transpose in
 the weight) are the three partial derivatives of one trilinear form
 ``B(x, w, g) = <g, conv(x, w)>``. The rules of each are the other two, so every derivative
-of every order, in both modes, is again one of the three. The kernels take the windows with
-``numpy.lib.stride_tricks.sliding_window_view`` and contract them with ``tensordot`` (one
-BLAS product) or ``einsum``; the only Python loop is the transpose's over the kernel's
-positions (9 for 3x3), never over pixels. Leading axes beyond (N, C) broadcast, which is what
-the batched (vectorized-Jacobian) rules feed them. Pooling composes these and indexing.
+of every order, in both modes, is again one of the three. A plain (N, C, *spatial) operand
+is copied into a batch-last im2col matrix (one strided copy per kernel position) and
+contracted in one BLAS product; grouped and batched operands take the windows with
+``numpy.lib.stride_tricks.sliding_window_view`` and ``einsum``. The only Python loops are
+over the kernel's positions (9 for 3x3), never over pixels. Leading axes beyond (N, C)
+broadcast, which is what the batched (vectorized-Jacobian) rules feed them. Average pooling
+is a ``conv``; max pooling is in ``pooling.py``.
 """
 
 from __future__ import annotations
@@ -483,73 +485,6 @@ def _no_ceil(ceil_mode: bool, name: str) -> None:
         raise NotImplementedError(
             f"{name}: ceil_mode=True is not supported; pad the input so that the windows fit"
         )
-
-
-def max_pool2d(
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
-    ceil_mode: bool = False,
-) -> Tensor:
-    """2-D max pooling as PyTorch's ``F.max_pool2d`` (padding counts as -inf).
-
-    The maximum of each window is found on the values and then read by indexing, so the
-    gradient goes to one element per window: the first maximum in the window's row-major
-    order (PyTorch's choice, also for ties such as the zeros after a ReLU); overlapping
-    windows add up. NaN propagates as in PyTorch (the gradient goes to the last NaN).
-
-    Parameters
-    ----------
-    input : Tensor or array_like
-        (N, C, H, W) or (C, H, W), real floating point.
-    kernel_size : int or tuple of 2 ints
-    stride : int or tuple of 2 ints, optional
-        Default ``kernel_size``.
-    padding : int or tuple of 2 ints
-        At most half the kernel size (PyTorch's limit).
-    dilation : int or tuple of 2 ints
-    ceil_mode : bool
-        Only False (True raises ``NotImplementedError``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import autodiffx as ad
-    >>> import autodiffx.nn.functional as F
-    >>> x = ad.tensor([[[[1.0, 2.0, 0.0, 0.0], [4.0, 3.0, 0.0, 0.0]]]], requires_grad=True)
-    >>> F.max_pool2d(x, 2)
-    tensor([[[[4., 0.]]]], grad_fn=<getitem>)
-    >>> F.max_pool2d(x, 2).sum().backward()
-    >>> x.grad
-    tensor([[[[0., 0., 1., 0.],
-              [1., 0., 0., 0.]]]])
-    """
-    _no_ceil(ceil_mode, "max_pool2d")
-    x, k, st, pad, dil = _pool_args(input, kernel_size, stride, padding, dilation, "max_pool2d")
-    xp = _padded(x.data, [(p, p) for p in pad], -np.inf)
-    (h, w), (ph, pw) = x.shape[-2:], xp.shape[-2:]
-    oh = (ph - dil[0] * (k[0] - 1) - 1) // st[0] + 1
-    ow = (pw - dil[1] * (k[1] - 1) - 1) // st[1] + 1
-    # NOTE: PyTorch's scan: a later element wins if it is larger or NaN (so the first maximum,
-    # and the last NaN); one vectorized step per kernel position, never per pixel.
-    best = first = None
-    for j, (a, b) in enumerate(itertools.product(range(k[0]), range(k[1]))):
-        r, c = a * dil[0], b * dil[1]
-        v = xp[..., r : r + st[0] * (oh - 1) + 1 : st[0], c : c + st[1] * (ow - 1) + 1 : st[1]]
-        if best is None:
-            best, first = v, np.zeros(v.shape, dtype=np.intp)
-            continue
-        upd = (v > best) | np.isnan(v)
-        best, first = np.where(upd, v, best), np.where(upd, j, first)
-    kh, kw = np.divmod(first, k[1])
-    # NOTE: a window whose maximum is -inf may pick a padding position; PyTorch then reports
-    # the window's first position inside the input, which the clip gives.
-    rows = np.clip(np.arange(oh)[:, None] * st[0] - pad[0] + kh * dil[0], 0, h - 1)
-    cols = np.clip(np.arange(ow) * st[1] - pad[1] + kw * dil[1], 0, w - 1)
-    lead = np.arange(0, x.size, h * w).reshape((*x.shape[:-2], 1, 1))
-    return x.reshape(-1)[lead + rows * w + cols]
 
 
 def _divided(sums: Tensor, x: Tensor, k: Any, geo: Any, include_pad: bool, divisor: Any) -> Any:
