@@ -346,3 +346,12 @@ def test_max_pool_refuses_a_window_of_padding_only():
     # a 1x1 input, padding 1, kernel 2 dilated by 2: the window meets positions -1 and 1 only
     with pytest.raises(ValueError, match="holds only padding"):
         F.max_pool2d(ad.ones((1, 1, 1, 1)), 2, stride=1, padding=1, dilation=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_rule_keeps_the_cotangent_dtype(dtype):
+    # maximum(x, 0)'s rule multiplies by a mask: a float32 step is not computed in float64
+    a, g = np.array([-1.0, 0.0, 2.0], dtype), np.array([3.0, 4.0, 5.0], dtype)
+    ga, gb = ad.maximum.vjp((True, False), g, None, (a, 0), {})
+    assert ga.dtype == dtype and gb is None
+    np.testing.assert_array_equal(ga, [0.0, 0.0, 5.0])
