@@ -15,6 +15,7 @@ is a ``conv``; max pooling is in ``pooling.py``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -67,7 +68,7 @@ def _batch_last(x: Any, padding: Sequence[tuple[int, int]]) -> Any:
     make = np.zeros if any(lo or hi for lo, hi in padding) else np.empty
     buf = make((x.shape[1], *full, x.shape[0]), dtype=x.dtype)
     inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(sp, padding, strict=True))
-    buf[(slice(None), *inner, slice(None))] = np.moveaxis(x, 0, -1)
+    buf[(slice(None), *inner, slice(None))] = _batch_to_end(x)
     return buf
 
 
@@ -78,12 +79,24 @@ def _out_spatial(full: Any, k: Any, stride: Any, dilation: Any) -> tuple[int, ..
     )
 
 
-def _kernel_slices(pos: Any, stride: Any, dilation: Any, osp: Any) -> tuple[slice, ...]:
-    """The input positions that kernel position ``pos`` meets, one slice per spatial axis."""
+@functools.lru_cache(maxsize=256)
+def _window_slices(k: Any, stride: Any, dilation: Any, osp: Any) -> tuple[Any, ...]:
+    """Per kernel position (row-major), the position and the slices of the input it meets."""
+    axes = [
+        [slice(p * d, p * d + s * (m - 1) + 1, s) for p in range(n)]
+        for n, s, d, m in zip(k, stride, dilation, osp, strict=True)
+    ]
     return tuple(
-        slice(p * d, p * d + s * (m - 1) + 1, s)
-        for p, d, s, m in zip(pos, dilation, stride, osp, strict=True)
+        zip(itertools.product(*(range(n) for n in k)), itertools.product(*axes), strict=True)
     )
+
+
+def _batch_to_end(a: Any) -> Any:
+    return a.transpose((*range(1, a.ndim), 0))
+
+
+def _batch_to_front(a: Any) -> Any:
+    return a.transpose((a.ndim - 1, *range(a.ndim - 1)))
 
 
 def _cols(x: Any, k: Any, stride: Any, padding: Any, dilation: Any) -> Any:
@@ -96,14 +109,14 @@ def _cols(x: Any, k: Any, stride: Any, padding: Any, dilation: Any) -> Any:
     buf = _batch_last(x, padding)
     osp = _out_spatial(buf.shape[1:-1], k, stride, dilation)
     cols = np.empty((buf.shape[0], *k, *osp, buf.shape[-1]), dtype=buf.dtype)
-    for pos in itertools.product(*(range(n) for n in k)):
-        cols[(slice(None), *pos)] = buf[(slice(None), *_kernel_slices(pos, stride, dilation, osp))]
+    for pos, sl in _window_slices(tuple(k), stride, dilation, osp):
+        cols[(slice(None), *pos)] = buf[(slice(None), *sl)]
     return cols.reshape(buf.shape[0] * math.prod(k), -1), osp
 
 
 def _cols_of_g(g: Any) -> Any:
     """A plain (N, O, *out) cotangent as (O, prod(out) * N) (a view when it is batch-last)."""
-    return np.moveaxis(g, 0, -1).reshape(g.shape[1], -1)
+    return _batch_to_end(g).reshape(g.shape[1], -1)
 
 
 def _conv_kernel(x: Any, w: Any, stride: Any, padding: Any, dilation: Any, groups: int) -> Any:
@@ -114,7 +127,7 @@ def _conv_kernel(x: Any, w: Any, stride: Any, padding: Any, dilation: Any, group
         # view of its (O, *out, N) memory, which NumPy's ufuncs downstream keep.
         cols, osp = _cols(x, k, stride, padding, dilation)
         out = (w.reshape(w.shape[0], -1) @ cols).reshape(w.shape[0], *osp, x.shape[0])
-        return np.moveaxis(out, -1, 0)
+        return _batch_to_front(out)
     win = _windows(_padded(x, padding), k, stride, dilation)  # (*L, N, C, *o, *k)
     o, kk = _subs(nd)
     win = win.reshape((*win.shape[: -2 * nd - 1], groups, -1, *win.shape[-2 * nd :]))
@@ -148,10 +161,9 @@ def _conv_transpose_kernel(
         c = w.shape[1]
         cols = (w.reshape(w.shape[0], -1).T @ _cols_of_g(g)).reshape(c, *k, *osp, g.shape[0])
         buf = np.zeros((c, *full, g.shape[0]), dtype=cols.dtype)
-        for pos in itertools.product(*(range(n) for n in k)):
-            sl = _kernel_slices(pos, stride, dilation, osp)
+        for pos, sl in _window_slices(tuple(k), stride, dilation, tuple(osp)):
             buf[(slice(None), *sl)] += cols[(slice(None), *pos)]
-        return np.moveaxis(buf[(slice(None), *crop)], -1, 0)
+        return _batch_to_front(buf[(slice(None), *crop)])
     o, kk = _subs(nd)
     gg = g.reshape((*g.shape[: -nd - 1], groups, -1, *osp))
     ww = w.reshape((*w.shape[: -nd - 2], groups, -1, *w.shape[-nd - 1 :]))
@@ -159,8 +171,8 @@ def _conv_transpose_kernel(
     cols = cols.reshape((*cols.shape[: -2 * nd - 2], -1, *cols.shape[-2 * nd :]))
     xp = np.zeros(cols.shape[: -2 * nd] + full, dtype=cols.dtype)
     # NOTE: col2im as one strided add per kernel position (9 for 3x3), never per pixel.
-    for pos in itertools.product(*(range(n) for n in k)):
-        xp[(Ellipsis, *_kernel_slices(pos, stride, dilation, osp))] += cols[(Ellipsis, *pos)]
+    for pos, sl in _window_slices(tuple(k), stride, dilation, tuple(osp)):
+        xp[(Ellipsis, *sl)] += cols[(Ellipsis, *pos)]
     return np.ascontiguousarray(xp[(Ellipsis, *crop)])
 
 

@@ -9,27 +9,21 @@ every window, whose transpose ``pool_scatter`` puts a cotangent back at the chos
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
 
 from .._registry import defprim
 from .._tensor import Tensor
-from .conv import _kernel_slices, _no_ceil, _padded, _pool_args
-
-
-def _positions(kernel: Any) -> Any:
-    """The kernel positions in row-major order (the order of ``sel``'s indices)."""
-    return enumerate(itertools.product(*(range(n) for n in kernel)))
+from .conv import _no_ceil, _padded, _pool_args, _window_slices
 
 
 def _select_kernel(x: Any, sel: Any, kernel: Any, stride: Any, padding: Any, dilation: Any) -> Any:
     xp = _padded(x, padding)
     osp = sel.shape[-len(kernel) :]
     out = np.zeros((), x.dtype)
-    for j, pos in _positions(kernel):
-        out = np.where(sel == j, xp[(Ellipsis, *_kernel_slices(pos, stride, dilation, osp))], out)
+    for j, (_, sl) in enumerate(_window_slices(kernel, stride, dilation, osp)):
+        out = np.where(sel == j, xp[(Ellipsis, *sl)], out)
     return out
 
 
@@ -40,8 +34,8 @@ def _scatter_kernel(
     full = tuple(n + lo + hi for n, (lo, hi) in zip(in_shape, padding, strict=True))
     out = np.zeros_like(g, shape=g.shape[:-nd] + full)  # g's memory layout
     disjoint = all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation, strict=True))
-    for j, pos in _positions(kernel):
-        view = out[(Ellipsis, *_kernel_slices(pos, stride, dilation, g.shape[-nd:]))]
+    for j, (_, sl) in enumerate(_window_slices(kernel, stride, dilation, g.shape[-nd:])):
+        view = out[(Ellipsis, *sl)]
         # NOTE: np.where, not g * mask, so that a nan or inf in g reaches the chosen element only
         if disjoint:
             view[...] = np.where(sel == j, g, 0)
@@ -110,7 +104,7 @@ def _choose(x: Any, k: Any, st: Any, pad: Any, dil: Any, name: str) -> Any:
     xp = _padded(x, pad, -np.inf)
     osp = tuple((n - d * (kk - 1) - 1) // s + 1 for n, kk, s, d in zip(xp.shape[-2:], k, st, dil))
     nan = bool(np.isnan(np.min(x))) if x.size else False
-    views = [xp[(Ellipsis, *_kernel_slices(pos, st, dil, osp))] for _, pos in _positions(k)]
+    views = [xp[(Ellipsis, *sl)] for _, sl in _window_slices(k, st, dil, osp)]
     dtype = np.uint8 if len(views) <= 256 else np.intp
     if any(lo for lo, _ in pad):
         rows, cols = (
