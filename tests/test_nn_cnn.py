@@ -355,3 +355,13 @@ def test_relu_rule_keeps_the_cotangent_dtype(dtype):
     ga, gb = ad.maximum.vjp((True, False), g, None, (a, 0), {})
     assert ga.dtype == dtype and gb is None
     np.testing.assert_array_equal(ga, [0.0, 0.0, 5.0])
+
+
+@pytest.mark.parametrize("stride", [2, 1])
+def test_max_pool_sends_a_nan_cotangent_to_the_chosen_element_only(stride):
+    x = ad.tensor(np.arange(16.0).reshape(1, 1, 4, 4), requires_grad=True)
+    y = F.max_pool2d(x, 2, stride=stride)
+    g = np.ones(y.shape)
+    g[0, 0, 0, 0] = np.nan
+    y.backward(g)
+    assert np.argwhere(np.isnan(x.grad.data)).tolist() == [[0, 0, 1, 1]]

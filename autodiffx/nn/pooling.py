@@ -33,12 +33,16 @@ def _scatter_kernel(
     nd = len(kernel)
     full = tuple(n + lo + hi for n, (lo, hi) in zip(in_shape, padding, strict=True))
     out = np.zeros_like(g, shape=g.shape[:-nd] + full)  # g's memory layout
+    # NOTE: g times a mask is cheaper than np.where but would spread a nan or inf of g over
+    # the window, hence the one sum that checks g is finite.
+    finite = bool(np.isfinite(np.sum(g)))
     disjoint = all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation, strict=True))
     for j, (_, sl) in enumerate(_window_slices(kernel, stride, dilation, g.shape[-nd:])):
         view = out[(Ellipsis, *sl)]
-        # NOTE: np.where, not g * mask, so that a nan or inf in g reaches the chosen element only
-        if disjoint:
-            view[...] = np.where(sel == j, g, 0)
+        if finite and disjoint:
+            np.multiply(g, sel == j, out=view)
+        elif finite:
+            view += g * (sel == j)
         else:
             view += np.where(sel == j, g, 0)
     crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(in_shape, padding, strict=True))
