@@ -32,7 +32,9 @@ def _scatter_kernel(
 ) -> Any:
     nd = len(kernel)
     full = tuple(n + lo + hi for n, (lo, hi) in zip(in_shape, padding, strict=True))
-    out = np.zeros_like(g, shape=g.shape[:-nd] + full)  # g's memory layout
+    # the layout of sel (the pooled input's) when it has g's axes: downstream ops then share it
+    like = sel if sel.ndim == g.ndim else g
+    out = np.zeros_like(like, dtype=g.dtype, shape=g.shape[:-nd] + full)
     # NOTE: g times a mask is cheaper than np.where but would spread a nan or inf of g over
     # the window, hence the one sum that checks g is finite.
     finite = bool(np.isfinite(np.sum(g)))
