@@ -108,6 +108,16 @@ def test_functional_matches_stored_pytorch(name):
     _check(_run("ad", F, shapes, fn), [stored[f"functional/{name}/{k}"] for k in range(n)], name)
 
 
+@pytest.mark.parametrize("below", [0, 10**9], ids=["per_example", "batch_last"])
+@pytest.mark.parametrize("name", sorted(n for n in FUNCTIONAL if not n.startswith("max")))
+def test_both_im2col_layouts_match_stored_pytorch(monkeypatch, name, below):
+    """conv picks its im2col layout by the output size; these small cases take each one."""
+    from autodiffx.nn import conv
+
+    monkeypatch.setattr(conv, "_BATCH_LAST_BELOW", below)
+    test_functional_matches_stored_pytorch(name)
+
+
 @pytest.mark.oracle
 @pytest.mark.parametrize("name", sorted(FUNCTIONAL))
 def test_functional_matches_pytorch(name):

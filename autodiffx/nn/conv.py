@@ -99,13 +99,29 @@ def _batch_to_front(a: Any) -> Any:
     return a.transpose((a.ndim - 1, *range(a.ndim - 1)))
 
 
-def _cols(x: Any, k: Any, stride: Any, padding: Any, dilation: Any) -> Any:
-    """im2col of a plain (N, C, *s) input: (C * prod(k), prod(out) * N), contiguous.
+# NOTE: with fewer output positions per example than this (small images), the columns put
+# the batch axis last, (C * prod(k), prod(out) * N): each kernel position then copies runs of
+# out_w * N contiguous numbers instead of out_w, and one product covers the batch (the
+# digits CNN's 8x8 and 4x4 convolutions: 1.3-1.4x faster). With more, the per-example
+# columns copy long enough rows and per-example products are faster (24x24: 1.5x; 32x32
+# with 64 channels: 1.3x); 16x16 is even.
+_BATCH_LAST_BELOW = 256
 
-    NOTE: the batch axis goes last (the columns are (*out, N)): each kernel position then
-    copies runs of out_w * N contiguous elements instead of out_w, which is what makes the
-    copy cheap on small images; the output of the product comes out as (O, *out, N).
-    """
+
+def _batch_last_pays(osp: Any) -> bool:
+    return math.prod(osp) < _BATCH_LAST_BELOW
+
+
+def _cols_per_example(x: Any, k: Any, stride: Any, padding: Any, dilation: Any) -> Any:
+    """im2col of a plain (N, C, *s) input: (N, C * prod(k), prod(out)), contiguous."""
+    nd = len(k)
+    win = _windows(_padded(x, padding), k, stride, dilation)  # (N, C, *o, *k)
+    cols = np.ascontiguousarray(win.transpose(0, 1, *range(nd + 2, 2 * nd + 2), *range(2, nd + 2)))
+    return cols.reshape(x.shape[0], -1, math.prod(win.shape[2 : nd + 2])), win.shape[2 : nd + 2]
+
+
+def _cols(x: Any, k: Any, stride: Any, padding: Any, dilation: Any) -> Any:
+    """im2col of a plain (N, C, *s) input, batch last: (C * prod(k), prod(out) * N)."""
     buf = _batch_last(x, padding)
     osp = _out_spatial(buf.shape[1:-1], k, stride, dilation)
     cols = np.empty((buf.shape[0], *k, *osp, buf.shape[-1]), dtype=buf.dtype)
@@ -123,17 +139,38 @@ def _conv_kernel(x: Any, w: Any, stride: Any, padding: Any, dilation: Any, group
     nd = len(stride)
     k = w.shape[-nd:]
     if groups == 1 and _plain(x, nd) and _plain(w, nd):
-        # NOTE: one (O, CK) @ (CK, L N) product; the result is returned as an (N, O, *out)
-        # view of its (O, *out, N) memory, which NumPy's ufuncs downstream keep.
-        cols, osp = _cols(x, k, stride, padding, dilation)
-        out = (w.reshape(w.shape[0], -1) @ cols).reshape(w.shape[0], *osp, x.shape[0])
-        return _batch_to_front(out)
+        return _plain_conv(x, w, stride, padding, dilation)
     win = _windows(_padded(x, padding), k, stride, dilation)  # (*L, N, C, *o, *k)
     o, kk = _subs(nd)
     win = win.reshape((*win.shape[: -2 * nd - 1], groups, -1, *win.shape[-2 * nd :]))
     ww = w.reshape((*w.shape[: -nd - 2], groups, -1, *w.shape[-nd - 1 :]))
     out = np.einsum(f"...ngc{o}{kk},...gfc{kk}->...ngf{o}", win, ww, optimize=True)
     return out.reshape((*out.shape[: -nd - 2], -1, *out.shape[-nd:]))
+
+
+def _plain_conv(x: Any, w: Any, stride: Any, padding: Any, dilation: Any) -> Any:
+    nd = len(stride)
+    k, w2 = w.shape[-nd:], w.reshape(w.shape[0], -1)
+    full = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], padding, strict=True))
+    if _batch_last_pays(_out_spatial(full, k, stride, dilation)):
+        # one (O, CK) @ (CK, L N) product, returned as an (N, O, *out) view of its (O, *out, N)
+        # memory, a layout NumPy's ufuncs downstream keep
+        cols, osp = _cols(x, k, stride, padding, dilation)
+        return _batch_to_front((w2 @ cols).reshape(w.shape[0], *osp, x.shape[0]))
+    # one (O, CK) @ (CK, L) product per example (a batched matmul): (N, O, L) directly
+    cols, osp = _cols_per_example(x, k, stride, padding, dilation)
+    return (w2 @ cols).reshape(x.shape[0], w.shape[0], *osp)
+
+
+def _col2im_batch_last(g: Any, w: Any, full: Any, crop: Any, stride: Any, dilation: Any) -> Any:
+    """The strided transpose in the batch-last layout of ``_cols``: (C, *full, N)."""
+    nd = len(stride)
+    k, osp, c = w.shape[-nd:], g.shape[-nd:], w.shape[1]
+    cols = (w.reshape(w.shape[0], -1).T @ _cols_of_g(g)).reshape(c, *k, *osp, g.shape[0])
+    buf = np.zeros((c, *full, g.shape[0]), dtype=cols.dtype)
+    for pos, sl in _window_slices(tuple(k), stride, dilation, tuple(osp)):
+        buf[(slice(None), *sl)] += cols[(slice(None), *pos)]
+    return _batch_to_front(buf[(slice(None), *crop)])
 
 
 def _conv_transpose_kernel(
@@ -156,19 +193,18 @@ def _conv_transpose_kernel(
     full = tuple(n + lo + hi for n, (lo, hi) in zip(in_shape, padding, strict=True))
     crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(in_shape, padding, strict=True))
     if groups == 1 and _plain(g, nd) and _plain(w, nd):
-        # col2im in the batch-last layout of ``_cols``: (C, *full, N), one strided add per
-        # kernel position.
-        c = w.shape[1]
-        cols = (w.reshape(w.shape[0], -1).T @ _cols_of_g(g)).reshape(c, *k, *osp, g.shape[0])
-        buf = np.zeros((c, *full, g.shape[0]), dtype=cols.dtype)
-        for pos, sl in _window_slices(tuple(k), stride, dilation, tuple(osp)):
-            buf[(slice(None), *sl)] += cols[(slice(None), *pos)]
-        return _batch_to_front(buf[(slice(None), *crop)])
-    o, kk = _subs(nd)
-    gg = g.reshape((*g.shape[: -nd - 1], groups, -1, *osp))
-    ww = w.reshape((*w.shape[: -nd - 2], groups, -1, *w.shape[-nd - 1 :]))
-    cols = np.einsum(f"...ngf{o},...gfc{kk}->...ngc{o}{kk}", gg, ww, optimize=True)
-    cols = cols.reshape((*cols.shape[: -2 * nd - 2], -1, *cols.shape[-2 * nd :]))
+        if _batch_last_pays(osp):
+            return _col2im_batch_last(g, w, full, crop, stride, dilation)
+        n, c = g.shape[0], w.shape[1]
+        w2 = w.reshape(w.shape[0], -1)
+        cols = (w2.T @ g.reshape(n, w.shape[0], -1)).reshape(n, c, *k, *osp)
+        cols = np.moveaxis(cols, tuple(range(2, nd + 2)), tuple(range(-nd, 0)))  # (N, C, *o, *k)
+    else:
+        o, kk = _subs(nd)
+        gg = g.reshape((*g.shape[: -nd - 1], groups, -1, *osp))
+        ww = w.reshape((*w.shape[: -nd - 2], groups, -1, *w.shape[-nd - 1 :]))
+        cols = np.einsum(f"...ngf{o},...gfc{kk}->...ngc{o}{kk}", gg, ww, optimize=True)
+        cols = cols.reshape((*cols.shape[: -2 * nd - 2], -1, *cols.shape[-2 * nd :]))
     xp = np.zeros(cols.shape[: -2 * nd] + full, dtype=cols.dtype)
     # NOTE: col2im as one strided add per kernel position (9 for 3x3), never per pixel.
     for pos, sl in _window_slices(tuple(k), stride, dilation, tuple(osp)):
@@ -180,9 +216,13 @@ def _conv_weight_grad_kernel(
     x: Any, g: Any, kernel: Any, stride: Any, padding: Any, dilation: Any, groups: int
 ) -> Any:
     nd = len(stride)
-    if groups == 1 and _plain(x, nd) and _plain(g, nd):
+    if groups == 1 and _plain(x, nd) and _plain(g, nd) and _batch_last_pays(g.shape[-nd:]):
         cols, _ = _cols(x, kernel, stride, padding, dilation)  # (CK, L N)
         return (_cols_of_g(g) @ cols.T).reshape(g.shape[1], x.shape[1], *kernel)
+    if groups == 1 and _plain(x, nd) and _plain(g, nd):
+        cols, _ = _cols_per_example(x, kernel, stride, padding, dilation)  # (N, CK, L)
+        gw = (g.reshape(g.shape[0], g.shape[1], -1) @ cols.transpose(0, 2, 1)).sum(axis=0)
+        return gw.reshape(g.shape[1], x.shape[1], *kernel)
     win = _windows(_padded(x, padding), kernel, stride, dilation)  # (*L, N, C, *o, *k)
     o, kk = _subs(nd)
     win = win.reshape((*win.shape[: -2 * nd - 1], groups, -1, *win.shape[-2 * nd :]))
