@@ -1,5 +1,6 @@
 """The digits training library (what ``autodiffx train`` runs, and the notebooks use): an MLP
-on the embedded digits, with checkpoints, exact resume and a plot; no printing, no argparse.
+or a small CNN (``ad.nn.digits_cnn``) on the embedded digits, with checkpoints, exact resume
+and a plot; no printing, no argparse.
 
 The pieces are usable on their own: :func:`split_digits` (a seeded, stratified train/test
 split), :func:`make_model`, :func:`make_optimizer`, :func:`train_epoch`, :func:`evaluate`,
@@ -10,7 +11,7 @@ Checkpoint (``ad.save``, so no pickle; written atomically after every epoch)::
 
     {"format": "autodiffx.train", "version": 1,
      "config": {"hidden": [64], "activation": "tanh", "optimizer": "adam", "lr": 0.003,
-                "batch_size": 32, "seed": 0},
+                "batch_size": 32, "seed": 0, "model": "mlp"},
      "epoch": 20, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
      "rng": the shuffling generator's ``bit_generator.state`` (a dict of ints),
      "history": {"loss": (epoch,), "train_acc": ..., "test_loss": ..., "test_acc": ...,
@@ -52,6 +53,7 @@ __all__ = [
     "ACTIVATIONS",
     "CHECKPOINT",
     "DEFAULT_LR",
+    "MODELS",
     "OPTIMIZERS",
     "PLOT",
     "TrainConfig",
@@ -85,6 +87,8 @@ DEFAULT_LR: dict[str, float] = {
 OPTIMIZERS: tuple[str, ...] = tuple(DEFAULT_LR)
 #: The hidden-layer activations ``--activation`` accepts.
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu")
+#: The networks ``--model`` accepts: the MLP of :func:`make_model` or ``nn.digits_cnn()``.
+MODELS: tuple[str, ...] = ("mlp", "cnn")
 
 
 class TrainError(Exception):
@@ -115,9 +119,9 @@ class TrainConfig:
     Parameters
     ----------
     hidden : tuple of int
-        Widths of the hidden layers (default ``(64,)``: a 64-64-10 network).
+        Widths of the hidden layers (default ``(64,)``: a 64-64-10 network); MLP only.
     activation : {"tanh", "relu"}
-        Hidden activation.
+        Hidden activation; MLP only.
     optimizer : {"adam", "adamw", "sgd", "rmsprop", "adagrad", "lbfgs"}
         ``sgd`` has momentum 0.9; ``lbfgs`` takes one full-batch step of 20 iterations with
         a strong-Wolfe line search per epoch (``batch_size`` is then unused).
@@ -127,16 +131,27 @@ class TrainConfig:
         Minibatch size (default 32).
     seed : int
         Seeds the split, the initialisation and the shuffling (default 0).
+    model : {"mlp", "cnn"}
+        ``"mlp"`` (default) is :func:`make_model` of ``hidden`` and ``activation``; ``"cnn"``
+        is ``nn.digits_cnn()`` (two 3x3 convolution + ReLU + 2x2 max-pool blocks and a
+        linear layer, 6090 parameters), for which ``hidden`` and ``activation`` must keep
+        their defaults. The defaults (Adam, lr 3e-3, batch 32) train both; 20 epochs of the
+        CNN reach 0.99 test accuracy.
 
     Examples
     --------
     >>> from autodiffx.train import TrainConfig
-    >>> TrainConfig(optimizer="sgd")
-    TrainConfig(hidden=(64,), activation='tanh', optimizer='sgd', lr=0.05, batch_size=32, seed=0)
+    >>> TrainConfig(optimizer="sgd")  # doctest: +NORMALIZE_WHITESPACE
+    TrainConfig(hidden=(64,), activation='tanh', optimizer='sgd', lr=0.05, batch_size=32,
+                seed=0, model='mlp')
     >>> TrainConfig(batch_size=0)
     Traceback (most recent call last):
     ...
     ValueError: batch_size must be a positive integer, got 0
+    >>> TrainConfig(model="cnn", hidden=(32,))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: hidden and activation describe the MLP; model 'cnn' is nn.digits_cnn() ...
     """
 
     hidden: tuple[int, ...] = (64,)
@@ -145,6 +160,7 @@ class TrainConfig:
     lr: float | None = None
     batch_size: int = 32
     seed: int = 0
+    model: str = "mlp"
 
     def __post_init__(self) -> None:
         hidden = tuple(self.hidden)
@@ -165,6 +181,16 @@ class TrainConfig:
         if not is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         object.__setattr__(self, "seed", int(self.seed))
+        self._check_model()
+
+    def _check_model(self) -> None:
+        if not isinstance(self.model, str) or self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.model == "cnn" and (self.hidden != (64,) or self.activation != "tanh"):
+            raise ValueError(
+                f"hidden and activation describe the MLP; model 'cnn' is nn.digits_cnn() "
+                f"(got hidden={self.hidden}, activation={self.activation!r})"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain values (what the checkpoint stores).
@@ -182,6 +208,7 @@ class TrainConfig:
             "lr": self.lr,
             "batch_size": self.batch_size,
             "seed": self.seed,
+            "model": self.model,
         }
 
 
@@ -491,7 +518,7 @@ def _restore(
     """Load a checkpoint into freshly built objects; on any mismatch raise TrainError
     (status 2), and nothing that existed before the call has changed."""
     saved = TrainConfig(**ck["config"])
-    for name in ("seed", "activation", "optimizer"):
+    for name in ("model", "seed", "activation", "optimizer"):
         mine, theirs = getattr(config, name), getattr(saved, name)
         if mine != theirs:
             raise TrainError(
@@ -532,7 +559,8 @@ def fit(
     on_batch: Callable[[int, int, int, float], Any] | None = None,
     on_epoch: Callable[[int, Mapping[str, list[float]]], Any] | None = None,
 ) -> TrainResult:
-    """Train an MLP on the digits for ``epochs`` epochs in total (see :class:`TrainConfig`).
+    """Train an MLP or the CNN on the digits for ``epochs`` epochs in total (see
+    :class:`TrainConfig`).
 
     After every epoch the model is evaluated on the whole train and test sets and, when
     ``out`` is given, ``checkpoint.npz`` is written there atomically (so Ctrl-C loses at most
@@ -545,9 +573,10 @@ def fit(
     ``resume`` (a path or the dict :func:`load_checkpoint` returned) continues a run to
     ``epochs`` in total, bit for bit as if it had never stopped (model, optimizer state,
     shuffling generator and history are restored). ``config`` must then have the
-    checkpoint's seed, activation and optimizer (default: the checkpoint's config); ``lr`` and
-    ``batch_size`` may differ and apply from then on. On any mismatch a :class:`TrainError` is
-    raised before anything is written. A checkpoint already at ``epochs`` is returned as it is.
+    checkpoint's model, seed, activation and optimizer (default: the checkpoint's config);
+    ``lr`` and ``batch_size`` may differ and apply from then on. On any mismatch a
+    :class:`TrainError` is raised before anything is written. A checkpoint already at
+    ``epochs`` is returned as it is.
 
     Examples
     --------
@@ -613,7 +642,10 @@ def _start(
     config = TrainConfig() if config is None else config
     _, init_rng, shuffle_rng = _streams(config.seed)
     data = split_digits(config.seed)
-    model = make_model(config.hidden, config.activation, init_rng)
+    if config.model == "cnn":
+        model: nn.Module = nn.digits_cnn(rng=init_rng)
+    else:
+        model = make_model(config.hidden, config.activation, init_rng)
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
     history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
     start = 0
@@ -663,9 +695,12 @@ def _run_epoch(
 
 
 def _title(config: TrainConfig) -> str:
+    if config.model == "cnn":
+        net = "CNN (3x3 conv 16, pool, 3x3 conv 32, pool, linear)"
+    else:
+        net = f"MLP 64-{'-'.join(map(str, config.hidden))}-10 ({config.activation})"
     return (
-        f"MLP 64-{'-'.join(map(str, config.hidden))}-10 ({config.activation}), "
-        f"{config.optimizer} lr={config.lr:g}, batch {config.batch_size}, seed {config.seed}"
+        f"{net}, {config.optimizer} lr={config.lr:g}, batch {config.batch_size}, seed {config.seed}"
     )
 
 

@@ -126,6 +126,15 @@ class W6Memory:
 CNN_BATCH = 64
 
 
+def _one_blas_thread() -> Any:
+    """Limit NumPy's BLAS to one thread until restored (None without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(1)
+
+
 def _cnn_batch(dtype: str) -> tuple[Any, Any]:
     from autodiffx.train import split_digits
 
@@ -135,17 +144,23 @@ def _cnn_batch(dtype: str) -> tuple[Any, Any]:
 
 class CNNStep:
     """One training step of ``ad.nn.digits_cnn`` (two 3x3 conv + ReLU + 2x2 max-pool blocks
-    and a linear layer; zero_grad, forward, cross-entropy, backward, Adam update)."""
+    and a linear layer; zero_grad, forward, cross-entropy, backward, Adam update), on one
+    BLAS thread (with threadpoolctl; else run with OPENBLAS_NUM_THREADS=1)."""
 
     params: ClassVar[list[list[Any]]] = [["float64", "float32"]]
     param_names: ClassVar[list[str]] = ["dtype"]
 
     def setup(self, dtype: str) -> None:
+        self.limits = _one_blas_thread()
         self.model = ad.nn.digits_cnn(rng=0, dtype=dtype)
         self.opt = ad.optim.Adam(self.model.parameters(), lr=0.01)
         x, self.y = _cnn_batch(dtype)
         self.x = ad.tensor(x)
         self.time_autodiffx_step(dtype)
+
+    def teardown(self, dtype: str) -> None:
+        if self.limits is not None:
+            self.limits.restore_original_limits()
 
     def time_autodiffx_step(self, dtype: str) -> None:
         self.opt.zero_grad()
@@ -154,7 +169,8 @@ class CNNStep:
 
 
 class CNNPyTorchStep:
-    """The same CNN step in PyTorch CPU, same shapes (skipped when torch is not installed)."""
+    """The same CNN step in PyTorch CPU, same shapes, one thread (skipped when torch is not
+    installed)."""
 
     params: ClassVar[list[list[Any]]] = [["float64", "float32"]]
     param_names: ClassVar[list[str]] = ["dtype"]
@@ -164,6 +180,8 @@ class CNNPyTorchStep:
             import torch
         except ImportError:
             raise NotImplementedError("torch is not installed") from None
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         nn = torch.nn
         self.model = nn.Sequential(
             nn.Unflatten(1, (1, 8, 8)),
@@ -181,6 +199,11 @@ class CNNPyTorchStep:
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
         self.loss = torch.nn.functional.cross_entropy
         self.time_pytorch_step(dtype)
+
+    def teardown(self, dtype: str) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
 
     def time_pytorch_step(self, dtype: str) -> None:
         self.opt.zero_grad(set_to_none=True)

@@ -40,6 +40,7 @@ TARGETS = {
     "w4_10": "≤ 15 µs",
     "w2": "≤ 1.05× floor",
     "w2_torch": "≤ 1× (never slower)",
+    "cnn_torch": "≤ 1.3× PyTorch",
     "w5": "≤ 1.3× floor",
     "w6_peak": "≤ 1.1× floor",
     "w6_graph": "0 (nothing of the graph)",
@@ -207,6 +208,36 @@ def run_w2(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
     return rows
 
 
+def run_cnn(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
+    """The digits CNN step of bench_nn (CNNStep) beside PyTorch's (with --torch)."""
+    from benchmarks import bench_nn
+
+    rows = []
+    for dtype in ("float32", "float64"):
+        mine = bench_nn.CNNStep()
+        mine.setup(dtype)
+        cases = {"ad": lambda s=mine, d=dtype: s.time_autodiffx_step(d)}
+        if args.torch:
+            import torch
+
+            torch.set_num_threads(args.threads)
+            theirs = bench_nn.CNNPyTorchStep()
+            theirs.setup(dtype)
+            cases["torch"] = lambda s=theirs, d=dtype: s.time_pytorch_step(d)
+        t = measure(cases, args.repeat, args.min_time, args.budget)
+        has = "torch" in t
+        rows.append(
+            [
+                f"digits CNN step {dtype} (batch 64, Adam): PyTorch CPU in the floor column",
+                _fmt(t["ad"]),
+                _fmt(t["torch"]) if has else "(--torch)",
+                f"{t['ad'] / t['torch']:.2f}×" if has else "",
+                TARGETS["cnn_torch"],
+            ]
+        )
+    return rows
+
+
 def run_w6(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
     model, opt = c.w2_model("float64")
     params = c.w2_numpy_params(model)
@@ -358,14 +389,17 @@ def run_w4(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--only", action="append", choices=["W1", "W2", "W3", "W4", "W5", "W6"], help="repeatable"
+        "--only",
+        action="append",
+        choices=["W1", "W2", "W3", "W4", "W5", "W6", "CNN"],
+        help="repeatable",
     )
     parser.add_argument("--repeat", type=int, default=30, help="samples per case (median)")
     parser.add_argument("--min-time", type=float, default=0.02, help="seconds per sample")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per group, at most")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     parser.add_argument("--pin", action="store_true", help="pin to one core (with --threads 1)")
-    parser.add_argument("--torch", action="store_true", help="W2, W5: add PyTorch CPU")
+    parser.add_argument("--torch", action="store_true", help="W2, W5, CNN: add PyTorch CPU")
     parser.add_argument(
         "--keep-freed-memory", action="store_true", help="restart with glibc keeping freed memory"
     )
@@ -400,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         "W4": run_w4,
         "W5": run_w5,
         "W6": run_w6,
+        "CNN": run_cnn,
     }
     for name in args.only or list(runners):
         rows += runners[name](c, ad, args)

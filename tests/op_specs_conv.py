@@ -109,3 +109,71 @@ CONV_SPECS: list[dict[str, Any]] = [
         batch="lead",
     ),
 ]
+
+
+# ----- max pooling's gather and its transpose (autodiffx/nn/pooling.py) -------------------
+def pool_select_ref(x: Any, sel: Any, kernel: Any, stride: Any, padding: Any, dilation: Any):
+    """The element at kernel position sel of each window, one output element at a time."""
+    x = np.asarray(x)
+    xp = np.pad(x, [(0, 0)] * (x.ndim - 2) + list(padding))
+    osp = sel.shape[-2:]
+    out = np.zeros(np.broadcast_shapes(x.shape[:-2] + osp, sel.shape), dtype=x.dtype)
+    sel = np.broadcast_to(sel, out.shape)
+    for i in np.ndindex(*out.shape):
+        a, b = divmod(int(sel[i]), kernel[1])
+        r, c = i[-2] * stride[0] + a * dilation[0], i[-1] * stride[1] + b * dilation[1]
+        out[i] = xp[(*i[:-2], r, c)]
+    return out
+
+
+def pool_scatter_ref(g: Any, sel: Any, in_shape: Any, **p: Any) -> np.ndarray:
+    g = np.asarray(g)
+    shape = g.shape[:-2] + tuple(in_shape)
+    return _transpose_of(lambda e: pool_select_ref(e, sel, **p), shape, g)
+
+
+def _pool_geo(kernel, stride, padding, dilation) -> dict[str, Any]:
+    return dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation)
+
+
+_SEL = np.random.default_rng(3)
+# (x shape, sel, geometry): 2x2 windows without overlap; overlapping 3x3 windows with padding
+# (sel may point at padding: zeros); dilated windows with a sel broadcast over the leading axes.
+_POOLS = [
+    (
+        (2, 3, 4, 5),
+        _SEL.integers(0, 4, (2, 3, 2, 2)),
+        _pool_geo((2, 2), (2, 2), ((0, 0),) * 2, (1, 1)),
+    ),
+    (
+        (1, 2, 4, 4),
+        _SEL.integers(0, 9, (1, 2, 2, 4)),
+        _pool_geo((3, 3), (2, 1), ((1, 1), (1, 1)), (1, 1)),
+    ),
+    ((2, 5, 4), _SEL.integers(0, 4, (2, 2)), _pool_geo((2, 2), (1, 2), ((0, 0), (0, 0)), (2, 1))),
+]
+
+POOL_SPECS: list[dict[str, Any]] = [
+    dict(
+        name="pool_select",
+        args=(REAL,),
+        cases=[dict(shapes=(xs,), params=dict(sel=sel, **p)) for xs, sel, p in _POOLS],
+        ref=pool_select_ref,
+        complex=True,
+        batch="lead",
+    ),
+    dict(
+        name="pool_scatter",
+        args=(REAL,),
+        cases=[
+            dict(
+                shapes=(pool_select_ref(np.zeros(xs), sel, **p).shape,),
+                params=dict(sel=sel, in_shape=xs[-2:], **p),
+            )
+            for xs, sel, p in _POOLS
+        ],
+        ref=pool_scatter_ref,
+        complex=True,
+        batch="lead",
+    ),
+]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import scipy.special as sp
-from op_specs_conv import CONV_SPECS
+from op_specs_conv import CONV_SPECS, POOL_SPECS
 from strategies import REAL, Const, Domain
 
 UNARY = [(), (3,), (2, 3), (1, 4)]
@@ -146,6 +146,7 @@ NN_SPECS += [
 
 
 NN_SPECS += CONV_SPECS  # conv, conv_transpose, conv_weight_grad (tests/op_specs_conv.py)
+NN_SPECS += POOL_SPECS  # pool_select, pool_scatter (tests/op_specs_conv.py)
 
 
 def rows(opspec: type, case: type) -> list[Any]:

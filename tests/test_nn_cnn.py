@@ -108,6 +108,16 @@ def test_functional_matches_stored_pytorch(name):
     _check(_run("ad", F, shapes, fn), [stored[f"functional/{name}/{k}"] for k in range(n)], name)
 
 
+@pytest.mark.parametrize("below", [0, 10**9], ids=["per_example", "batch_last"])
+@pytest.mark.parametrize("name", sorted(n for n in FUNCTIONAL if not n.startswith("max")))
+def test_both_im2col_layouts_match_stored_pytorch(monkeypatch, name, below):
+    """conv picks its im2col layout by the output size; these small cases take each one."""
+    from autodiffx.nn import conv
+
+    monkeypatch.setattr(conv, "_BATCH_LAST_BELOW", below)
+    test_functional_matches_stored_pytorch(name)
+
+
 @pytest.mark.oracle
 @pytest.mark.parametrize("name", sorted(FUNCTIONAL))
 def test_functional_matches_pytorch(name):
@@ -331,3 +341,37 @@ def test_digits_cnn_learns_in_a_few_seconds():
         train_epoch(model, opt, Xtr, ytr, 64, np.random.default_rng(epoch))
     _, after = evaluate(model, Xte, yte)
     assert before < 0.3 and after > 0.85
+
+
+def test_max_pool_of_a_dilated_window_of_minus_infinity_picks_its_first_input_element():
+    # window (0, 0) meets rows and columns -1 (padding), 1 and 3: PyTorch's index is (1, 1)
+    t = ad.tensor(np.full((1, 1, 5, 5), -np.inf), requires_grad=True)
+    y = F.max_pool2d(t, 3, stride=2, padding=1, dilation=2)
+    y[0, 0, 0, 0].backward()
+    assert np.isneginf(y.data).all()
+    np.testing.assert_array_equal(np.argwhere(t.grad.data[0, 0]), [[1, 1]])
+
+
+def test_max_pool_refuses_a_window_of_padding_only():
+    # a 1x1 input, padding 1, kernel 2 dilated by 2: the window meets positions -1 and 1 only
+    with pytest.raises(ValueError, match="holds only padding"):
+        F.max_pool2d(ad.ones((1, 1, 1, 1)), 2, stride=1, padding=1, dilation=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_rule_keeps_the_cotangent_dtype(dtype):
+    # maximum(x, 0)'s rule multiplies by a mask: a float32 step is not computed in float64
+    a, g = np.array([-1.0, 0.0, 2.0], dtype), np.array([3.0, 4.0, 5.0], dtype)
+    ga, gb = ad.maximum.vjp((True, False), g, None, (a, 0), {})
+    assert ga.dtype == dtype and gb is None
+    np.testing.assert_array_equal(ga, [0.0, 0.0, 5.0])
+
+
+@pytest.mark.parametrize("stride", [2, 1])
+def test_max_pool_sends_a_nan_cotangent_to_the_chosen_element_only(stride):
+    x = ad.tensor(np.arange(16.0).reshape(1, 1, 4, 4), requires_grad=True)
+    y = F.max_pool2d(x, 2, stride=stride)
+    g = np.ones(y.shape)
+    g[0, 0, 0, 0] = np.nan
+    y.backward(g)
+    assert np.argwhere(np.isnan(x.grad.data)).tolist() == [[0, 0, 1, 1]]

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``autodiffx`` command.
 
-    Subcommands: ``train`` (an MLP on the embedded digits, see :mod:`autodiffx.train`),
+    Subcommands: ``train`` (an MLP or a CNN on the embedded digits, see :mod:`autodiffx.train`),
     ``demo``, ``trace``, ``check`` and ``bench``. Every option is checked before the work
     starts: a bad value, an unreadable ``--resume`` checkpoint, an output path that is
     missing or holds a file the command did not write, or a size that needs more memory than

@@ -4,15 +4,18 @@
 gradient of ``conv`` with respect to its input) and ``conv_weight_grad`` (its transpose in
 the weight) are the three partial derivatives of one trilinear form
 ``B(x, w, g) = <g, conv(x, w)>``. The rules of each are the other two, so every derivative
-of every order, in both modes, is again one of the three. The kernels take the windows with
-``numpy.lib.stride_tricks.sliding_window_view`` and contract them with ``tensordot`` (one
-BLAS product) or ``einsum``; the only Python loop is the transpose's over the kernel's
-positions (9 for 3x3), never over pixels. Leading axes beyond (N, C) broadcast, which is what
-the batched (vectorized-Jacobian) rules feed them. Pooling composes these and indexing.
+of every order, in both modes, is again one of the three. A plain (N, C, *spatial) operand
+is copied into a batch-last im2col matrix (one strided copy per kernel position) and
+contracted in one BLAS product; grouped and batched operands take the windows with
+``numpy.lib.stride_tricks.sliding_window_view`` and ``einsum``. The only Python loops are
+over the kernel's positions (9 for 3x3), never over pixels. Leading axes beyond (N, C)
+broadcast, which is what the batched (vectorized-Jacobian) rules feed them. Average pooling
+is a ``conv``; max pooling is in ``pooling.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -58,7 +61,58 @@ def _plain(a: Any, nd: int) -> bool:
     return a.ndim == nd + 2
 
 
-def _cols(x: Any, k: Any, stride: Any, padding: Any, dilation: Any) -> Any:
+def _batch_last(x: Any, padding: Sequence[tuple[int, int]]) -> Any:
+    """A plain (N, C, *s) input zero-padded and laid out as (C, *padded s, N), contiguous."""
+    sp = x.shape[2:]
+    full = tuple(n + lo + hi for n, (lo, hi) in zip(sp, padding, strict=True))
+    make = np.zeros if any(lo or hi for lo, hi in padding) else np.empty
+    buf = make((x.shape[1], *full, x.shape[0]), dtype=x.dtype)
+    inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(sp, padding, strict=True))
+    buf[(slice(None), *inner, slice(None))] = _batch_to_end(x)
+    return buf
+
+
+def _out_spatial(full: Any, k: Any, stride: Any, dilation: Any) -> tuple[int, ...]:
+    return tuple(
+        (n - d * (kk - 1) - 1) // s + 1
+        for n, kk, s, d in zip(full, k, stride, dilation, strict=True)
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _window_slices(k: Any, stride: Any, dilation: Any, osp: Any) -> tuple[Any, ...]:
+    """Per kernel position (row-major), the position and the slices of the input it meets."""
+    axes = [
+        [slice(p * d, p * d + s * (m - 1) + 1, s) for p in range(n)]
+        for n, s, d, m in zip(k, stride, dilation, osp, strict=True)
+    ]
+    return tuple(
+        zip(itertools.product(*(range(n) for n in k)), itertools.product(*axes), strict=True)
+    )
+
+
+def _batch_to_end(a: Any) -> Any:
+    return a.transpose((*range(1, a.ndim), 0))
+
+
+def _batch_to_front(a: Any) -> Any:
+    return a.transpose((a.ndim - 1, *range(a.ndim - 1)))
+
+
+# NOTE: with fewer output positions per example than this (small images), the columns put
+# the batch axis last, (C * prod(k), prod(out) * N): each kernel position then copies runs of
+# out_w * N contiguous numbers instead of out_w, and one product covers the batch (the
+# digits CNN's 8x8 and 4x4 convolutions: 1.3-1.4x faster). With more, the per-example
+# columns copy long enough rows and per-example products are faster (24x24: 1.5x; 32x32
+# with 64 channels: 1.3x); 16x16 is even.
+_BATCH_LAST_BELOW = 256
+
+
+def _batch_last_pays(osp: Any) -> bool:
+    return math.prod(osp) < _BATCH_LAST_BELOW
+
+
+def _cols_per_example(x: Any, k: Any, stride: Any, padding: Any, dilation: Any) -> Any:
     """im2col of a plain (N, C, *s) input: (N, C * prod(k), prod(out)), contiguous."""
     nd = len(k)
     win = _windows(_padded(x, padding), k, stride, dilation)  # (N, C, *o, *k)
@@ -66,20 +120,57 @@ def _cols(x: Any, k: Any, stride: Any, padding: Any, dilation: Any) -> Any:
     return cols.reshape(x.shape[0], -1, math.prod(win.shape[2 : nd + 2])), win.shape[2 : nd + 2]
 
 
+def _cols(x: Any, k: Any, stride: Any, padding: Any, dilation: Any) -> Any:
+    """im2col of a plain (N, C, *s) input, batch last: (C * prod(k), prod(out) * N)."""
+    buf = _batch_last(x, padding)
+    osp = _out_spatial(buf.shape[1:-1], k, stride, dilation)
+    cols = np.empty((buf.shape[0], *k, *osp, buf.shape[-1]), dtype=buf.dtype)
+    for pos, sl in _window_slices(tuple(k), stride, dilation, osp):
+        cols[(slice(None), *pos)] = buf[(slice(None), *sl)]
+    return cols.reshape(buf.shape[0] * math.prod(k), -1), osp
+
+
+def _cols_of_g(g: Any) -> Any:
+    """A plain (N, O, *out) cotangent as (O, prod(out) * N) (a view when it is batch-last)."""
+    return _batch_to_end(g).reshape(g.shape[1], -1)
+
+
 def _conv_kernel(x: Any, w: Any, stride: Any, padding: Any, dilation: Any, groups: int) -> Any:
     nd = len(stride)
     k = w.shape[-nd:]
     if groups == 1 and _plain(x, nd) and _plain(w, nd):
-        # NOTE: one (O, CK) @ (CK, L) product per example (a batched matmul) gives the output
-        # in its (N, O, L) layout directly; one big GEMM would need a transposed copy after.
-        cols, osp = _cols(x, k, stride, padding, dilation)
-        return (w.reshape(w.shape[0], -1) @ cols).reshape(x.shape[0], w.shape[0], *osp)
+        return _plain_conv(x, w, stride, padding, dilation)
     win = _windows(_padded(x, padding), k, stride, dilation)  # (*L, N, C, *o, *k)
     o, kk = _subs(nd)
     win = win.reshape((*win.shape[: -2 * nd - 1], groups, -1, *win.shape[-2 * nd :]))
     ww = w.reshape((*w.shape[: -nd - 2], groups, -1, *w.shape[-nd - 1 :]))
     out = np.einsum(f"...ngc{o}{kk},...gfc{kk}->...ngf{o}", win, ww, optimize=True)
     return out.reshape((*out.shape[: -nd - 2], -1, *out.shape[-nd:]))
+
+
+def _plain_conv(x: Any, w: Any, stride: Any, padding: Any, dilation: Any) -> Any:
+    nd = len(stride)
+    k, w2 = w.shape[-nd:], w.reshape(w.shape[0], -1)
+    full = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], padding, strict=True))
+    if _batch_last_pays(_out_spatial(full, k, stride, dilation)):
+        # one (O, CK) @ (CK, L N) product, returned as an (N, O, *out) view of its (O, *out, N)
+        # memory, a layout NumPy's ufuncs downstream keep
+        cols, osp = _cols(x, k, stride, padding, dilation)
+        return _batch_to_front((w2 @ cols).reshape(w.shape[0], *osp, x.shape[0]))
+    # one (O, CK) @ (CK, L) product per example (a batched matmul): (N, O, L) directly
+    cols, osp = _cols_per_example(x, k, stride, padding, dilation)
+    return (w2 @ cols).reshape(x.shape[0], w.shape[0], *osp)
+
+
+def _col2im_batch_last(g: Any, w: Any, full: Any, crop: Any, stride: Any, dilation: Any) -> Any:
+    """The strided transpose in the batch-last layout of ``_cols``: (C, *full, N)."""
+    nd = len(stride)
+    k, osp, c = w.shape[-nd:], g.shape[-nd:], w.shape[1]
+    cols = (w.reshape(w.shape[0], -1).T @ _cols_of_g(g)).reshape(c, *k, *osp, g.shape[0])
+    buf = np.zeros((c, *full, g.shape[0]), dtype=cols.dtype)
+    for pos, sl in _window_slices(tuple(k), stride, dilation, tuple(osp)):
+        buf[(slice(None), *sl)] += cols[(slice(None), *pos)]
+    return _batch_to_front(buf[(slice(None), *crop)])
 
 
 def _conv_transpose_kernel(
@@ -99,7 +190,11 @@ def _conv_transpose_kernel(
         # one forward convolution (im2col and one product) instead of a scatter per position.
         wt = np.flip(w, tuple(range(2, nd + 2))).swapaxes(0, 1)
         return _conv_kernel(g, wt, stride, tuple(edges), dilation, 1)
+    full = tuple(n + lo + hi for n, (lo, hi) in zip(in_shape, padding, strict=True))
+    crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(in_shape, padding, strict=True))
     if groups == 1 and _plain(g, nd) and _plain(w, nd):
+        if _batch_last_pays(osp):
+            return _col2im_batch_last(g, w, full, crop, stride, dilation)
         n, c = g.shape[0], w.shape[1]
         w2 = w.reshape(w.shape[0], -1)
         cols = (w2.T @ g.reshape(n, w.shape[0], -1)).reshape(n, c, *k, *osp)
@@ -110,16 +205,10 @@ def _conv_transpose_kernel(
         ww = w.reshape((*w.shape[: -nd - 2], groups, -1, *w.shape[-nd - 1 :]))
         cols = np.einsum(f"...ngf{o},...gfc{kk}->...ngc{o}{kk}", gg, ww, optimize=True)
         cols = cols.reshape((*cols.shape[: -2 * nd - 2], -1, *cols.shape[-2 * nd :]))
-    full = tuple(n + lo + hi for n, (lo, hi) in zip(in_shape, padding, strict=True))
     xp = np.zeros(cols.shape[: -2 * nd] + full, dtype=cols.dtype)
     # NOTE: col2im as one strided add per kernel position (9 for 3x3), never per pixel.
-    for pos in itertools.product(*(range(n) for n in k)):
-        sl = tuple(
-            slice(p * d, p * d + s * (m - 1) + 1, s)
-            for p, d, s, m in zip(pos, dilation, stride, osp, strict=True)
-        )
+    for pos, sl in _window_slices(tuple(k), stride, dilation, tuple(osp)):
         xp[(Ellipsis, *sl)] += cols[(Ellipsis, *pos)]
-    crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(in_shape, padding, strict=True))
     return np.ascontiguousarray(xp[(Ellipsis, *crop)])
 
 
@@ -127,8 +216,11 @@ def _conv_weight_grad_kernel(
     x: Any, g: Any, kernel: Any, stride: Any, padding: Any, dilation: Any, groups: int
 ) -> Any:
     nd = len(stride)
+    if groups == 1 and _plain(x, nd) and _plain(g, nd) and _batch_last_pays(g.shape[-nd:]):
+        cols, _ = _cols(x, kernel, stride, padding, dilation)  # (CK, L N)
+        return (_cols_of_g(g) @ cols.T).reshape(g.shape[1], x.shape[1], *kernel)
     if groups == 1 and _plain(x, nd) and _plain(g, nd):
-        cols, _ = _cols(x, kernel, stride, padding, dilation)  # (N, CK, L)
+        cols, _ = _cols_per_example(x, kernel, stride, padding, dilation)  # (N, CK, L)
         gw = (g.reshape(g.shape[0], g.shape[1], -1) @ cols.transpose(0, 2, 1)).sum(axis=0)
         return gw.reshape(g.shape[1], x.shape[1], *kernel)
     win = _windows(_padded(x, padding), kernel, stride, dilation)  # (*L, N, C, *o, *k)
@@ -445,73 +537,6 @@ def _no_ceil(ceil_mode: bool, name: str) -> None:
         raise NotImplementedError(
             f"{name}: ceil_mode=True is not supported; pad the input so that the windows fit"
         )
-
-
-def max_pool2d(
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
-    ceil_mode: bool = False,
-) -> Tensor:
-    """2-D max pooling as PyTorch's ``F.max_pool2d`` (padding counts as -inf).
-
-    The maximum of each window is found on the values and then read by indexing, so the
-    gradient goes to one element per window: the first maximum in the window's row-major
-    order (PyTorch's choice, also for ties such as the zeros after a ReLU); overlapping
-    windows add up. NaN propagates as in PyTorch (the gradient goes to the last NaN).
-
-    Parameters
-    ----------
-    input : Tensor or array_like
-        (N, C, H, W) or (C, H, W), real floating point.
-    kernel_size : int or tuple of 2 ints
-    stride : int or tuple of 2 ints, optional
-        Default ``kernel_size``.
-    padding : int or tuple of 2 ints
-        At most half the kernel size (PyTorch's limit).
-    dilation : int or tuple of 2 ints
-    ceil_mode : bool
-        Only False (True raises ``NotImplementedError``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import autodiffx as ad
-    >>> import autodiffx.nn.functional as F
-    >>> x = ad.tensor([[[[1.0, 2.0, 0.0, 0.0], [4.0, 3.0, 0.0, 0.0]]]], requires_grad=True)
-    >>> F.max_pool2d(x, 2)
-    tensor([[[[4., 0.]]]], grad_fn=<getitem>)
-    >>> F.max_pool2d(x, 2).sum().backward()
-    >>> x.grad
-    tensor([[[[0., 0., 1., 0.],
-              [1., 0., 0., 0.]]]])
-    """
-    _no_ceil(ceil_mode, "max_pool2d")
-    x, k, st, pad, dil = _pool_args(input, kernel_size, stride, padding, dilation, "max_pool2d")
-    xp = _padded(x.data, [(p, p) for p in pad], -np.inf)
-    (h, w), (ph, pw) = x.shape[-2:], xp.shape[-2:]
-    oh = (ph - dil[0] * (k[0] - 1) - 1) // st[0] + 1
-    ow = (pw - dil[1] * (k[1] - 1) - 1) // st[1] + 1
-    # NOTE: PyTorch's scan: a later element wins if it is larger or NaN (so the first maximum,
-    # and the last NaN); one vectorized step per kernel position, never per pixel.
-    best = first = None
-    for j, (a, b) in enumerate(itertools.product(range(k[0]), range(k[1]))):
-        r, c = a * dil[0], b * dil[1]
-        v = xp[..., r : r + st[0] * (oh - 1) + 1 : st[0], c : c + st[1] * (ow - 1) + 1 : st[1]]
-        if best is None:
-            best, first = v, np.zeros(v.shape, dtype=np.intp)
-            continue
-        upd = (v > best) | np.isnan(v)
-        best, first = np.where(upd, v, best), np.where(upd, j, first)
-    kh, kw = np.divmod(first, k[1])
-    # NOTE: a window whose maximum is -inf may pick a padding position; PyTorch then reports
-    # the window's first position inside the input, which the clip gives.
-    rows = np.clip(np.arange(oh)[:, None] * st[0] - pad[0] + kh * dil[0], 0, h - 1)
-    cols = np.clip(np.arange(ow) * st[1] - pad[1] + kw * dil[1], 0, w - 1)
-    lead = np.arange(0, x.size, h * w).reshape((*x.shape[:-2], 1, 1))
-    return x.reshape(-1)[lead + rows * w + cols]
 
 
 def _divided(sums: Tensor, x: Tensor, k: Any, geo: Any, include_pad: bool, divisor: Any) -> Any:

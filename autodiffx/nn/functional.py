@@ -1126,6 +1126,7 @@ def soft_margin_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor
 
 # ----- convolution, pooling, batch norm, channel dropout (their own modules) ---------------
 from .channels import batch_norm, dropout2d  # noqa: E402
-from .conv import avg_pool2d, conv1d, conv2d, max_pool2d  # noqa: E402
+from .conv import avg_pool2d, conv1d, conv2d  # noqa: E402
+from .pooling import max_pool2d  # noqa: E402
 
 __all__ += ["avg_pool2d", "batch_norm", "conv1d", "conv2d", "dropout2d", "max_pool2d"]

@@ -15,6 +15,7 @@ from .functional import as_generator
 from .layers import Linear, ReLU, Sequential
 from .layers_more import Flatten, Unflatten
 from .module import Module, Parameter
+from .pooling import max_pool2d
 
 
 class _ConvNd(Module):
@@ -172,7 +173,7 @@ class MaxPool2d(Module):
 
     def forward(self, x: Any) -> Tensor:
         """The window maxima."""
-        return C.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation)
+        return max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
         """The geometry."""

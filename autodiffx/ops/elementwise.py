@@ -395,11 +395,15 @@ def _tie_weights(a: Any, b: Any, a_var: bool, b_var: bool, greater: bool) -> tup
     # NOTE: ties between two variables split the gradient equally; a tie with a constant gives
     # the variable 0, so maximum(x, 0), relu(x), clip(x, 0, None) and where(x > 0, x, 0)
     # all have derivative 0 at x = 0 (the published kink table).
+    # The weights are masks (a product keeps g's dtype) but for ties between two variables,
+    # which are looked for only then; a weight that no variable needs is None.
     win = (a > b) if greater else (a < b)
-    if a_var and b_var:
-        tie = (a == b) * 0.5
-        return win + tie, (1 - win) - tie
-    return win * 1.0, (1 - win) - (a == b) * 1.0
+    if not b_var:
+        return win, None
+    tie = a == b
+    if a_var and np.any(tie):
+        return win + tie * 0.5, (1 - win) - tie * 0.5
+    return (win if a_var else None), np.logical_not(np.logical_or(win, tie))
 
 
 def _minmax_vjp(greater: bool) -> Any:
