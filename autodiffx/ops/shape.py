@@ -99,6 +99,7 @@ copy = defprim(
     linear=lambda g, x, order="K": (g,),
     shapes=False,
     overrides=(np.copy,),
+    partials=("1",),
     doc="A copy of the array.",
 )
 reshape_ = defprim(
