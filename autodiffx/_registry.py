@@ -187,7 +187,8 @@ def _default_example(p: Primitive) -> str | None:
         return ex
     data = ex or "[0.25, 0.5]"
     if p.vjp is None:
-        return f"ad.{p.name}(ad.tensor({data}), 0.3)"
+        second = ", 0.3" if len(_arity(p)) == 2 else ""
+        return f"ad.{p.name}(ad.tensor({data}){second})"
     if len(_arity(p)) == 2:
         return (
             f"a = ad.tensor({data}, requires_grad=True)\n"

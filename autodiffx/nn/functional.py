@@ -879,6 +879,7 @@ _xent = defprim(
     _xent_kernel,
     vjp=_xent_vjp,
     jvp=_xent_jvp,
+    export=False,
     doc=(
         "Softmax cross-entropy of logits (N, C) and in-range class indices ``target`` (N,), "
         "reduced by ``reduction``; VJP (softmax(x) - onehot) * g. The fast path of "
