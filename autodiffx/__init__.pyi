@@ -229,6 +229,9 @@ __all__ = [
     "implicit",
     "inner",
     "is_grad_enabled",
+    "isfinite",
+    "isinf",
+    "isnan",
     "jacfwd",
     "jacobian",
     "jacrev",
@@ -244,6 +247,10 @@ __all__ = [
     "log2",
     "log10",
     "logaddexp",
+    "logical_and",
+    "logical_not",
+    "logical_or",
+    "logical_xor",
     "logspace",
     "logsumexp",
     "matmul",
@@ -274,6 +281,7 @@ __all__ = [
     "percentile",
     "polygamma",
     "polyval",
+    "positive",
     "power",
     "prod",
     "ptp",
@@ -290,6 +298,7 @@ __all__ = [
     "relu",
     "repeat",
     "reshape",
+    "rint",
     "roll",
     "rot90",
     "round",
@@ -297,6 +306,7 @@ __all__ = [
     "scipy",
     "sigmoid",
     "sign",
+    "signbit",
     "sin",
     "sinc",
     "sinh",
@@ -324,6 +334,7 @@ __all__ = [
     "trapezoid",
     "tril",
     "triu",
+    "trunc",
     "value_and_grad",
     "var",
     "vjp",
@@ -444,6 +455,15 @@ def hypot(x1: ArrayLike, x2: ArrayLike, /) -> Tensor:
 def imag(x: ArrayLike) -> Tensor:
     """Imaginary part."""
 
+def isfinite(x: ArrayLike, /) -> Tensor:
+    """Elementwise isfinite (not differentiable; bool result)."""
+
+def isinf(x: ArrayLike, /) -> Tensor:
+    """Elementwise isinf (not differentiable; bool result)."""
+
+def isnan(x: ArrayLike, /) -> Tensor:
+    """Elementwise isnan (not differentiable; bool result)."""
+
 def less(x1: ArrayLike, x2: ArrayLike, /) -> Tensor:
     """Elementwise less (not differentiable; bool result)."""
 
@@ -464,6 +484,18 @@ def log10(x: ArrayLike, /) -> Tensor:
 
 def logaddexp(x1: ArrayLike, x2: ArrayLike, /) -> Tensor:
     """Elementwise log(exp(a) + exp(b)) without overflow."""
+
+def logical_and(x1: ArrayLike, x2: ArrayLike, /) -> Tensor:
+    """Elementwise logical_and (not differentiable; bool result)."""
+
+def logical_not(x: ArrayLike, /) -> Tensor:
+    """Elementwise logical_not (not differentiable; bool result)."""
+
+def logical_or(x1: ArrayLike, x2: ArrayLike, /) -> Tensor:
+    """Elementwise logical_or (not differentiable; bool result)."""
+
+def logical_xor(x1: ArrayLike, x2: ArrayLike, /) -> Tensor:
+    """Elementwise logical_xor (not differentiable; bool result)."""
 
 def logsumexp(x: ArrayLike, axis: Any = ..., keepdims: bool = ...) -> Tensor:
     """log(sum(exp(x))) over ``axis``, stable for large ``|x|``."""
@@ -491,6 +523,9 @@ def polygamma(n: Any, x: ArrayLike) -> Tensor:
     differentiated).
     """
 
+def positive(x: ArrayLike, /) -> Tensor:
+    """Elementwise +x (copy)."""
+
 def power(a: ArrayLike, b: ArrayLike) -> Tensor:
     """Elementwise a ** b (fast paths for b in {2, 3, 4, 1, 0.5, -1})."""
 
@@ -503,11 +538,17 @@ def real(x: ArrayLike) -> Tensor:
 def reciprocal(x: ArrayLike, /) -> Tensor:
     """Elementwise 1/x."""
 
+def rint(x: ArrayLike, /) -> Tensor:
+    """Round to nearest integer; derivative 0."""
+
 def round(x: ArrayLike, decimals: int = ...) -> Tensor:
     """Round to ``decimals`` decimals (as ``np.round``); derivative 0."""
 
 def sign(x: ArrayLike, /) -> Tensor:
     """Elementwise sign; its derivative is 0."""
+
+def signbit(x: ArrayLike, /) -> Tensor:
+    """Elementwise signbit (not differentiable; bool result)."""
 
 def sin(x: ArrayLike, /) -> Tensor:
     """Elementwise sine."""
@@ -532,6 +573,9 @@ def tan(x: ArrayLike, /) -> Tensor:
 
 def tanh(x: ArrayLike, /) -> Tensor:
     """Elementwise hyperbolic tangent."""
+
+def trunc(x: ArrayLike, /) -> Tensor:
+    """Round toward zero; derivative 0."""
 
 def where(condition: Any, x: ArrayLike = ..., y: ArrayLike = ..., /) -> Tensor:
     """Elementwise choice: a where cond is true, else b (cond is not differentiated)."""

@@ -118,11 +118,23 @@ class Primitive:
         self.raw_rules = True
         # The rule kind (autodiffx._rules): it installs vjp/jvp and serves hvp's sweeps.
         self.rule: Rule = NotDifferentiable()
+        # Notation (read by the evaluation trace, the expression language and the docs table,
+        # never by the engine): per argument the textbook partial derivative as a template
+        # (see defprim), whether ad.expr accepts the op as a function, whether it is public.
+        self.notation: str | None = None
+        self.partials: tuple[str | Callable[..., str] | None, ...] | None = None
+        self.expr = False
+        self.export = True
 
     @property
     def kind(self) -> str:
         """The rule kind's name: elementwise, linear, bilinear, zero, general or none."""
         return self.rule.name
+
+    @property
+    def nargs(self) -> int:
+        """The number of required positional arguments of the kernel."""
+        return len(_arity(self))
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         return apply(self, args, params)
@@ -175,7 +187,8 @@ def _default_example(p: Primitive) -> str | None:
         return ex
     data = ex or "[0.25, 0.5]"
     if p.vjp is None:
-        return f"ad.{p.name}(ad.tensor({data}), 0.3)"
+        second = ", 0.3" if len(_arity(p)) == 2 else ""
+        return f"ad.{p.name}(ad.tensor({data}){second})"
     if len(_arity(p)) == 2:
         return (
             f"a = ad.tensor({data}, requires_grad=True)\n"
@@ -266,6 +279,10 @@ def defprim(
     doc: str = "",
     example: str | None = None,
     register: bool = True,
+    notation: str | None = None,
+    partials: Sequence[str | Callable[..., str] | None] | None = None,
+    expr: bool = False,
+    export: bool = True,
 ) -> Primitive:
     """Register a primitive and return it; the returned object is the public function.
 
@@ -273,6 +290,21 @@ def defprim(
     ``vjp``/``jvp`` with ``multilinear``) are the rule kinds of :mod:`autodiffx._rules`.
     ``register=False`` builds the same entry outside the registry (custom ``ad.Function``
     rules), so it is not in NumPy's dispatch tables nor in the generic test table.
+
+    Notation, read only by :mod:`autodiffx.wengert`, :mod:`autodiffx.expr` and the docs:
+    ``notation`` is how the evaluation trace writes the op: a symbol (``"×"``, infix between
+    two arguments, prefix before one) or a name (``"ln"``); default its name. ``partials``
+    gives per argument the textbook partial derivative of the output that the trace prints
+    (None: none; the trace then writes ``∂v/∂u``). A template names the arguments ``{x}``
+    (one argument) or ``{a}``, ``{b}``, ``{c}``, the output ``{out}``; ``{(b)}``
+    parenthesizes a compound operand and ``{#2.5}`` is a number. A leading ``-`` is the
+    sign, ``1`` the identity, ``1/…`` a divisor, anything else a factor; a template with
+    ``{d}`` (the tangent or adjoint) is the whole term, ``"tangent | adjoint"`` when they
+    differ (no tangent side: the op applied to the tangents). A callable gets each
+    argument's value if it is a scalar constant (else None) and returns the template
+    (``power``'s constant exponents). ``expr=True`` makes the op a function of the
+    expression language (:mod:`autodiffx.expr`); ``export=False`` marks an entry that is
+    not an ``ad.<name>`` function (internal, or reached through NumPy only).
     """
     if register and name in REGISTRY:
         raise ValueError(f"primitive {name!r} is registered twice")
@@ -280,6 +312,8 @@ def defprim(
     p.__doc__, p.example, p.nondiff, p.nout = doc, example, frozenset(nondiff), nout
     p.view, p.shapes, p.batch = view, shapes, batch
     p.save_args, p.save_out = save_args, save_out
+    p.notation, p.partials = notation, None if partials is None else tuple(partials)
+    p.expr, p.export = expr, export
     p.rule = _rule_of(derivs, derivs2, argnames, linear, bilinear, zero_deriv, vjp, jvp)
     p.rule.multilinear = p.rule.multilinear or multilinear
     if not register:

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ._registry import REGISTRY, Primitive
+
 __all__ = ["CONSTANTS", "FUNCTIONS", "Expression", "ExpressionError", "parse"]
 
 MAX_LENGTH = 2000
@@ -48,70 +50,15 @@ class ExpressionError(ValueError):
     """
 
 
-# name -> (autodiffx function name, NumPy/SciPy reference, number of arguments)
-_FUNCTION_TABLE: dict[str, tuple[str, Callable[..., Any], int]] = {}
-
-
-def _sigmoid_np(x: Any) -> Any:
-    import scipy.special
-
-    return scipy.special.expit(x)
-
-
-def _erf_np(x: Any) -> Any:
-    import scipy.special
-
-    return scipy.special.erf(x)
-
-
-def _softplus_np(x: Any) -> Any:
-    return np.logaddexp(0.0, x)
-
-
-for _name in [
-    "sin",
-    "cos",
-    "tan",
-    "arcsin",
-    "arccos",
-    "arctan",
-    "sinh",
-    "cosh",
-    "tanh",
-    "arcsinh",
-    "arccosh",
-    "arctanh",
-    "exp",
-    "exp2",
-    "expm1",
-    "log",
-    "log1p",
-    "log2",
-    "log10",
-    "sqrt",
-    "cbrt",
-    "square",
-    "reciprocal",
-    "abs",
-]:
-    _FUNCTION_TABLE[_name] = (_name, getattr(np, _name), 1)
-for _name in ("arctan2", "hypot", "maximum", "minimum", "logaddexp", "power"):
-    _FUNCTION_TABLE[_name] = (_name, getattr(np, _name), 2)
-_FUNCTION_TABLE["erf"] = ("erf", _erf_np, 1)
-_FUNCTION_TABLE["sigmoid"] = ("nn.functional.sigmoid", _sigmoid_np, 1)
-_FUNCTION_TABLE["softplus"] = ("nn.functional.softplus", _softplus_np, 1)
-for _alias, _target in {
-    "ln": "log",
-    "asin": "arcsin",
-    "acos": "arccos",
-    "atan": "arctan",
-    "atan2": "arctan2",
-    "pow": "power",
-}.items():
-    _FUNCTION_TABLE[_alias] = _FUNCTION_TABLE[_target]
+# NOTE: the functions are the registry entries marked expr=True (one place per op); only the
+# aliases are the language's own. An entry's kernel is its NumPy/SciPy reference.
+_ALIASES = {"ln": "log", "asin": "arcsin", "acos": "arccos", "atan": "arctan"}
+_ALIASES.update({"atan2": "arctan2", "pow": "power"})
+_FUNCTION_TABLE: dict[str, Primitive] = {p.name: p for p in REGISTRY.values() if p.expr}
+_FUNCTION_TABLE.update({a: _FUNCTION_TABLE[t] for a, t in _ALIASES.items()})
 
 #: Function names accepted in expressions, with their number of arguments.
-FUNCTIONS: Mapping[str, int] = {k: v[2] for k, v in sorted(_FUNCTION_TABLE.items())}
+FUNCTIONS: Mapping[str, int] = {k: p.nargs for k, p in sorted(_FUNCTION_TABLE.items())}
 #: Named constants.
 CONSTANTS: Mapping[str, float] = {"pi": math.pi, "e": math.e}
 
@@ -382,7 +329,7 @@ class _Parser:
         if name not in _FUNCTION_TABLE:
             known = ", ".join(sorted(_FUNCTION_TABLE))
             raise self.fail(f"unknown function {name!r} (known: {known})", t)
-        nargs = _FUNCTION_TABLE[name][2]
+        nargs = _FUNCTION_TABLE[name].nargs
         plural = "s" * (nargs > 1)
         if self.at_op(")"):
             raise self.fail(f"{name}() takes {nargs} argument{plural}, got none", t)
@@ -474,20 +421,12 @@ def _arith(op: str, a: Any, b: Any) -> Any:
     return a**b
 
 
-def _functions(backend: str) -> dict[str, Callable[..., Any]]:
+def _functions(backend: str) -> Mapping[str, Callable[..., Any]]:
     if backend == "numpy":
-        return {k: v[1] for k, v in _FUNCTION_TABLE.items()}
+        return {k: p.kernel for k, p in _FUNCTION_TABLE.items()}
     if backend != "ad":
         raise ValueError(f"backend must be 'ad' or 'numpy', got {backend!r}")
-    import autodiffx as ad
-
-    fns = {}
-    for k, (path, _, _) in _FUNCTION_TABLE.items():
-        obj: Any = ad
-        for part in path.split("."):
-            obj = getattr(obj, part)
-        fns[k] = obj
-    return fns
+    return _FUNCTION_TABLE
 
 
 class Expression:

@@ -20,6 +20,8 @@ alias = defprim(
     lambda x: np.array(x, copy=True),
     linear=lambda g, x: (g,),
     shapes=False,
+    partials=("1",),
+    export=False,
     doc="The same values as a new tensor, in its own buffer (what make_dual attaches a "
     "tangent to).",
 )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import inspect
+import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -445,23 +446,6 @@ def _fmt_index(idx: Any) -> str:
 # ============================================================================================
 # operations and their derivative rules as text
 # ============================================================================================
-_INFIX = {
-    "add": "+",
-    "subtract": "−",
-    "multiply": "×",
-    "divide": "/",
-    "power": "^",
-    "matmul": "@",
-    "floor_divide": "//",
-    "less": "<",
-    "less_equal": "≤",
-    "greater": ">",
-    "greater_equal": "≥",
-    "equal": "==",
-    "not_equal": "≠",
-}
-_PREFIX = {"negative": "−", "positive": "+"}
-_FUNC_NAME = {"log": "ln"}
 _DEFAULTS: dict[str, dict[str, Any]] = {}
 
 
@@ -518,12 +502,12 @@ def _op_tokens(app: _App, k: int, dotted: bool = False) -> list[Any]:
     ops = [_operand(a, dotted=dotted and i not in p.nondiff) for i, a in enumerate(args)]
     if name == "getitem" and len(args) == 1 and set(app.params) == {"idx"}:
         toks = [*ops[0], "[", _fmt_index(app.params["idx"]), "]"]
-    elif name in _INFIX and len(args) == 2 and not params:
-        toks = [*ops[0], f" {_INFIX[name]} ", *ops[1]]
-    elif name in _PREFIX and len(args) == 1 and not params:
-        toks = [_PREFIX[name], *ops[0]]
+    elif _symbol(p) and len(args) == 2 and not params:
+        toks = [*ops[0], f" {p.notation} ", *ops[1]]
+    elif _symbol(p) and len(args) == 1 and not params:
+        toks = [p.notation, *ops[0]]
     else:
-        fname = _FUNC_NAME.get(name, name)
+        fname = p.notation or name
         if len(args) == 1 and not params and isinstance(args[0], _Ref):
             toks = [f"{fname} ", *ops[0]]
         else:
@@ -539,6 +523,12 @@ def _op_tokens(app: _App, k: int, dotted: bool = False) -> list[Any]:
     if p.nout != 1:
         toks.append(f"[{k}]")
     return toks
+
+
+def _symbol(p: Primitive) -> bool:
+    """Whether the registry writes ``p`` as an operator (infix, or prefix of one argument)."""
+    n = p.notation
+    return n is not None and not n.isalnum()
 
 
 def _fmt_param(v: Any) -> str:
@@ -565,89 +555,71 @@ def _paren(toks: list[Any]) -> list[Any]:
 
 
 def _partial(app: _App, k: int, out: _V) -> _Partial | None:
-    """The textbook partial derivative of a primitive's output with respect to argument k."""
-    name = app.prim.name
-    a = [_operand(x) for x in app.template]
-    x = a[k]
-    one = _Partial(1, "one")
-    simple = {
-        "add": one,
-        "positive": one,
-        "alias": one,
-        "copy": one,
-        "negative": _Partial(-1, "one"),
-        "log": _Partial(1, "div", (*x,)),
-        "log1p": _Partial(1, "div", ("(1 + ", *x, ")")),
-        "log2": _Partial(1, "div", ("(", *x, " ln 2)")),
-        "log10": _Partial(1, "div", ("(", *x, " ln 10)")),
-        "exp": _Partial(1, "mul", (out,)),
-        "expm1": _Partial(1, "mul", ("(", out, " + 1)")),
-        "exp2": _Partial(1, "mul", (out, " ln 2")),
-        "sin": _Partial(1, "mul", ("cos ", *x)),
-        "cos": _Partial(-1, "mul", ("sin ", *x)),
-        "tan": _Partial(1, "mul", ("(1 + ", out, "²)")),
-        "sinh": _Partial(1, "mul", ("cosh ", *x)),
-        "cosh": _Partial(1, "mul", ("sinh ", *x)),
-        "tanh": _Partial(1, "mul", ("(1 − ", out, "²)")),
-        "sqrt": _Partial(1, "div", ("(2 ", out, ")")),
-        "cbrt": _Partial(1, "div", ("(3 ", out, "²)")),
-        "square": _Partial(1, "mul", ("2 ", *x)),
-        "reciprocal": _Partial(-1, "mul", (out, "²")),
-        "arctan": _Partial(1, "div", ("(1 + ", *x, "²)")),
-        "arcsin": _Partial(1, "div", ("√(1 − ", *x, "²)")),
-        "arccos": _Partial(-1, "div", ("√(1 − ", *x, "²)")),
-        "arcsinh": _Partial(1, "div", ("√(", *x, "² + 1)")),
-        "abs": _Partial(1, "mul", ("sign ", *x)),
-        "sigmoid": _Partial(1, "mul", (out, " (1 − ", out, ")")),
-    }
-    if name in simple and len(a) == 1:
-        return simple[name]
-    if name == "where" and len(a) == 3 and k in (1, 2):
-        cond = a[0]
+    """The textbook partial derivative of a primitive's output with respect to argument k,
+    from the registry entry's ``partials`` (see :func:`autodiffx._registry.defprim`)."""
+    table = app.prim.partials
+    if table is None or len(table) != len(app.template):
+        return None
+    spec = table[k]
+    if callable(spec):
+        spec = spec(*[_scalar_constant(x) for x in app.template])
+    if spec is None:
+        return None
+    sign = -1 if spec.startswith("-") else 1
+    spec = spec[1:] if sign < 0 else spec
+    ops = [_operand(x) for x in app.template]
+    if "{d}" in spec:
+        tangent, _, adjoint = spec.partition(" | ")  # no tangent side: the op on tangents
+        return _Partial(
+            sign,
+            "tmpl",
+            tangent=(lambda d: _fill(tangent, ops, out, d)) if tangent.strip() else None,
+            adjoint=lambda d: _fill(adjoint or tangent, ops, out, d),
+        )
+    if spec == "1":
+        return _Partial(sign, "one")
+    if spec.startswith("1/"):
+        return _Partial(sign, "div", tuple(_fill(spec[2:], ops, out)))
+    return _Partial(sign, "mul", tuple(_fill(spec, ops, out)))
 
-        def branch(d: Any) -> list[Any]:
-            return (
-                ["where(", *cond, ", ", d, ", 0)"] if k == 1 else ["where(", *cond, ", 0, ", d, ")"]
-            )
 
-        return _Partial(1, "tmpl", tangent=branch, adjoint=branch)
-    if len(a) == 2:
-        other = a[1 - k]
-        if name == "add":
-            return one
-        if name == "subtract":
-            return _Partial(1 if k == 0 else -1, "one")
-        if name == "multiply":
-            return _Partial(1, "mul", tuple(_paren(other)))
-        if name == "divide":
-            if k == 0:
-                return _Partial(1, "div", tuple(_paren(other)))
-            return _Partial(-1, "mul", (out, " / ", *_paren(a[1])))
-        if name == "power":
-            b = app.template[1]
-            if k == 1:
-                return _Partial(1, "mul", (out, " ln ", *_paren(a[0])))
-            if not isinstance(b, _Ref) and np.ndim(_data(b)) == 0:
-                c = float(np.asarray(_data(b)).real)
-                if c == 2:
-                    return _Partial(1, "mul", ("2 ", *a[0]))
-                return _Partial(1, "mul", (_fmt_const(c), " ", *a[0], "^", _fmt_const(c - 1)))
-            return _Partial(1, "mul", (*_paren(a[1]), " ", *a[0], "^(", *a[1], " − 1)"))
-        if name == "matmul":
-            if k == 0:
-                return _Partial(
-                    1,
-                    "tmpl",
-                    tangent=lambda d: [d, " @ ", *other],
-                    adjoint=lambda g: [g, " @ ", *other, "ᵀ"],
-                )
-            return _Partial(
-                1,
-                "tmpl",
-                tangent=lambda d: [*other, " @ ", d],
-                adjoint=lambda g: [*other, "ᵀ @ ", g],
-            )
-    return None
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+_ARG = {"x": 0, "a": 0, "b": 1, "c": 2}
+
+
+def _fill(spec: str, ops: list[list[Any]], out: _V, d: Any = None) -> list[Any]:
+    """The tokens of a ``partials`` template: operands, the output, ``d``, numbers, text."""
+    toks: list[Any] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(spec):
+        if m.start() > pos:
+            toks.append(spec[pos : m.start()])
+        pos = m.end()
+        key = m.group(1)
+        if key == "out":
+            toks.append(out)
+        elif key == "d":
+            toks.append(d)
+        elif key.startswith("#"):
+            toks.append(_fmt_const(float(key[1:])))
+        elif key.startswith("("):
+            toks.extend(_paren(ops[_ARG[key[1:-1]]]))
+        else:
+            toks.extend(ops[_ARG[key]])
+    if pos < len(spec):
+        toks.append(spec[pos:])
+    return toks
+
+
+def _scalar_constant(a: Any) -> float | None:
+    """A constant operand's value as a float when it is a number (0-d), else None."""
+    if isinstance(a, _Ref):
+        return None
+    try:
+        c = np.asarray(_data(a))
+        return float(c.real) if c.ndim == 0 and c.dtype.kind in "biufc" else None
+    except (TypeError, ValueError):  # pragma: no cover - an unusual parameter object
+        return None
 
 
 def _data(c: Any) -> Any:
@@ -690,7 +662,7 @@ def _tangent_tokens(app: _App, k: int, out: _V) -> list[Any]:
     nested = any(not isinstance(app.template[pos], _Ref) for pos, _ in refs)
     if app.prim.nout == 1 and not nested:
         parts = [(pos, r, _partial(app, pos, out)) for pos, r in refs]
-        if all(p is not None for _, _, p in parts):
+        if all(p is not None and (p.kind != "tmpl" or p.tangent) for _, _, p in parts):
             return _join([(p.sign, _term(p, _V(r.var.index, "dot"), False)) for _, r, p in parts])
     if app.prim.kind == "linear":
         return _op_tokens(app, k, dotted=True)
@@ -709,9 +681,7 @@ def _adjoint_term(app: _App, pos: int, r: _Ref) -> tuple[int, list[Any]]:
         p = _partial(app, pos, out)
         if p is not None:
             return p.sign, _term(p, g, True)
-    fname = _FUNC_NAME.get(app.prim.name, app.prim.name)
-    if app.prim.name == "sum":
-        return 1, ["broadcast ", g]
+    fname = app.prim.notation or app.prim.name
     gs: list[Any] = [g]
     if app.prim.nout != 1:
         gs = []

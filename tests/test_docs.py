@@ -44,3 +44,17 @@ def test_readme_example_runs(capsys):
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
     exec(compile(code, "README.md", "exec"), {})
     assert "11.652" in capsys.readouterr().out
+
+
+def test_the_table_of_supported_functions_is_generated_from_the_registry():
+    from autodiffx import _doctable
+
+    assert _doctable.updated(DOC) == DOC, (
+        f"docs/conventions.md's table of supported functions is stale: run `{_doctable.COMMAND}`"
+    )
+    rows = _doctable.rows()
+    assert ("`numpy.sin`", "`ad.sin`", "elementwise", "VJP and JVP") in rows
+    assert ("`numpy.linalg.solve`", "`ad.linalg.solve`", "general", "VJP and JVP") in rows
+    assert ("`numpy.rint`", "`ad.rint`", "zero", "zero (piecewise constant)") in rows
+    assert ("`numpy.isnan`", "`ad.isnan`", "none", "not differentiable") in rows
+    assert all(r[1] != "—" for r in rows if r[0] == "—"), "a registry-only row names no function"

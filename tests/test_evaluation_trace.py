@@ -316,3 +316,57 @@ def test_seeds_that_do_not_broadcast_name_the_seed_and_the_shape():
     ):
         tr.adjoint(np.ones(2))
     np.testing.assert_array_equal(tr.tangent({"w": 2.0}).y_dot, 4.0)
+
+
+# ----- the notation comes from the registry entry ---------------------------------------------
+def test_a_new_entry_shows_its_partials_and_notation_in_every_table():
+    from autodiffx._registry import defprim
+
+    cube = defprim(
+        "cube",
+        lambda x: x**3,
+        derivs=(lambda x: 3 * x * x,),
+        notation="cube",
+        partials=("3 {x}²",),
+        register=False,
+    )
+    both = defprim(
+        "both",
+        np.add,
+        linear=(lambda g, a, b: g, lambda g, a, b: g),
+        notation="⊕",
+        partials=("1", "-{(a)} / {#2.0}"),
+        register=False,
+    )
+    tr = evaluation_trace(lambda x, y: both(cube(x), y), x=2.0, y=1.0)
+    assert [s.text for s in tr.steps] == ["x", "y", "cube v₋₁", "v₁ ⊕ v₀"]
+    tangent = {r.index: r.expr for r in tr.tangent().rows}
+    assert tangent[1] == "v̇₋₁ × 3 v₋₁²"
+    assert tangent[2] == "v̇₁ − v̇₀ × v₁ / 2"
+    adjoint = {r.index: r.expr for r in tr.adjoint().rows}
+    assert adjoint[-1] == "v̄₁ × 3 v₋₁²"
+    assert adjoint[0] == "−v̄₂ × v₁ / 2"
+
+
+def test_every_registered_partials_template_is_well_formed():
+    from autodiffx._registry import REGISTRY
+
+    placeholder = re.compile(r"\{([^{}]*)\}")
+    bad = []
+    for name, p in REGISTRY.items():
+        for k, spec in enumerate(p.partials or ()):
+            specs = (
+                [spec(*[None] * len(p.partials)), spec(*[2.0] * len(p.partials))]
+                if callable(spec)
+                else [spec]
+            )
+            for text in specs:
+                if text is None:
+                    continue
+                for key in placeholder.findall(text):
+                    arg = key.strip("()")
+                    known = key in ("out", "d") or key.startswith("#")
+                    index = {"x": 0, "a": 0, "b": 1, "c": 2}.get(arg)
+                    if not known and (index is None or index >= len(p.partials)):
+                        bad.append(f"{name} argument {k}: {{{key}}} in {text!r}")
+    assert not bad, "partials templates with unknown placeholders: " + "; ".join(bad)

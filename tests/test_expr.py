@@ -248,3 +248,21 @@ def test_random_expressions_match_numpy(tree: tuple, env: dict) -> None:
     got_ad = np.float64(np.asarray(e.evaluate({k: ad.tensor(v) for k, v in values.items()})))
     np.testing.assert_allclose(got_np, expected, rtol=1e-13, equal_nan=True)
     np.testing.assert_allclose(got_ad, expected, rtol=1e-13, equal_nan=True)
+
+
+def test_the_functions_are_the_registry_entries_marked_expr_and_their_aliases():
+    from autodiffx._registry import REGISTRY
+
+    marked = {name: p.nargs for name, p in REGISTRY.items() if p.expr}
+    aliases = {"ln": "log", "asin": "arcsin", "acos": "arccos", "atan": "arctan"}
+    aliases |= {"atan2": "arctan2", "pow": "power"}
+    assert dict(FUNCTIONS) == {**marked, **{a: marked[t] for a, t in aliases.items()}}
+    assert set(FUNCTIONS) >= {"sin", "ln", "erf", "sigmoid", "softplus", "hypot", "pow"}
+    # the NumPy backend runs each entry's own kernel, the ad backend the entry itself
+    x = np.array([0.25, 3.0])
+    for name in ("sin", "erf", "sigmoid", "hypot"):
+        args = ", ".join(["x"] * FUNCTIONS[name])
+        e = parse(f"{name}({args})")
+        want = REGISTRY[name].kernel(*[x] * FUNCTIONS[name])
+        np.testing.assert_array_equal(e.evaluate({"x": x}, backend="numpy"), want)
+        assert e(x=ad.tensor(x, requires_grad=True)).grad_fn.name == name

@@ -276,3 +276,18 @@ def test_textbook_trace_values():
     text = str(tr.primal()) + str(tr.tangent(seed={"x1": 1.0})) + str(tr.adjoint())
     for value in ("11.652", "5.5", "1.716", "0.693", "10.693", "-0.959"):
         assert value in text
+
+
+def test_every_registered_primitive_is_exported_or_marked_internal():
+    from autodiffx._doctable import public_name
+
+    unexported = [n for n, p in ad.REGISTRY.items() if p.export and public_name(p, n) is None]
+    assert not unexported, (
+        f"registered primitives with no public function: {unexported}. Export each as ad.<name> "
+        "(import it from .ops in autodiffx/__init__.py, add it to __all__, run `python -m "
+        "autodiffx._stubgen`), or pass export=False to its defprim if it is internal"
+    )
+    top = {n for n, p in ad.REGISTRY.items() if getattr(ad, n, None) is p}
+    assert not top - set(ad.__all__), f"add to ad.__all__: {sorted(top - set(ad.__all__))}"
+    marked = [n for n, p in ad.REGISTRY.items() if not p.export and getattr(ad, n, None) is p]
+    assert not marked, f"exported as ad.<name> but marked export=False: {marked}"

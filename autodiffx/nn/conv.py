@@ -251,6 +251,7 @@ _conv = defprim(
         ),
     ),
     broadcasting=True,  # leading (batch) axes broadcast: batched tangents are padded
+    export=False,
     doc=(
         "N-d cross-correlation (PyTorch's convolution) of x (..., N, C, *spatial) with weight "
         "(O, C / groups, *kernel); padding is a (low, high) pair per spatial axis."
@@ -273,6 +274,7 @@ _conv_transpose = defprim(
         ),
     ),
     broadcasting=True,
+    export=False,
     doc=(
         "Transpose of ``conv`` in its input (the input's gradient): g (..., N, O, *out) and "
         "weight (O, C / groups, *kernel) to (..., N, C, *in_shape)."
@@ -296,6 +298,7 @@ _conv_weight_grad = defprim(
         lambda k, x, g, kernel, **p: _conv.call(x, k, **p),
     ),
     broadcasting=True,
+    export=False,
     doc=(
         "Transpose of ``conv`` in its weight (the weight's gradient): x (..., N, C, *in) and "
         "g (..., N, O, *out) to (..., O, C / groups, *kernel), summed over N."

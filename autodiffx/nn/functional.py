@@ -119,6 +119,8 @@ _sigmoid = defprim(
     sp.expit,
     derivs=(_sigmoid_deriv,),
     derivs2=(lambda out, d: d * (1 - 2 * out),),
+    partials=("{out} (1 − {out})",),
+    expr=True,
     doc="Logistic sigmoid 1 / (1 + exp(-x)), stable for any x; derivative out * (1 - out).",
     example=(
         "import autodiffx.nn.functional as F\n"
@@ -157,6 +159,7 @@ _softplus = defprim(
     "softplus",
     _softplus_kernel,
     derivs=(_softplus_deriv,),
+    expr=True,
     doc="(1/beta) log(1 + exp(beta x)), stable; x itself where beta x > threshold.",
     example=(
         "import autodiffx.nn.functional as F\n"
@@ -876,6 +879,7 @@ _xent = defprim(
     _xent_kernel,
     vjp=_xent_vjp,
     jvp=_xent_jvp,
+    export=False,
     doc=(
         "Softmax cross-entropy of logits (N, C) and in-range class indices ``target`` (N,), "
         "reduced by ``reduction``; VJP (softmax(x) - onehot) * g. The fast path of "

@@ -17,8 +17,10 @@ _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _SQRT_PI_OVER_2 = math.sqrt(math.pi) / 2.0
 
 
-def _unary(name: str, ufunc: np.ufunc, deriv: Any, doc: str, deriv2: Any = None) -> Any:
-    return defprim(name, ufunc, derivs=(deriv,), derivs2=(deriv2,), doc=doc)
+def _unary(
+    name: str, ufunc: np.ufunc, deriv: Any, doc: str, deriv2: Any = None, **notation: Any
+) -> Any:
+    return defprim(name, ufunc, derivs=(deriv,), derivs2=(deriv2,), doc=doc, **notation)
 
 
 # ----- linear ------------------------------------------------------------------------------
@@ -27,6 +29,8 @@ add = defprim(
     np.add,
     linear=(lambda g, a, b: g, lambda g, a, b: g),
     shapes=False,
+    notation="+",
+    partials=("1", "1"),
     doc="Elementwise a + b.",
 )
 subtract = defprim(
@@ -34,13 +38,27 @@ subtract = defprim(
     np.subtract,
     linear=(lambda g, a, b: g, lambda g, a, b: -g),
     shapes=False,
+    notation="−",
+    partials=("1", "-1"),
     doc="Elementwise a - b.",
 )
 negative = defprim(
-    "negative", np.negative, linear=lambda g, x: (-g,), shapes=False, doc="Elementwise -x."
+    "negative",
+    np.negative,
+    linear=lambda g, x: (-g,),
+    shapes=False,
+    notation="−",
+    partials=("-1",),
+    doc="Elementwise -x.",
 )
 positive = defprim(
-    "positive", np.positive, linear=lambda g, x: (g,), shapes=False, doc="Elementwise +x (copy)."
+    "positive",
+    np.positive,
+    linear=lambda g, x: (g,),
+    shapes=False,
+    notation="+",
+    partials=("1",),
+    doc="Elementwise +x (copy).",
 )
 conj = defprim(
     "conj",
@@ -88,6 +106,8 @@ multiply = defprim(
     "multiply",
     np.multiply,
     bilinear=(lambda g, a, b: g * b, lambda g, a, b: a * g),
+    notation="×",
+    partials=("{(b)}", "{(a)}"),
     doc="Elementwise a * b.",
 )
 
@@ -108,11 +128,20 @@ def _div_jvp(tans: Any, out: Any, a: Any, b: Any) -> Any:
     return num / b
 
 
-divide = defprim("divide", np.divide, vjp=_div_vjp, jvp=_div_jvp, doc="Elementwise a / b.")
+divide = defprim(
+    "divide",
+    np.divide,
+    vjp=_div_vjp,
+    jvp=_div_jvp,
+    notation="/",
+    partials=("1/{(b)}", "-{out} / {(b)}"),
+    doc="Elementwise a / b.",
+)
 floor_divide = defprim(
     "floor_divide",
     np.floor_divide,
     zero_deriv=True,
+    notation="//",
     doc="Elementwise floor(a / b); piecewise constant, so its derivative is zero.",
 )
 
@@ -164,6 +193,13 @@ def _dpow_db(a: Any, b: Any, out: Any) -> Any:
     return np.where(a == 0, 0, out * np.log(safe))
 
 
+def _power_partial(a: float | None, b: float | None) -> str:
+    """d(a**b)/da as the evaluation trace writes it (a constant exponent b is a number)."""
+    if b is None:
+        return "{(b)} {a}^({b} − 1)"
+    return "2 {a}" if b == 2 else f"{{#{b!r}}} {{a}}^{{#{b - 1!r}}}"
+
+
 power = defprim(
     "power",
     _power_kernel,
@@ -171,69 +207,179 @@ power = defprim(
     derivs2=(_d2pow_da, None),
     argnames=("a", "b"),
     ufunc=np.power,
+    notation="^",
+    partials=(_power_partial, "{out} ln {(a)}"),
+    expr=True,
     doc="Elementwise a ** b (fast paths for b in {2, 3, 4, 1, 0.5, -1}).",
 )
 UFUNC_ALIASES = {np.float_power: power}
 
 # ----- unary elementwise -------------------------------------------------------------------
-exp = _unary("exp", np.exp, lambda out: out, "Elementwise e**x.", lambda out: out)
+exp = _unary(
+    "exp",
+    np.exp,
+    lambda out: out,
+    "Elementwise e**x.",
+    lambda out: out,
+    partials=("{out}",),
+    expr=True,
+)
 expm1 = _unary(
     "expm1",
     np.expm1,
     lambda out: out + 1,
     "Elementwise e**x - 1, accurate near 0.",
     lambda out: out + 1,
+    partials=("({out} + 1)",),
+    expr=True,
 )
-exp2 = _unary("exp2", np.exp2, lambda out: out * _LN2, "Elementwise 2**x.")
-log = _unary("log", np.log, lambda x: 1 / x, "Elementwise natural logarithm.", lambda d: -d * d)
+exp2 = _unary(
+    "exp2",
+    np.exp2,
+    lambda out: out * _LN2,
+    "Elementwise 2**x.",
+    partials=("{out} ln 2",),
+    expr=True,
+)
+log = _unary(
+    "log",
+    np.log,
+    lambda x: 1 / x,
+    "Elementwise natural logarithm.",
+    lambda d: -d * d,
+    partials=("1/{x}",),
+    expr=True,
+    notation="ln",
+)
 log1p = _unary(
     "log1p",
     np.log1p,
     lambda x: 1 / (x + 1),
     "Elementwise log(1 + x).",
     lambda d: -d * d,
+    partials=("1/(1 + {x})",),
+    expr=True,
 )
-log2 = _unary("log2", np.log2, lambda x: 1 / (x * _LN2), "Elementwise base-2 logarithm.")
-log10 = _unary("log10", np.log10, lambda x: 1 / (x * _LN10), "Elementwise base-10 logarithm.")
+log2 = _unary(
+    "log2",
+    np.log2,
+    lambda x: 1 / (x * _LN2),
+    "Elementwise base-2 logarithm.",
+    partials=("1/({x} ln 2)",),
+    expr=True,
+)
+log10 = _unary(
+    "log10",
+    np.log10,
+    lambda x: 1 / (x * _LN10),
+    "Elementwise base-10 logarithm.",
+    partials=("1/({x} ln 10)",),
+    expr=True,
+)
 sqrt = _unary(
     "sqrt",
     np.sqrt,
     lambda out: 0.5 / out,
     "Elementwise square root.",
     lambda out, d: -d * d / out,
+    partials=("1/(2 {out})",),
+    expr=True,
 )
-cbrt = _unary("cbrt", np.cbrt, lambda out: 1 / (3 * out * out), "Elementwise cube root.")
-square = _unary("square", np.square, lambda x: 2 * x, "Elementwise x**2.", lambda x: 2.0)
+cbrt = _unary(
+    "cbrt",
+    np.cbrt,
+    lambda out: 1 / (3 * out * out),
+    "Elementwise cube root.",
+    partials=("1/(3 {out}²)",),
+    expr=True,
+)
+square = _unary(
+    "square",
+    np.square,
+    lambda x: 2 * x,
+    "Elementwise x**2.",
+    lambda x: 2.0,
+    partials=("2 {x}",),
+    expr=True,
+)
 reciprocal = _unary(
     "reciprocal",
     np.reciprocal,
     lambda out: -out * out,
     "Elementwise 1/x.",
     lambda out, d: -2 * out * d,
+    partials=("-{out}²",),
+    expr=True,
 )
-sin = _unary("sin", np.sin, lambda x: np.cos(x), "Elementwise sine.", lambda out: -out)
-cos = _unary("cos", np.cos, lambda x: -np.sin(x), "Elementwise cosine.", lambda out: -out)
+sin = _unary(
+    "sin",
+    np.sin,
+    lambda x: np.cos(x),
+    "Elementwise sine.",
+    lambda out: -out,
+    partials=("cos {x}",),
+    expr=True,
+)
+cos = _unary(
+    "cos",
+    np.cos,
+    lambda x: -np.sin(x),
+    "Elementwise cosine.",
+    lambda out: -out,
+    partials=("-sin {x}",),
+    expr=True,
+)
 tan = _unary(
     "tan",
     np.tan,
     lambda out: 1 + out * out,
     "Elementwise tangent.",
     lambda out, d: 2 * out * d,
+    partials=("(1 + {out}²)",),
+    expr=True,
 )
-arcsin = _unary("arcsin", np.arcsin, lambda x: 1 / np.sqrt(1 - x * x), "Elementwise arcsine.")
-arccos = _unary("arccos", np.arccos, lambda x: -1 / np.sqrt(1 - x * x), "Elementwise arccosine.")
+arcsin = _unary(
+    "arcsin",
+    np.arcsin,
+    lambda x: 1 / np.sqrt(1 - x * x),
+    "Elementwise arcsine.",
+    partials=("1/√(1 − {x}²)",),
+    expr=True,
+)
+arccos = _unary(
+    "arccos",
+    np.arccos,
+    lambda x: -1 / np.sqrt(1 - x * x),
+    "Elementwise arccosine.",
+    partials=("-1/√(1 − {x}²)",),
+    expr=True,
+)
 arctan = _unary(
     "arctan",
     np.arctan,
     lambda x: 1 / (1 + x * x),
     "Elementwise arctangent.",
     lambda x, d: -2 * x * d * d,
+    partials=("1/(1 + {x}²)",),
+    expr=True,
 )
 sinh = _unary(
-    "sinh", np.sinh, lambda x: np.cosh(x), "Elementwise hyperbolic sine.", lambda out: out
+    "sinh",
+    np.sinh,
+    lambda x: np.cosh(x),
+    "Elementwise hyperbolic sine.",
+    lambda out: out,
+    partials=("cosh {x}",),
+    expr=True,
 )
 cosh = _unary(
-    "cosh", np.cosh, lambda x: np.sinh(x), "Elementwise hyperbolic cosine.", lambda out: out
+    "cosh",
+    np.cosh,
+    lambda x: np.sinh(x),
+    "Elementwise hyperbolic cosine.",
+    lambda out: out,
+    partials=("sinh {x}",),
+    expr=True,
 )
 tanh = _unary(
     "tanh",
@@ -241,24 +387,35 @@ tanh = _unary(
     lambda out: 1 - out * out,
     "Elementwise hyperbolic tangent.",
     lambda out, d: -2 * out * d,
+    partials=("(1 − {out}²)",),
+    expr=True,
 )
 arcsinh = _unary(
-    "arcsinh", np.arcsinh, lambda x: 1 / np.sqrt(x * x + 1), "Elementwise inverse sinh."
+    "arcsinh",
+    np.arcsinh,
+    lambda x: 1 / np.sqrt(x * x + 1),
+    "Elementwise inverse sinh.",
+    partials=("1/√({x}² + 1)",),
+    expr=True,
 )
 arccosh = defprim(
     "arccosh",
     np.arccosh,
     derivs=(lambda x: 1 / np.sqrt(x * x - 1),),
+    expr=True,
     doc="Elementwise inverse cosh.",
     example="[1.5, 2.0]",
 )
-arctanh = _unary("arctanh", np.arctanh, lambda x: 1 / (1 - x * x), "Elementwise inverse tanh.")
+arctanh = _unary(
+    "arctanh", np.arctanh, lambda x: 1 / (1 - x * x), "Elementwise inverse tanh.", expr=True
+)
 erf = _unary(
     "erf",
     sp.erf,
     lambda x: _TWO_OVER_SQRT_PI * np.exp(-x * x),
     "Elementwise error function.",
     lambda x, d: -2 * x * d,
+    expr=True,
 )
 erfinv = _unary(
     "erfinv",
@@ -323,7 +480,14 @@ def _dabs(x: Any) -> Any:
     return np.where(zero, 0, np.conj(x) / np.where(zero, 1, mag))
 
 
-abs = _unary("abs", np.absolute, _dabs, "Elementwise ``|x|``; abs'(0) = 0.")
+abs = _unary(
+    "abs",
+    np.absolute,
+    _dabs,
+    "Elementwise ``|x|``; abs'(0) = 0.",
+    partials=("sign {x}",),
+    expr=True,
+)
 sign = defprim("sign", np.sign, zero_deriv=True, doc="Elementwise sign; its derivative is 0.")
 floor = defprim("floor", np.floor, zero_deriv=True, doc="Elementwise floor; derivative 0.")
 ceil = defprim("ceil", np.ceil, zero_deriv=True, doc="Elementwise ceil; derivative 0.")
@@ -373,6 +537,7 @@ arctan2 = defprim(
     np.arctan2,
     derivs=(lambda a, b: b / (a * a + b * b), lambda a, b: -a / (a * a + b * b)),
     argnames=("a", "b"),
+    expr=True,
     doc="Elementwise arctan(a / b) in the right quadrant.",
 )
 hypot = defprim(
@@ -380,6 +545,7 @@ hypot = defprim(
     np.hypot,
     derivs=(lambda a, out: a / out, lambda b, out: b / out),
     argnames=("a", "b"),
+    expr=True,
     doc="Elementwise sqrt(a**2 + b**2) without overflow.",
 )
 logaddexp = defprim(
@@ -387,6 +553,7 @@ logaddexp = defprim(
     np.logaddexp,
     derivs=(lambda a, out: np.exp(a - out), lambda b, out: np.exp(b - out)),
     argnames=("a", "b"),
+    expr=True,
     doc="Elementwise log(exp(a) + exp(b)) without overflow.",
 )
 
@@ -434,6 +601,7 @@ def _minmax(name: str, kernel: Any, greater: bool) -> Any:
         kernel,
         vjp=_minmax_vjp(greater),
         jvp=_minmax_jvp(greater),
+        expr=True,
         doc=f"Elementwise {name}; ties between two variables split the gradient equally.",
     )
 
@@ -453,6 +621,7 @@ where = defprim(
     nondiff=(0,),
     broadcasting=True,
     overrides=(np.where,),
+    partials=(None, "where({a}, {d}, 0)", "where({a}, 0, {d})"),
     doc="Elementwise choice: a where cond is true, else b (cond is not differentiated).",
     example=(
         "x = ad.tensor([-1.0, 2.0], requires_grad=True)\n"
@@ -464,16 +633,17 @@ where = defprim(
 
 
 # ----- non-differentiable ------------------------------------------------------------------
-def _nondiff(name: str, ufunc: np.ufunc) -> Any:
-    return defprim(name, ufunc, doc=f"Elementwise {name} (not differentiable; bool result).")
+def _nondiff(name: str, ufunc: np.ufunc, notation: str | None = None) -> Any:
+    doc = f"Elementwise {name} (not differentiable; bool result)."
+    return defprim(name, ufunc, notation=notation, doc=doc)
 
 
-less = _nondiff("less", np.less)
-less_equal = _nondiff("less_equal", np.less_equal)
-greater = _nondiff("greater", np.greater)
-greater_equal = _nondiff("greater_equal", np.greater_equal)
-equal = _nondiff("equal", np.equal)
-not_equal = _nondiff("not_equal", np.not_equal)
+less = _nondiff("less", np.less, "<")
+less_equal = _nondiff("less_equal", np.less_equal, "≤")
+greater = _nondiff("greater", np.greater, ">")
+greater_equal = _nondiff("greater_equal", np.greater_equal, "≥")
+equal = _nondiff("equal", np.equal, "==")
+not_equal = _nondiff("not_equal", np.not_equal, "≠")
 logical_and = _nondiff("logical_and", np.logical_and)
 logical_or = _nondiff("logical_or", np.logical_or)
 logical_xor = _nondiff("logical_xor", np.logical_xor)

@@ -97,6 +97,8 @@ matmul_ = defprim(
     vjp=_mm_vjp,
     jvp=_mm_jvp,
     multilinear=True,
+    notation="@",
+    partials=("{d} @ {b} | {d} @ {b}ᵀ", "{a} @ {d} | {a}ᵀ @ {d}"),
     doc="Matrix product with NumPy's batching and 1-D rules (bilinear: one rule per operand).",
 )
 

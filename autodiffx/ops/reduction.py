@@ -58,6 +58,7 @@ sum_ = defprim(
     batch=lambda nb, x, axis=None, keepdims=False: sum_(
         x, axis=_neg(axis, x.ndim - nb), keepdims=keepdims
     ),
+    partials=(" | broadcast {d}",),
     doc="Sum over ``axis`` (None: all).",
 )
 

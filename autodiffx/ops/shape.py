@@ -99,6 +99,7 @@ copy = defprim(
     linear=lambda g, x, order="K": (g,),
     shapes=False,
     overrides=(np.copy,),
+    partials=("1",),
     doc="A copy of the array.",
 )
 reshape_ = defprim(
@@ -336,6 +337,7 @@ diagonal_scatter = defprim(
         ),
     ),
     batch=_diag_scatter_batch,
+    export=False,
     doc="Zeros of ``shape`` with ``d`` on the given diagonal (the transpose of diagonal).",
 )
 
@@ -455,6 +457,7 @@ getitem_ = defprim(
     linear=lambda g, x, idx: (_scatter(g, x.shape, idx, STATE.nb),),
     batch=lambda nb, x, idx: _index(x, idx, nb),
     view=True,
+    export=False,
     doc="Basic, advanced and boolean indexing.",
 )
 scatter_add = defprim(
@@ -462,6 +465,7 @@ scatter_add = defprim(
     _scatter_kernel,
     linear=lambda g, v, shape, idx: (_index(g, idx, STATE.nb),),
     batch=lambda nb, v, shape, idx: _scatter(v, _shape_arg(shape), idx, nb),
+    export=False,
     doc="Zeros of ``shape`` with ``v`` added at ``idx`` (the transpose of indexing).",
 )
 
@@ -503,6 +507,7 @@ setitem_ = defprim(
     _setitem_kernel,
     linear=(lambda g, x, v, idx: _setitem_b(g, 0.0, idx, STATE.nb), _setitem_v_t),
     batch=lambda nb, x, v, idx: _setitem_b(x, v, idx, nb),
+    export=False,
     doc="A copy of x with x[idx] = v, differentiable in x (untouched elements) and v.",
 )
 

@@ -72,6 +72,7 @@ _full = defprim(
     vjp=_conv_vjp,
     jvp=_conv_jvp,
     multilinear=True,
+    export=False,
     doc="The full n-D convolution over the last k axes (leading axes broadcast); bilinear.",
     example="a = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)\n"
     "ad.scipy.signal.convolve(a, ad.tensor([0.0, 1.0, 0.5]))",
