@@ -59,6 +59,7 @@ _pool_select = defprim(
     "pool_select",
     _select_kernel,
     linear=lambda g, x, **p: (_pool_scatter.call(g, in_shape=_in_shape(x, p["kernel"]), **p),),
+    export=False,
     doc=(
         "The element at kernel position ``sel`` (row-major, an integer array broadcasting to "
         "the output) of each window of x (..., *spatial) zero-padded by ``padding``."
@@ -75,6 +76,7 @@ _pool_scatter = defprim(
     "pool_scatter",
     _scatter_kernel,
     linear=lambda h, g, in_shape, **p: (_pool_select.call(h, **p),),
+    export=False,
     doc=(
         "Transpose of ``pool_select``: zeros of (..., *in_shape) with each element of g added "
         "at its window's position ``sel``."
