@@ -1,6 +1,7 @@
 """The primitive registry: one entry per op (kernel, VJP, JVP, NumPy override) and the dispatcher.
 
-An entry is made by :func:`defprim` in exactly one of four forms:
+An entry is made by :func:`defprim` in one of its forms, each a rule kind of
+:mod:`autodiffx._rules`:
 
 ``derivs=`` (elementwise)
     one partial derivative per argument, ``d(x, out)``; VJP ``g * d``, JVP ``sum t_i * d_i``.
@@ -8,6 +9,8 @@ An entry is made by :func:`defprim` in exactly one of four forms:
     the transpose; the JVP is the op applied to the tangents.
 ``bilinear=`` (``mul``, ``matmul`` …)
     one transpose per argument; the JVP is ``f(ta, b) + f(a, tb)``.
+``zero_deriv=True``
+    piecewise constant: the derivative is zero.
 ``vjp=``/``jvp=`` (general)
     both written out.
 
@@ -15,6 +18,21 @@ Rules use ``np.*`` functions, operators and array methods, so they run on raw nd
 plain backward pass (the cost of hand-written NumPy) and, through ``__array_function__`` and
 ``__array_ufunc__``, on Tensors when the pass is recorded (``create_graph=True`` or forward
 mode), which is what composes derivatives to any order.
+
+Notation, read only by :mod:`autodiffx.wengert`, :mod:`autodiffx.expr` and the docs:
+``notation`` is how the evaluation trace writes the op: a symbol (``"×"``, infix between
+two arguments, prefix before one) or a name (``"ln"``); default its name. ``partials``
+gives per argument the textbook partial derivative of the output that the trace prints
+(None: none; the trace then writes ``∂v/∂u``). A template names the arguments ``{x}``
+(one argument) or ``{a}``, ``{b}``, ``{c}``, the output ``{out}``; ``{(b)}``
+parenthesizes a compound operand and ``{#2.5}`` is a number. A leading ``-`` is the
+sign, ``1`` the identity, ``1/…`` a divisor, anything else a factor; a template with
+``{d}`` (the tangent or adjoint) is the whole term, ``"tangent | adjoint"`` when they
+differ (no tangent side: the op applied to the tangents). A callable gets each
+argument's value if it is a scalar constant (else None) and returns the template
+(``power``'s constant exponents). ``expr=True`` makes the op a function of the
+expression language (:mod:`autodiffx.expr`); ``export=False`` marks an entry that is
+not an ``ad.<name>`` function (internal, or reached through NumPy only).
 """
 
 from __future__ import annotations
@@ -290,38 +308,22 @@ def defprim(
     ``vjp``/``jvp`` with ``multilinear``) are the rule kinds of :mod:`autodiffx._rules`.
     ``register=False`` builds the same entry outside the registry (custom ``ad.Function``
     rules), so it is not in NumPy's dispatch tables nor in the generic test table.
-
-    Notation, read only by :mod:`autodiffx.wengert`, :mod:`autodiffx.expr` and the docs:
-    ``notation`` is how the evaluation trace writes the op: a symbol (``"×"``, infix between
-    two arguments, prefix before one) or a name (``"ln"``); default its name. ``partials``
-    gives per argument the textbook partial derivative of the output that the trace prints
-    (None: none; the trace then writes ``∂v/∂u``). A template names the arguments ``{x}``
-    (one argument) or ``{a}``, ``{b}``, ``{c}``, the output ``{out}``; ``{(b)}``
-    parenthesizes a compound operand and ``{#2.5}`` is a number. A leading ``-`` is the
-    sign, ``1`` the identity, ``1/…`` a divisor, anything else a factor; a template with
-    ``{d}`` (the tangent or adjoint) is the whole term, ``"tangent | adjoint"`` when they
-    differ (no tangent side: the op applied to the tangents). A callable gets each
-    argument's value if it is a scalar constant (else None) and returns the template
-    (``power``'s constant exponents). ``expr=True`` makes the op a function of the
-    expression language (:mod:`autodiffx.expr`); ``export=False`` marks an entry that is
-    not an ``ad.<name>`` function (internal, or reached through NumPy only).
+    The notation keywords (``notation``, ``partials``, ``expr``, ``export``) are described
+    in this module's docstring.
     """
     if register and name in REGISTRY:
         raise ValueError(f"primitive {name!r} is registered twice")
     p = Primitive(name, kernel)
     p.__doc__, p.example, p.nondiff, p.nout = doc, example, frozenset(nondiff), nout
-    p.view, p.shapes, p.batch = view, shapes, batch
-    p.save_args, p.save_out = save_args, save_out
+    p.view, p.shapes, p.batch, p.save_args, p.save_out = view, shapes, batch, save_args, save_out
     p.notation, p.partials = notation, None if partials is None else tuple(partials)
     p.expr, p.export = expr, export
     p.rule = _rule_of(derivs, derivs2, argnames, linear, bilinear, zero_deriv, vjp, jvp)
     p.rule.multilinear = p.rule.multilinear or multilinear
-    if not register:
-        p.raw_rules = False
-        p.rule.needs_tensors = True
+    p.raw_rules = register  # (custom Function rules read Tensors)
+    p.rule.needs_tensors = not register
     p.rule.install(p)
-    if nout != 1:
-        p.save_out = True  # the engine needs the shapes of unused outputs for their zero cotangents
+    p.save_out = p.save_out or nout != 1  # (unused outputs' shapes: their zero cotangents)
     p.fast = p.nout == 1 and not p.view
     ew = p.kind in ("elementwise", "zero")
     p.broadcasting = broadcasting or ew or (p.ufunc and kernel.signature is None)
