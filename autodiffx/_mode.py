@@ -70,8 +70,11 @@ class _State(threading.local):
 
     @grad_enabled.setter
     def grad_enabled(self, flag: bool) -> None:
+        # NOTE: only the NO_GRAD bit changes (a full sync() reads every flag: ~3x the cost,
+        # paid by every transform call and backward pass).
         self._grad_enabled = flag
-        self.sync()
+        self.mode = mode = (self.mode & ~NO_GRAD) | (0 if flag else NO_GRAD)
+        self.eager = not mode & WATCHED
 
     @property
     def anomaly(self) -> bool:

@@ -142,6 +142,47 @@ def _reaches_outside(outs: Sequence[Any], mine: Any = ()) -> bool:
     return False
 
 
+def _walk_inside(outs: Sequence[Any], mine: set[Any]) -> tuple[bool, list[Node] | None]:
+    """:func:`_reaches_outside` and, when every leaf ``outs`` reach is one of ``mine``, their
+    nodes, producers first: a reverse pass's plan, with nothing to prune (every node leads
+    to a variable). One walk for both."""
+    order: list[Node] = []
+    visited: set[Node] = set()
+    only_mine = True
+    for o in outs:
+        if not (isinstance(o, Tensor) and o._rg):
+            continue
+        root = o._node
+        if root is None:
+            if o not in mine:
+                if type(o) is not _Retired:
+                    return True, None
+                only_mine = False
+            continue
+        if root in visited:
+            continue
+        visited.add(root)
+        stack: list[Any] = [(root, iter(root.edges))]
+        while stack:
+            node, it = stack[-1]
+            for e in it:
+                if e is not None:
+                    c = e[0]
+                    if type(c) is Node:
+                        if c not in visited:
+                            visited.add(c)
+                            stack.append((c, iter(c.edges)))
+                            break
+                    elif c not in mine:
+                        if type(c) is not _Retired:
+                            return True, None
+                        only_mine = False
+            else:
+                stack.pop()
+                order.append(node)
+    return False, order if only_mine else None
+
+
 def _new_variable(data: np.ndarray) -> Tensor:
     """A fresh leaf that requires grad, around ``data`` (not copied)."""
     x = wrap(data)
@@ -164,6 +205,34 @@ def _variable(leaf: Any, who: str, where: str) -> Tensor:
             x.requires_grad_()
         return x
     return _new_variable(base.data)
+
+
+def _fast_variable(a: Any) -> Tensor | None:
+    """The variable for a lone float array argument when no mode is on (no ``no_grad``, dual
+    level, anomaly detection, trace or scope) and nothing outside differentiates it; None
+    sends the transform down its general path."""
+    if STATE.mode:
+        return None
+    if type(a) is Tensor:
+        if a._rg or a._tan is not None:
+            return None
+        a = a.data
+    elif type(a) is not np.ndarray:
+        return None
+    return _new_variable(a) if a.dtype.kind in "fc" else None
+
+
+def _call1(f: Callable[..., Any], x: Tensor, who: str) -> Any:
+    """:func:`_call` for the lone fresh variable of :func:`_fast_variable`."""
+    try:
+        res = f(x)
+    except LeafWriteError as e:
+        if x is e.leaf:
+            raise RuntimeError(_written(who, 0, 0, x)) from e
+        raise
+    if x._vc is not None and x._vc[0]:  # (written under no_grad: a leaf refuses otherwise)
+        raise RuntimeError(_written(who, 0, 0, x))
+    return res
 
 
 def _prepare(
@@ -264,6 +333,14 @@ def value_and_grad(
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         who = "grad"
+        if type(argnums) is int and argnums == 0 and len(args) == 1 and not (kwargs or has_aux):
+            x = _fast_variable(args[0])
+            if x is not None:  # (the common case: one array, nothing outside watching)
+                try:
+                    y, gs, _ = _value_and_grads(_as_output(_call1(f, x, who), who), [x], who)
+                finally:
+                    x.__class__ = _Retired
+                return y, gs[0]
         nums = _argnums(argnums, len(args), who)
         new, leaves, defs = _prepare(args, nums, who)
         flat = [x for xs in leaves for x in xs]
@@ -306,7 +383,9 @@ def _value_and_grads(y: Tensor, flat: list[Tensor], who: str) -> tuple[Tensor, l
         # that requires grad outside); forward mode over this gradient (hessian, jvp of
         # grad) needs the rules evaluated on Tensors so that tangents flow through them,
         # but reads the tangents during this call only.
-        record = _reaches_outside([y], flat)
+        record, order = _walk_inside([y], set(flat))
+        if order is not None and any(x._node is not None for x in flat):
+            order = None  # (a variable aliasing an outer tensor is no leaf: prune)
         gs = autograd._grad(
             y,
             flat,
@@ -314,6 +393,7 @@ def _value_and_grads(y: Tensor, flat: list[Tensor], who: str) -> tuple[Tensor, l
             create_graph=record or fwd,
             allow_unused=True,
             record=record,
+            order=order,
         )
     else:
         gs = (None,) * len(flat)

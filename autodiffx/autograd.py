@@ -10,7 +10,7 @@ import numpy as np
 from ._graph import run_backward
 from ._mode import STATE, no_grad
 from ._registry import apply, defprim
-from ._tensor import STAMP, Tensor
+from ._tensor import STAMP, Tensor, wrap
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -100,9 +100,11 @@ def _grad(
     allow_unused: bool = False,
     is_grads_batched: bool = False,
     record: bool | None = None,
+    order: list[Any] | None = None,
 ) -> tuple[Tensor | None, ...]:
     """:func:`grad`, and for the transforms ``record``: with ``create_graph``, whether the
-    rules evaluated on Tensors are also recorded for an outer reverse pass (None: yes)."""
+    rules evaluated on Tensors are also recorded for an outer reverse pass (None: yes);
+    ``order``: the plan the transform walked (see :func:`run_backward`)."""
     outs = _as_list(outputs)
     ins = _as_list(inputs)
     seeds = _seeds(outputs, outs, grad_outputs, is_grads_batched)
@@ -120,6 +122,7 @@ def _grad(
         accumulate=False,
         batch_ndim=1 if is_grads_batched else 0,
         record=record,
+        order=order,
     )
     assert res is not None
     out: list[Tensor | None] = []
@@ -134,7 +137,7 @@ def _grad(
         elif isinstance(g, Tensor):
             out.append(g)
         else:
-            out.append(Tensor(np.array(g, dtype=ins[i].dtype, copy=True)))
+            out.append(wrap(np.array(g, dtype=ins[i].dtype, copy=True)))
     return tuple(out)
 
 
