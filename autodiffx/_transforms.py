@@ -222,6 +222,38 @@ def _fast_variable(a: Any) -> Tensor | None:
     return _new_variable(a) if a.dtype.kind in "fc" else None
 
 
+def _prepare_fast(
+    args: tuple[Any, ...], nums: tuple[int, ...], who: str
+) -> tuple[list[Any], list, list]:
+    """:func:`_prepare`, without its walks for one array argument (:func:`_fast_variable`)."""
+    x = _fast_variable(args[0]) if len(args) == 1 and nums == (0,) else None
+    if x is None:
+        return _prepare(args, nums, who)
+    return [x], [[x]], [_LEAF]
+
+
+def _call_fast(
+    f: Callable[..., Any], args: list[Any], leaves: list[list[Tensor]], nums: Any, who: str
+) -> Any:
+    """:func:`_call` with recording on (``enable_grad``); :func:`_call1` for a lone leaf
+    variable never written (version 0) when it is on."""
+    x = args[0] if len(args) == 1 else None
+    if type(x) is Tensor and x._node is None and x._vc is None and not STATE.mode:
+        return _call1(f, x, who)
+    with enable_grad():
+        return _call(f, args, {}, leaves, nums, who)
+
+
+def _plan(outs: list[Tensor], flat: list[Tensor]) -> tuple[bool, list[Node] | None]:
+    """Whether ``outs`` reach outside the transform (:func:`_reaches_outside`), and the plan
+    of a reverse pass from them to the variables ``flat`` (:func:`_walk_inside`; None: the
+    engine plans and prunes)."""
+    record, order = _walk_inside(outs, set(flat))
+    if order is not None and any(x._node is not None for x in flat):
+        order = None  # (a variable aliasing an outer tensor is no leaf: prune)
+    return record, order
+
+
 def _call1(f: Callable[..., Any], x: Tensor, who: str) -> Any:
     """:func:`_call` for the lone fresh variable of :func:`_fast_variable`."""
     try:
@@ -383,9 +415,7 @@ def _value_and_grads(y: Tensor, flat: list[Tensor], who: str) -> tuple[Tensor, l
         # that requires grad outside); forward mode over this gradient (hessian, jvp of
         # grad) needs the rules evaluated on Tensors so that tangents flow through them,
         # but reads the tangents during this call only.
-        record, order = _walk_inside([y], set(flat))
-        if order is not None and any(x._node is not None for x in flat):
-            order = None  # (a variable aliasing an outer tensor is no leaf: prune)
+        record, order = _plan([y], flat)
         gs = autograd._grad(
             y,
             flat,
@@ -455,22 +485,21 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     """
     who = "vjp"
     nums = tuple(range(len(primals)))
-    new, leaves, defs = _prepare(primals, nums, who)
+    new, leaves, defs = _prepare_fast(primals, nums, who)
     flat = [x for xs in leaves for x in xs]
     try:
-        with enable_grad():
-            res = _call(f, new, {}, leaves, nums, who)
+        res = _call_fast(f, new, leaves, nums, who)
         if has_aux:
             res, aux = res
         out_leaves, out_def = tree_flatten(res)
         outs = [_as_output(o, who) for o in out_leaves]
-        record = _reaches_outside(outs, flat)
+        record, order = _plan(outs, flat)
     finally:
         _retire(flat)
     keep = record or bool(STATE.levels)
 
     def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
-        gs = _pull_back(outs, flat, cotangent, record)
+        gs = _pull_back(outs, flat, cotangent, record, order)
         result, k = [], 0
         for xs, d in zip(leaves, defs):
             result.append(tree_unflatten(d, gs[k : k + len(xs)]))
@@ -481,7 +510,9 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     return (value, vjp_fn, _finish_tree(aux, keep, flat)) if has_aux else (value, vjp_fn)
 
 
-def _pull_back(outs: list[Tensor], flat: list[Tensor], cotangent: Any, record: bool) -> list:
+def _pull_back(
+    outs: list[Tensor], flat: list[Tensor], cotangent: Any, record: bool, order: Any = None
+) -> list:
     """``vjp_fn``: the cotangents of the variables ``flat`` given those of ``outs``.
 
     Differentiable in the cotangent (it may require grad or carry tangents: Gauss-Newton
@@ -514,6 +545,7 @@ def _pull_back(outs: list[Tensor], flat: list[Tensor], cotangent: Any, record: b
             create_graph=record or fwd,
             allow_unused=True,
             record=record,
+            order=order if len(used) == len(outs) else None,
         )
     keep = record or fwd
     return [_zeros_for(x) if g is None else _finish(g, keep) for g, x in zip(gs, flat)]
@@ -715,18 +747,17 @@ def _jac_rev(
     With ``fwd_above`` (``jacobian``'s "auto"): None, before any backward pass, when the
     outputs have more elements than that (forward mode is then the cheaper one).
     """
-    new, leaves, defs = _prepare(args, nums, "jacrev")
+    new, leaves, defs = _prepare_fast(args, nums, "jacrev")
     flat = [x for xs in leaves for x in xs]
     try:
-        with enable_grad():
-            res = _call(f, new, {}, leaves, nums, "jacrev")
+        res = _call_fast(f, new, leaves, nums, "jacrev")
         out_leaves, out_def = tree_flatten(res)
         outs = [_as_output(o, "jacrev") for o in out_leaves]
         if fwd_above is not None and sum(o.size for o in outs) > fwd_above:
             return None
-        record = _reaches_outside(outs, flat)
+        record, order = _plan(outs, flat)
         keep = record or bool(STATE.levels)
-        full = _jac_rows(outs, flat, chunk, record, keep)  # (m, *x.shape) per input
+        full = _jac_rows(outs, flat, chunk, record, keep, order)  # (m, *x.shape) per input
     finally:
         _retire(flat)
     in_defs = [(d, len(xs)) for d, xs in zip(defs, leaves)]
@@ -741,7 +772,12 @@ def _jac_rev(
 
 
 def _jac_rows(
-    outs: list[Tensor], flat: list[Tensor], chunk: int | None, record: bool, keep: bool
+    outs: list[Tensor],
+    flat: list[Tensor],
+    chunk: int | None,
+    record: bool,
+    keep: bool,
+    order: Any = None,
 ) -> list[Any]:
     """Per variable, the Jacobian rows of all outputs, (m, *x.shape), in chunks of basis
     cotangents; recorded when ``record``, rules on Tensors when ``keep``."""
@@ -771,6 +807,7 @@ def _jac_rows(
                 allow_unused=True,
                 is_grads_batched=True,
                 record=record,
+                order=order if len(used) == len(outs) else None,
             )
         for r, g, x in zip(rows, gs, flat):
             r.append(_zeros_for(x, (stop - start,)) if g is None else _finish(g, keep))
