@@ -266,16 +266,22 @@ class new_level:
     def __enter__(self) -> int:
         _level_counter[0] += 1
         self.level = level = _level_counter[0]
-        STATE.levels.append(level)
-        STATE.sync()
+        st = STATE
+        st.levels.append(level)
+        st.mode |= DUAL  # (only the DUAL bit changes: no full sync)
+        st.eager = False
         return level
 
     def __exit__(self, *exc: object) -> None:
         level = self.level
-        STATE.levels.remove(level)
-        STATE.level_nb.pop(level, None)
-        STATE.sync()
-        tracked = STATE.tracked.pop(level, None)
+        st = STATE
+        levels = st.levels
+        levels.remove(level)
+        st.level_nb.pop(level, None)
+        if not levels:
+            st.mode = mode = st.mode & ~DUAL
+            st.eager = not mode & WATCHED
+        tracked = st.tracked.pop(level, None) if st.tracked else None
         if tracked is not None:
             # NOTE: the tangents of the closed level are dropped (PyTorch's exit_dual_level
             # does the same): a recorded tangent whose graph leads back to its own tensor or

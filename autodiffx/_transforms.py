@@ -626,16 +626,18 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     """
     who = "jvp"
     primals, tangents = tuple(primals), tuple(tangents)
-    pairs, _ = _dual_pairs(primals, tangents, who)
+    pt = _plain_pair(primals, tangents)  # (the common case: one array and its tangent)
+    if pt is None:
+        pairs, _ = _dual_pairs(primals, tangents, who)
     fwd = bool(STATE.levels)
-    with dual_level():
-        args, _ = _dual_args(pairs, make_dual)
+    with dual_level() as lvl:
+        args = [_dual_leaf(*pt, lvl, 0)] if pt is not None else _dual_args(pairs, make_dual)[0]
         res = f(*args)
-        out_leaves, out_def = tree_flatten(res)
+        out_leaves, out_def = _flat(res)
         ps, ts = [], []
         for o in out_leaves:
             o = _as_output(o, who)
-            p, t = unpack_dual(o)
+            p, t = _unpack(o, lvl)
             ps.append(p)
             ts.append(_zeros_for(o) if t is None else t)
     if not fwd:
@@ -644,6 +646,45 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
                 ps, ts = _detached_unless_outside(ps), _detached_unless_outside(ts)
                 break
     return tree_unflatten(out_def, ps), tree_unflatten(out_def, ts)
+
+
+def _plain_pair(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+    """``(primal, tangent)`` arrays for one float array primal and a tangent of its shape and
+    dtype, both constants (no tensor that requires grad or carries tangents), when no mode
+    is on; else None (the general path)."""
+    if len(primals) != 1 or len(tangents) != 1 or STATE.mode:
+        return None
+    p, t = _plain(primals[0]), _plain(tangents[0])
+    if p is None or t is None or p.dtype.kind not in "fc":
+        return None
+    return (p, t) if t.shape == p.shape and t.dtype == p.dtype else None
+
+
+def _plain(a: Any) -> np.ndarray | None:
+    """The array of an ndarray or of a constant Tensor (no grad, no tangents), else None."""
+    if type(a) is np.ndarray:
+        return a
+    if type(a) is Tensor and not a._rg and a._tan is None:
+        return a.data
+    return None
+
+
+def _dual_leaf(p: np.ndarray, t: np.ndarray, lvl: int, nb: int) -> Tensor:
+    """``make_dual(p, t, batched=nb)`` of a constant float array ``p`` and a tangent of its
+    dtype: nothing to record, so the copy that ``alias`` makes is made directly."""
+    STATE.level_nb[lvl] = nb
+    x = wrap(np.array(p, copy=True))
+    x._tan = {lvl: wrap(t)}
+    return x
+
+
+def _unpack(o: Tensor, lvl: int) -> tuple[Tensor, Tensor | None]:
+    """``unpack_dual(o)``; for an output carrying at most a tangent at ``lvl`` and not
+    requiring grad the primal's copy is made directly (``alias`` would record nothing)."""
+    tan = o._tan
+    if o._rg or (tan and (len(tan) > 1 or lvl not in tan)):
+        return unpack_dual(o)
+    return wrap(np.array(o.data, copy=True)), None if tan is None else tan.get(lvl)
 
 
 def _detached_unless_outside(ts: list[Tensor]) -> list[Tensor]:
@@ -721,6 +762,30 @@ def _jac_fwd(
             row.append(tt[..., o0:o1].reshape(o.shape + x.shape))
         blocks.append(row)
     return out_def, [_finish(o, keep) for o in outs], blocks, in_defs
+
+
+def _jac_fwd_one(f: Callable[..., Any], p: np.ndarray) -> Any:
+    """:func:`_jac_fwd` and :func:`_assemble` for one constant float array ``p`` and no
+    mode on: one batched pass, and a constant Jacobian rearranged on its array."""
+    n = p.size
+    with dual_level() as lvl:
+        x = _dual_leaf(p, np.eye(n, dtype=p.dtype).reshape((n, *p.shape)), lvl, 1)
+        out_leaves, out_def = _flat(f(x))
+        outs, cols = [], []
+        for o in out_leaves:
+            o = _as_output(o, "jacfwd")
+            po, t = _unpack(o, lvl)
+            outs.append(po)
+            cols.append(_zeros_for(o, (n,)) if t is None else t)
+    keep = _reaches_outside(outs + cols)
+    blocks = []
+    for t, o in zip(cols, outs):
+        shape = o.shape + p.shape
+        if keep or t._rg or t._tan:
+            blocks.append(_moveaxis0_last(_finish(t, keep)).reshape(shape))
+        else:
+            blocks.append(wrap(np.moveaxis(t.data, 0, -1).reshape(shape)))
+    return tree_unflatten(out_def, blocks)
 
 
 def _concat(ts: list[Tensor]) -> Tensor:
@@ -886,6 +951,10 @@ def _jacobian(
     """The Jacobian transform shared by jacfwd, jacrev and jacobian."""
 
     def wrapped(*args: Any) -> Any:
+        if mode == "fwd" and chunk is None and type(argnums) is int and len(args) == 1:
+            p = _plain(args[0])
+            if p is not None and p.dtype.kind in "fc" and not STATE.mode:
+                return _jac_fwd_one(f, p)  # (the common case: one array, no mode on)
         nums = _argnums(argnums, len(args), who)
         if mode == "fwd":
             jac = _jac_fwd(f, args, nums, chunk)
