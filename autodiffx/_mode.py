@@ -62,7 +62,7 @@ class _State(threading.local):
     @scope.setter
     def scope(self, scope: Scope | None) -> None:
         self._scope = scope
-        self.sync()
+        self.mode = (self.mode & ~SCOPE) | (0 if scope is None else SCOPE)  # (eager: same)
 
     @property
     def grad_enabled(self) -> bool:
