@@ -218,7 +218,7 @@ class _Cotangents:
         """Start from the roots' cotangents ``seeds``."""
         self.create_graph = create_graph
         self.nb = batch_ndim  # leading batch axes of every cotangent
-        self.anomaly = STATE.anomaly  # check every cotangent for nan and inf
+        self.anomaly = STATE._anomaly  # check every cotangent for nan and inf
         self.nodes: dict[Node, Any] = {}
         self.leaves: dict[Tensor, Any] = {}
         if create_graph:

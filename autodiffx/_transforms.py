@@ -10,7 +10,7 @@ import numpy as np
 from . import autograd
 from ._mode import STATE, enable_grad
 from ._node import Node
-from ._tensor import LeafWriteError, Tensor, wrap
+from ._tensor import LeafWriteError, Tensor, version_counter, wrap
 from .forward import alias, dual_level, make_dual, unpack_dual
 
 __all__ = [
@@ -343,7 +343,9 @@ def _finish(t: Tensor, keep: bool) -> Tensor:
     """``t``, or a detached copy when nothing outside the transform differentiates it."""
     if keep or not (t._rg or t._tan):
         return t
-    return t.detach()
+    d = wrap(t.data)  # (t.detach(), without the checks of Tensor())
+    d._vc = version_counter(t)
+    return d
 
 
 # ----- grad ------------------------------------------------------------------------------------
@@ -364,46 +366,57 @@ def value_and_grad(
     """
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        who = "grad"
-        if type(argnums) is int and argnums == 0 and len(args) == 1 and not (kwargs or has_aux):
-            x = _fast_variable(args[0])
-            if x is not None:  # (the common case: one array, nothing outside watching)
-                try:
-                    y, gs, _ = _value_and_grads(_as_output(_call1(f, x, who), who), [x], who)
-                finally:
-                    x.__class__ = _Retired
-                return y, gs[0]
-        nums = _argnums(argnums, len(args), who)
-        new, leaves, defs = _prepare(args, nums, who)
-        flat = [x for xs in leaves for x in xs]
-        try:
-            with enable_grad():
-                res = _call(f, new, kwargs, leaves, nums, who)
-            if has_aux:
-                if not (isinstance(res, tuple | list) and len(res) == 2):
-                    raise TypeError(f"{who}: with has_aux=True f must return a pair (output, aux)")
-                res, aux = res
-            y, gs, keep = _value_and_grads(_as_output(res, who), flat, who)
-        finally:
-            _retire(flat)
-        out = []
-        k = 0
-        for xs, d in zip(leaves, defs):
-            out.append(tree_unflatten(d, gs[k : k + len(xs)]))
-            k += len(xs)
-        grads = out[0] if isinstance(argnums, int) else tuple(out)
-        if has_aux:
-            return (y, _finish_tree(aux, keep, flat)), grads
-        return y, grads
+        return _value_and_grad(f, argnums, has_aux, args, kwargs)
 
     wrapped.__name__ = f"value_and_grad({getattr(f, '__name__', 'f')})"
     return wrapped
 
 
+def _value_and_grad(
+    f: Callable[..., Any],
+    argnums: int | Sequence[int],
+    has_aux: bool,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """A call of ``value_and_grad(f, argnums, has_aux)`` (and of ``grad``)."""
+    who = "grad"
+    if type(argnums) is int and argnums == 0 and len(args) == 1 and not (kwargs or has_aux):
+        x = _fast_variable(args[0])
+        if x is not None:  # (the common case: one array, nothing outside watching)
+            try:
+                y, gs, _ = _value_and_grads(_as_output(_call1(f, x, who), who), [x], who)
+            finally:
+                x.__class__ = _Retired
+            return y, gs[0]
+    nums = _argnums(argnums, len(args), who)
+    new, leaves, defs = _prepare(args, nums, who)
+    flat = [x for xs in leaves for x in xs]
+    try:
+        with enable_grad():
+            res = _call(f, new, kwargs, leaves, nums, who)
+        if has_aux:
+            if not (isinstance(res, tuple | list) and len(res) == 2):
+                raise TypeError(f"{who}: with has_aux=True f must return a pair (output, aux)")
+            res, aux = res
+        y, gs, keep = _value_and_grads(_as_output(res, who), flat, who)
+    finally:
+        _retire(flat)
+    out = []
+    k = 0
+    for xs, d in zip(leaves, defs):
+        out.append(tree_unflatten(d, gs[k : k + len(xs)]))
+        k += len(xs)
+    grads = out[0] if isinstance(argnums, int) else tuple(out)
+    if has_aux:
+        return (y, _finish_tree(aux, keep, flat)), grads
+    return y, grads
+
+
 def _value_and_grads(y: Tensor, flat: list[Tensor], who: str) -> tuple[Tensor, list, bool]:
     """The value and the gradients of a scalar ``y`` recorded from the variables ``flat``, and
     whether they are kept attached (differentiated from outside this transform)."""
-    if y.size != 1:
+    if y.data.size != 1:
         raise TypeError(
             f"{who}: f must return a scalar (one element) but returned shape {y.shape}; for "
             "non-scalar outputs use ad.jacobian / ad.jacrev, or ad.vjp with a cotangent"
@@ -456,10 +469,9 @@ def grad(
     >>> df(2.0), ad.grad(df)(2.0), ad.grad(ad.grad(df))(2.0)
     (tensor(12.), tensor(12.), tensor(6.))
     """
-    vg = value_and_grad(f, argnums, has_aux)
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        value, g = vg(*args, **kwargs)
+        value, g = _value_and_grad(f, argnums, has_aux, args, kwargs)
         return (g, value[1]) if has_aux else g
 
     wrapped.__name__ = f"grad({getattr(f, '__name__', 'f')})"

@@ -77,7 +77,8 @@ def _seeds(
                     f"grad: an output of shape {o.shape} needs a grad_outputs entry; gradients "
                     "can be created implicitly only for scalar outputs"
                 )
-            g = np.ones_like(o.data)
+            shape = o.shape  # (np.ones_like: ~1 µs of Python)
+            g = np.array(1, o.dtype) if shape == () else np.array(1, o.dtype).reshape(shape)
         elif not isinstance(g, Tensor):
             g = np.asarray(g, dtype=o.dtype)
         gshape = g.shape[1:] if is_grads_batched else g.shape
