@@ -163,6 +163,7 @@ def run_backward(
     batch_ndim: int = 0,
     record: bool | None = None,
     stop_at_targets: bool = False,
+    order: list[Node] | None = None,
 ) -> list[Any] | None:
     """Propagate ``seeds`` from ``roots`` to the leaves (or to ``targets``).
 
@@ -175,27 +176,34 @@ def run_backward(
     ``stop_at_targets`` gives partial derivatives: the targets are independent variables,
     so no cotangent flows past them (nor runs their hooks), and the graph above them is not
     walked (``ad.implicit`` differentiates F(z, θ) in θ at fixed z that way).
+    ``order`` (the transforms, which walk the graph anyway): the roots' nodes, producers
+    first, when the targets are leaves and every node leads to one (no walk, no pruning).
 
     The steps: seed the roots' cotangents, plan the walk (:class:`_Plan`: which nodes, in
     which order, which targets), sweep the rules over it (:func:`_sweep`, which releases
     each node's saved values unless ``retain_graph``), deliver the leaves' gradients.
     """
     cts = _Cotangents(roots, seeds, create_graph, batch_ndim)
-    plan = _Plan(cts.root_nodes, targets, stop_at_targets)
+    plan = _Plan(cts.root_nodes, targets, stop_at_targets, order)
     record = create_graph if record is None else (create_graph and record)
-    prev_nb, prev_grad = STATE.nb, STATE.grad_enabled
-    STATE.nb = batch_ndim
+    st = STATE  # (each attribute of the thread-local state costs a lookup: read each once)
+    prev_nb, prev_grad = st.nb, st._grad_enabled
+    if prev_nb != batch_ndim:
+        st.nb = batch_ndim
     # NOTE: rules evaluate silently where the derivative is infinite (sqrt at 0), as PyTorch;
     # detect_anomaly() is the tool that turns non-finite gradients into errors.
     token = quiet_enter()
-    STATE.grad_enabled = record
+    if prev_grad != record:
+        st.grad_enabled = record
     try:
         _sweep(plan, cts, retain_graph=retain_graph)
         return cts.deliver(plan, accumulate, stop_at_targets)
     finally:
-        STATE.grad_enabled = prev_grad
+        if st._grad_enabled != prev_grad:
+            st.grad_enabled = prev_grad
         quiet_exit(token)
-        STATE.nb = prev_nb
+        if st.nb != prev_nb:
+            st.nb = prev_nb
 
 
 class _Cotangents:
@@ -210,7 +218,7 @@ class _Cotangents:
         """Start from the roots' cotangents ``seeds``."""
         self.create_graph = create_graph
         self.nb = batch_ndim  # leading batch axes of every cotangent
-        self.anomaly = STATE.anomaly  # check every cotangent for nan and inf
+        self.anomaly = STATE._anomaly  # check every cotangent for nan and inf
         self.nodes: dict[Node, Any] = {}
         self.leaves: dict[Tensor, Any] = {}
         if create_graph:
@@ -268,10 +276,20 @@ class _Plan:
     __slots__ = ("captured", "needed", "order", "stops", "target_keys", "target_nodes", "targets")
 
     def __init__(
-        self, roots: list[Node], targets: Sequence[Tensor] | None, stop_at_targets: bool
+        self,
+        roots: list[Node],
+        targets: Sequence[Tensor] | None,
+        stop_at_targets: bool,
+        order: list[Node] | None = None,
     ) -> None:
         self.targets = targets
         self.stops: set[Node] | None = None
+        if order is not None and targets is not None and not stop_at_targets:
+            # Every node leads to a leaf target (the caller checked): nothing to prune.
+            self.order, self.needed, self.target_nodes = order, None, set()
+            self.target_keys = {t: j for j, t in enumerate(targets)}
+            self.captured = [None] * len(targets)
+            return
         if stop_at_targets:
             self.stops = {t._node for t in targets or () if t._node is not None}
             self.order = [*self.stops, *_toposort(roots, self.stops)]  # stops last when reversed

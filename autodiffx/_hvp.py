@@ -26,6 +26,7 @@ from ._transforms import (
     _LEAF,
     _as_output,
     _call,
+    _call1,
     _dual_args,
     _dual_pairs,
     _finish,
@@ -170,18 +171,22 @@ def _hvp_recorded(
 ) -> tuple[Any, Any]:
     """:func:`hvp` from the variables ``flat`` (in ``args``) and their tangents ``seeds``."""
     who = "hvp"
-    prev, grad = STATE.scope, STATE.grad_enabled
+    st = STATE
+    prev, grad = st._scope, st._grad_enabled
     stamp = STAMP[0]
-    STATE.scope = scope = Scope(flat)
+    st.scope = scope = Scope(flat)
     if not grad:
-        STATE.grad_enabled = True
+        st.grad_enabled = True
     try:
-        leaves = [[x] for x in flat] if pairs_leaves is None else pairs_leaves[1]
-        y = _as_output(_call(f, args, {}, leaves, range(len(args)), who), who)
+        if len(args) == 1 and type(args[0]) is Tensor:  # (a fresh leaf: no stamps to keep)
+            y = _as_output(_call1(f, args[0], who), who)
+        else:
+            leaves = [[x] for x in flat] if pairs_leaves is None else pairs_leaves[1]
+            y = _as_output(_call(f, args, {}, leaves, range(len(args)), who), who)
     finally:
-        STATE.scope = prev
+        st.scope = prev
         if not grad:
-            STATE.grad_enabled = False
+            st.grad_enabled = False
     if y.size != 1:
         raise TypeError(
             f"{who}: f must return a scalar (one element) but returned shape {y.shape}; for "
@@ -242,7 +247,8 @@ def run_hvp(
     Tensors (a custom Function), hooks or anomaly checks are present: the caller then
     replays the tangents on dual Tensors.
     """
-    if STATE.anomaly:
+    st = STATE
+    if st._anomaly:
         return None
     for c in order:
         if c.hooks or c.prim.rule.needs_tensors:
@@ -250,8 +256,9 @@ def run_hvp(
     index = {t: j for j, t in enumerate(targets)}
     result: list[Any] = [None] * len(targets)
     token = quiet_enter()
-    prev_nb = STATE.nb
-    STATE.nb = 0
+    prev_nb = st.nb
+    if prev_nb:
+        st.nb = 0
     try:
         one = np.array(1, root.dtype).reshape(root.shape)  # (np.ones: 1 us of Python)
         grads: dict[Node, Any] = {root._node: one}
@@ -278,7 +285,8 @@ def run_hvp(
                 _send_pairs(node, cs, cts, grads, gtans, index, result)
                 node.args = node.datas = node.out = node.outs = None
     finally:
-        STATE.nb = prev_nb
+        if st.nb != prev_nb:
+            st.nb = prev_nb
         quiet_exit(token)
     return result
 

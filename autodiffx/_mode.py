@@ -62,7 +62,7 @@ class _State(threading.local):
     @scope.setter
     def scope(self, scope: Scope | None) -> None:
         self._scope = scope
-        self.sync()
+        self.mode = (self.mode & ~SCOPE) | (0 if scope is None else SCOPE)  # (eager: same)
 
     @property
     def grad_enabled(self) -> bool:
@@ -70,8 +70,11 @@ class _State(threading.local):
 
     @grad_enabled.setter
     def grad_enabled(self, flag: bool) -> None:
+        # NOTE: only the NO_GRAD bit changes (a full sync() reads every flag: ~3x the cost,
+        # paid by every transform call and backward pass).
         self._grad_enabled = flag
-        self.sync()
+        self.mode = mode = (self.mode & ~NO_GRAD) | (0 if flag else NO_GRAD)
+        self.eager = not mode & WATCHED
 
     @property
     def anomaly(self) -> bool:
@@ -263,16 +266,22 @@ class new_level:
     def __enter__(self) -> int:
         _level_counter[0] += 1
         self.level = level = _level_counter[0]
-        STATE.levels.append(level)
-        STATE.sync()
+        st = STATE
+        st.levels.append(level)
+        st.mode |= DUAL  # (only the DUAL bit changes: no full sync)
+        st.eager = False
         return level
 
     def __exit__(self, *exc: object) -> None:
         level = self.level
-        STATE.levels.remove(level)
-        STATE.level_nb.pop(level, None)
-        STATE.sync()
-        tracked = STATE.tracked.pop(level, None)
+        st = STATE
+        levels = st.levels
+        levels.remove(level)
+        st.level_nb.pop(level, None)
+        if not levels:
+            st.mode = mode = st.mode & ~DUAL
+            st.eager = not mode & WATCHED
+        tracked = st.tracked.pop(level, None) if st.tracked else None
         if tracked is not None:
             # NOTE: the tangents of the closed level are dropped (PyTorch's exit_dual_level
             # does the same): a recorded tangent whose graph leads back to its own tensor or

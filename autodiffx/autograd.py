@@ -10,7 +10,7 @@ import numpy as np
 from ._graph import run_backward
 from ._mode import STATE, no_grad
 from ._registry import apply, defprim
-from ._tensor import STAMP, Tensor
+from ._tensor import STAMP, Tensor, wrap
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -59,6 +59,17 @@ def _seeds(
     outputs: Any, outs: list[Tensor], grad_outputs: Any, is_grads_batched: bool
 ) -> list[Any]:
     """The cotangent of each output: ``grad_outputs``, or ones for a scalar output."""
+    if grad_outputs is None and not is_grads_batched:  # (the common case, checks inline)
+        ones = []
+        for o in outs:
+            d = o.data
+            if d.size != 1:
+                break
+            ones.append(
+                np.array(1, d.dtype) if d.ndim == 0 else np.array(1, d.dtype).reshape(d.shape)
+            )
+        else:
+            return ones
     if grad_outputs is None:
         gos: list[Any] = [None] * len(outs)
     elif isinstance(outputs, Tensor) and not (
@@ -100,14 +111,16 @@ def _grad(
     allow_unused: bool = False,
     is_grads_batched: bool = False,
     record: bool | None = None,
+    order: list[Any] | None = None,
 ) -> tuple[Tensor | None, ...]:
     """:func:`grad`, and for the transforms ``record``: with ``create_graph``, whether the
-    rules evaluated on Tensors are also recorded for an outer reverse pass (None: yes)."""
+    rules evaluated on Tensors are also recorded for an outer reverse pass (None: yes);
+    ``order``: the plan the transform walked (see :func:`run_backward`)."""
     outs = _as_list(outputs)
     ins = _as_list(inputs)
     seeds = _seeds(outputs, outs, grad_outputs, is_grads_batched)
     for i, t in enumerate(ins):
-        if not isinstance(t, Tensor) or not t.requires_grad:
+        if not isinstance(t, Tensor) or not t._rg:
             raise RuntimeError(f"grad: input {i} does not require grad")
     if retain_graph is None:
         retain_graph = create_graph
@@ -120,6 +133,7 @@ def _grad(
         accumulate=False,
         batch_ndim=1 if is_grads_batched else 0,
         record=record,
+        order=order,
     )
     assert res is not None
     out: list[Tensor | None] = []
@@ -134,7 +148,7 @@ def _grad(
         elif isinstance(g, Tensor):
             out.append(g)
         else:
-            out.append(Tensor(np.array(g, dtype=ins[i].dtype, copy=True)))
+            out.append(wrap(np.array(g, dtype=ins[i].data.dtype, copy=True)))
     return tuple(out)
 
 

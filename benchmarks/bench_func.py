@@ -124,3 +124,49 @@ class JacobianBatching:
         else:
             for i in range(100):
                 ad.jvp(self.f, (self.x,), (self.eye[i],))
+
+
+def _fixed_cost_calls() -> dict[str, Any]:
+    """Each transform of f(x) = sum(sin(x) * x) on a 10-element array, and the bare call."""
+    x, v = np.linspace(0.1, 1.0, 10), np.ones(10)
+
+    def f(t: Any) -> Any:
+        return ad.sum(ad.sin(t) * t)
+
+    return {
+        "bare": lambda: f(ad.tensor(x)),
+        "grad": lambda: ad.grad(f)(x),
+        "vjp": lambda: ad.vjp(f, x)[1](1.0),
+        "jvp": lambda: ad.jvp(f, (x,), (v,)),
+        "jacfwd": lambda: ad.jacfwd(f)(x),
+        "jacrev": lambda: ad.jacrev(f)(x),
+        "hvp": lambda: ad.hvp(f, (x,), (v,)),
+    }
+
+
+class TransformFixedCost:
+    """The fixed cost of a transform call on a tiny input (issue 13: <= 8 µs over the bare
+    call of f on Tensors): the call's time, and its ratio to the bare call (paired)."""
+
+    params = [["grad", "vjp", "jvp", "jacfwd", "jacrev", "hvp"]]
+    param_names = ["transform"]
+
+    def setup(self, transform: str) -> None:
+        calls = _fixed_cost_calls()
+        self.call, self.bare = calls[transform], calls["bare"]
+
+    def time_call(self, transform: str) -> None:
+        self.call()
+
+    def track_ratio_to_bare(self, transform: str) -> float:
+        return paired_ratio(self.call, self.bare, number=200)
+
+    track_ratio_to_bare.unit = "ratio"  # type: ignore[attr-defined]
+
+    def track_fixed_cost_us(self, transform: str) -> float:
+        """Median over back-to-back pairs of (call - bare call), in µs."""
+        a, b, n = timeit.Timer(self.call), timeit.Timer(self.bare), 200
+        diffs = [(a.timeit(n) - b.timeit(n)) / n * 1e6 for _ in range(15)]
+        return statistics.median(diffs)
+
+    track_fixed_cost_us.unit = "us"  # type: ignore[attr-defined]
