@@ -444,20 +444,8 @@ class _Sweep:
         else:  # (the common case: the producers' tangents are formed)
             self._push(n)
             return
-        pending: set[Node] = {n}
-        stack: list[Any] = [(n, iter(n.edges))]
-        while stack:
-            m, it = stack[-1]
-            for e in it:
-                if e is not None:
-                    c = e[0]
-                    if type(c) is Node and c not in tans and c not in pending:
-                        pending.add(c)
-                        stack.append((c, iter(c.edges)))
-                        break
-            else:
-                stack.pop()
-                self._push(m)
+        for m in _toposort([n], stop=set(tans)):  # producers first, the unformed ones
+            self._push(m)
 
     def _push(self, n: Node) -> None:
         """Set ``tans[n]`` by the node's rule kind, fitted to its output(s)."""

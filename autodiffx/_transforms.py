@@ -14,19 +14,6 @@ from ._node import Node
 from ._tensor import LeafWriteError, Tensor, version_counter, wrap
 from .forward import alias, dual_level, make_dual, unpack_dual
 
-__all__ = [
-    "grad",
-    "hessian",
-    "jacfwd",
-    "jacobian",
-    "jacrev",
-    "jvp",
-    "tree_flatten",
-    "tree_unflatten",
-    "value_and_grad",
-    "vjp",
-]
-
 # ----- pytrees -------------------------------------------------------------------------------
 _LEAF = ("leaf",)
 
