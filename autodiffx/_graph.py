@@ -15,11 +15,14 @@ from ._node import Node
 from ._tensor import STAMP, Tensor, wrap
 
 
-def _toposort(roots: list[Node], stop: set[Node] | None = None) -> list[Node]:
+def _toposort(
+    roots: list[Node], stop: set[Node] | None = None, leaves: set[Any] | None = None
+) -> list[Node]:
     """Post-order (producers before consumers) of every node reachable from ``roots``.
 
     Iterative, so a chain of any depth never reaches Python's recursion limit. Nodes in
-    ``stop`` are neither entered nor listed.
+    ``stop`` are neither entered nor listed. ``leaves``, if given, collects the leaf Tensors
+    the walk reaches.
     """
     order: list[Node] = []
     visited: set[Node] = set() if stop is None else set(stop)
@@ -33,7 +36,10 @@ def _toposort(roots: list[Node], stop: set[Node] | None = None) -> list[Node]:
             for e in it:
                 if e is not None:
                     child = e[0]
-                    if type(child) is Node and child not in visited:
+                    if type(child) is not Node:
+                        if leaves is not None:
+                            leaves.add(child)
+                    elif child not in visited:
                         visited.add(child)
                         stack.append((child, iter(child.edges)))
                         break

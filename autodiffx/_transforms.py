@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import autograd
+from ._graph import _toposort
 from ._mode import STATE, enable_grad
 from ._node import Node
 from ._tensor import LeafWriteError, Tensor, version_counter, wrap
@@ -134,41 +135,19 @@ def _walk_inside(outs: Sequence[Any], mine: set[Any]) -> tuple[bool, list[Node] 
     """:func:`_reaches_outside` and, when every leaf ``outs`` reach is one of ``mine``, their
     nodes, producers first: a reverse pass's plan, with nothing to prune (every node leads
     to a variable). One walk for both."""
-    order: list[Node] = []
-    visited: set[Node] = set()
-    only_mine = True
+    roots: list[Node] = []
+    found: set[Any] = set()
     for o in outs:
-        if not (isinstance(o, Tensor) and o._rg):
-            continue
-        root = o._node
-        if root is None:
-            if o not in mine:
-                if type(o) is not _Retired:
-                    return True, None
-                only_mine = False
-            continue
-        if root in visited:
-            continue
-        visited.add(root)
-        stack: list[Any] = [(root, iter(root.edges))]
-        while stack:
-            node, it = stack[-1]
-            for e in it:
-                if e is not None:
-                    c = e[0]
-                    if type(c) is Node:
-                        if c not in visited:
-                            visited.add(c)
-                            stack.append((c, iter(c.edges)))
-                            break
-                    elif c not in mine:
-                        if type(c) is not _Retired:
-                            return True, None
-                        only_mine = False
+        if isinstance(o, Tensor) and o._rg:
+            if o._node is None:
+                found.add(o)
             else:
-                stack.pop()
-                order.append(node)
-    return False, order if only_mine else None
+                roots.append(o._node)
+    order = _toposort(roots, leaves=found)
+    others = [c for c in found if c not in mine]
+    if any(type(c) is not _Retired for c in others):
+        return True, None
+    return False, (None if others else order)
 
 
 def _new_variable(data: np.ndarray) -> Tensor:
