@@ -101,6 +101,7 @@ from .ops.numpy_funcs import trapezoid as trapezoid
 from .ops.numpy_funcs import vsplit as vsplit
 from .ops.numpy_funcs import vstack as vstack
 from .ops.numpy_more import angle as angle
+from .ops.numpy_more import interp as interp
 from .ops.numpy_more import logspace as logspace
 from .ops.numpy_more import nanmedian as nanmedian
 from .ops.numpy_more import put_along_axis as put_along_axis
@@ -228,6 +229,7 @@ __all__ = [
     "imag",
     "implicit",
     "inner",
+    "interp",
     "is_grad_enabled",
     "isfinite",
     "isinf",

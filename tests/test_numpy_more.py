@@ -162,6 +162,12 @@ FFT = {
 }
 for _name, _f in FFT.items():
     CASES[f"fft.{_name}"] = (_f, Z)
+KNOTS = np.array([-1.5, -0.3, 0.4, 2.0])  # some of X falls outside: there the slope is 0
+FP = RNG.standard_normal(4)
+CASES["interp-x"] = (lambda x: np.interp(x, KNOTS, FP), X)
+CASES["interp-fp"] = (lambda fp: np.interp(X, KNOTS, fp), FP)
+CASES["interp-left-right"] = (lambda x: np.interp(x, KNOTS, FP, left=-2.0, right=5.0), X)
+CASES["interp-complex-fp"] = (lambda fp: np.interp(X, KNOTS, fp), FP + 1j * FP[::-1])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -315,3 +321,20 @@ def test_fft_transforms_dispatch_by_name_and_refuse_out(name):
     np.testing.assert_allclose(y.data, getattr(np.fft, name)(x), rtol=1e-12, atol=1e-12)
     with pytest.raises(TypeError, match=rf"numpy\.fft\.{name}: out= is not supported"):
         f(ad.tensor(x), out=np.empty(1))
+
+
+def test_interp_at_knots_takes_the_right_segment_and_refuses_what_it_cannot_differentiate():
+    x = ad.tensor([0.0, 1.0, 3.0, 5.0], requires_grad=True)
+    y = ad.interp(x, [0.0, 1.0, 3.0], [0.0, 2.0, 3.0], right=ad.tensor(7.0))
+    np.testing.assert_array_equal(y.data, [0.0, 2.0, 3.0, 7.0])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0, 0.5, 0.5, 0.0])  # knots: right segment
+    f = lambda z: ad.interp(z, [0.0, 1.0, 3.0], [0.0, 2.0, 3.0])
+    _, t = ad.jvp(f, (ad.tensor([0.5, 2.0, -1.0]),), (ad.tensor([1.0, 1.0, 1.0]),))
+    np.testing.assert_array_equal(t.data, [2.0, 0.5, 0.0])  # forward mode: the same slopes
+    with pytest.raises(TypeError, match=r"interp: xp .*requires grad.*xp.detach\(\)"):
+        ad.interp(x, ad.tensor([0.0, 1.0], requires_grad=True), [0.0, 1.0])
+    with pytest.raises(NotImplementedError, match="period"):
+        ad.interp(x, [0.0, 1.0], [0.0, 1.0], period=2.0)
+    with pytest.raises(ValueError, match=r"interp: xp and fp .*\(2,\) and \(3,\)"):
+        ad.interp(x, [0.0, 1.0], [0.0, 1.0, 2.0])

@@ -51,6 +51,7 @@ from .numpy_funcs import (
 )
 from .numpy_more import (
     angle,
+    interp,
     linspace,
     logspace,
     nanmedian,

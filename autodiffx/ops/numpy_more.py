@@ -1,4 +1,4 @@
-"""More of NumPy: sinc, angle, nanmedian, linspace, put_along_axis, ufunc methods, pad modes."""
+"""More of NumPy: sinc, angle, nanmedian, interp, linspace, put_along_axis, ufunc methods, pad."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from .._tensor import Tensor
 from . import elementwise as ew
 from . import reduction as red
 from .numpy_funcs import _along_index, _t, sort, take_along_axis
-from .shape import broadcast_to, concatenate, getitem_, moveaxis, reshape, scatter_add, stack
+from .shape import (
+    broadcast_to,
+    concatenate,
+    getitem_,
+    moveaxis,
+    reshape,
+    scatter_add,
+    stack,
+    take,
+)
 
 
 # ----- sinc: exact at 0, derivatives by a series near 0 -------------------------------------
@@ -592,8 +601,63 @@ def _masked_moments(name: str, x: Any, axis: Any, kd: bool, mask: np.ndarray, dd
     return ew.sqrt(v)
 
 
+# ----- interp --------------------------------------------------------------------------------
+def interp(
+    x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, period: Any = None
+) -> Tensor:
+    """One-dimensional piecewise-linear interpolation, as ``np.interp``; differentiable in
+    ``x``, ``fp``, ``left`` and ``right``.
+
+    At a knot ``x == xp[i]`` the derivative in ``x`` is the slope of the segment to its right
+    (the last segment's at the last knot); outside ``[xp[0], xp[-1]]`` it is 0 and the value
+    is ``left``/``right`` (default ``fp[0]``/``fp[-1]``). The knots ``xp`` are data: a
+    ``xp`` that requires grad is refused, as is ``period`` (use ``x % period`` on sorted
+    knots yourself).
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor([0.5, 2.5], requires_grad=True)
+    >>> y = ad.interp(x, [0.0, 1.0, 3.0], [0.0, 2.0, 3.0])
+    >>> y
+    tensor([1.  , 2.75], grad_fn=<where>)
+    >>> y.sum().backward(); x.grad
+    tensor([2. , 0.5])
+    """
+    if period is not None:
+        raise NotImplementedError(
+            "interp: period= is not supported on Tensors; reduce x modulo the period and "
+            "extend xp, fp by one period yourself"
+        )
+    if isinstance(xp, Tensor) and (xp.requires_grad or xp._tan):
+        raise TypeError(
+            "interp: xp (the knots) requires grad, but the interpolant is differentiated in "
+            "x, fp, left and right only; pass xp.detach()"
+        )
+    knots = np.asarray(xp.data if isinstance(xp, Tensor) else xp)
+    fp = _t(fp)
+    if knots.ndim != 1 or fp.ndim != 1 or knots.shape != fp.shape or knots.size == 0:
+        raise ValueError(
+            f"interp: xp and fp must be 1-D of the same non-zero length, got shapes "
+            f"{knots.shape} and {fp.shape}"
+        )
+    x = _t(x)
+    xd = x.data if isinstance(x, Tensor) else np.asarray(x)
+    if knots.size == 1:
+        inner = broadcast_to(fp, xd.shape) if xd.shape else reshape(fp, ())
+    else:
+        i = np.clip(np.searchsorted(knots, xd, side="right") - 1, 0, knots.size - 2)
+        x0, h = knots[i], knots[i + 1] - knots[i]
+        f0, f1 = take(fp, i), take(fp, i + 1)
+        inner = f0 + (x - x0) * ((f1 - f0) / h)
+    lo = take(fp, 0) if left is None else left
+    hi = take(fp, -1) if right is None else right
+    return ew.where(xd < knots[0], lo, ew.where(xd > knots[-1], hi, inner))
+
+
 FUNCTION_MAP.update(
     {
+        np.interp: interp,
         np.angle: angle,
         np.real_if_close: real_if_close,
         np.nanmedian: nanmedian,
