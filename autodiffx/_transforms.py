@@ -106,29 +106,9 @@ def _reaches_outside(outs: Sequence[Any], mine: Any = ()) -> bool:
     transform (``mine``) or of a transform that has returned: a closed-over parameter, an
     input differentiated from outside, a live outer transform's variable. Then the results
     keep their graph (they stay differentiable); otherwise they are detached."""
-    rg = [o for o in outs if isinstance(o, Tensor) and o._rg]
-    if not rg:
+    if not any(isinstance(o, Tensor) and o._rg for o in outs):
         return False
-    mine = set(mine)
-    stack: list[Node] = []
-    for o in rg:
-        n = o._node
-        if n is not None:
-            stack.append(n)
-        elif o not in mine and type(o) is not _Retired:
-            return True
-    seen = set(stack)
-    while stack:
-        for e in stack.pop().edges:
-            if e is not None:
-                c = e[0]
-                if type(c) is Node:
-                    if c not in seen:
-                        seen.add(c)
-                        stack.append(c)
-                elif c not in mine and type(c) is not _Retired:
-                    return True
-    return False
+    return _walk_inside(outs, set(mine))[0]
 
 
 def _walk_inside(outs: Sequence[Any], mine: set[Any]) -> tuple[bool, list[Node] | None]:
