@@ -9,7 +9,6 @@ committed table differs); ``--check`` only compares.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 import types
@@ -151,19 +150,10 @@ def updated(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the table (or, with ``--check``, report whether the committed one is current)."""
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
-    args = parser.parse_args(argv)
-    text = DOC.read_text()
-    fresh = updated(text)
-    if args.check:
-        if fresh != text:
-            print(f"{DOC}: the table of supported functions is stale: run `{COMMAND}`")
-            return 1
-        return 0
-    DOC.write_text(fresh)
-    print(f"wrote the table of supported functions in {DOC}")
-    return 0
+    from ._stubgen import write_generated
+
+    fresh = updated(DOC.read_text())
+    return write_generated(argv, DOC, fresh, COMMAND, "the table of supported functions")
 
 
 if __name__ == "__main__":

@@ -196,21 +196,43 @@ def _option_type(q: inspect.Parameter) -> str:
     return "Any"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Write the stub (or, with ``--check``, report whether the committed one is current)."""
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
+def write_generated(
+    argv: list[str] | None, path: pathlib.Path, text: str, command: str, what: str
+) -> int:
+    """The command line of a generator: write ``text`` to ``path`` or, with ``--check``,
+    return 1 (with a message on stderr naming ``command``) if the committed file differs.
+
+    ``what`` names the generated text in the messages. Shared by ``_stubgen`` and
+    ``_doctable``.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from autodiffx._stubgen import write_generated
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+    >>> write_generated([], f, "fresh", "make x", "x")  # doctest: +ELLIPSIS
+    wrote x in .../x.txt
+    0
+    >>> write_generated(["--check"], f, "fresh", "make x", "x")
+    0
+    """
+    parser = argparse.ArgumentParser(prog=command, description=f"Writes {what} in {path.name}.")
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
     args = parser.parse_args(argv)
-    text = render()
     if args.check:
-        current = STUB.read_text() if STUB.exists() else ""
+        current = path.read_text() if path.exists() else ""
         if current != text:
-            print(f"{STUB} is out of date: run `{COMMAND}`", file=sys.stderr)
+            print(f"{what} in {path} is stale: run `{command}`", file=sys.stderr)
             return 1
         return 0
-    STUB.write_text(text)
-    print(f"wrote {STUB}")
+    path.write_text(text)
+    print(f"wrote {what} in {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the stub (or, with ``--check``, report whether the committed one is current)."""
+    return write_generated(argv, STUB, render(), COMMAND, "the type stub")
 
 
 if __name__ == "__main__":

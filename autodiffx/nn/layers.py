@@ -151,7 +151,28 @@ class Sequential(Module):
         return self
 
 
-class Dropout(Module):
+class _Dropout(Module):
+    """Shared by ``Dropout`` and ``Dropout2d``: the probability, the generator, ``repr``."""
+
+    _function: Any = None
+
+    def __init__(self, p: float = 0.5, rng: Any = None) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p = float(p)
+        self.rng = as_generator(rng)
+
+    def forward(self, x: Any) -> Tensor:
+        """Drop while training, identity otherwise."""
+        return self._function(x, self.p, self.training, self.rng)
+
+    def extra_repr(self) -> str:
+        """The drop probability."""
+        return f"p={self.p}"
+
+
+class Dropout(_Dropout):
     """Randomly zero elements with probability ``p`` while training (scaled by 1/(1-p)).
 
     Identity in evaluation mode (``.eval()``). The module owns its generator, made from
@@ -167,20 +188,7 @@ class Dropout(Module):
     tensor([1., 1., 1.])
     """
 
-    def __init__(self, p: float = 0.5, rng: Any = None) -> None:
-        super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = float(p)
-        self.rng = as_generator(rng)
-
-    def forward(self, x: Any) -> Tensor:
-        """Drop while training, identity otherwise."""
-        return F.dropout(x, self.p, self.training, self.rng)
-
-    def extra_repr(self) -> str:
-        """The drop probability."""
-        return f"p={self.p}"
+    _function = staticmethod(F.dropout)
 
 
 # ----- activation modules ------------------------------------------------------------------

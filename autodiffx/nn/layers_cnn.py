@@ -12,7 +12,7 @@ from .._tensor import Tensor
 from . import conv as C
 from .channels import batch_norm, dropout2d
 from .functional import as_generator
-from .layers import Linear, ReLU, Sequential
+from .layers import Linear, ReLU, Sequential, _Dropout
 from .layers_more import Flatten, Unflatten
 from .module import Module, Parameter
 from .pooling import max_pool2d
@@ -147,7 +147,18 @@ class Conv2d(_ConvNd):
     _nd = 2
 
 
-class MaxPool2d(Module):
+class _Pool2d(Module):
+    """Shared by ``MaxPool2d`` and ``AvgPool2d``: the window geometry (``stride`` defaults
+    to ``kernel_size``; ``ceil_mode=True`` is refused)."""
+
+    def __init__(self, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool) -> None:
+        super().__init__()
+        C._no_ceil(ceil_mode, type(self).__name__)
+        self.kernel_size, self.padding, self.ceil_mode = kernel_size, padding, ceil_mode
+        self.stride = kernel_size if stride is None else stride
+
+
+class MaxPool2d(_Pool2d):
     """Module form of :func:`~autodiffx.nn.functional.max_pool2d`.
 
     Examples
@@ -165,11 +176,8 @@ class MaxPool2d(Module):
         dilation: Any = 1,
         ceil_mode: bool = False,
     ) -> None:
-        super().__init__()
-        C._no_ceil(ceil_mode, "MaxPool2d")
-        self.kernel_size, self.padding, self.dilation = kernel_size, padding, dilation
-        self.stride = kernel_size if stride is None else stride
-        self.ceil_mode = ceil_mode
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.dilation = dilation
 
     def forward(self, x: Any) -> Tensor:
         """The window maxima."""
@@ -183,7 +191,7 @@ class MaxPool2d(Module):
         )
 
 
-class AvgPool2d(Module):
+class AvgPool2d(_Pool2d):
     """Module form of :func:`~autodiffx.nn.functional.avg_pool2d`.
 
     Examples
@@ -202,10 +210,7 @@ class AvgPool2d(Module):
         count_include_pad: bool = True,
         divisor_override: int | None = None,
     ) -> None:
-        super().__init__()
-        C._no_ceil(ceil_mode, "AvgPool2d")
-        self.kernel_size, self.padding, self.ceil_mode = kernel_size, padding, ceil_mode
-        self.stride = kernel_size if stride is None else stride
+        super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
     def forward(self, x: Any) -> Tensor:
@@ -344,7 +349,7 @@ class BatchNorm2d(_BatchNorm):
     _ndims = (4,)
 
 
-class Dropout2d(Module):
+class Dropout2d(_Dropout):
     """Zero whole channels with probability ``p`` while training (``nn.Dropout2d``).
 
     Identity in evaluation mode. The module owns its generator, made from ``rng``.
@@ -359,20 +364,7 @@ class Dropout2d(Module):
     tensor([1., 1.])
     """
 
-    def __init__(self, p: float = 0.5, rng: Any = None) -> None:
-        super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = float(p)
-        self.rng = as_generator(rng)
-
-    def forward(self, x: Any) -> Tensor:
-        """Drop channels while training, identity otherwise."""
-        return dropout2d(x, self.p, self.training, self.rng)
-
-    def extra_repr(self) -> str:
-        """The drop probability."""
-        return f"p={self.p}"
+    _function = staticmethod(dropout2d)
 
 
 def digits_cnn(channels: tuple[int, int] = (16, 32), rng: Any = None, dtype: Any = np.float64):
