@@ -1,5 +1,10 @@
-"""Properties of ``_broadcast.fit`` (the one place broadcasting is undone) and of gradients
-that flow through broadcasting ops."""
+"""Properties of fitting a cotangent to its input (the engine's one place broadcasting is
+undone: sum over broadcast axes, broadcast up, cast) and of gradients that flow through
+broadcasting ops.
+
+The fitting is observed through the public API: a custom ``ad.autograd.Function`` whose rule
+returns a given cotangent ``g`` as it is, whatever the input's shape and dtype; the gradient
+the engine delivers for the input is ``g`` fitted to it."""
 
 from __future__ import annotations
 
@@ -11,10 +16,31 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import autodiffx as ad
-from autodiffx._broadcast import fit
 from autodiffx.forward import dual_level, make_dual, unpack_dual
 
 F64 = np.dtype(np.float64)
+
+
+class _Returns(ad.autograd.Function):
+    """The identity, whose rule returns ``ctx.g`` (any shape or dtype) for the input."""
+
+    @staticmethod
+    def forward(ctx, x, g):
+        ctx.g = g
+        return x * 1
+
+    @staticmethod
+    def vjp(ctx, _):
+        return ctx.g, None
+
+
+def fit(g, shape, dtype, *, create_graph=False):
+    """The gradient the engine delivers to a tensor of ``shape`` and ``dtype`` whose rule
+    returned ``g``: an ndarray, or with ``create_graph`` a Tensor (``g`` may be one)."""
+    x = ad.Tensor(np.zeros(shape, dtype), requires_grad=True)
+    y = _Returns.apply(x, g)
+    (gx,) = ad.autograd.grad(y, x, grad_outputs=np.ones(shape, dtype), create_graph=create_graph)
+    return gx if create_graph else gx.data
 
 
 @st.composite
@@ -111,13 +137,13 @@ def test_fit_does_not_write_to_a_read_only_cotangent(rng):
 def test_fit_on_tensors_is_differentiable(rng):
     """In a recorded (create_graph) pass fit acts on Tensors, and its own VJP broadcasts."""
     g = ad.Tensor(rng.standard_normal((2, 3)), requires_grad=True)
-    out = fit(g, (1, 3), F64)
+    out = fit(g, (1, 3), F64, create_graph=True)
     assert isinstance(out, ad.Tensor)
     assert out.shape == (1, 3)
     w = rng.standard_normal((1, 3))
     (gg,) = ad.autograd.grad((out * w).sum(), g)
     np.testing.assert_allclose(gg.data, np.broadcast_to(w, (2, 3)))
-    up = fit(ad.Tensor(np.array(2.0), requires_grad=True), (2, 2), F64)
+    up = fit(ad.Tensor(np.array(2.0), requires_grad=True), (2, 2), F64, create_graph=True)
     assert isinstance(up, ad.Tensor)
     assert up.shape == (2, 2)
 
