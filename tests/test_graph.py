@@ -276,7 +276,10 @@ def test_inplace_ops_are_differentiable():
     b /= 2
     b.sum().backward()
     np.testing.assert_allclose(a.grad.data, (2 * a.data - 1) / 2)
-    assert b._version > 0
+    y = b * b  # saves b
+    b += 1  # bumps b's version: the saved value is stale
+    with pytest.raises(RuntimeError, match=r"'multiply'.*modified by an in-place"):
+        y.sum().backward()
 
 
 def test_inplace_on_leaf_requiring_grad_raises_but_no_grad_works():
