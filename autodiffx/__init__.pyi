@@ -53,6 +53,7 @@ from .io import save as save
 from .nn.functional import relu as relu
 from .nn.functional import sigmoid as sigmoid
 from .nn.functional import softmax as softmax
+from .ops import numpy_overrides as numpy_overrides
 from .ops.composite import clip as clip
 from .ops.composite import norm as norm
 from .ops.linalg import dot as dot
@@ -275,6 +276,7 @@ __all__ = [
     "no_grad",
     "norm",
     "not_equal",
+    "numpy_overrides",
     "ones",
     "ones_like",
     "optim",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .._registry import UFUNC_MAP
+from collections.abc import Callable
+from typing import Any
+
+from .._registry import FUNCTION_MAP, UFUNC_MAP
 from .composite import clip, norm, power
 from .elementwise import *
 from .elementwise import UFUNC_ALIASES
@@ -106,3 +109,22 @@ from .shape import (
 )
 
 UFUNC_MAP.update(UFUNC_ALIASES)
+
+
+def numpy_overrides() -> dict[Callable[..., Any], Callable[..., Any]]:
+    """The NumPy and SciPy functions (ufuncs included) that run autodiffx's own on Tensors.
+
+    A new dict ``{numpy function: autodiffx function}``: ``np.f(t, ...)`` on a Tensor ``t``
+    runs ``numpy_overrides()[np.f](t, ...)`` (through ``__array_ufunc__`` and
+    ``__array_function__``); any other NumPy function on a Tensor that carries a derivative
+    raises. docs/conventions.md lists them with their rule kinds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import autodiffx as ad
+    >>> overrides = ad.numpy_overrides()
+    >>> overrides[np.sin] is ad.sin, overrides[np.linalg.solve] is ad.linalg.solve
+    (True, True)
+    """
+    return {**UFUNC_MAP, **FUNCTION_MAP}
