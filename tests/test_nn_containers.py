@@ -70,7 +70,8 @@ def test_registered_names_take_their_kind_or_none():
     assert m.weight is None and m.child is None and isinstance(m.count, ad.Tensor)
     m.weight = nn.Parameter(np.ones((1, 2)))
     m.child = nn.Parameter(np.ones(1))  # a Parameter moves the name to the parameters
-    assert dict(m.named_parameters())["child"] is m.child and "child" not in m._modules
+    assert dict(m.named_parameters())["child"] is m.child
+    assert "child" not in dict(m.named_children())
 
 
 def test_module_list_registers_every_parameter():

@@ -19,6 +19,23 @@ def _fans(shape):
     return shape[1] * field, shape[0] * field
 
 
+def _fans_used(shape):
+    """(fan_in, fan_out) as ``kaiming_normal_`` uses them: with ``nonlinearity="linear"`` it
+    draws ``standard_normal / sqrt(fan)`` from the generator."""
+    z = np.random.default_rng(0).standard_normal(shape).ravel()
+    i = int(np.argmax(np.abs(z)))
+    fans = []
+    for mode in ("fan_in", "fan_out"):
+        w = init.kaiming_normal_(ad.zeros(shape), mode=mode, nonlinearity="linear", rng=0)
+        fans.append(round(float(z[i] / w.data.ravel()[i]) ** 2))
+    return tuple(fans)
+
+
+def test_kaiming_uses_pytorchs_fans():
+    for shape in SHAPES:
+        assert _fans_used(shape) == _fans(shape)
+
+
 # ----- nn.init -----------------------------------------------------------------------------
 def test_fills_are_in_place_without_graph_and_keep_flags():
     w = nn.Parameter(np.full((2, 3), 9.0))
@@ -112,7 +129,7 @@ def test_init_matches_pytorch():
         assert init.calculate_gain(name, p) == ti.calculate_gain(name, p)
     for shape in SHAPES:
         t = torch.zeros(shape, dtype=torch.float64)
-        assert init._fans(ad.zeros(shape), "x") == ti._calculate_fan_in_and_fan_out(t)
+        assert _fans_used(shape) == ti._calculate_fan_in_and_fan_out(t)
         for fn in ("zeros_", "ones_"):
             np.testing.assert_array_equal(getattr(init, fn)(ad.zeros(shape)).data,
                                           getattr(ti, fn)(t).numpy())  # fmt: skip

@@ -1019,17 +1019,28 @@ def test_minimize_rosenbrock(method):
         assert res.fun < 1e-12
 
 
-def test_minimize_hessp_is_the_exact_hessian_vector_product():
+def test_minimize_hessp_is_the_exact_hessian_vector_product(monkeypatch):
+    """The ``hessp`` and ``hess`` that minimize hands to SciPy (caught on the way in)."""
+    import scipy.optimize
     from scipy.optimize import rosen_hess, rosen_hess_prod
 
-    from autodiffx.optim.minimize import _Objective
+    given = {}
+    scipy_minimize = scipy.optimize.minimize
 
-    obj = _Objective(_rosen, (4,), np.float64, ())
+    def spy(fun, x0, method, **kw):
+        given[method] = kw
+        return scipy_minimize(fun, x0, method=method, **kw)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    x0 = np.zeros(4)
+    optim.minimize(_rosen, x0, method="trust-ncg", options={"maxiter": 1})
+    optim.minimize(_rosen, x0, method="trust-exact", options={"maxiter": 1})
     x = np.array([0.3, -1.2, 2.0, 0.7])
     v = np.array([1.0, -2.0, 0.5, 3.0])
-    np.testing.assert_allclose(obj.hessp(x, v), rosen_hess_prod(x, v), rtol=1e-13)
-    np.testing.assert_allclose(obj.hessp(x, 2 * v), 2 * rosen_hess_prod(x, v), rtol=1e-13)
-    np.testing.assert_allclose(obj.hess(x), rosen_hess(x), rtol=1e-13)
+    hessp, hess = given["trust-ncg"]["hessp"], given["trust-exact"]["hess"]
+    np.testing.assert_allclose(hessp(x, v), rosen_hess_prod(x, v), rtol=1e-13)
+    np.testing.assert_allclose(hessp(x, 2 * v), 2 * rosen_hess_prod(x, v), rtol=1e-13)
+    np.testing.assert_allclose(hess(x), rosen_hess(x), rtol=1e-13)
 
 
 def test_minimize_shapes_args_bounds_and_gradient_free_methods():
