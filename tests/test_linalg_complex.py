@@ -103,6 +103,13 @@ def _svd_batched(lib: Any, a: Any) -> Any:
     return _re_pair(lib.c(C233), x) + (lib.c(W33b) * _abs2(u)).sum() + (s * s).sum()
 
 
+def _svd_hermitian(lib: Any, a: Any) -> Any:
+    """svd(hermitian=True) (NumPy's eigh-based kernel; PyTorch's plain svd as the oracle)."""
+    u, s, vh = lib.svdh(a)
+    x = (u[..., :, 1:2] * s[..., None, 1:2]) @ vh[..., 1:2, :]
+    return _re_pair(lib.c(C233), x) + (lib.c(W33b) * _abs2(vh)).sum() + (lib.svdvalsh(a) ** 3).sum()
+
+
 def _svdvals(lib: Any, a: Any) -> Any:
     s = lib.svdvals(a)
     return (lib.c(S3[: s.shape[-1]]) * s).sum() + (s**3).sum() / 10
@@ -172,6 +179,7 @@ CASES: dict[str, tuple[str, Callable[[Any, Any], Any], bool]] = {
     "svd Vh only/3x4": ("3x4", _svd_vh_only, False),
     "svd Vh only/4x3": ("4x3", _svd_vh_only, False),
     "svd batched/2x3x3": ("2x3x3", _svd_batched, False),
+    "svd hermitian=True/2x3x3": ("herm2x3x3", _svd_hermitian, True),
     "svdvals/4x3": ("4x3", _svdvals, False),
     "svdvals/3x4": ("3x4", _svdvals, False),
     "eigh|V|²,w/L": ("herm3x3", _eigh_weighted, True),
@@ -197,6 +205,8 @@ AD = SimpleNamespace(
     c=ad.tensor,
     svd=lambda a: ad.linalg.svd(a, full_matrices=False),
     svdvals=ad.linalg.svdvals,
+    svdh=lambda a: ad.linalg.svd(a, full_matrices=False, hermitian=True),
+    svdvalsh=lambda a: ad.linalg.svd(a, compute_uv=False, hermitian=True),
     eigh=ad.linalg.eigh,
     eigvalsh=ad.linalg.eigvalsh,
     qr=ad.linalg.qr,
@@ -213,6 +223,8 @@ def torch_lib(torch: Any) -> SimpleNamespace:
         c=lambda x: torch.tensor(np.asarray(x)),
         svd=lambda a: tl.svd(a, full_matrices=False),
         svdvals=tl.svdvals,
+        svdh=lambda a: tl.svd(a, full_matrices=False),
+        svdvalsh=tl.svdvals,
         eigh=lambda a, uplo: tl.eigh(a, UPLO=uplo),
         eigvalsh=tl.eigvalsh,
         qr=lambda a, mode: tl.qr(a)[1] if mode == "r" else tl.qr(a, mode=mode),

@@ -276,7 +276,7 @@ eigh_ = _factorization(
     lambda a, UPLO="L": tuple(np.linalg.eigh(a, UPLO)),
     vjp=_eigh_vjp,
     jvp=_eigh_jvp,
-    doc="Eigenvalues (ascending) and eigenvectors of a symmetric matrix.",
+    doc="Eigenvalues (ascending) and eigenvectors of a symmetric (Hermitian) matrix.",
 )
 
 
@@ -721,10 +721,12 @@ def cholesky(a: Any, /, *, upper: bool = False) -> Tensor:
 def eigh(a: Any, UPLO: str = "L") -> EighResult:
     """Eigenvalues (ascending) and eigenvectors of a symmetric (Hermitian) matrix.
 
-    Only the ``UPLO`` triangle is read; derivatives treat the input as symmetric.
-    Eigenvectors are defined up to sign, so only sign-invariant functions of them have a
-    derivative. At repeated eigenvalues the eigenvector derivative is infinite (NaN/inf);
-    a loss using only the eigenvalues stays finite (or use ``eigvalsh``).
+    Only the ``UPLO`` triangle is read; derivatives treat the input as symmetric
+    (Hermitian). Eigenvectors are defined up to sign (a phase e^{iφ}, for complex input), so
+    only sign (phase) invariant functions of them have a derivative; with complex input, a
+    loss that depends on the phase raises ``RuntimeError`` in reverse mode (forward mode keeps
+    diag(Vᴴ dV) = 0). At repeated eigenvalues the eigenvector derivative is infinite
+    (NaN/inf); a loss using only the eigenvalues stays finite (or use ``eigvalsh``).
 
     Examples
     --------
@@ -761,8 +763,11 @@ def svd(
     Derivatives of U and Vh of a non-square matrix need ``full_matrices=False`` (the
     extra columns are not unique): asking for them with ``full_matrices=True`` raises.
     ``compute_uv=False`` gives the singular values with gradient U diag(s̄) Vᵀ. U and V are
-    defined up to simultaneous sign flips, so only invariant functions of them have a
-    derivative; at repeated or zero singular values the U, V derivatives are infinite.
+    defined up to simultaneous sign flips (phases e^{iφ}, for complex input), so only
+    invariant functions of them have a derivative: with complex input, a loss that depends
+    on the phases raises ``RuntimeError`` in reverse mode (forward mode uses JAX's gauge, see
+    docs/conventions.md). At repeated or zero singular values the U, V derivatives are
+    infinite.
 
     Examples
     --------
@@ -803,8 +808,9 @@ def qr(a: Any, mode: str = "reduced") -> Any:
     """QR decomposition (as ``np.linalg.qr``): ``(Q, R)``, or ``R`` for ``mode='r'``.
 
     Differentiable for ``mode='reduced'`` (tall, square and wide matrices) and ``'r'``, and
-    for ``'complete'`` when ``a`` is not tall. ``'raw'`` is not differentiable. R must
-    have a nonzero diagonal (full rank).
+    for ``'complete'`` when ``a`` is not tall, real or complex (R's diagonal is real, as
+    LAPACK makes it). ``'raw'`` is not differentiable. R must have a nonzero diagonal (full
+    rank).
 
     Examples
     --------
