@@ -656,19 +656,32 @@ for _row in ROWS:
 
 # ----- linear algebra ----------------------------------------------------------------------
 def _sym(a: Any) -> Any:
-    # Symmetric-input ops read one triangle; testing f(sym(a)) makes every perturbation
-    # symmetric, the convention their rules follow.
-    return (a + np.swapaxes(a, -1, -2)) / 2
+    # Symmetric (Hermitian) input ops read one triangle; testing f(sym(a)) makes every
+    # perturbation symmetric (Hermitian), the convention their rules follow.
+    at = np.swapaxes(a, -1, -2)
+    return (a + (np.conj(at) if a.dtype.kind == "c" else at)) / 2
+
+
+def _phase(x: Any) -> Any:
+    # The sign of each column's first entry (real), or the conjugate phase of its largest
+    # entry (complex: a smooth function of x where that entry is far from 0, so the
+    # gauge-fixed vectors are differentiable and their differences well conditioned).
+    if x.dtype.kind != "c":
+        return np.sign(x[..., :1, :])
+    raw = np.asarray(x.data if isinstance(x, autodiffx.Tensor) else x)
+    big = np.take_along_axis(x, np.argmax(np.abs(raw), axis=-2, keepdims=True), axis=-2)
+    return np.conj(big / np.abs(big))
 
 
 def _gauge_eigh(w: Any, v: Any) -> tuple[Any, Any]:
-    # Eigenvectors are unique up to sign: fix it (first row >= 0) so that differences exist.
-    return w, v * np.sign(v[..., :1, :])
+    # Eigenvectors are unique up to sign (phase): fix it (first row real >= 0) so that
+    # differences exist.
+    return w, v * _phase(v)
 
 
 def _gauge_svd(u: Any, s: Any, vh: Any) -> tuple[Any, Any, Any]:
-    sgn = np.sign(u[..., :1, :])
-    return u * sgn, s, vh * np.swapaxes(sgn, -1, -2)
+    ph = np.swapaxes(_phase(u), -1, -2)
+    return u * _phase(u), s, vh * (np.conj(ph) if u.dtype.kind == "c" else ph)
 
 
 def _einsum_cases() -> tuple[Case, ...]:
@@ -763,7 +776,7 @@ ROWS += [
         ref=lambda a, **kw: _gauge_eigh(*np.linalg.eigh(_sym(a), **kw)),
         batch="lead",
         batch_min_ndim=2,
-        exempt={"complex": "complex derivatives raise NotImplementedError (values work)"},
+        complex=True,
     ),
     OpSpec(
         "eigvalsh",
@@ -773,7 +786,7 @@ ROWS += [
         ref=lambda a, **kw: np.linalg.eigvalsh(_sym(a), **kw),
         batch="lead",
         batch_min_ndim=2,
-        exempt={"complex": "complex derivatives raise NotImplementedError (values work)"},
+        complex=True,
     ),
     OpSpec(
         "svd",
@@ -783,7 +796,7 @@ ROWS += [
         ref=lambda a, full_matrices=True: _gauge_svd(*np.linalg.svd(a, full_matrices)),
         batch="lead",
         batch_min_ndim=2,
-        exempt={"complex": "complex derivatives raise NotImplementedError (values work)"},
+        complex=True,
     ),
     OpSpec(
         "svdvals",
@@ -792,7 +805,7 @@ ROWS += [
         ref=lambda a: np.linalg.svd(a, compute_uv=False),
         batch="lead",
         batch_min_ndim=2,
-        exempt={"complex": "complex derivatives raise NotImplementedError (values work)"},
+        complex=True,
     ),
     OpSpec(
         "qr",
@@ -801,7 +814,7 @@ ROWS += [
         ref=lambda a, mode="reduced": tuple(np.linalg.qr(a, mode)),
         batch="lead",
         batch_min_ndim=2,
-        exempt={"complex": "complex derivatives raise NotImplementedError (values work)"},
+        complex=True,
     ),
     OpSpec(
         "pinv",
@@ -810,7 +823,7 @@ ROWS += [
         ref=np.linalg.pinv,
         batch="lead",
         batch_min_ndim=2,
-        exempt={"complex": "complex derivatives raise NotImplementedError (values work)"},
+        complex=True,
     ),
     OpSpec(
         "lstsq",

@@ -20,13 +20,55 @@ from .shape import lift
 # linalg_qr_backward for qr; Golub & Pereyra (1973, eq. 4.12) for pinv and lstsq.
 # They are written with np.* so that they compose to any order (see _registry).
 # Complex inputs: solve, inv, det (holomorphic) differentiate with the plain (non-conjugated)
-# transpose; for the others complex derivatives raise NotImplementedError (values work).
+# transpose; svd, svdvals, eigh, eigvalsh, qr and pinv with the conjugate transposes of their
+# real rules (JAX's convention, docs/conventions.md): each VJP is the transpose of its JVP for
+# the pairing Re(sum(ḡ * ẋ)), computed as conj(PyTorch's backward of conj(ḡ)); slogdet,
+# cholesky and lstsq raise NotImplementedError for complex derivatives (values work).
 # Cotangents and tangents may carry leading batch axes (vectorized Jacobians): the rules use
 # stack-friendly forms (@, mT, [..., None]) and never count axes from the front.
 
 
 def _mT(x: Any) -> Any:
     return np.swapaxes(x, -1, -2)
+
+
+def _cplx(x: Any) -> bool:
+    return np.dtype(x.dtype).kind == "c"
+
+
+def _cj(x: Any) -> Any:
+    """The complex conjugate (no op, and no recorded node, for real values)."""
+    return np.conj(x) if _cplx(x) else x
+
+
+def _mH(x: Any) -> Any:
+    """The conjugate transpose of a stack of matrices (the transpose for real ones)."""
+    return _mT(_cj(x))
+
+
+def _herm(x: Any) -> Any:
+    return 0.5 * (x + _mH(x))
+
+
+def _raw(x: Any) -> np.ndarray:
+    return np.asarray(x.data if isinstance(x, Tensor) else x)
+
+
+def _phase_check(name: str, what: str, im: Any, ref: Any) -> None:
+    """Refuse a loss that depends on the free phase of complex singular/eigen vectors.
+
+    ``im`` is Im diag(Xᴴ X̄) summed over the factors that share a phase (PyTorch's test);
+    it is zero up to rounding for a phase-invariant loss."""
+    im, ref = _raw(im), _raw(ref)
+    tol = np.sqrt(np.finfo(im.dtype).eps) * max(1.0, float(np.max(np.abs(ref), initial=0.0)))
+    if np.max(np.abs(im), initial=0.0) > tol:
+        raise RuntimeError(
+            f"{name}: the {what} in the complex case are specified up to multiplication by "
+            "e^{i phi} each, and the loss depends on this phase (max |Im diag(Xᴴ X̄)| = "
+            f"{np.max(np.abs(im)):.3g}), so its derivative is ill-defined; use a phase-invariant "
+            "function of them (abs(x), x x^H projectors, U diag(s) Vh reconstructions, or the "
+            "values alone)"
+        )
 
 
 def _diag(x: Any) -> Any:
@@ -206,24 +248,27 @@ def _factorization(name: str, kernel: Any, vjp: Any, jvp: Any, doc: str) -> Any:
 
 
 def _eigh_vjp(needs: tuple[bool, ...], g: Any, out: Any, a: Any, UPLO: str = "L") -> tuple[Any]:
-    # NOTE: Ā = V (diag(w̄) + F ∘ (Vᵀ V̄ − V̄ᵀ V)/2) Vᵀ (Giles 2008; PyTorch linalg_eig_backward),
-    # symmetric. An unused V̄ is skipped, so eigenvalue-only losses stay finite at repeated
-    # eigenvalues.
+    # NOTE: Ā = V (diag(w̄) + F ∘ (Vᴴ V̄ − V̄ᴴ V)/2) Vᴴ (Giles 2008; PyTorch linalg_eig_backward,
+    # Hermitian case, with its check that Im diag(Vᴴ V̄) = 0: a loss that depends on the phase of
+    # a complex eigenvector has no derivative), Hermitian; complex: conj of it on conj(ḡ). An
+    # unused V̄ is skipped, so eigenvalue-only losses stay finite at repeated eigenvalues.
     gw, gv = g
     w, v = out
-    _real_only("eigh", v)
     inner = _diag_embed(gw)
     if not _unused(gv):
-        x = _mT(v) @ gv
-        inner = inner + _eig_f(w) * (0.5 * (x - _mT(x)))
-    return (v @ inner @ _mT(v),)
+        x = _mH(v) @ _cj(gv)
+        if _cplx(v):
+            _phase_check("eigh", "eigenvectors", np.imag(_diag(x)), x)
+        inner = inner + _eig_f(w) * (0.5 * (x - _mH(x)))
+    return (_cj(v @ inner @ _mH(v)),)
 
 
 def _eigh_jvp(tans: tuple[Any, ...], out: Any, a: Any, UPLO: str = "L") -> tuple[Any, Any]:
+    # Gauge: each eigenvector changes orthogonally to itself (diag(Vᴴ dV) = 0), as JAX's.
     w, v = out
-    _real_only("eigh", v)
-    m = _mT(v) @ _sym(tans[0]) @ v
-    return _diag(m), v @ (_eig_f(w) * m)
+    m = _mH(v) @ _herm(tans[0]) @ v
+    dw = np.real(_diag(m)) if _cplx(m) else _diag(m)
+    return dw, v @ (_eig_f(w) * m)
 
 
 eigh_ = _factorization(
@@ -231,20 +276,19 @@ eigh_ = _factorization(
     lambda a, UPLO="L": tuple(np.linalg.eigh(a, UPLO)),
     vjp=_eigh_vjp,
     jvp=_eigh_jvp,
-    doc="Eigenvalues (ascending) and eigenvectors of a symmetric matrix.",
+    doc="Eigenvalues (ascending) and eigenvectors of a symmetric (Hermitian) matrix.",
 )
 
 
 def _eigvalsh_vjp(needs: tuple[bool, ...], g: Any, out: Any, a: Any, UPLO: str = "L") -> tuple[Any]:
-    _real_only("eigvalsh", a)
     v = eigh_.call(a, UPLO=UPLO)[1]
-    return ((v * g[..., None, :]) @ _mT(v),)
+    return ((_cj(v) * g[..., None, :]) @ _mT(v),)
 
 
 def _eigvalsh_jvp(tans: tuple[Any, ...], out: Any, a: Any, UPLO: str = "L") -> Any:
-    _real_only("eigvalsh", a)
     v = eigh_.call(a, UPLO=UPLO)[1]
-    return np.sum(v * (_sym(tans[0]) @ v), axis=-2)
+    dw = np.sum(_cj(v) * (_herm(tans[0]) @ v), axis=-2)
+    return np.real(dw) if _cplx(dw) else dw
 
 
 eigvalsh_ = defprim(
@@ -258,13 +302,36 @@ eigvalsh_ = defprim(
 
 # ----- svd ----------------------------------------------------------------------------------
 def _svd_check(name: str, u: Any, vh: Any, full_matrices: bool) -> None:
-    _real_only(name, u)
     if full_matrices and u.shape[-2] != vh.shape[-1]:
         raise ValueError(
             f"{name}: derivatives of a non-square SVD need full_matrices=False (the extra "
             f"columns of the full U or V are not unique); got U {tuple(u.shape)}, "
             f"Vh {tuple(vh.shape)}"
         )
+
+
+def _svd_inner(u: Any, s: Any, vh: Any, gu: Any, gs: Any, gvh: Any) -> Any:
+    """The k×k core of PyTorch's svd_backward (conjugate cotangents; None: unused)."""
+    inner = _diag_embed(gs)
+    if gu is None and gvh is None:
+        return inner
+    s2 = s * s
+    e = s2[..., None, :] - s2[..., :, None] + np.eye(s.shape[-1], dtype=s.dtype)
+    num, x, y = 0.0, None, None
+    if gu is not None:
+        x = _mH(u) @ gu
+        num = num + (x - _mH(x)) * s[..., None, :]
+    if gvh is not None:
+        y = vh @ _mH(gvh)
+        num = num + s[..., :, None] * (y - _mH(y))
+    inner = inner + num / e
+    if _cplx(u):
+        # The phase e^{iφ_j} of column j of U and of V together: Im(Uᴴ Ū + Vᴴ V̄)_jj must be 0.
+        im = sum(np.imag(_diag(z)) for z in (x, y) if z is not None)
+        _phase_check("svd", "singular vectors", im, x if y is None else y)
+        if x is not None:  # the transpose of the JVP's gauge (the phase drift in U)
+            inner = inner + _diag_embed(1j * (np.imag(_diag(x)) / s))
+    return inner
 
 
 def _svd_vjp(
@@ -275,59 +342,54 @@ def _svd_vjp(
     full_matrices: bool = True,
     hermitian: bool = False,
 ) -> tuple[Any]:
-    # NOTE: Townsend (2016) in the form of PyTorch's svd_backward (real case):
-    # Ā = U [(skew(UᵀŪ) S + S skew(VᵀV̄)) / E + diag(S̄)] Vᵀ with E_jk = s_k² − s_j², plus
-    # the terms that project Ū (m > n) or V̄ (m < n) off the span of U or V.
+    # NOTE: Townsend (2016) in the form of PyTorch's svd_backward (FunctionsManual.cpp):
+    # Ā = U [(skew(UᴴŪ) S + S skew(VᴴV̄)) / E + diag(S̄) + i Im diag(UᴴŪ) S⁻¹] Vᴴ with
+    # E_jk = s_k² − s_j², skew(X) = X − Xᴴ, plus the terms that project Ū (m > n) or V̄
+    # (m < n) off the span of U or V; complex: conj of it on conj(ḡ) (JAX's convention).
     gu, gs, gvh = g
     u, s, vh = out
     _svd_check("svd", u, vh, full_matrices)
     m, n = u.shape[-2], vh.shape[-1]
-    use_u, use_v = not _unused(gu), not _unused(gvh)
-    inner = _diag_embed(gs)
-    if use_u or use_v:
-        s2 = s * s
-        e = s2[..., None, :] - s2[..., :, None] + np.eye(s.shape[-1], dtype=s.dtype)
-        num = 0.0
-        if use_u:
-            x = _mT(u) @ gu
-            num = num + (x - _mT(x)) * s[..., None, :]
-        if use_v:
-            y = vh @ _mT(gvh)
-            num = num + s[..., :, None] * (y - _mT(y))
-        inner = inner + num / e
-    if m > n and use_u:
+    gu = None if _unused(gu) else _cj(gu)
+    gvh = None if _unused(gvh) else _cj(gvh)
+    inner = _svd_inner(u, s, vh, gu, gs, gvh)
+    if m > n and gu is not None:
         gus = gu / s[..., None, :]
-        return ((u @ inner + gus - u @ (_mT(u) @ gus)) @ vh,)
-    if m < n and use_v:
+        return (_cj((u @ inner + gus - u @ (_mH(u) @ gus)) @ vh),)
+    if m < n and gvh is not None:
         sgv = gvh / s[..., :, None]
-        return (u @ (inner @ vh + sgv - (sgv @ _mT(vh)) @ vh),)
-    return (u @ inner @ vh,)
+        return (_cj(u @ (inner @ vh + sgv - (sgv @ _mH(vh)) @ vh)),)
+    return (_cj(u @ inner @ vh),)
 
 
 def _svd_jvp(
     tans: tuple[Any, ...], out: Any, a: Any, full_matrices: bool = True, hermitian: bool = False
 ) -> tuple[Any, Any, Any]:
+    # Gauge (complex): diag(Vᴴ dV) = 0 and the phase drift i Im(Uᴴ dA V)_jj / s_j in U, as JAX's.
     u, s, vh = out
     _svd_check("svd", u, vh, full_matrices)
     ta = tans[0]
     m, n = u.shape[-2], vh.shape[-1]
-    v = _mT(vh)
-    dp = _mT(u) @ ta @ v
+    v = _mH(vh)
+    dp = _mH(u) @ ta @ v
     ds = _diag(dp)
     s2 = s * s
     eye = np.eye(s.shape[-1], dtype=s.dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
         einv = (1 - eye) / (s2[..., None, :] - s2[..., :, None] + eye)
     sr, sc = s[..., None, :], s[..., :, None]
-    du = u @ ((dp * sr + sc * _mT(dp)) * einv)
-    dv = v @ ((sc * dp + _mT(dp) * sr) * einv)
+    du = u @ ((dp * sr + sc * _mH(dp)) * einv)
+    dv = v @ ((sc * dp + _mH(dp) * sr) * einv)
+    if _cplx(dp):
+        du = du + u * (1j * (np.imag(ds) / s))[..., None, :]
+        ds = np.real(ds)
     if m > n:
         x = ta @ (v / sr)
-        du = du + x - u @ (_mT(u) @ x)
+        du = du + x - u @ (_mH(u) @ x)
     elif m < n:
-        x = _mT(ta) @ (u / sr)
+        x = _mH(ta) @ (u / sr)
         dv = dv + x - v @ (vh @ x)
-    return du, ds, _mT(dv)
+    return du, ds, _mH(dv)
 
 
 svd_ = _factorization(
@@ -344,15 +406,14 @@ svd_ = _factorization(
 def _svdvals_vjp(
     needs: tuple[bool, ...], g: Any, out: Any, a: Any, hermitian: bool = False
 ) -> tuple[Any]:
-    _real_only("svd", a)
     u, _, vh = svd_.call(a, full_matrices=False, hermitian=hermitian)
-    return ((u * g[..., None, :]) @ vh,)
+    return ((_cj(u) * g[..., None, :]) @ _cj(vh),)
 
 
 def _svdvals_jvp(tans: tuple[Any, ...], out: Any, a: Any, hermitian: bool = False) -> Any:
-    _real_only("svd", a)
     u, _, vh = svd_.call(a, full_matrices=False, hermitian=hermitian)
-    return np.sum(u * (tans[0] @ _mT(vh)), axis=-2)
+    ds = np.sum(_cj(u) * (tans[0] @ _mH(vh)), axis=-2)
+    return np.real(ds) if _cplx(ds) else ds
 
 
 svdvals_ = defprim(
@@ -366,15 +427,20 @@ svdvals_ = defprim(
 
 # ----- qr -----------------------------------------------------------------------------------
 def _qr_square_vjp(q: Any, r: Any, gq: Any, gr: Any) -> Any:
-    # NOTE: Walter & Lehmann (2018) / PyTorch linalg_qr_backward for m >= n:
-    # Ā = (Q̄ + Q copyltu(M)) R⁻ᵀ with M = R̄ Rᵀ − Qᵀ Q̄ (copyltu: the upper triangle mirrored).
-    mm = gr @ _mT(r) - _mT(q) @ gq
-    x = q @ (np.triu(mm) + _mT(np.triu(mm, 1))) + gq
-    return _mT(solve_.call(r, _mT(x)))
+    # NOTE: Walter & Lehmann (2018) / PyTorch linalg_qr_backward for m >= n, with conjugate
+    # cotangents: Ā = (Q̄ + Q copyltu(M)) R⁻ᴴ with M = R̄ Rᴴ − Qᴴ Q̄ (copyltu: the upper triangle
+    # mirrored conjugated, its diagonal real: LAPACK's R has a real diagonal, which fixes the
+    # phases); returned conjugated (JAX's convention), conj(X R⁻ᴴ) = conj(X) R⁻ᵀ.
+    mm = gr @ _mH(r) - _mH(q) @ gq
+    if _cplx(mm):
+        up = np.triu(mm, 1)
+        x = q @ (up + _mH(up) + _diag_embed(np.real(_diag(mm)))) + gq
+    else:
+        x = q @ (np.triu(mm) + _mT(np.triu(mm, 1))) + gq
+    return _mT(solve_.call(r, _mT(_cj(x))))
 
 
 def _qr_check(q: Any, r: Any, mode: str) -> None:
-    _real_only("qr", q)
     if mode == "complete" and q.shape[-1] > r.shape[-1]:
         raise ValueError(
             "qr: derivatives of mode='complete' for a tall matrix are not defined (the extra "
@@ -384,23 +450,25 @@ def _qr_check(q: Any, r: Any, mode: str) -> None:
 
 def _qr_vjp(needs: tuple[bool, ...], g: Any, out: Any, a: Any, mode: str = "reduced") -> tuple[Any]:
     q, r = out
-    gq, gr = g
+    gq, gr = _cj(g[0]), _cj(g[1])
     _qr_check(q, r, mode)
     m, n = q.shape[-2], r.shape[-1]
     if m >= n:
         return (_qr_square_vjp(q, r, gq, gr),)
-    # Wide: A = Q [R1 R2] with A1 = Q R1 square and R2 = Qᵀ A2.
+    # Wide: A = Q [R1 R2] with A1 = Q R1 square and R2 = Qᴴ A2.
     r1, r2 = r[..., :m], r[..., m:]
     gr1, gr2 = gr[..., :m], gr[..., m:]
-    ga1 = _qr_square_vjp(q, r1, gq + q @ (r2 @ _mT(gr2)), gr1)
-    return (np.concatenate([ga1, q @ gr2], axis=-1),)
+    ga1 = _qr_square_vjp(q, r1, gq + q @ (r2 @ _mH(gr2)), gr1)
+    return (np.concatenate([ga1, _cj(q @ gr2)], axis=-1),)
 
 
 def _qr_square_jvp(q: Any, r: Any, ta: Any) -> tuple[Any, Any]:
     y = _mT(solve_.call(_mT(r), _mT(ta)))  # dA R⁻¹
-    c = _mT(q) @ y
+    c = _mH(q) @ y
     low = np.tril(c, -1)
-    c_om = c - (low - _mT(low))  # C − Ω, upper triangular
+    c_om = c - (low - _mH(low))  # C − Ω, upper triangular
+    if _cplx(c):  # Ω's diagonal is i Im(C_jj): R's diagonal stays real
+        c_om = c_om - _diag_embed(1j * np.imag(_diag(c)))
     return y - q @ c_om, c_om @ r
 
 
@@ -412,7 +480,7 @@ def _qr_jvp(tans: tuple[Any, ...], out: Any, a: Any, mode: str = "reduced") -> t
     if m >= n:
         return _qr_square_jvp(q, r, ta)
     dq, dr1 = _qr_square_jvp(q, r[..., :m], ta[..., :m])
-    dr2 = _mT(dq) @ (q @ r[..., m:]) + _mT(q) @ ta[..., m:]
+    dr2 = _mH(dq) @ (q @ r[..., m:]) + _mH(q) @ ta[..., m:]
     return dq, np.concatenate([dr1, dr2], axis=-1)
 
 
@@ -427,20 +495,19 @@ qr_ = _factorization(
 
 # ----- pinv, lstsq --------------------------------------------------------------------------
 def _pinv_vjp(needs: tuple[bool, ...], g: Any, out: Any, a: Any, **params: Any) -> tuple[Any]:
-    # NOTE: Golub & Pereyra (1973): dA⁺ = −A⁺ dA A⁺ + A⁺A⁺ᵀ dAᵀ (I − AA⁺) + (I − A⁺A) dAᵀ A⁺ᵀA⁺,
-    # valid where the rank is locally constant; this is its transpose.
-    _real_only("pinv", out)
-    x, gt = out, _mT(g)
-    w = gt @ (x @ _mT(x))
-    z = (_mT(x) @ x) @ gt
-    return (-(_mT(x) @ g @ _mT(x)) + w - a @ (x @ w) + z - (z @ x) @ a,)
+    # NOTE: Golub & Pereyra (1973): dA⁺ = −A⁺ dA A⁺ + A⁺A⁺ᴴ dAᴴ (I − AA⁺) + (I − A⁺A) dAᴴ A⁺ᴴA⁺,
+    # valid where the rank is locally constant; this is its adjoint on conj(ḡ), conjugated.
+    x, g = out, _cj(g)
+    gt = _mH(g)
+    w = gt @ (x @ _mH(x))
+    z = (_mH(x) @ x) @ gt
+    return (_cj(-(_mH(x) @ g @ _mH(x)) + w - a @ (x @ w) + z - (z @ x) @ a),)
 
 
 def _pinv_jvp(tans: tuple[Any, ...], out: Any, a: Any, **params: Any) -> Any:
-    _real_only("pinv", out)
-    x, tt = out, _mT(tans[0])
+    x, tt = out, _mH(tans[0])
     return (
-        -(x @ tans[0] @ x) + (x @ _mT(x)) @ (tt - (tt @ a) @ x) + (tt - x @ (a @ tt)) @ (_mT(x) @ x)
+        -(x @ tans[0] @ x) + (x @ _mH(x)) @ (tt - (tt @ a) @ x) + (tt - x @ (a @ tt)) @ (_mH(x) @ x)
     )
 
 
@@ -654,10 +721,12 @@ def cholesky(a: Any, /, *, upper: bool = False) -> Tensor:
 def eigh(a: Any, UPLO: str = "L") -> EighResult:
     """Eigenvalues (ascending) and eigenvectors of a symmetric (Hermitian) matrix.
 
-    Only the ``UPLO`` triangle is read; derivatives treat the input as symmetric.
-    Eigenvectors are defined up to sign, so only sign-invariant functions of them have a
-    derivative. At repeated eigenvalues the eigenvector derivative is infinite (NaN/inf);
-    a loss using only the eigenvalues stays finite (or use ``eigvalsh``).
+    Only the ``UPLO`` triangle is read; derivatives treat the input as symmetric
+    (Hermitian). Eigenvectors are defined up to sign (a phase e^{iφ}, for complex input), so
+    only sign (phase) invariant functions of them have a derivative; with complex input, a
+    loss that depends on the phase raises ``RuntimeError`` in reverse mode (forward mode keeps
+    diag(Vᴴ dV) = 0). At repeated eigenvalues the eigenvector derivative is infinite
+    (NaN/inf); a loss using only the eigenvalues stays finite (or use ``eigvalsh``).
 
     Examples
     --------
@@ -694,8 +763,11 @@ def svd(
     Derivatives of U and Vh of a non-square matrix need ``full_matrices=False`` (the
     extra columns are not unique): asking for them with ``full_matrices=True`` raises.
     ``compute_uv=False`` gives the singular values with gradient U diag(s̄) Vᵀ. U and V are
-    defined up to simultaneous sign flips, so only invariant functions of them have a
-    derivative; at repeated or zero singular values the U, V derivatives are infinite.
+    defined up to simultaneous sign flips (phases e^{iφ}, for complex input), so only
+    invariant functions of them have a derivative: with complex input, a loss that depends
+    on the phases raises ``RuntimeError`` in reverse mode (forward mode uses JAX's gauge, see
+    docs/conventions.md). At repeated or zero singular values the U, V derivatives are
+    infinite.
 
     Examples
     --------
@@ -736,8 +808,9 @@ def qr(a: Any, mode: str = "reduced") -> Any:
     """QR decomposition (as ``np.linalg.qr``): ``(Q, R)``, or ``R`` for ``mode='r'``.
 
     Differentiable for ``mode='reduced'`` (tall, square and wide matrices) and ``'r'``, and
-    for ``'complete'`` when ``a`` is not tall. ``'raw'`` is not differentiable. R must
-    have a nonzero diagonal (full rank).
+    for ``'complete'`` when ``a`` is not tall, real or complex (R's diagonal is real, as
+    LAPACK makes it). ``'raw'`` is not differentiable. R must have a nonzero diagonal (full
+    rank).
 
     Examples
     --------

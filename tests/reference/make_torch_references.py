@@ -1,14 +1,17 @@
-"""Write tests/reference/{optim,nn,cnn,schedulers}.npz: PyTorch's results for the parity tests.
+"""Write tests/reference/{optim,nn,cnn,schedulers,linalg}.npz: PyTorch's results for the parity
+tests.
 
-The tests in test_optim.py, test_nn.py, test_nn_cnn.py and test_lr_schedulers_more.py compare
-autodiffx with these stored results always, and with live PyTorch when it is installed (the
-``oracle`` marker: ``make test-oracles``).
+The tests in test_optim.py, test_nn.py, test_nn_cnn.py, test_lr_schedulers_more.py and
+test_linalg_complex.py compare autodiffx with these stored results always, and with live
+PyTorch when it is installed (the ``oracle`` marker: ``make test-oracles``).
 This script needs the oracle extra (the pinned PyTorch); it reuses the tests' own problems
 and PyTorch-side functions, and records the versions it ran with under the key ``_meta``.
 Every array is a plain ndarray (strings as unicode arrays), so the files load with
 ``allow_pickle=False``. Run it after changing a parity case or the PyTorch pin::
 
-    .venv-oracle/bin/python tests/reference/make_torch_references.py
+    .venv-oracle/bin/python tests/reference/make_torch_references.py [NAME ...]
+
+With names (``linalg``, ...), only those files are written.
 """
 
 from __future__ import annotations
@@ -97,7 +100,27 @@ def scheduler_references(torch: Any) -> dict[str, np.ndarray]:
     return {f"scheduler/{name}": t.theirs(torch, name) for name in t.CASES}
 
 
-def build(torch: Any) -> dict[str, dict[str, np.ndarray]]:
+def linalg_references(torch: Any) -> dict[str, np.ndarray]:
+    """PyTorch's losses and gradients of complex svd/eigh/qr/... (test_linalg_complex.py)."""
+    t = _test_module("test_linalg_complex")
+    out = {}
+    for key in t.KEYS:
+        value, grad = t.torch_value_and_grad(torch, key)
+        out[f"complex/{key}/x"] = t.INPUTS[t.CASES[key][0]]
+        out |= {f"complex/{key}/value": value, f"complex/{key}/grad": grad}
+    return out
+
+
+BUILDERS = {
+    "optim": optim_references,
+    "nn": nn_references,
+    "cnn": cnn_references,
+    "schedulers": scheduler_references,
+    "linalg": linalg_references,
+}
+
+
+def build(torch: Any, names: list[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Every reference file's arrays, by file name, each with its ``_meta`` record."""
     meta = {
         "torch": torch.__version__,
@@ -105,8 +128,7 @@ def build(torch: Any) -> dict[str, dict[str, np.ndarray]]:
         "python": platform.python_version(),
         "script": "tests/reference/make_torch_references.py",
     }
-    files = {"optim": optim_references(torch), "nn": nn_references(torch)}
-    files |= {"cnn": cnn_references(torch), "schedulers": scheduler_references(torch)}
+    files = {name: BUILDERS[name](torch) for name in names or BUILDERS}
     for arrays in files.values():
         arrays["_meta"] = np.array(json.dumps(meta, sort_keys=True))
     return files
@@ -115,7 +137,7 @@ def build(torch: Any) -> dict[str, dict[str, np.ndarray]]:
 def main() -> int:
     import torch
 
-    for name, arrays in build(torch).items():
+    for name, arrays in build(torch, sys.argv[1:]).items():
         path = DIRECTORY / f"{name}.npz"
         np.savez_compressed(path, **arrays)
         print(f"{path.relative_to(TESTS.parent)}: {len(arrays)} arrays, torch {torch.__version__}")
