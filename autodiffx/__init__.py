@@ -21,6 +21,7 @@ from ._mode import detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from ._registry import REGISTRY, Primitive  # noqa: F401  (for extensions and tests)
 from ._tensor import Tensor
 from .autograd import Function
+from .compiler import Compiled, CompileError, compile
 from .creation import (
     arange,
     asarray,
@@ -208,6 +209,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "CompileError",
+    "Compiled",
     "Function",
     "Tensor",
     "abs",
@@ -240,6 +243,7 @@ __all__ = [
     "ceil",
     "clip",
     "column_stack",
+    "compile",
     "concatenate",
     "conj",
     "copy",

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._broadcast import fit
-from ._mode import STATE, quiet_enter, quiet_exit
+from ._mode import COMPILE, STATE, quiet_enter, quiet_exit
 from ._node import Node
 from ._tensor import STAMP, Tensor, wrap
 
@@ -189,6 +189,9 @@ def run_backward(
     which order, which targets), sweep the rules over it (:func:`_sweep`, which releases
     each node's saved values unless ``retain_graph``), deliver the leaves' gradients.
     """
+    if STATE.mode & COMPILE and not create_graph:  # ad.compile records the rules' ops
+        STATE.compiler.backward(accumulate)  # (refuses .backward(): it writes .grad)
+        create_graph, record = True, False
     cts = _Cotangents(roots, seeds, create_graph, batch_ndim)
     plan = _Plan(cts.root_nodes, targets, stop_at_targets, order)
     record = create_graph if record is None else (create_graph and record)
@@ -430,7 +433,7 @@ def _conform(c: Any, e: Any, create_graph: bool, nb: int) -> Any:
         if not isinstance(c, Tensor):
             c = wrap(np.asarray(c))
         if nb or c.shape != e[2] or c.dtype != e[3]:
-            if not c._rg and c._tan is None:
+            if not c._rg and c._tan is None and not STATE.mode & COMPILE:
                 return wrap(fit(c.data, e[2], e[3], nb))  # a constant: fitted raw
             return fit(c, e[2], e[3], nb)
         return c

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._mode import STATE
+from ._mode import COMPILE, STATE
 from ._registry import apply
 from ._tensor import (
     LeafWriteError,
@@ -43,6 +43,8 @@ def _recorded(self: Tensor, o: Any) -> bool:
 def inplace(self: Tensor, p: Any, o: Any, raw: Any = None) -> None:
     """``self`` op= ``o`` for primitive ``p`` (``x += y``): recorded when grad or forward
     mode sees it, written into the buffer either way (``raw``: the kernel for a plain write)."""
+    if STATE.mode & COMPILE:
+        STATE.compiler.write(self, f"an in-place {p.name}")
     if _recorded(self, o):
         src = self
         if p.save_args:
@@ -73,6 +75,8 @@ def inplace(self: Tensor, p: Any, o: Any, raw: Any = None) -> None:
 
 def setitem(self: Tensor, idx: Any, value: Any) -> None:
     """``self[idx] = value``: recorded when grad or forward mode sees it."""
+    if STATE.mode & COMPILE:
+        STATE.compiler.write(self, "an item assignment (t[i] = v)")
     if _recorded(self, value):
         res = setitem_op(self, idx, value)
         try:

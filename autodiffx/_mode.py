@@ -15,6 +15,9 @@ DUAL = 2  # forward-mode dual levels are open (``jvp``, ``jacfwd``, ``hvp``, ``d
 ANOMALY = 4  # ``detect_anomaly``: every result is checked, every node remembers its source
 TAPE = 8  # an evaluation trace is recording (``evaluation_trace``)
 SCOPE = 16  # ``hvp`` is recording its function in a reverse :class:`Scope`
+# ``ad.compile`` is recording (with TAPE): backward passes and tangent rules run on Tensors,
+# the ops inside tangent rules reach the tape, and every read of a value is a guard.
+COMPILE = 32
 #: Any of these sends an op through the dispatcher's general path.
 WATCHED = NO_GRAD | DUAL | ANOMALY | TAPE
 
@@ -38,6 +41,8 @@ class _State(threading.local):
         self.tape: Any = None
         # A forward-over-reverse transform's reverse scope (see Scope), or None.
         self._scope: Scope | None = None
+        # ``ad.compile``'s recorder while it records (it is the tape too), or None.
+        self.compiler: Any = None
         # Per open level, weak references to the tensors (and their nodes) holding a recorded
         # tangent at that level (its graph may lead back to them: dropped at level exit).
         self.tracked: dict[int, tuple[list[Any], list[Any]]] = {}
@@ -52,6 +57,7 @@ class _State(threading.local):
             | (ANOMALY if self._anomaly else 0)
             | (TAPE if self.tape is not None else 0)
             | (SCOPE if self._scope is not None else 0)
+            | (COMPILE if self.compiler is not None else 0)
         )
         self.eager = not mode & WATCHED
 

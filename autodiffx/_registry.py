@@ -48,6 +48,7 @@ from ._broadcast import fit
 from ._convert import describe, plain, refuse_operand
 from ._mode import (
     ANOMALY,
+    COMPILE,
     DUAL,
     NO_GRAD,
     SCOPE,
@@ -515,7 +516,8 @@ def _watch(
         _push_tangents(p, args, datas, params, res, st)
     if mode & ANOMALY:
         _check_finite(p, res, "forward")
-    if mode & TAPE and not st.masked:  # not the inner ops of a tangent rule
+    # Not the inner ops of a tangent rule, except for ad.compile (they compute its program).
+    if mode & TAPE and (not st.masked or mode & COMPILE):
         st.tape(p, args, params, res)
 
 
@@ -716,6 +718,7 @@ def _push_tangents(
         # rule runs on raw arrays (the cost of hand-written NumPy), as backward rules do.
         raw = (
             p.raw_rules
+            and not st.mode & COMPILE  # (ad.compile records the rule's ops)
             and len(st.levels) == 1
             and (not st._grad_enabled or _tangent_unrecorded(st, level, rg or t_rg, t_rg, args))
         )

@@ -10,6 +10,7 @@ from typing import Any, overload
 import numpy as np
 
 from ._convert import check_conversion, refused, ufunc_name
+from ._mode import COMPILE, STATE
 
 _new = object.__new__
 
@@ -78,6 +79,8 @@ STAMP = [0]
 
 def bump_version(t: Tensor) -> None:
     """Record that ``t``'s buffer was modified in place (saved copies of it are now stale)."""
+    if STATE.mode & COMPILE:
+        STATE.compiler.write(t, "an in-place write")
     STAMP[0] += 1
     vc = t._vc
     if vc is None:
@@ -382,10 +385,14 @@ class Tensor:
         >>> w.grad
         tensor([ 0.5, -0.5])
         """
+        if STATE.mode & COMPILE:
+            STATE.compiler.write(self, "a read of .grad")
         return self._grad
 
     @grad.setter
     def grad(self, g: Any) -> None:
+        if STATE.mode & COMPILE:
+            STATE.compiler.write(self, "a write of .grad")
         self._grad = None if g is None else _checked_grad(self, g)
 
     @property
@@ -482,21 +489,29 @@ class Tensor:
         """
         if self._rg or self._tan is not None:
             check_conversion(self, "numpy")
+        if STATE.mode & COMPILE:
+            STATE.compiler.read(self, "t.numpy()")
         return self.data
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         if self._rg or self._tan is not None:
             check_conversion(self)
+        if STATE.mode & COMPILE:
+            STATE.compiler.read(self, "np.asarray(t)")
         if dtype is None and not copy:
             return self.data
         return np.array(self.data, dtype=dtype, copy=True if copy else None)
 
     def item(self) -> Any:
         """The single element as a Python number."""
+        if STATE.mode & COMPILE:
+            STATE.compiler.read(self, "t.item()")
         return self.data.item()
 
     def tolist(self) -> Any:
         """Nested Python lists of the values."""
+        if STATE.mode & COMPILE:
+            STATE.compiler.read(self, "t.tolist()")
         return self.data.tolist()
 
     def __len__(self) -> int:
@@ -511,6 +526,8 @@ class Tensor:
             yield self[i]
 
     def __bool__(self) -> bool:
+        if STATE.mode & COMPILE:
+            STATE.compiler.read(self, "bool(t)")
         return bool(self.data)
 
     def __float__(self) -> float:
@@ -520,6 +537,8 @@ class Tensor:
         return int(self._scalar("int"))
 
     def _scalar(self, what: str) -> Any:
+        if STATE.mode & COMPILE:
+            STATE.compiler.read(self, f"{what}(t)")
         if self.data.size != 1:
             raise TypeError(
                 f"only one-element tensors can be converted to Python scalars ({what}() of a "
@@ -528,6 +547,8 @@ class Tensor:
         return self.data.item()
 
     def __index__(self) -> int:
+        if STATE.mode & COMPILE:
+            STATE.compiler.read(self, "t.__index__()")
         return self.data.__index__()
 
     def __complex__(self) -> complex:
@@ -551,6 +572,8 @@ class Tensor:
 
     def __format__(self, spec: str) -> str:
         if self.data.ndim == 0:
+            if STATE.mode & COMPILE:
+                STATE.compiler.read(self, "format(t)")
             return format(self.data.item(), spec)
         return repr(self)
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ._convert import check_conversion, refused
+from ._mode import COMPILE, STATE
 from ._registry import FUNCTION_MAP
 from ._tensor import Tensor
 
@@ -239,6 +240,8 @@ def randn(*size: Any, rng: Any = None, dtype: Any = float, requires_grad: bool =
 
 
 def _random(name: str, draw: Any, size: Any, rng: Any, dtype: Any, requires_grad: bool) -> Tensor:
+    if STATE.mode & COMPILE:
+        STATE.compiler.write(None, f"ad.{name} (a random number generator)")
     shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], tuple | list) else size
     dt = np.dtype(dtype)
     if dt.kind not in "fc":

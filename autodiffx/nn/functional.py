@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.special as sp
 
+from .._mode import COMPILE, STATE
 from .._registry import defprim
 from .._tensor import Tensor
 from ..ops import abs as _abs
@@ -100,6 +101,8 @@ def as_generator(rng: Any) -> np.random.Generator:
     >>> as_generator(g) is g, as_generator(7).integers(100) == as_generator(7).integers(100)
     (True, np.True_)
     """
+    if STATE.mode & COMPILE:
+        STATE.compiler.write(None, "a random number generator")
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or isinstance(rng, int | np.integer | np.random.SeedSequence):

@@ -1,0 +1,764 @@
+"""``ad.compile``: record a function's primitive applications once, replay them as NumPy code."""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import keyword
+import linecache
+import re
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._mode import ANOMALY, COMPILE, DUAL, STATE, TAPE, quiet_enter, quiet_exit
+from ._registry import Primitive
+from ._tensor import Tensor, wrap
+from ._transforms import tree_flatten, tree_unflatten
+
+__all__ = ["CompileError", "Compiled", "compile"]
+
+#: Input signatures kept per compiled function (least recently used dropped first).
+CACHE_SIZE = 8
+#: Guarded variants kept per signature (a changed branch records another one).
+VARIANTS = 4
+
+
+class CompileError(RuntimeError):
+    """What ``ad.compile`` cannot replay exactly, raised while recording, with what to do.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> def step(x):
+    ...     y = x * 2
+    ...     y += 1
+    ...     return y
+    >>> ad.compile(step)(ad.tensor([1.0]))
+    Traceback (most recent call last):
+    ...
+    autodiffx.compiler.CompileError: ad.compile(step): an in-place add ...
+    """
+
+
+# ============================================================================================
+# recording
+# ============================================================================================
+class _Var:
+    """A value of the program: an input (``step`` None) or an output of a recorded step."""
+
+    __slots__ = ("arr", "k", "name", "step")
+
+    def __init__(self, arr: np.ndarray, step: _Step | None, k: int = 0, name: str = "") -> None:
+        self.arr = arr  # (kept: ids of the recorded arrays stay unique while recording)
+        self.step = step
+        self.k = k
+        self.name = name
+
+
+class _Const:
+    """A value bound by name in the generated function's namespace (a Tensor: read ``.data``
+    at every replay, as eager code reads a closed-over tensor's current values)."""
+
+    __slots__ = ("name", "tensor", "value")
+
+    def __init__(self, name: str, value: Any) -> None:
+        self.name = name
+        self.value = value
+        self.tensor = isinstance(value, Tensor)
+
+
+class _Seq:
+    """A list or tuple operand (``concatenate``'s), its items templated."""
+
+    __slots__ = ("items", "kind")
+
+    def __init__(self, kind: type, items: list[Any]) -> None:
+        self.kind = kind
+        self.items = items
+
+
+class _Step:
+    """One recorded primitive application, or a guard (``prim`` None) on a value read."""
+
+    __slots__ = ("args", "err", "guard", "outs", "params", "prim", "shape_guard", "where")
+
+    def __init__(self, prim: Primitive | None, args: Any, params: dict[str, Any], where: str):
+        self.prim = prim
+        self.args = args
+        self.params = params
+        self.outs: list[_Var] = []
+        self.where = where
+        self.err: Any = None  # NumPy's error state when it differed from the call's
+        self.guard: Any = None  # (operand, bytes, what) of a guard step
+        self.shape_guard = False  # a value-dependent output shape is checked at replay
+
+    def operands(self) -> list[_Var]:
+        found: list[_Var] = []
+        _collect([self.args, list(self.params.values())], found)
+        if self.guard is not None:
+            _collect([self.guard[0]], found)
+        return found
+
+
+def _collect(a: Any, found: list[_Var]) -> None:
+    if type(a) is _Var:
+        found.append(a)
+    elif type(a) is _Seq:
+        _collect(a.items, found)
+    elif type(a) in (list, tuple):
+        for b in a:
+            _collect(b, found)
+
+
+_PKG = __file__.rsplit("/", 1)[0]
+_LITERALS = (bool, int, str, type(None))
+
+
+def _user_line() -> str:
+    """``file:line (function)`` of the innermost frame outside autodiffx: the user's line."""
+    f = sys._getframe(2)
+    while f is not None and f.f_code.co_filename.startswith(_PKG):
+        f = f.f_back
+    if f is None:
+        return "<autodiffx>"
+    return f"{f.f_code.co_filename}:{f.f_lineno} ({f.f_code.co_name})"
+
+
+class _Recorder:
+    """``STATE.tape`` and ``STATE.compiler`` while ``f`` runs: every primitive application
+    becomes a step, every read of a value a guard, every write outside refused."""
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self.steps: list[_Step] = []
+        self.vars: dict[int, _Var] = {}  # id of an ndarray -> the variable it holds
+        self.consts: dict[int, _Const] = {}
+        self.keep: list[Any] = []
+        self.ext = _extobj()
+        self.error: BaseException | None = None
+
+    # ----- the hooks ------------------------------------------------------------------------
+    def __call__(self, p: Primitive, args: Any, params: dict[str, Any], res: Any) -> None:
+        if self.error is None:
+            try:
+                self.take(p, args, params, res)
+            except BaseException as e:  # (raised after f returns: the dispatcher goes on)
+                self.error = e
+
+    def read(self, t: Tensor, what: str) -> None:
+        """A value read out of ``t``: a guard (the replay checks the same bytes)."""
+        step = _Step(None, (), {}, _user_line())
+        d = Tensor.__dict__["data"].__get__(t, Tensor) if _WATCH[0] else t.data
+        step.guard = (self.operand(t), d.tobytes(), what, d.shape)
+        self.steps.append(step)
+
+    def write(self, t: Any, what: str) -> None:
+        """A side effect: refused (the replay would not repeat it)."""
+        raise CompileError(
+            f"ad.compile({self.who}): {what} at {_user_line()} is a side effect that the "
+            "compiled program would not repeat. Compute out of place (y = x + 1, not x += 1), "
+            "take gradients with ad.grad / ad.value_and_grad inside the function instead of "
+            "backward() and .grad, draw random numbers outside and pass them as arguments, "
+            "and update parameters outside the compiled function (or call it uncompiled)"
+        )
+
+    def backward(self, accumulate: bool) -> None:
+        """A reverse pass: ``backward()`` (accumulating into ``.grad``) is refused."""
+        if accumulate:
+            self.write(None, "backward() (which writes .grad)")
+
+    # ----- operands ---------------------------------------------------------------------------
+    def operand(self, a: Any) -> Any:
+        """A template of argument ``a``: its variable, a literal, or a bound constant."""
+        if isinstance(a, Tensor):
+            v = self.vars.get(id(a.data))
+            return v if v is not None else self.const(a, "t")
+        if type(a) is np.ndarray:
+            v = self.vars.get(id(a))
+            return v if v is not None else self.const(a, "c")
+        if type(a) in (list, tuple):
+            return _Seq(type(a), [self.operand(b) for b in a])
+        if type(a) in _LITERALS or (type(a) is float and np.isfinite(a)):
+            return a
+        if type(a) is slice and all(type(b) in _LITERALS for b in (a.start, a.stop, a.step)):
+            return a
+        if a is Ellipsis:
+            return a
+        return self.const(a, "c")
+
+    def const(self, a: Any, prefix: str) -> _Const:
+        c = self.consts.get(id(a))
+        if c is None:
+            name = f"dt_{a.name}" if isinstance(a, np.dtype) else f"{prefix}_{len(self.consts)}"
+            c = self.consts[id(a)] = _Const(name, a)
+            self.keep.append(a)
+        return c
+
+    def take(self, p: Primitive, args: Any, params: dict[str, Any], res: Any) -> None:
+        outs = res if isinstance(res, tuple) else (res,)
+        if not p.raw_rules:  # an ad.Function: its forward's ops were recorded
+            if all(id(o.data) in self.vars for o in outs):
+                return
+            raise CompileError(
+                f"ad.compile({self.who}): the custom Function '{p.name}' returned values its "
+                "forward did not compute with autodiffx ops; compute them with ops, or call "
+                "the function uncompiled"
+            )
+        step = _Step(p, [self.operand(a) for a in args], {}, _user_line())
+        step.params = {k: self.operand(v) for k, v in params.items()}
+        ext = _extobj()
+        if ext is not self.ext:
+            step.err = np.geterr()
+        for k, t in enumerate(outs):
+            var = _Var(t.data, step, k)
+            self.vars[id(t.data)] = var
+            step.outs.append(var)
+        # A value-dependent shape (a boolean mask, an index computed from the inputs).
+        step.shape_guard = any(
+            v.arr.dtype.kind not in "fc" for v in step.operands()
+        ) and p.kind not in ("elementwise", "zero")
+        self.steps.append(step)
+
+    def input(self, arr: np.ndarray, name: str) -> _Var:
+        var = _Var(arr, None, 0, name)
+        self.vars[id(arr)] = var
+        return var
+
+
+def _extobj() -> Any:
+    from ._mode import _EXTOBJ
+
+    return None if _EXTOBJ is None else _EXTOBJ.get()
+
+
+# ----- every read of a Tensor's values while recording is a guard --------------------------
+_SLOT = Tensor.__dict__["data"]  # the slot's descriptor
+_WATCH = [0]
+_WATCH_LOCK = threading.Lock()
+
+
+def _outside(depth: int = 2) -> bool:
+    name = sys._getframe(depth).f_globals.get("__name__", "")
+    return not (name == "autodiffx" or name.startswith("autodiffx."))
+
+
+def _data_get(t: Tensor) -> np.ndarray:
+    if STATE.mode & COMPILE and _outside():
+        STATE.compiler.read(t, "t.data")
+    return _SLOT.__get__(t, Tensor)  # type: ignore[no-any-return]
+
+
+def _data_set(t: Tensor, value: Any) -> None:
+    if STATE.mode & COMPILE and _outside():
+        STATE.compiler.write(t, "a write of t.data")
+    _SLOT.__set__(t, value)
+
+
+# NOTE: while a function is recorded, Tensor.data is a property: a read from code outside
+# autodiffx becomes a guard (the engine's own reads stay plain). It is installed for the
+# recording only (other threads pay one Python call per read meanwhile); replays never see it.
+_DATA_PROPERTY = property(_data_get, _data_set, doc=_SLOT.__doc__)
+
+
+def _watch_data(on: bool) -> None:
+    with _WATCH_LOCK:
+        _WATCH[0] += 1 if on else -1
+        type.__setattr__(Tensor, "data", _DATA_PROPERTY if _WATCH[0] else _SLOT)
+
+
+# ============================================================================================
+# code generation
+# ============================================================================================
+class _Miss:
+    """The generated function's answer when a guard fails (another variant is recorded)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISS"
+
+
+MISS = _Miss()
+_QUIET_ERR = {"divide": "ignore", "over": "ignore", "invalid": "ignore"}
+
+
+class _Program:
+    """The generated function of one recording, its source and where each line came from."""
+
+    __slots__ = ("filename", "fn", "lines", "outputs", "source")
+
+    def __init__(self, source: str, fn: Any, filename: str, lines: dict[int, _Step]) -> None:
+        self.source = source
+        self.fn = fn
+        self.filename = filename
+        self.lines = lines
+        self.outputs: list[Any] = []  # per output leaf: ("v", j), ("in", i) or ("c", value)
+
+
+def _live(steps: list[_Step], outs: list[_Var]) -> list[_Step]:
+    """Dead-code elimination: the steps an output or a guard needs, in recorded order."""
+    needed = {id(v) for v in outs}
+    kept: list[_Step] = []
+    for s in reversed(steps):
+        if s.guard is not None or any(id(v) in needed for v in s.outs):
+            kept.append(s)
+            needed.update(id(v) for v in s.operands())
+    kept.reverse()
+    return kept
+
+
+def _kernel_name(p: Primitive, ns: dict[str, Any]) -> str:
+    """``np.<name>`` when the kernel is NumPy's function of that name, else the registry
+    name bound in the namespace."""
+    k = p.kernel
+    nm = getattr(k, "__name__", None)
+    if isinstance(nm, str) and getattr(np, nm, None) is k:
+        return f"np.{nm}"
+    base = "k_" + re.sub(r"\W", "_", p.name)
+    name, i = base, 1
+    while ns.get(name, k) is not k:
+        i += 1
+        name = f"{base}_{i}"
+    ns[name] = k
+    return name
+
+
+def _render(a: Any, ns: dict[str, Any]) -> str:
+    if type(a) is _Var:
+        return a.name
+    if type(a) is _Const:
+        ns[a.name] = a.value
+        return f"{a.name}.data" if a.tensor else a.name
+    if type(a) is _Seq:
+        items = ", ".join(_render(b, ns) for b in a.items)
+        return f"[{items}]" if a.kind is list else f"({items}{',' if len(a.items) == 1 else ''})"
+    return repr(a)
+
+
+def _step_lines(s: _Step, ns: dict[str, Any]) -> list[str]:
+    """The generated line(s) of one step: the call, a shape guard, a guard."""
+    if s.guard is not None:
+        op, data, what, _ = s.guard
+        g = f"g_{len([k for k in ns if k.startswith('g_')])}"
+        ns[g] = data
+        return [f"if {_render(op, ns)}.tobytes() != {g}: return MISS  # {what}"]
+    assert s.prim is not None
+    args = [_render(a, ns) for a in s.args]
+    args += [f"{k}={_render(v, ns)}" for k, v in s.params.items()]
+    call = f"{_kernel_name(s.prim, ns)}({', '.join(args)})"
+    names = ", ".join(v.name for v in s.outs)
+    if len(s.outs) == 1 and s.prim.nout == 1:
+        line = f"{names} = np.asarray({call})" if s.outs[0].arr.ndim == 0 else f"{names} = {call}"
+    else:
+        line = f"{names}{',' if len(s.outs) == 1 else ''} = _arrays({call})"
+    lines = [line]
+    if s.shape_guard:
+        checks = " or ".join(f"{v.name}.shape != {v.arr.shape!r}" for v in s.outs)
+        lines.append(f"if {checks}: return MISS  # a shape that depends on values")
+    return lines
+
+
+def _arrays(out: Any) -> list[np.ndarray]:
+    """A several-output kernel's results as ndarrays (as the dispatcher wraps them)."""
+    return [o if type(o) is np.ndarray else np.asarray(o) for o in out]
+
+
+def _names(steps: list[_Step], inputs: list[_Var]) -> None:
+    """Number the kept steps' outputs ``v_1 … v_l`` (inputs keep their names)."""
+    i = 0
+    for s in steps:
+        for v in s.outs:
+            i += 1
+            v.name = f"v_{i}"
+
+
+def _dels(steps: list[_Step], outs: list[_Var]) -> dict[int, list[str]]:
+    """Per step position, the intermediates whose last use it is (``del`` after it)."""
+    last: dict[int, tuple[int, _Var]] = {}
+    keep = {id(v) for v in outs}
+    for i, s in enumerate(steps):
+        for v in s.outs:
+            last[id(v)] = (i, v)
+        for v in s.operands():
+            last[id(v)] = (i, v)
+    dels: dict[int, list[str]] = {}
+    for i, v in last.values():
+        if v.step is not None and id(v) not in keep:
+            dels.setdefault(i, []).append(v.name)
+    return dels
+
+
+def _region(
+    err: Any, base: dict[str, str], k: int, ns: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """The lines opening a run of steps recorded under another floating-point error state
+    (derivative rules run with divide, overflow and invalid ignored), and the indent."""
+    if {k: v for k, v in err.items() if k != "under"} == _QUIET_ERR and err["under"] == base[
+        "under"
+    ]:
+        opening = ["# derivative rules (floating-point errors ignored, as in eager)"]
+        return [*opening, "_q = quiet_enter()", "try:"], ["finally:", "    quiet_exit(_q)"]
+    ns[f"e_{k}"] = err
+    return [f"with np.errstate(**e_{k}):"], []
+
+
+def _generate(
+    fname: str, steps: list[_Step], inputs: list[_Var], outs: list[Any], base: dict[str, str]
+) -> tuple[str, dict[str, Any], dict[int, _Step]]:
+    """The generated function's source, its namespace and the step of each line."""
+    ns: dict[str, Any] = {"np": np, "MISS": MISS, "_arrays": _arrays}
+    ns.update(quiet_enter=quiet_enter, quiet_exit=quiet_exit)
+    _names(steps, inputs)
+    dels = _dels(steps, [o for o in outs if type(o) is _Var])
+    lines = [f"def {fname}({', '.join(v.name for v in inputs)}):", "    # primal"]
+    where: dict[int, _Step] = {}
+    region: Any = None
+    close: list[str] = []
+    pad, k = "    ", 0
+    for i, s in enumerate(steps):
+        if s.err != region:
+            lines += ["    " + ln for ln in close]
+            region, close, pad = s.err, [], "    "
+            if region is not None:
+                opening, close = _region(region, base, k, ns)
+                k += 1
+                lines += ["    " + ln for ln in opening]
+                pad = "        "
+            else:
+                lines.append("    # primal")
+        for ln in _step_lines(s, ns):
+            lines.append(pad + ln)
+            where[len(lines)] = s
+        if i in dels:
+            lines.append(pad + f"del {', '.join(dels[i])}")
+    lines += ["    " + ln for ln in close]
+    rets = [_render(o, ns) for o in outs if type(o) in (_Var, _Const)]
+    lines.append(f"    return ({', '.join(rets)}{',' if len(rets) == 1 else ''})")
+    return "\n".join(lines) + "\n", ns, where
+
+
+_COUNTER = [0]
+
+
+def _build(fname: str, steps: list[_Step], inputs: list[_Var], outs: list[Any]) -> _Program:
+    base = np.geterr()
+    src, ns, where = _generate(fname, steps, inputs, outs, base)
+    _COUNTER[0] += 1
+    filename = f"<ad.compile {fname} #{_COUNTER[0]}>"
+    # NOTE: the code is generated from registry names, numbered variables and names bound in
+    # `ns` only (no user text), and registered with linecache so tracebacks show its lines.
+    code = builtins.compile(src, filename, "exec")
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    exec(code, ns)
+    return _Program(src, ns[fname], filename, where)
+
+
+# ============================================================================================
+# the compiled function
+# ============================================================================================
+_VALUES = (bool, int, float, complex, str, type(None))
+_RESERVED = re.compile(r"^(v|c|t|g|e|k|dt|x)_|^(np|MISS|quiet_enter|quiet_exit|_.*)$")
+
+
+def _signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, list[Any], Any]:
+    """The cache key of a call (per array leaf shape, dtype, requires_grad; other leaves by
+    value or identity; the pytree structure), its leaves and its structure (None: the
+    arguments are the leaves)."""
+    if not kwargs:
+        key = []
+        for a in args:
+            t = type(a)
+            if t is Tensor:
+                d = a.data
+                key.append((d.shape, d.dtype, a._rg))
+            elif t is np.ndarray:
+                key.append((a.shape, a.dtype, None))
+            else:
+                break
+        else:
+            return tuple(key), list(args), None
+    leaves, treedef = tree_flatten((args, kwargs))
+    return (_frozen(treedef), *map(_leaf_key, leaves)), leaves, treedef
+
+
+def _leaf_key(a: Any) -> Any:
+    if isinstance(a, Tensor):
+        d = a.data
+        return (type(a), d.shape, d.dtype, a._rg)
+    if type(a) is np.ndarray:
+        return (np.ndarray, a.shape, a.dtype)
+    if type(a) in _VALUES or isinstance(a, np.generic):
+        return (type(a), a)
+    return ("object", id(a))  # (by identity: its tensors are read as constants)
+
+
+def _frozen(d: Any) -> Any:
+    if isinstance(d, list | tuple):
+        return tuple(_frozen(x) for x in d)
+    return d
+
+
+def _datas(leaves: list[Any]) -> list[np.ndarray]:
+    """The program's arguments: the arrays of the array leaves."""
+    return [a.data if isinstance(a, Tensor) else a for a in leaves if _is_array(a)]
+
+
+def _is_array(a: Any) -> bool:
+    return isinstance(a, Tensor) or type(a) is np.ndarray
+
+
+def _names_of(f: Callable[..., Any], n: int, flat: bool) -> list[str]:
+    """Input names for the generated code: ``f``'s parameter names where they are plain
+    identifiers (a flat call), else ``x_0, x_1, …``."""
+    names = [f"x_{i}" for i in range(n)]
+    if not flat:
+        return names
+    try:
+        ps = list(inspect.signature(f).parameters.values())
+    except (TypeError, ValueError):
+        return names
+    for i, p in enumerate(ps[:n]):
+        ok = p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        nm = p.name
+        plain = nm.isidentifier() and nm.isascii() and not keyword.iskeyword(nm)
+        if ok and plain and not _RESERVED.match(nm) and nm not in names[:i]:
+            names[i] = nm
+    return names
+
+
+class _Variant:
+    """One recorded program and how its results become ``f``'s return value."""
+
+    __slots__ = ("out_def", "outputs", "program", "single")
+
+    def __init__(self, program: _Program, outputs: list[Any], out_def: Any) -> None:
+        self.program = program
+        self.outputs = outputs  # per output leaf: ("r", j, raw) or ("in", i) or ("c", value)
+        self.out_def = out_def
+        self.single = out_def == ("leaf",) and outputs[0][0] == "r" and not outputs[0][2]
+
+
+class Compiled:
+    """A function compiled by :func:`compile`: records per input signature, then replays.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> cf = ad.compile(lambda x: ad.sin(x) * x)
+    >>> cf(ad.tensor([1.0, 2.0]))  # records
+    tensor([0.84147098, 1.81859485])
+    >>> cf(ad.tensor([3.0, 4.0]))  # replays
+    tensor([ 0.42336002, -3.02720998])
+    >>> cf.cache_info()
+    {'hits': 1, 'recordings': 1, 'signatures': 1}
+    """
+
+    def __init__(self, f: Callable[..., Any]) -> None:
+        self.f = f
+        self.__name__ = name = getattr(f, "__name__", "f")
+        fname = re.sub(r"\W", "_", name)
+        self._fname = fname if fname.isidentifier() and not keyword.iskeyword(fname) else "f"
+        if self._fname.startswith("_") or self._fname in ("lambda", "np", "MISS"):
+            self._fname = "f_" + self._fname.strip("_<>")
+        self.__doc__ = getattr(f, "__doc__", None)
+        self.__wrapped__ = f
+        self._cache: OrderedDict[Any, list[_Variant]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._last: _Variant | None = None
+        self._hits = self._recordings = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if STATE.mode & (TAPE | DUAL | ANOMALY):  # (an outer recording, forward mode…: eager)
+            return self.f(*args, **kwargs)
+        key, leaves, treedef = _signature(args, kwargs)
+        variants = self._cache.get(key)
+        if variants is not None:
+            datas = _datas(leaves)
+            for v in variants:
+                res = _run(v.program, datas)
+                if res is not MISS:
+                    self._hits += 1
+                    self._last = v
+                    return wrap(res[0]) if v.single else _outputs(v, res, leaves)
+        return self._record(key, leaves, treedef, args, kwargs)
+
+    @property
+    def source(self) -> str:
+        """The generated Python of the variant the last call ran (recorded or replayed)."""
+        if self._last is None:
+            raise RuntimeError(f"ad.compile({self.__name__}): call it once to record a program")
+        return self._last.program.source
+
+    def cache_info(self) -> dict[str, int]:
+        """Replays (``hits``), recordings, and input signatures in the cache."""
+        return {"hits": self._hits, "recordings": self._recordings, "signatures": len(self._cache)}
+
+    def _record(
+        self, key: Any, leaves: list[Any], treedef: Any, args: tuple[Any, ...], kw: dict
+    ) -> Any:
+        """Run ``f`` eagerly while recording; keep the program; return the eager result."""
+        rec = _Recorder(self.__name__)
+        n = sum(1 for a in leaves if _is_array(a))
+        names = iter(_names_of(self.f, n, treedef is None))
+        inputs: list[_Var] = []
+        call = []
+        for a in leaves:
+            if _is_array(a):
+                t = _fresh_input(a, rec)
+                inputs.append(rec.input(t.data, next(names)))
+                a = t
+            call.append(a)
+        if treedef is not None:
+            args, kw = tree_unflatten(treedef, call)
+        else:
+            args = tuple(call)
+        out = _recording(rec, self.f, args, kw)
+        variant = _variant(rec, self._fname, inputs, out)
+        with self._lock:
+            variants = self._cache.setdefault(key, [])
+            variants.insert(0, variant)
+            del variants[VARIANTS:]
+            self._cache.move_to_end(key)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+            self._recordings += 1
+        variant.program.fn.__keep__ = leaves if treedef is not None else None  # (ids in key)
+        self._last = variant
+        return out
+
+    def __repr__(self) -> str:
+        return f"<ad.compile of {self.__name__}>"
+
+
+def _fresh_input(a: Any, rec: _Recorder) -> Tensor:
+    """The Tensor ``f`` receives for an array leaf while recording; a leaf that shares its
+    array with an earlier one is given a copy (at replay they may differ)."""
+    d = a.data if isinstance(a, Tensor) else a
+    if id(d) in rec.vars:
+        t = wrap(d.copy())
+        t._rg = False
+        return t
+    if isinstance(a, Tensor):
+        return a
+    if a.dtype == object:
+        raise TypeError("ad.compile: an object array is not a numeric input")
+    return wrap(a)
+
+
+def _recording(rec: _Recorder, f: Callable[..., Any], args: Any, kw: dict[str, Any]) -> Any:
+    st = STATE
+    prev = st.tape, st.compiler
+    st.tape = st.compiler = rec
+    st.sync()
+    _watch_data(True)
+    try:
+        out = f(*args, **kw)
+    finally:
+        _watch_data(False)
+        st.tape, st.compiler = prev
+        st.sync()
+    if rec.error is not None:
+        raise rec.error
+    return out
+
+
+def _variant(rec: _Recorder, fname: str, inputs: list[_Var], out: Any) -> _Variant:
+    """The program of a recording and the map from its results to ``f``'s outputs."""
+    leaves, out_def = tree_flatten(out)
+    outs: list[Any] = []
+    spec: list[Any] = []
+    for o in leaves:
+        if isinstance(o, Tensor) and (o._rg or o._tan is not None):
+            raise CompileError(
+                f"ad.compile({rec.who}): an output requires grad (it depends on a tensor that "
+                "requires grad), and differentiating through a compiled function is not "
+                "supported yet. Differentiate inside it (ad.compile(ad.grad(f)), "
+                "ad.compile(ad.value_and_grad(loss))), or pass inputs that do not require grad"
+            )
+        if not _is_array(o):
+            spec.append(("c", o))
+            continue
+        op = rec.operand(o)
+        if type(op) is _Var and op.step is None and isinstance(o, Tensor):
+            spec.append(("in", inputs.index(op), o))
+        elif type(op) is _Const and op.tensor:
+            spec.append(("c", o))
+        else:
+            spec.append(("r", len(outs), type(o) is np.ndarray))
+            outs.append(op)
+    steps = _live(rec.steps, [v for v in outs if type(v) is _Var])
+    return _Variant(_build(fname, steps, inputs, outs), spec, out_def)
+
+
+def _run(prog: _Program, datas: list[np.ndarray]) -> Any:
+    try:
+        return prog.fn(*datas)
+    except Exception as e:
+        raise _replay_error(prog, e) from e
+
+
+def _outputs(v: _Variant, res: tuple[Any, ...], leaves: list[Any]) -> Any:
+    out = []
+    arrays = [a for a in leaves if _is_array(a)]
+    for s in v.outputs:
+        if s[0] == "r":
+            out.append(res[s[1]] if s[2] else wrap(res[s[1]]))
+        elif s[0] == "in":
+            a = arrays[s[1]]
+            out.append(a if isinstance(a, Tensor) else wrap(a))
+        else:
+            out.append(s[1])
+    return tree_unflatten(v.out_def, out)
+
+
+def _replay_error(prog: _Program, e: Exception) -> Exception:
+    """``e`` raised by generated code, its message naming the step and the user's line."""
+    tb, line = e.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == prog.filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    step = prog.lines.get(line) if line is not None else None
+    if step is None:
+        return e
+    text = prog.source.splitlines()[line - 1].strip()  # type: ignore[operator]
+    msg = f"{e} (replaying '{text}', recorded at {step.where})"
+    try:
+        return type(e)(msg)
+    except Exception:  # pragma: no cover - an exception type with another signature
+        return RuntimeError(msg)
+
+
+def compile(f: Callable[..., Any]) -> Compiled:
+    """Compile ``f``: record its primitive applications once per input signature, then replay
+    them as generated straight-line NumPy code.
+
+    The first call with a given signature (the pytree structure of the arguments; per array
+    or Tensor its shape, dtype and requires_grad; other values by value) runs ``f`` eagerly
+    while recording and returns its result. Later calls with that signature run the
+    generated function on the arrays and return Tensors in ``f``'s output structure; array
+    arguments reach ``f`` as Tensors. Transforms inside ``f`` (``ad.grad``,
+    ``ad.value_and_grad``, ``ad.hvp`` …) are recorded through: their derivative rules become
+    ordinary steps. Every read of a value while recording (``bool(t)``, ``float(t)``,
+    ``t.item()``, ``t.tolist()``, ``t.data`` …) is a guard: a replay whose value differs
+    records another variant. Side effects (in-place writes, ``backward()``, ``.grad``,
+    random numbers) and outputs that require grad raise :class:`CompileError`. Inside an
+    evaluation trace, a dual level or ``detect_anomaly()``, ``f`` runs eagerly. ``cf.source``
+    is the generated code.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> loss = lambda w: ad.sum(ad.tanh(w) ** 2)
+    >>> step = ad.compile(ad.value_and_grad(loss))
+    >>> step(ad.tensor([0.5, -1.0]))
+    (tensor(0.79353...), tensor([ 0.63514..., -0.63514...]))
+    >>> step(ad.tensor([0.1, 0.2]))
+    (tensor(0.04913...), tensor([0.19736..., 0.37447...]))
+    """
+    return Compiled(f)
