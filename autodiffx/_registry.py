@@ -512,13 +512,14 @@ def _watch(
 ) -> None:
     """What watches an op's result: dual levels (tangents), anomaly detection, a tape."""
     st = STATE
+    # Not the inner ops of a tangent rule, except for ad.compile (they compute its program;
+    # the application comes first, as the tangent rule may read its output).
+    if mode & TAPE and (not st.masked or mode & COMPILE):
+        st.tape(p, args, params, res)
     if mode & DUAL:
         _push_tangents(p, args, datas, params, res, st)
     if mode & ANOMALY:
         _check_finite(p, res, "forward")
-    # Not the inner ops of a tangent rule, except for ad.compile (they compute its program).
-    if mode & TAPE and (not st.masked or mode & COMPILE):
-        st.tape(p, args, params, res)
 
 
 def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: Any) -> Any:

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import autograd
 from ._graph import _toposort
-from ._mode import STATE, enable_grad
+from ._mode import COMPILE, STATE, enable_grad
 from ._node import Node
 from ._tensor import LeafWriteError, Tensor, version_counter, wrap
 from .forward import alias, dual_level, make_dual, unpack_dual
@@ -641,7 +641,7 @@ def _unpack(o: Tensor, lvl: int) -> tuple[Tensor, Tensor | None]:
     """``unpack_dual(o)``; for an output carrying at most a tangent at ``lvl`` and not
     requiring grad the primal's copy is made directly (``alias`` would record nothing)."""
     tan = o._tan
-    if o._rg or (tan and (len(tan) > 1 or lvl not in tan)):
+    if o._rg or (tan and (len(tan) > 1 or lvl not in tan)) or STATE.mode & COMPILE:
         return unpack_dual(o)
     return wrap(np.array(o.data, copy=True)), None if tan is None else tan.get(lvl)
 
@@ -798,7 +798,7 @@ def _jac_rev(
 
 def _rows(g: Tensor, start: int, stop: int, shape: tuple[int, ...]) -> Tensor:
     """``g[start:stop].reshape(shape)``, on the array when ``g`` is a constant."""
-    if g._rg or g._tan:
+    if g._rg or g._tan or STATE.mode & COMPILE:  # (ad.compile records the ops)
         return g[start:stop].reshape(shape)
     return wrap(g.data[start:stop].reshape(shape))
 

@@ -673,7 +673,7 @@ def _variant(rec: _Recorder, fname: str, inputs: list[_Var], out: Any) -> _Varia
     outs: list[Any] = []
     spec: list[Any] = []
     for o in leaves:
-        if isinstance(o, Tensor) and (o._rg or o._tan is not None):
+        if isinstance(o, Tensor) and (o._rg or o._tan):
             raise CompileError(
                 f"ad.compile({rec.who}): an output requires grad (it depends on a tensor that "
                 "requires grad), and differentiating through a compiled function is not "

@@ -1,0 +1,313 @@
+"""ad.compile: the cache, guards, refusals, transforms recorded through, the generated source
+and errors at replay (every OpSpec row is in tests/test_compile_ops.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import autodiffx as ad
+from autodiffx.compiler import CompileError
+
+
+def _equal(a, b):
+    la, lb = ad.func.tree_flatten(a)[0], ad.func.tree_flatten(b)[0]
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb, strict=True):
+        assert type(x) is type(y)
+        x, y = np.asarray(getattr(x, "data", x)), np.asarray(getattr(y, "data", y))
+        assert x.dtype == y.dtype and x.shape == y.shape
+        assert np.array_equal(x, y)
+
+
+X0, X1 = np.array([0.3, -1.2, 2.0]), np.array([1.0, 0.5, -0.7])
+V = np.array([1.0, 2.0, 0.5])
+
+
+def f(x):
+    return ad.sum(ad.sin(x) * x**2)
+
+
+# ----- transforms inside the compiled function are recorded through ------------------------
+@pytest.mark.parametrize(
+    ("fn", "nargs"),
+    [
+        (ad.grad(f), 1),
+        (ad.value_and_grad(f), 1),
+        (lambda x, v: ad.hvp(f, (x,), (v,)), 2),
+        (lambda x, v: ad.jvp(f, (x,), (v,)), 2),
+        (lambda x, v: ad.vjp(lambda y: ad.tanh(y) * y, x)[1](v), 2),
+        (ad.hessian(f), 1),
+        (ad.jacrev(lambda x: ad.tanh(x) * x), 1),
+        (ad.jacfwd(lambda x: ad.tanh(x) * x), 1),
+        (ad.grad(lambda x: ad.sum(ad.grad(f)(x) ** 2)), 1),
+    ],
+    ids=["grad", "value_and_grad", "hvp", "jvp", "vjp", "hessian", "jacrev", "jacfwd", "nested"],
+)
+def test_transforms_replay_as_eager(fn, nargs):
+    cf = ad.compile(fn)
+    for x in (X0, X1, -X0):
+        args = (x, V)[:nargs]
+        _equal(cf(*args), fn(*args))
+    assert cf.cache_info() == {"hits": 2, "recordings": 1, "signatures": 1}
+
+
+def test_hvp_compiled_is_forward_over_reverse_on_tensors():
+    # The eager hvp sweeps raw arrays with its own pair rules; recorded, it is jvp of grad.
+    cf = ad.compile(lambda x, v: ad.hvp(f, (x,), (v,)))
+    cf(X0, V)
+    got, want = cf(X1, V), ad.hvp(f, (X1,), (V,))
+    np.testing.assert_allclose(got[1].data, want[1].data, rtol=1e-15)
+    assert "np.cos" in cf.source and "np.sin" in cf.source
+
+
+def test_pytrees_scalars_and_kwargs():
+    def fn(params, x, scale=2.0, name="a"):
+        return {"y": ad.tanh(params["w"] * x + params["b"]) * scale, "n": name}
+
+    cf = ad.compile(fn)
+    p = {"w": ad.tensor([1.0, 2.0]), "b": ad.tensor(0.5)}
+    for x in (X0[:2], X1[:2]):
+        _equal(cf(p, x, scale=3.0), fn(p, x, scale=3.0))
+    assert cf.cache_info()["recordings"] == 1
+    _equal(cf(p, X0[:2], scale=4.0), fn(p, X0[:2], scale=4.0))  # a new scalar: records
+    assert cf.cache_info()["recordings"] == 2
+
+
+# ----- the cache -------------------------------------------------------------------------------
+def test_signature_hits_and_misses():
+    cf = ad.compile(lambda x: ad.exp(x) * 2)
+    cf(np.ones(3))
+    cf(np.zeros(3))  # same shape and dtype: a hit
+    assert cf.cache_info() == {"hits": 1, "recordings": 1, "signatures": 1}
+    cf(np.ones(4))  # shape
+    cf(np.ones(3, np.float32))  # dtype
+    cf(ad.tensor(np.ones(3)))  # a Tensor (returned as is if f returns it): another one
+    cf(ad.tensor(np.zeros(3)))
+    assert cf.cache_info() == {"hits": 2, "recordings": 4, "signatures": 4}
+    _equal(cf(np.full(3, 0.5, np.float32)), ad.exp(ad.tensor(np.full(3, 0.5, np.float32))) * 2)
+
+
+def test_requires_grad_is_in_the_signature_and_refused_when_it_reaches_an_output():
+    cf = ad.compile(lambda x: x * 2)
+    cf(ad.tensor([1.0]))
+    with pytest.raises(CompileError, match="requires grad.*ad.compile\\(ad.grad"):
+        cf(ad.tensor([1.0], requires_grad=True))
+    g = ad.compile(ad.grad(f))  # (eager, this gradient is differentiable in x)
+    with pytest.raises(CompileError, match="requires grad"):
+        g(ad.tensor(X0, requires_grad=True))
+    _equal(g(ad.tensor(X0)), ad.grad(f)(ad.tensor(X0)))
+
+
+def test_lru_drops_the_oldest_signature():
+    cf = ad.compile(lambda x: x + 1)
+    for n in range(1, 11):
+        cf(np.ones(n))
+    assert cf.cache_info()["signatures"] == ad.compiler.CACHE_SIZE
+    cf(np.ones(1))  # dropped: records again
+    assert cf.cache_info()["recordings"] == 11
+
+
+def test_aliased_arguments_are_independent_at_replay():
+    cf = ad.compile(lambda x, y: x * 2 + y)
+    cf(X0, X0)
+    _equal(cf(X0, X1), ad.tensor(X0) * 2 + ad.tensor(X1))
+
+
+# ----- guards ----------------------------------------------------------------------------------
+def _branchy(x):
+    if ad.sum(x) > 0:
+        return x * 2
+    return -x
+
+
+@pytest.mark.parametrize(
+    ("fn", "same", "other"),
+    [
+        (_branchy, [1.0, 2.0, 3.0], [-1.0, -2.0, 3.0]),  # bool() of a comparison
+        (lambda x: x * float(ad.amax(x)), [1.0, 2.0, 3.0], [1.0, 2.0, 4.0]),  # float()
+        (lambda x: x * ad.sum(x).item(), [1.0, 2.0, 3.0], [2.0, 2.0, 3.0]),  # .item()
+        (lambda x: x[int(ad.argmax(x))] * x, [1.0, 5.0, 3.0], [5.0, 1.0, 3.0]),  # int()
+        (lambda x: x * max(x.tolist()), [1.0, 5.0, 3.0], [1.0, 6.0, 3.0]),  # .tolist()
+        (lambda x: x * x.data.sum(), [1.0, 5.0, 3.0], [1.0, 6.0, 3.0]),  # .data
+        (lambda x: x * np.asarray(x).sum(), [1.0, 5.0, 3.0], [1.0, 6.0, 3.0]),  # np.asarray
+        (lambda x: x[x > 0] * 2, [1.0, -5.0, 3.0], [1.0, 5.0, 3.0]),  # a boolean mask
+        (lambda x: ad.exp(x) * (x.numpy() > 1).sum(), [1.0, 5.0, 3.0], [0.0, 0.0, 3.0]),
+    ],
+    ids=["bool", "float", "item", "int", "tolist", "data", "asarray", "mask", "numpy"],
+)
+def test_each_read_is_a_guard(fn, same, other):
+    cf = ad.compile(fn)
+    a, b = np.array(same), np.array(other)
+    _equal(cf(a), fn(ad.tensor(a)))
+    _equal(cf(a.copy()), fn(ad.tensor(a)))  # same values: replayed
+    assert cf.cache_info()["hits"] == 1
+    _equal(cf(b), fn(ad.tensor(b)))  # another outcome: a new variant
+    assert cf.cache_info()["recordings"] == 2
+    _equal(cf(a), fn(ad.tensor(a)))  # the first variant is still there
+    _equal(cf(b), fn(ad.tensor(b)))
+    assert cf.cache_info() == {"hits": 3, "recordings": 2, "signatures": 1}
+
+
+def test_guards_appear_in_the_source():
+    cf = ad.compile(_branchy)
+    cf(np.ones(2))
+    assert "return MISS  # bool(t)" in cf.source
+
+
+# ----- refusals --------------------------------------------------------------------------------
+def _inplace(x):
+    y = x * 2
+    y += 1
+    return y
+
+
+def _setitem(x):
+    y = x * 2
+    y[0] = 0.0
+    return y
+
+
+W = ad.tensor([1.0, 2.0], requires_grad=True)
+
+
+def _backward(x):
+    (W * x).sum().backward()
+    return x
+
+
+def _reads_grad(x):
+    return x * (W.grad if W.grad is not None else 0)
+
+
+def _random(x):
+    return x * ad.rand(2, rng=0)
+
+
+def _dropout(x):
+    return ad.nn.functional.dropout(x, 0.5, training=True, rng=1)
+
+
+def _writes_data(x):
+    x.data = x.data * 2
+    return x
+
+
+@pytest.mark.parametrize(
+    ("fn", "what"),
+    [
+        (_inplace, "in-place add"),
+        (_setitem, "item assignment"),
+        (_backward, r"backward\(\)"),
+        (_reads_grad, "read of .grad"),
+        (_random, "random number generator"),
+        (_dropout, "random number generator"),
+        (_writes_data, "write of t.data"),
+    ],
+    ids=["inplace", "setitem", "backward", "grad", "rand", "dropout", "data"],
+)
+def test_side_effects_are_refused(fn, what):
+    cf = ad.compile(fn)
+    with pytest.raises(CompileError, match=what + ".*test_compile.py.*side effect"):
+        cf(np.ones(2))
+
+
+def test_optimizer_step_is_refused():
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    opt = ad.optim.SGD([w], lr=0.1)
+    w.grad = np.ones(2)
+
+    def step(x):
+        opt.step()
+        return x
+
+    with pytest.raises(CompileError, match="side effect"):
+        ad.compile(step)(np.ones(2))
+    np.testing.assert_array_equal(w.data, [1.0, 2.0])  # refused before it wrote
+
+
+def test_recording_state_is_restored_after_a_refusal():
+    with pytest.raises(CompileError):
+        ad.compile(_inplace)(np.ones(2))
+    assert ad.Tensor.__dict__["data"] is ad.compiler._SLOT
+    assert ad._mode.STATE.mode == 0 and ad._mode.STATE.compiler is None
+    y = ad.tensor([1.0])
+    y += 1  # in-place works again
+    assert y.item() == 2.0
+
+
+def test_outer_modes_run_eagerly():
+    cf = ad.compile(lambda x: ad.sin(x) * x)
+    with ad.forward.dual_level():
+        x = ad.forward.make_dual(ad.tensor(X0), ad.tensor(V))
+        t = ad.forward.unpack_dual(cf(x)).tangent
+    np.testing.assert_allclose(t.data, (np.cos(X0) * X0 + np.sin(X0)) * V)
+    assert cf.cache_info()["recordings"] == 0
+    assert len(ad.evaluation_trace(cf, x=X0).steps) == 3  # the input and two steps
+
+
+# ----- the generated source --------------------------------------------------------------------
+GOLDEN = """def loss(w, x):
+    # primal
+    v_1 = np.multiply(w, x)
+    v_2 = np.tanh(v_1)
+    del v_1
+    v_3 = np.asarray(k_sum(v_2, axis=None, keepdims=False))
+    # derivative rules (floating-point errors ignored, as in eager)
+    _q = quiet_enter()
+    try:
+        v_4 = k_broadcast_to(t_0.data, shape=(3,))
+        v_5 = np.multiply(v_2, v_2)
+        del v_2
+        v_6 = np.subtract(1, v_5)
+        del v_5
+        v_7 = np.multiply(v_4, v_6)
+        del v_4, v_6
+        v_8 = np.multiply(v_7, x)
+        del v_7
+    finally:
+        quiet_exit(_q)
+    return (v_3, v_8)
+"""
+
+
+def loss(w, x):
+    return ad.sum(ad.tanh(w * x))
+
+
+def test_source_golden():
+    cf = ad.compile(ad.value_and_grad(loss))
+    cf(X0, X1)
+    src = cf.source
+    assert (
+        src.replace("value_and_grad_loss_(x_0, x_1)", "loss(w, x)")
+        .replace("x_0", "w")
+        .replace("x_1", "x")
+        == GOLDEN
+    ), src
+
+
+def test_dead_code_is_eliminated():
+    def fn(x):
+        unused = ad.exp(x) * 3  # noqa: F841
+        return ad.sin(x)
+
+    cf = ad.compile(fn)
+    cf(X0)
+    assert "np.exp" not in cf.source and "np.sin" in cf.source
+
+
+def test_source_needs_a_call():
+    with pytest.raises(RuntimeError, match="call it once"):
+        ad.compile(f).source
+
+
+# ----- errors at replay -------------------------------------------------------------------------
+def test_errors_at_replay_name_the_users_line():
+    def solve(a, b):
+        return ad.linalg.solve(a, b)  # the line the error names
+
+    cf = ad.compile(solve)
+    cf(np.eye(2), np.ones(2))
+    with pytest.raises(np.linalg.LinAlgError, match=r"Singular.*recorded at .*test_compile.py"):
+        cf(np.zeros((2, 2)), np.ones(2))
