@@ -578,9 +578,15 @@ class Compiled:
         key, leaves, treedef = _signature(args, kwargs)
         variants = self._cache.get(key)
         if variants is not None:
-            datas = _datas(leaves)
+            if treedef is None:  # (the arguments are the leaves: Tensors and arrays)
+                datas = [a.data if type(a) is Tensor else a for a in leaves]
+            else:
+                datas = _datas(leaves)
             for v in variants:
-                res = _run(v.program, datas)
+                try:
+                    res = v.program.fn(*datas)
+                except Exception as e:
+                    raise _replay_error(v.program, e) from e
                 if res is not MISS:
                     self._hits += 1
                     self._last = v
@@ -691,15 +697,109 @@ def _variant(rec: _Recorder, fname: str, inputs: list[_Var], out: Any) -> _Varia
         else:
             spec.append(("r", len(outs), type(o) is np.ndarray))
             outs.append(op)
-    steps = _live(rec.steps, [v for v in outs if type(v) is _Var])
+    steps = _live(_fold(rec, {id(v) for v in outs}), [v for v in outs if type(v) is _Var])
     return _Variant(_build(fname, steps, inputs, outs), spec, out_def)
 
 
-def _run(prog: _Program, datas: list[np.ndarray]) -> Any:
-    try:
-        return prog.fn(*datas)
-    except Exception as e:
-        raise _replay_error(prog, e) from e
+# NOTE: a constant is folded only when no one but the recorder can reach it (reference
+# counts: the recorder's own references, the call's argument), so that nothing can change it
+# between replays: the temporaries of the recording, such as the ones seeding a backward pass
+# and their broadcasts. A closed-over tensor is read at every replay instead.
+_CONST_REFS = 4  # _Const.value, the recorder's keep list, a local, getrefcount's argument
+_ARRAY_REFS = 3  # the Tensor's slot, a local, getrefcount's argument
+_VAR_REFS = 2  # _Var.arr, getrefcount's argument
+
+
+def _unreachable(c: _Const, views: dict[int, int]) -> bool:
+    """Whether only the recorder holds constant ``c`` (``views``: by the id of an array, how
+    many recorded values are views of it, each holding it as its base)."""
+    v = c.value
+    if sys.getrefcount(v) > _CONST_REFS:
+        return False
+    if c.tensor:
+        d = _SLOT.__get__(v, Tensor)
+        return (
+            type(d) is np.ndarray
+            and d.base is None
+            and sys.getrefcount(d) <= _ARRAY_REFS + views.get(id(d), 0)
+        )
+    return type(v) is np.ndarray and v.base is None
+
+
+def _fold(rec: _Recorder, keep: set[int]) -> list[_Step]:
+    """Constant folding: a step whose operands are all unreachable constants (or literals) is
+    replaced by the value it computed while recording, if that is unreachable too; a real
+    product by an unreachable constant of ones (a seed's broadcast) that changes neither
+    shape nor dtype is its other factor (exact), unless it is an output (``keep``)."""
+    views: dict[int, int] = {}
+    for var in rec.vars.values():
+        if var.arr.base is not None:
+            views[id(var.arr.base)] = views.get(id(var.arr.base), 0) + 1
+    fixed = {id(c) for c in rec.consts.values() if _unreachable(c, views)}
+    repl: dict[int, Any] = {}
+    kept = []
+    for s in rec.steps:
+        s.args = _subst(s.args, repl)
+        s.params = {k: _subst(v, repl) for k, v in s.params.items()}
+        if s.guard is not None:
+            s.guard = (_subst(s.guard[0], repl), *s.guard[1:])
+        leaves: list[Any] = []
+        _collect_all([s.args, list(s.params.values())], leaves)
+        if s.guard is not None:
+            _collect_all([s.guard[0]], leaves)
+        if _times_one(s, fixed, keep):
+            repl[id(s.outs[0])] = s.args[1] if id(s.args[0]) in fixed else s.args[0]
+            continue
+        if all(id(a) in fixed for a in leaves):
+            if s.guard is not None:
+                continue  # (a guard on a constant holds)
+            if all(sys.getrefcount(v.arr) <= _VAR_REFS + views.get(id(v.arr), 0) for v in s.outs):
+                for v in s.outs:
+                    c = repl[id(v)] = _Const(f"c_{len(rec.consts) + len(repl)}", v.arr)
+                    fixed.add(id(c))
+                continue
+        kept.append(s)
+    return kept
+
+
+def _times_one(s: _Step, fixed: set[int], keep: set[int]) -> bool:
+    if s.prim is None or s.prim.name != "multiply" or s.params or len(s.args) != 2:
+        return False
+    out = s.outs[0]
+    if id(out) in keep or out.arr.dtype.kind != "f":
+        return False
+    for c, other in (s.args, s.args[::-1]):
+        if type(c) is _Const and id(c) in fixed and type(other) is _Var:
+            v = c.value.data if c.tensor else c.value
+            if (
+                other.arr.shape == out.arr.shape
+                and other.arr.dtype == out.arr.dtype
+                and v.dtype.kind == "f"
+                and np.all(v == 1)
+            ):
+                return True
+    return False
+
+
+def _subst(a: Any, repl: dict[int, Any]) -> Any:
+    if type(a) is _Var:
+        return repl.get(id(a), a)
+    if type(a) is _Seq:
+        return _Seq(a.kind, [_subst(b, repl) for b in a.items])
+    if type(a) in (list, tuple):
+        return type(a)(_subst(b, repl) for b in a)
+    return a
+
+
+def _collect_all(a: Any, found: list[Any]) -> None:
+    """The variables and constants among the operands ``a``."""
+    if type(a) in (_Var, _Const):
+        found.append(a)
+    elif type(a) is _Seq:
+        _collect_all(a.items, found)
+    elif type(a) in (list, tuple):
+        for b in a:
+            _collect_all(b, found)
 
 
 def _outputs(v: _Variant, res: tuple[Any, ...], leaves: list[Any]) -> Any:
