@@ -33,6 +33,9 @@ from ._transforms import jvp as jvp
 from ._transforms import value_and_grad as value_and_grad
 from ._transforms import vjp as vjp
 from .autograd import Function as Function
+from .compiler import Compiled as Compiled
+from .compiler import CompileError as CompileError
+from .compiler import compile as compile
 from .creation import arange as arange
 from .creation import asarray as asarray
 from .creation import empty as empty
@@ -140,6 +143,8 @@ from .wengert import evaluation_trace as evaluation_trace
 
 __all__ = [
     "CheckpointError",
+    "CompileError",
+    "Compiled",
     "Function",
     "Tensor",
     "abs",
@@ -172,6 +177,7 @@ __all__ = [
     "ceil",
     "clip",
     "column_stack",
+    "compile",
     "concatenate",
     "conj",
     "copy",

@@ -121,7 +121,7 @@ def _sort_imports(lines: list[str]) -> list[str]:
     def key(line: str) -> tuple[str, int, str, str]:
         _, module, _, name, _, alias = line.split()
         rank = 0 if name.isupper() else 1 if name[0].isupper() else 2  # CONSTANT, Class, name
-        return module.replace(".", " "), rank, name, alias
+        return module.replace(".", " "), rank, name.lower(), alias  # (isort: case-insensitive)
 
     return sorted(lines, key=key)
 

@@ -153,7 +153,7 @@ class _Recorder:
     def read(self, t: Tensor, what: str) -> None:
         """A value read out of ``t``: a guard (the replay checks the same bytes)."""
         step = _Step(None, (), {}, _user_line())
-        d = Tensor.__dict__["data"].__get__(t, Tensor) if _WATCH[0] else t.data
+        d = t.data  # (this module's reads are the engine's: no guard of their own)
         step.guard = (self.operand(t), d.tobytes(), what, d.shape)
         self.steps.append(step)
 
@@ -561,10 +561,10 @@ class Compiled:
     def __init__(self, f: Callable[..., Any]) -> None:
         self.f = f
         self.__name__ = name = getattr(f, "__name__", "f")
-        fname = re.sub(r"\W", "_", name)
-        self._fname = fname if fname.isidentifier() and not keyword.iskeyword(fname) else "f"
-        if self._fname.startswith("_") or self._fname in ("lambda", "np", "MISS"):
-            self._fname = "f_" + self._fname.strip("_<>")
+        fname = re.sub(r"\W+", "_", name).strip("_") or "f"
+        if not fname.isidentifier() or keyword.iskeyword(fname) or fname in ("np", "MISS"):
+            fname = f"f_{fname}" if fname.isidentifier() else "f"
+        self._fname = fname
         self.__doc__ = getattr(f, "__doc__", None)
         self.__wrapped__ = f
         self._cache: OrderedDict[Any, list[_Variant]] = OrderedDict()
@@ -575,23 +575,53 @@ class Compiled:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if STATE.mode & (TAPE | DUAL | ANOMALY):  # (an outer recording, forward mode…: eager)
             return self.f(*args, **kwargs)
+        if not kwargs:  # (the common call: Tensors and arrays, inlined _signature)
+            key, datas = [], []
+            for a in args:
+                if type(a) is Tensor:
+                    d = a.data
+                    key.append((d.shape, d.dtype, a._rg))
+                elif type(a) is np.ndarray:
+                    d = a
+                    key.append((d.shape, d.dtype, None))
+                else:
+                    break
+                datas.append(d)
+            else:
+                k = tuple(key)
+                variants = self._cache.get(k)
+                if variants is not None:
+                    for v in variants:
+                        try:
+                            res = v.program.fn(*datas)
+                        except Exception as e:
+                            raise _replay_error(v.program, e) from e
+                        if res is not MISS:
+                            self._hit(k, v)
+                            return wrap(res[0]) if v.single else _outputs(v, res, args)
+                return self._record(k, list(args), None, args, kwargs)
+        return self._general(args, kwargs)
+
+    def _general(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A call with keyword arguments, pytrees or other values."""
         key, leaves, treedef = _signature(args, kwargs)
         variants = self._cache.get(key)
         if variants is not None:
-            if treedef is None:  # (the arguments are the leaves: Tensors and arrays)
-                datas = [a.data if type(a) is Tensor else a for a in leaves]
-            else:
-                datas = _datas(leaves)
+            datas = _datas(leaves)
             for v in variants:
                 try:
                     res = v.program.fn(*datas)
                 except Exception as e:
                     raise _replay_error(v.program, e) from e
                 if res is not MISS:
-                    self._hits += 1
-                    self._last = v
-                    return wrap(res[0]) if v.single else _outputs(v, res, leaves)
+                    self._hit(key, v)
+                    return _outputs(v, res, leaves)
         return self._record(key, leaves, treedef, args, kwargs)
+
+    def _hit(self, key: Any, v: _Variant) -> None:
+        self._hits += 1
+        self._last = v
+        self._cache.move_to_end(key)
 
     @property
     def source(self) -> str:
@@ -856,9 +886,30 @@ def compile(f: Callable[..., Any]) -> Compiled:
     >>> import autodiffx as ad
     >>> loss = lambda w: ad.sum(ad.tanh(w) ** 2)
     >>> step = ad.compile(ad.value_and_grad(loss))
-    >>> step(ad.tensor([0.5, -1.0]))
-    (tensor(0.79353...), tensor([ 0.63514..., -0.63514...]))
-    >>> step(ad.tensor([0.1, 0.2]))
-    (tensor(0.04913...), tensor([0.19736..., 0.37447...]))
+    >>> step(ad.tensor([0.5, -1.0]))  # records
+    (tensor(0.79357793), tensor([ 0.72686198, -0.63970001]))
+    >>> step(ad.tensor([0.1, 0.2]))  # replays
+    (tensor(0.04889073), tensor([0.19735584, 0.37937233]))
+    >>> print(step.source)
+    def value_and_grad_lambda(x_0):
+        # primal
+        v_1 = np.tanh(x_0)
+        v_2 = k_power(v_1, 2)
+        v_3 = np.asarray(k_sum(v_2, axis=None, keepdims=False))
+        del v_2
+        # derivative rules (floating-point errors ignored, as in eager)
+        _q = quiet_enter()
+        try:
+            v_4 = np.multiply(2, v_1)
+            v_5 = np.multiply(v_1, v_1)
+            del v_1
+            v_6 = np.subtract(1, v_5)
+            del v_5
+            v_7 = np.multiply(v_4, v_6)
+            del v_4, v_6
+        finally:
+            quiet_exit(_q)
+        return (v_3, v_7)
+    <BLANKLINE>
     """
     return Compiled(f)

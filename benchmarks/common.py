@@ -155,6 +155,27 @@ def w4_numpy_central_differences(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     return g
 
 
+# ----- ad.compile (issue 14): W1 and W4 recorded once, replayed as generated NumPy ----------
+def w1_value_and_grad(x: Any) -> Any:
+    """W1's value and gradient by ``ad.value_and_grad`` (eager), on an array."""
+    return ad.value_and_grad(w1_chain)(x)
+
+
+def w1_compiled() -> Callable[[Any], Any]:
+    """W1's value and gradient compiled: ``ad.compile(ad.value_and_grad(w1_chain))``."""
+    return ad.compile(ad.value_and_grad(w1_chain))
+
+
+def w4_loss(x: Any, a: Any) -> Any:
+    """``sum(tanh(A @ x))`` with ``x`` first (the argument ``ad.grad`` differentiates)."""
+    return ad.sum(ad.tanh(a @ x))
+
+
+def w4_compiled() -> Callable[[Any, Any], Any]:
+    """W4's gradient compiled: ``ad.compile(ad.grad(w4_loss))``, called as ``(x, A)``."""
+    return ad.compile(ad.grad(w4_loss))
+
+
 # ----- W2 MLP training step (and W6, its memory) ----------------------------------------------
 #: 784-256-256-10, tanh hidden layers, softmax cross-entropy on integer labels, batch 128.
 W2_SIZES = (784, 256, 256, 10)

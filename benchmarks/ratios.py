@@ -38,6 +38,8 @@ TARGETS = {
     "w1_nograd": "≤ 1.5× floor",
     "w3": "≤ 1.1× floor",
     "w4_10": "≤ 15 µs",
+    "w1_compiled": "≤ 1.3× floor",
+    "w4_10_compiled": "≤ 5 µs",
     "w2": "≤ 1.05× floor",
     "w2_torch": "≤ 1× (never slower)",
     "cnn_torch": "≤ 1.3× PyTorch",
@@ -386,12 +388,56 @@ def run_w4(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
     return rows
 
 
+def run_compiled(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
+    """``ad.compile`` (issue 14): W1's value and gradient, W4 n=10's gradient, compiled and
+    eager, beside the floors."""
+    import numpy as np
+
+    x = c.w1_input()
+    cw1 = c.w1_compiled()
+    cw1(x)  # records
+    want = c.w1_value_and_grad(x)
+    got = cw1(x)
+    if not all(np.array_equal(g.data, w.data) for g, w in zip(got, want)):
+        raise AssertionError("W1 compiled: the replay differs from eager")
+    a, x4 = c.w4_input(10)
+    cw4 = c.w4_compiled()
+    cw4(x4, a)
+    if not np.array_equal(cw4(x4, a).data, ad.grad(c.w4_loss)(x4, a).data):
+        raise AssertionError("W4 compiled: the replay differs from eager")
+    t = measure(
+        {
+            "w1c": lambda: cw1(x),
+            "w1e": lambda: c.w1_value_and_grad(x),
+            "w1np": lambda: c.w1_numpy_forward_backward(x),
+            "w4c": lambda: cw4(x4, a),
+            "w4e": lambda: ad.grad(c.w4_loss)(x4, a),
+            "w4np": lambda: c.w4_numpy_gradient(a, x4),
+        },
+        args.repeat,
+        args.min_time,
+        args.budget,
+    )
+    n = c.W1_OPS
+
+    def row(label: str, k: str, floor: str, target: str) -> list[str]:
+        per = f" ({t[k] / n * 1e6:.2f} µs/op)" if k.startswith("w1") else ""
+        return [label, _fmt(t[k]) + per, _fmt(t[floor]), f"{t[k] / t[floor]:.2f}×", target]
+
+    return [
+        row("W1 compiled value_and_grad", "w1c", "w1np", TARGETS["w1_compiled"]),
+        row("W1 eager value_and_grad (same run)", "w1e", "w1np", ""),
+        row("W4 n=10 compiled grad", "w4c", "w4np", TARGETS["w4_10_compiled"]),
+        row("W4 n=10 eager grad (same run)", "w4e", "w4np", ""),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
         action="append",
-        choices=["W1", "W2", "W3", "W4", "W5", "W6", "CNN"],
+        choices=["W1", "W2", "W3", "W4", "W5", "W6", "CNN", "COMPILE"],
         help="repeatable",
     )
     parser.add_argument("--repeat", type=int, default=30, help="samples per case (median)")
@@ -435,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         "W5": run_w5,
         "W6": run_w6,
         "CNN": run_cnn,
+        "COMPILE": run_compiled,
     }
     for name in args.only or list(runners):
         rows += runners[name](c, ad, args)
