@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import creation as _creation
 from ._mode import ANOMALY, COMPILE, DUAL, STATE, TAPE, quiet_enter, quiet_exit
 from ._registry import Primitive
 from ._tensor import Tensor, wrap
@@ -242,9 +243,40 @@ _WATCH = [0]
 _WATCH_LOCK = threading.Lock()
 
 
+#: The engine's modules: their reads of ``.data`` unwrap values to run kernels and rules
+#: (whose applications the tape sees), never to decide anything from them.
+_ENGINE = frozenset(
+    "autodiffx." + m
+    for m in [
+        "_broadcast",
+        "_convert",
+        "_graph",
+        "_hvp",
+        "_inplace",
+        "_mode",
+        "_node",
+        "_registry",
+        "_rules",
+        "_tensor",
+        "_transforms",
+        "_views",
+        "autograd",
+        "compiler",
+        "forward",
+        "func",
+    ]
+)
+
+
+#: Functions that read ``.data`` for its shape, dtype and layout only (``ad.zeros_like``).
+_SHAPE_ONLY = frozenset([_creation._like.__code__])
+
+
 def _outside(depth: int = 2) -> bool:
-    name = sys._getframe(depth).f_globals.get("__name__", "")
-    return not (name == "autodiffx" or name.startswith("autodiffx."))
+    """Whether the code reading ``.data`` is not the engine's: yours, or an op written in
+    Python that may decide something from the values (``real_if_close``)."""
+    f = sys._getframe(depth)
+    return f.f_globals.get("__name__") not in _ENGINE and f.f_code not in _SHAPE_ONLY
 
 
 def _data_get(t: Tensor) -> np.ndarray:

@@ -308,3 +308,14 @@ def test_errors_at_replay_name_the_users_line():
     cf(np.eye(2), np.ones(2))
     with pytest.raises(np.linalg.LinAlgError, match=r"Singular.*recorded at .*test_compile.py"):
         cf(np.zeros((2, 2)), np.ones(2))
+
+
+def test_a_value_read_inside_an_op_written_in_python_is_a_guard():
+    # real_if_close and std decide from the values (autodiffx code outside the engine)
+    cf = ad.compile(lambda x: ad.real_if_close(x * 1))
+    _equal(cf(np.array([2.0 + 1e-17j])), ad.tensor([2.0]))
+    _equal(cf(np.array([2.0 + 1.0j])), ad.tensor([2.0 + 1.0j]))
+    assert cf.cache_info()["recordings"] == 2
+    cs = ad.compile(ad.grad(lambda x: ad.std(x)))
+    for x in ([1.0, 2.0], [3.0, 3.0], [1.0, 4.0]):
+        _equal(cs(np.array(x)), ad.grad(lambda x: ad.std(x))(np.array(x)))

@@ -75,7 +75,8 @@ def test_compiled_value_and_vjp_equal_eager(spec, dtype, rng):
         ulps = spec.name in RAW_FAST_PATH
         _same(cf(*first), prog(*first), f"recording {p!r}", ulps)
         _same(cf(*second), prog(*second), f"replay {q!r}", ulps)
-        assert cf.cache_info()["hits"] + cf.cache_info()["recordings"] == 2
+        # replayed, not recorded again: no rule decides anything from the values it reads
+        assert cf.cache_info() == {"hits": 1, "recordings": 1, "signatures": 1}
 
 
 @pytest.mark.parametrize("spec", _ids(LIVE))
