@@ -749,6 +749,12 @@ def _variant(rec: _Recorder, fname: str, inputs: list[_Var], out: Any) -> _Varia
                 "ad.compile(ad.value_and_grad(loss))), or pass inputs that do not require grad"
             )
         if not _is_array(o):
+            if not (type(o) in _VALUES or isinstance(o, np.generic)):
+                raise CompileError(
+                    f"ad.compile({rec.who}): f returned a {type(o).__name__}, whose contents "
+                    "a replay could not rebuild; return Tensors, arrays and numbers in "
+                    "tuples, lists and dicts"
+                )
             spec.append(("c", o))
             continue
         op = rec.operand(o)

@@ -319,3 +319,12 @@ def test_a_value_read_inside_an_op_written_in_python_is_a_guard():
     cs = ad.compile(ad.grad(lambda x: ad.std(x)))
     for x in ([1.0, 2.0], [3.0, 3.0], [1.0, 4.0]):
         _equal(cs(np.array(x)), ad.grad(lambda x: ad.std(x))(np.array(x)))
+
+
+def test_an_output_the_replay_cannot_rebuild_is_refused():
+    class Box:
+        def __init__(self, t):
+            self.t = t
+
+    with pytest.raises(CompileError, match="returned a Box"):
+        ad.compile(lambda x: Box(x * 2))(np.ones(2))
