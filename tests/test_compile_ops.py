@@ -39,6 +39,11 @@ RAW_FAST_PATH = {
     "softmax_cross_entropy": "its plain VJP is an in-place formula of its own",
 }
 
+#: Rows whose VJP reads values to check something (a guard, so each new input records again):
+#: the complex svd and eigh rules check that the loss does not depend on the free phase of
+#: the singular vectors or eigenvectors (an error otherwise, as PyTorch's).
+READS_VALUES = {("svd", np.complex128), ("eigh", np.complex128)}
+
 
 def _same(a, b, what, ulps=False):
     la, lb = ad.func.tree_flatten(a)[0], ad.func.tree_flatten(b)[0]
@@ -75,8 +80,9 @@ def test_compiled_value_and_vjp_equal_eager(spec, dtype, rng):
         ulps = spec.name in RAW_FAST_PATH
         _same(cf(*first), prog(*first), f"recording {p!r}", ulps)
         _same(cf(*second), prog(*second), f"replay {q!r}", ulps)
-        # replayed, not recorded again: no rule decides anything from the values it reads
-        assert cf.cache_info() == {"hits": 1, "recordings": 1, "signatures": 1}
+        # replayed, not recorded again, unless the rule reads values (then a guard misses)
+        again = (spec.name, dtype) in READS_VALUES
+        assert cf.cache_info() == {"hits": 1 - again, "recordings": 1 + again, "signatures": 1}
 
 
 @pytest.mark.parametrize("spec", _ids(LIVE))
