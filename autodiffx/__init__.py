@@ -38,7 +38,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
-from .func import grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
+from .func import grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp, vmap
 from .io import CheckpointError, load, save
 from .nn.functional import relu, sigmoid, softmax
 from .ops import (
@@ -414,6 +414,7 @@ __all__ = [
     "value_and_grad",
     "var",
     "vjp",
+    "vmap",
     "vsplit",
     "vstack",
     "where",

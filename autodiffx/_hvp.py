@@ -18,7 +18,7 @@ import numpy as np
 from . import autograd
 from ._broadcast import fit
 from ._graph import _check_versions, _freed_error, _out_for_rule, _toposort
-from ._mode import COMPILE, STATE, Scope, enable_grad, new_level, quiet_enter, quiet_exit
+from ._mode import COMPILE, STATE, VMAP, Scope, enable_grad, new_level, quiet_enter, quiet_exit
 from ._node import Node
 from ._registry import _push_tangents
 from ._tensor import STAMP, Tensor, wrap
@@ -135,6 +135,10 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     primals, tangents = tuple(primals), tuple(tangents)
     if STATE.mode & COMPILE:  # ad.compile records the rules: jvp of grad, on Tensors
         return _hvp_composed(f, primals, tangents)
+    if STATE.mode & VMAP:  # inside ad.vmap: lowered to the whole batch (autodiffx._vmap)
+        low = STATE.vmap_lower("hvp", f, primals, tangents)
+        if low is not NotImplemented:
+            return low  # type: ignore[no-any-return]
     arrays = _array_pairs(primals, tangents)
     pairs_leaves = None
     if arrays is not None:  # every argument one array: no pytree to walk or rebuild

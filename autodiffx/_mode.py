@@ -18,8 +18,9 @@ SCOPE = 16  # ``hvp`` is recording its function in a reverse :class:`Scope`
 # ``ad.compile`` is recording (with TAPE): backward passes and tangent rules run on Tensors,
 # the ops inside tangent rules reach the tape, and every read of a value is a guard.
 COMPILE = 32
+VMAP = 64  # ``vmap`` levels are open: ops on batched values run batched (``STATE.vmap``)
 #: Any of these sends an op through the dispatcher's general path.
-WATCHED = NO_GRAD | DUAL | ANOMALY | TAPE
+WATCHED = NO_GRAD | DUAL | ANOMALY | TAPE | VMAP
 
 
 class _State(threading.local):
@@ -39,6 +40,12 @@ class _State(threading.local):
         # A callable(prim, args, params, result) that sees every top-level application
         # (ad.evaluation_trace records the Wengert list with it).
         self.tape: Any = None
+        # Open vmap levels, outermost first (autodiffx._vmap), and its two hooks: ``vmap(prim,
+        # args, params)`` runs an op on batched values, ``vmap_lower(who, *call)`` a transform
+        # called inside vmap (both return NotImplemented when they have nothing to do).
+        self.vmap_levels: list[Any] = []
+        self.vmap: Any = None
+        self.vmap_lower: Any = None
         # A forward-over-reverse transform's reverse scope (see Scope), or None.
         self._scope: Scope | None = None
         # ``ad.compile``'s recorder while it records (it is the tape too), or None.
@@ -58,6 +65,7 @@ class _State(threading.local):
             | (TAPE if self.tape is not None else 0)
             | (SCOPE if self._scope is not None else 0)
             | (COMPILE if self.compiler is not None else 0)
+            | (VMAP if self.vmap_levels else 0)
         )
         self.eager = not mode & WATCHED
 

@@ -54,6 +54,7 @@ from ._mode import (
     SCOPE,
     STATE,
     TAPE,
+    VMAP,
     WATCHED,
     quiet_enter,
     quiet_exit,
@@ -133,6 +134,10 @@ class Primitive:
         self.batch: Callable[..., Any] | None = None
         # Elementwise with NumPy broadcasting: batched tangents are padded to the output's rank.
         self.broadcasting = False
+        # How ad.vmap batches the op when it has neither ``batch`` nor ``broadcasting`` (a kind
+        # of autodiffx._vmap: "map", "reduce", "flat", "gufunc", "matmul", "einsum", "fftn",
+        # "pad"); None: a loop over the batch (autodiffx._vmap.loop_primitives lists them).
+        self.vmap: str | None = None
         # Rules accept raw ndarrays (registry entries); user Functions get Tensors.
         self.raw_rules = True
         # The rule kind (autodiffx._rules): it installs vjp/jvp and serves hvp's sweeps.
@@ -292,6 +297,7 @@ def defprim(
     shapes: bool = True,
     batch: Callable[..., Any] | None = None,
     broadcasting: bool = False,
+    vmap: str | None = None,
     multilinear: bool = False,
     ufunc: np.ufunc | None = None,
     overrides: Sequence[Callable[..., Any]] = (),
@@ -318,7 +324,7 @@ def defprim(
     p.__doc__, p.example, p.nondiff, p.nout = doc, example, frozenset(nondiff), nout
     p.view, p.shapes, p.batch, p.save_args, p.save_out = view, shapes, batch, save_args, save_out
     p.notation, p.partials = notation, None if partials is None else tuple(partials)
-    p.expr, p.export = expr, export
+    p.expr, p.export, p.vmap = expr, export, vmap
     p.rule = _rule_of(derivs, derivs2, argnames, linear, bilinear, zero_deriv, vjp, jvp)
     p.rule.multilinear = p.rule.multilinear or multilinear
     p.raw_rules = register  # (custom Function rules read Tensors)
@@ -465,6 +471,10 @@ def _apply_general(p: Primitive, args: Sequence[Any], params: dict[str, Any]) ->
     outputs, Meta placeholders, and under no_grad, dual levels, anomaly detection or an
     evaluation trace."""
     st = STATE
+    if st.mode & VMAP:  # (an argument may be a batched value of ad.vmap: autodiffx._vmap)
+        res = st.vmap(p, args, params)
+        if res is not NotImplemented:
+            return res
     if (
         st.mode & (DUAL | ANOMALY | TAPE) == DUAL
         and p.nout == 1

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import autograd
 from ._graph import _toposort
-from ._mode import COMPILE, STATE, enable_grad
+from ._mode import COMPILE, STATE, VMAP, enable_grad
 from ._node import Node
 from ._tensor import LeafWriteError, Tensor, version_counter, wrap
 from .forward import alias, dual_level, make_dual, unpack_dual
@@ -336,6 +336,10 @@ def _value_and_grad(
             finally:
                 x.__class__ = _Retired
             return y, gs[0]
+    if STATE.mode & VMAP:  # inside ad.vmap: lowered to the whole batch (autodiffx._vmap)
+        low = STATE.vmap_lower("grad", f, argnums, has_aux, args, kwargs)
+        if low is not NotImplemented:
+            return low
     nums = _argnums(argnums, len(args), who)
     new, leaves, defs = _prepare(args, nums, who)
     flat = [x for xs in leaves for x in xs]
@@ -443,6 +447,10 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
             [0., 4.]])
     """
     who = "vjp"
+    if STATE.mode & VMAP:  # inside ad.vmap: lowered to the whole batch (autodiffx._vmap)
+        low = STATE.vmap_lower("vjp", f, primals, has_aux)
+        if low is not NotImplemented:
+            return low  # type: ignore[no-any-return]
     nums = tuple(range(len(primals)))
     new, leaves, defs = _prepare_fast(primals, nums, who)
     flat = [x for xs in leaves for x in xs]
@@ -587,6 +595,10 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     primals, tangents = tuple(primals), tuple(tangents)
     pt = _plain_pair(primals, tangents)  # (the common case: one array and its tangent)
     if pt is None:
+        if STATE.mode & VMAP:  # inside ad.vmap: lowered to the whole batch (autodiffx._vmap)
+            low = STATE.vmap_lower("jvp", f, primals, tangents)
+            if low is not NotImplemented:
+                return low  # type: ignore[no-any-return]
         pairs, _ = _dual_pairs(primals, tangents, who)
     fwd = bool(STATE.levels)
     with dual_level() as lvl:
@@ -922,6 +934,10 @@ def _jacobian(
             p = _plain(args[0])
             if p is not None and p.dtype.kind in "fc" and not STATE.mode:
                 return _jac_fwd_one(f, p)  # (the common case: one array, no mode on)
+        if STATE.mode & VMAP:  # inside ad.vmap: lowered to the whole batch (autodiffx._vmap)
+            low = STATE.vmap_lower("jacobian", f, argnums, mode, chunk, args)
+            if low is not NotImplemented:
+                return low
         nums = _argnums(argnums, len(args), who)
         if mode == "fwd":
             jac = _jac_fwd(f, args, nums, chunk)

@@ -1,4 +1,4 @@
-"""Function transforms in JAX's style: grad, value_and_grad, vjp, jvp, Jacobians, hessian, hvp."""
+"""Function transforms in JAX's style: grad, vjp, jvp, Jacobians, hessian, hvp and vmap."""
 
 from ._hvp import hvp
 from ._transforms import (
@@ -13,6 +13,7 @@ from ._transforms import (
     value_and_grad,
     vjp,
 )
+from ._vmap import vmap
 
 __all__ = [
     "grad",
@@ -26,4 +27,5 @@ __all__ = [
     "tree_unflatten",
     "value_and_grad",
     "vjp",
+    "vmap",
 ]

@@ -28,6 +28,7 @@ LAYERS = [
     ["autograd", "forward"],
     ["_transforms"],
     ["_hvp"],
+    ["_vmap"],
     ["func"],
     ["_bind"],
 ]

@@ -216,6 +216,7 @@ _log_softmax = defprim(
     jvp=_log_softmax_jvp,
     save_args=False,
     save_out=True,
+    vmap="reduce",
     doc="x - logsumexp(x) along ``axis``, stable; VJP g - softmax(x) * sum(g).",
     example=(
         "import autodiffx.nn.functional as F\n"

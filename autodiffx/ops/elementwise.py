@@ -90,6 +90,7 @@ real = defprim(
     shapes=False,
     view="alias",
     overrides=(np.real,),
+    vmap="map",
     doc="Real part (the transpose of embedding reals in the complex plane).",
 )
 imag = defprim(
@@ -98,6 +99,7 @@ imag = defprim(
     linear=lambda g, x: (g * -1j,),
     shapes=False,
     overrides=(np.imag,),
+    vmap="map",
     doc="Imaginary part.",
 )
 

@@ -85,15 +85,25 @@ def _kernel(f: Any) -> Any:
 
 
 _DOC = "The {} over ``axes`` (lengths ``s``, ``norm`` as NumPy); linear, transpose rule."
-fftn_ = defprim("fftn", _kernel(np.fft.fftn), linear=_c2c_t(False), doc=_DOC.format("DFT"))
+fftn_ = defprim(
+    "fftn", _kernel(np.fft.fftn), linear=_c2c_t(False), vmap="fftn", doc=_DOC.format("DFT")
+)
 ifftn_ = defprim(
-    "ifftn", _kernel(np.fft.ifftn), linear=_c2c_t(True), doc=_DOC.format("inverse DFT")
+    "ifftn", _kernel(np.fft.ifftn), linear=_c2c_t(True), vmap="fftn", doc=_DOC.format("inverse DFT")
 )
 rfftn_ = defprim(
-    "rfftn", _kernel(np.fft.rfftn), linear=_rfftn_t, doc=_DOC.format("DFT of real input")
+    "rfftn",
+    _kernel(np.fft.rfftn),
+    linear=_rfftn_t,
+    vmap="fftn",
+    doc=_DOC.format("DFT of real input"),
 )
 irfftn_ = defprim(
-    "irfftn", _kernel(np.fft.irfftn), linear=_irfftn_t, doc=_DOC.format("inverse real DFT")
+    "irfftn",
+    _kernel(np.fft.irfftn),
+    linear=_irfftn_t,
+    vmap="fftn",
+    doc=_DOC.format("inverse real DFT"),
 )
 
 

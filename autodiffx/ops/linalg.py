@@ -99,6 +99,7 @@ matmul_ = defprim(
     multilinear=True,
     notation="@",
     partials=("{d} @ {b} | {d} @ {b}ᵀ", "{a} @ {d} | {a}ᵀ @ {d}"),
+    vmap="matmul",
     doc="Matrix product with NumPy's batching and 1-D rules (bilinear: one rule per operand).",
 )
 
@@ -363,6 +364,7 @@ einsum_ = defprim(
     vjp=_einsum_vjp,
     jvp=_einsum_jvp,
     multilinear=True,
+    vmap="einsum",
     doc="Einstein summation over canonical explicit subscripts (multilinear in the operands).",
 )
 

@@ -146,6 +146,7 @@ def _solve_jvp(tans: tuple[Any, ...], out: Any, a: Any, b: Any) -> Any:
 solve_ = defprim(
     "solve",
     np.linalg.solve,
+    vmap="gufunc",
     vjp=_solve_vjp,
     jvp=_solve_jvp,
     save_out=True,
@@ -155,6 +156,7 @@ solve_ = defprim(
 inv_ = defprim(
     "inv",
     np.linalg.inv,
+    vmap="gufunc",
     vjp=lambda needs, g, out, a: (-(_mT(out) @ g @ _mT(out)),),
     jvp=lambda tans, out, a: -(out @ tans[0] @ out),
     save_args=False,
@@ -174,6 +176,7 @@ def _det_jvp(tans: tuple[Any, ...], out: Any, a: Any) -> Any:
 det_ = defprim(
     "det",
     np.linalg.det,
+    vmap="gufunc",
     vjp=_det_vjp,
     jvp=_det_jvp,
     save_out=True,
@@ -194,6 +197,7 @@ def _slogdet_jvp(tans: tuple[Any, ...], out: Any, a: Any) -> tuple[Any, Any]:
 slogdet_ = defprim(
     "slogdet",
     lambda a: tuple(np.linalg.slogdet(a)),
+    vmap="gufunc",
     vjp=_slogdet_vjp,
     jvp=_slogdet_jvp,
     nout=-1,
@@ -225,6 +229,7 @@ def _cholesky_jvp(tans: tuple[Any, ...], out: Any, a: Any) -> Any:
 cholesky_ = defprim(
     "cholesky",
     np.linalg.cholesky,
+    vmap="gufunc",
     vjp=_cholesky_vjp,
     jvp=_cholesky_jvp,
     save_args=False,
@@ -244,7 +249,17 @@ def _eig_f(w: Any) -> Any:
 def _factorization(name: str, kernel: Any, vjp: Any, jvp: Any, doc: str) -> Any:
     """The entry of a decomposition into several factors whose rules read the factors only
     (the input is not saved)."""
-    return defprim(name, kernel, vjp=vjp, jvp=jvp, nout=-1, save_args=False, save_out=True, doc=doc)
+    return defprim(
+        name,
+        kernel,
+        vjp=vjp,
+        jvp=jvp,
+        nout=-1,
+        save_args=False,
+        save_out=True,
+        doc=doc,
+        vmap="gufunc",
+    )
 
 
 def _eigh_vjp(needs: tuple[bool, ...], g: Any, out: Any, a: Any, UPLO: str = "L") -> tuple[Any]:
@@ -294,6 +309,7 @@ def _eigvalsh_jvp(tans: tuple[Any, ...], out: Any, a: Any, UPLO: str = "L") -> A
 eigvalsh_ = defprim(
     "eigvalsh",
     lambda a, UPLO="L": np.linalg.eigvalsh(a, UPLO),
+    vmap="gufunc",
     vjp=_eigvalsh_vjp,
     jvp=_eigvalsh_jvp,
     doc="Eigenvalues (ascending) of a symmetric matrix; Ā = V diag(w̄) Vᵀ.",
@@ -419,6 +435,7 @@ def _svdvals_jvp(tans: tuple[Any, ...], out: Any, a: Any, hermitian: bool = Fals
 svdvals_ = defprim(
     "svdvals",
     lambda a, hermitian=False: np.linalg.svd(a, compute_uv=False, hermitian=hermitian),
+    vmap="gufunc",
     vjp=_svdvals_vjp,
     jvp=_svdvals_jvp,
     doc="Singular values (descending); Ā = U diag(s̄) Vᵀ.",
@@ -514,6 +531,7 @@ def _pinv_jvp(tans: tuple[Any, ...], out: Any, a: Any, **params: Any) -> Any:
 pinv_ = defprim(
     "pinv",
     lambda a, **params: np.linalg.pinv(a, **params),
+    vmap="gufunc",
     vjp=_pinv_vjp,
     jvp=_pinv_jvp,
     save_out=True,

@@ -44,6 +44,7 @@ def _eig_jvp(tans: Any, out: Any, a: Any) -> tuple[Any, Any]:
 eig_ = defprim(
     "eig",
     lambda a: tuple(np.linalg.eig(a)),
+    vmap="gufunc",
     vjp=_eig_vjp,
     jvp=_eig_jvp,
     nout=-1,
@@ -66,6 +67,7 @@ def _eigvals_jvp(tans: Any, out: Any, a: Any) -> Any:
 eigvals_ = defprim(
     "eigvals",
     np.linalg.eigvals,
+    vmap="gufunc",
     vjp=_eigvals_vjp,
     jvp=_eigvals_jvp,
     doc="Eigenvalues of a square matrix; Ā = V⁻ᵀ diag(w̄) Vᵀ.",
@@ -75,6 +77,7 @@ matrix_rank_ = defprim(
     lambda a, tol=None, hermitian=False, rtol=None: np.linalg.matrix_rank(
         a, tol=tol, hermitian=hermitian, rtol=rtol
     ),
+    vmap="gufunc",
     doc="The rank by the SVD (an integer: not differentiable).",
     example="ad.linalg.matrix_rank(ad.tensor([[1.0, 2.0], [2.0, 4.0]]))",
 )

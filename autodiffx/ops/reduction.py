@@ -102,6 +102,7 @@ def _others_product(x: Any, axis: Any) -> Any:
 prod = defprim(
     "prod",
     lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, keepdims=keepdims),
+    vmap="reduce",
     vjp=_prod_vjp,
     jvp=_prod_jvp,
     example=(
@@ -134,6 +135,7 @@ def _extreme(name: str, fn: Any) -> Any:
         vjp=vjp,
         jvp=jvp,
         save_out=True,
+        vmap="reduce",
         doc=f"{name[1:].capitalize()}imum over ``axis``; ties split the gradient equally.",
         example=(
             "x = ad.tensor([[1.0, 3.0], [1.0, 0.5]], requires_grad=True)\n"
@@ -169,6 +171,7 @@ def _lse_jvp(tans: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = Fal
 logsumexp = defprim(
     "logsumexp",
     _lse_kernel,
+    vmap="reduce",
     vjp=_lse_vjp,
     jvp=_lse_jvp,
     example=(
@@ -247,6 +250,7 @@ def _cumprod_jvp(tans: Any, out: Any, x: Any, axis: int) -> Any:
 _cumprod = defprim(
     "cumprod",
     lambda x, axis: np.cumprod(x, axis=axis),
+    vmap="flat",
     vjp=_cumprod_vjp,
     jvp=_cumprod_jvp,
     save_out=True,
@@ -258,6 +262,7 @@ def _nondiff_reduce(name: str, fn: Any) -> Any:
     return defprim(
         name,
         lambda x, axis=None, keepdims=False: fn(x, axis=axis, keepdims=keepdims),
+        vmap="flat",
         doc=f"Indices of the {name[3:]}ima along ``axis`` (not differentiable).",
         example=f"ad.{name}(ad.tensor([[1.0, 3.0], [2.0, 0.5]]), axis=1)",
     )
@@ -268,6 +273,7 @@ argmin = _nondiff_reduce("argmin", np.argmin)
 argsort_ = defprim(
     "argsort",
     lambda x, axis=-1, kind=None, stable=None: np.argsort(x, axis=axis, kind=kind, stable=stable),
+    vmap="flat",
     doc="Indices that sort along ``axis`` (not differentiable: an integer result).",
     example="ad.argsort(ad.tensor([3.0, 1.0, 2.0]))",
 )

@@ -86,6 +86,7 @@ def _astype_kernel(x: Any, dtype: Any, copy: bool = True) -> Any:
 astype = defprim(
     "astype",
     _astype_kernel,
+    vmap="map",
     linear=lambda g, x, dtype, copy=True: (g,),
     nondiff=(1,),  # dtype: the JVP must not replace it by a zero tangent
     shapes=False,
@@ -96,6 +97,7 @@ astype = defprim(
 copy = defprim(
     "copy",
     lambda x, order="K": np.array(x, copy=True, order=order),
+    vmap="map",
     linear=lambda g, x, order="K": (g,),
     shapes=False,
     overrides=(np.copy,),
@@ -359,6 +361,7 @@ def _pad_slices(shape: tuple[int, ...], pad_width: Any) -> tuple[slice, ...]:
 pad_ = defprim(
     "pad",
     _pad_kernel,
+    vmap="pad",
     vjp=lambda needs, g, out, x, pad_width, constant_values=0: (
         getitem_.call(g, idx=(slice(None),) * STATE.nb + _pad_slices(np.shape(x), pad_width)),
     ),
