@@ -134,9 +134,9 @@ class Primitive:
         self.batch: Callable[..., Any] | None = None
         # Elementwise with NumPy broadcasting: batched tangents are padded to the output's rank.
         self.broadcasting = False
-        # How ad.vmap batches the op when it has neither ``batch`` nor ``broadcasting`` (a kind
-        # of autodiffx._vmap: "map", "reduce", "flat", "gufunc", "matmul", "einsum", "fftn",
-        # "pad"); None: a loop over the batch (autodiffx._vmap.loop_primitives lists them).
+        # How ad.vmap batches the op (a kind of autodiffx._vmap: "map", "lead", "reduce",
+        # "flat", "gufunc", "matmul", "einsum", "fftn", "pad"); None: by its ``broadcasting``
+        # or ``batch`` rule, else a loop over the batch (autodiffx._vmap.loop_primitives).
         self.vmap: str | None = None
         # Rules accept raw ndarrays (registry entries); user Functions get Tensors.
         self.raw_rules = True

@@ -290,6 +290,9 @@ def _wrap(out: Any, level: _Level, p: Primitive, n: int) -> Batched:
 
 def _batched(p: Primitive, xs: list[Any], bat: list[bool], n: int, params: dict[str, Any]) -> Any:
     """``p`` on the unwrapped arguments ``xs`` (``bat``: which carry the batch axis first)."""
+    kind = _KINDS.get(p.vmap or "")
+    if kind is not None:
+        return kind(p, xs, bat, n, params)
     if p.broadcasting:
         rank = max(_rank(x, b) for x, b in zip(xs, bat))
         return p.call(*[pad_batched(x, 1, rank) if b else x for x, b in zip(xs, bat)], **params)
@@ -301,10 +304,7 @@ def _batched(p: Primitive, xs: list[Any], bat: list[bool], n: int, params: dict[
             for i, (x, b) in enumerate(zip(xs, bat))
         ]
         return p.batch(1, *full, **params)
-    rule = _KINDS.get(p.vmap or "")
-    if rule is None:
-        return _loop_unwrapped(p, xs, bat, n, params)
-    return rule(p, xs, bat, n, params)
+    return _loop_unwrapped(p, xs, bat, n, params)
 
 
 def _rank(x: Any, batched: bool) -> int:
@@ -394,6 +394,14 @@ def _map(p: Primitive, xs: list[Any], bat: list[bool], n: int, params: dict[str,
     return p.call(*xs, **params)
 
 
+def _lead(p: Primitive, xs: list[Any], bat: list[bool], n: int, params: dict[str, Any]) -> Any:
+    """Ops over the leading axes of their first argument (``nn.functional.linear``'s input);
+    a batched weight: a loop."""
+    if any(bat[1:]):
+        return _loop_unwrapped(p, xs, bat, n, params)
+    return p.call(*xs, **params)
+
+
 def _reduce(p: Primitive, xs: list[Any], bat: list[bool], n: int, params: dict[str, Any]) -> Any:
     """Reductions over ``axis`` (None: every per-example axis)."""
     if not bat[0] or any(bat[1:]):
@@ -476,7 +484,8 @@ def _fftn(p: Primitive, xs: list[Any], bat: list[bool], n: int, params: dict[str
     s, axes = ba.arguments["s"], ba.arguments["axes"]
     if axes is None:
         axes = range(-(len(s) if s is not None else nd), 0)
-    ba.arguments["axes"] = tuple(_shift(p, a, nd) for a in axes)
+    # (negative: the same axes of the batched array, the form the transpose rules expect)
+    ba.arguments["axes"] = tuple(_shift(p, a, nd) - 1 - nd for a in axes)
     return _call_bound(p, ba)
 
 
@@ -493,6 +502,7 @@ def _pad(p: Primitive, xs: list[Any], bat: list[bool], n: int, params: dict[str,
 
 _KINDS: dict[str, Callable[..., Any]] = {
     "map": _map,
+    "lead": _lead,
     "reduce": _reduce,
     "flat": _flat,
     "gufunc": _gufunc,

@@ -593,6 +593,7 @@ _linear = defprim(
     vjp=_linear_vjp,
     jvp=_linear_jvp,
     broadcasting=True,
+    vmap="lead",
     doc="Affine map x @ weight.T + bias (bias may be None), one node for a whole layer.",
     example=(
         "import autodiffx.nn.functional as F\n"
