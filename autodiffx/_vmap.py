@@ -24,6 +24,11 @@ _NOT_CONCRETE = (
     "over the examples in Python instead of vmap"
 )
 
+_ESCAPED = (
+    "a batched value of an ad.vmap that has returned was used (it escaped through a closure, "
+    "a global or a side effect); return values from the vmapped function instead"
+)
+
 
 class _Level:
     """One open ``vmap``: its batch size; ``hidden`` while a transform lowered at it runs."""
@@ -71,6 +76,8 @@ class Batched(Tensor):
     @property  # type: ignore[override]
     def data(self) -> np.ndarray:  # type: ignore[override]
         """Refused: a batched value has no single array (see the class)."""
+        if not self.level.active:
+            raise RuntimeError(_ESCAPED)
         raise self._refuse(".data (or an engine path that reads it)", "array")
 
     @property
@@ -253,10 +260,7 @@ def _scan(tree: Any) -> _Level | None:
 
 def _depth(level: _Level) -> int:
     if not level.active:
-        raise RuntimeError(
-            "a batched value of an ad.vmap that has returned was used (it escaped through a "
-            "closure, a global or a side effect); return values from the vmapped function instead"
-        )
+        raise RuntimeError(_ESCAPED)
     return STATE.vmap_levels.index(level)
 
 

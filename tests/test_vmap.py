@@ -3,8 +3,6 @@ transforms inside and around vmap, nesting, in_axes/out_axes pytrees, and every 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 from test_primitives import LIVE, apply_op, make_point, rand_like
@@ -143,3 +141,369 @@ def test_every_primitive(spec, mode, rng):
         ran = _check_row(spec, case, rng, mode) or ran
     if mode == "all":
         assert ran, f"{spec.name}: no case has an array argument"
+
+
+# ----- per-example gradients ---------------------------------------------------------------------
+def _mlp_params(rng):
+    return {
+        "W1": Tensor(rng.standard_normal((5, 3))),
+        "b1": Tensor(rng.standard_normal(5)),
+        "W2": Tensor(rng.standard_normal((2, 5))),
+        "b2": Tensor(rng.standard_normal(2)),
+    }
+
+
+def _mlp_loss(params, x, y):
+    h = ad.tanh(params["W1"] @ x + params["b1"])
+    out = params["W2"] @ h + params["b2"]
+    return ad.sum((out - y) ** 2)
+
+
+def _logistic_loss(w, x, y):
+    return ad.log1p(ad.exp(-y * (w @ x)))
+
+
+def _close(a, b, tol=1e-12):
+    la, da = ad.func.tree_flatten(a)
+    lb, db = ad.func.tree_flatten(b)
+    assert da == db
+    for x, y in zip(la, lb, strict=True):
+        np.testing.assert_allclose(np.asarray(x.data), np.asarray(y), rtol=tol, atol=tol)
+
+
+def _stack_tree(trees):
+    leaves = [ad.func.tree_flatten(t)[0] for t in trees]
+    d = ad.func.tree_flatten(trees[0])[1]
+    return ad.func.tree_unflatten(
+        d, [np.stack([np.asarray(x[k].data) for x in leaves]) for k in range(len(leaves[0]))]
+    )
+
+
+def test_per_example_gradients_mlp(rng):
+    params = _mlp_params(rng)
+    X, Y = Tensor(rng.standard_normal((B + 1, 3))), Tensor(rng.standard_normal((B + 1, 2)))
+    got = ad.vmap(ad.grad(_mlp_loss), in_axes=(None, 0, 0))(params, X, Y)
+    want = _stack_tree([ad.grad(_mlp_loss)(params, X[b], Y[b]) for b in range(B + 1)])
+    _close(got, want)
+    assert got["W1"].shape == (B + 1, 5, 3) and type(got["W1"]) is Tensor
+
+
+def test_per_example_gradients_logistic(rng):
+    w = Tensor(rng.standard_normal(3))
+    X, y = Tensor(rng.standard_normal((5, 3))), Tensor(np.sign(rng.standard_normal(5)))
+    got = ad.vmap(ad.grad(_logistic_loss), in_axes=(None, 0, 0))(w, X, y)
+    want = np.stack([ad.grad(_logistic_loss)(w, X[b], y[b]).data for b in range(5)])
+    np.testing.assert_allclose(got.data, want, rtol=1e-12, atol=1e-12)
+
+
+def _count_ops(monkeypatch, fn):
+    from autodiffx import _registry
+
+    count = [0]
+    inner = _registry._apply_general
+
+    def counting(p, args, params):
+        count[0] += 1
+        return inner(p, args, params)
+
+    monkeypatch.setattr(_registry, "_apply_general", counting)
+    fn()
+    monkeypatch.setattr(_registry, "_apply_general", inner)
+    return count[0]
+
+
+def test_per_example_gradients_are_one_batched_pass(monkeypatch, rng):
+    """The number of primitive applications does not grow with the batch size."""
+    params = _mlp_params(rng)
+    per = ad.vmap(ad.grad(_mlp_loss), in_axes=(None, 0, 0))
+    counts = []
+    for n in (2, 16):
+        X, Y = Tensor(rng.standard_normal((n, 3))), Tensor(rng.standard_normal((n, 2)))
+        counts.append(_count_ops(monkeypatch, lambda X=X, Y=Y: per(params, X, Y)))
+    assert counts[0] == counts[1] > 0, counts
+
+
+# ----- transforms inside vmap --------------------------------------------------------------------
+def _f(x):
+    return ad.sin(x) * ad.sum(x**2)
+
+
+def _g(x):
+    return ad.sum(ad.exp(x) * x[::-1]) + ad.sum(x) ** 3
+
+
+@pytest.fixture
+def XV(rng):
+    return Tensor(rng.standard_normal((B, 3))), Tensor(rng.standard_normal((B, 3)))
+
+
+def _loop(fn, *arrays):
+    outs = [fn(*[a[b] for a in arrays]) for b in range(B)]
+    return _stack_tree(outs)
+
+
+def test_vmap_jvp_vjp(XV):
+    X, V = XV
+    got = ad.vmap(lambda x, v: ad.jvp(_f, (x,), (v,)))(X, V)
+    _close(got, _loop(lambda x, v: ad.jvp(_f, (x,), (v,)), X, V))
+    v0 = V[0]  # an unbatched tangent
+    got = ad.vmap(lambda x: ad.jvp(_f, (x,), (v0,)))(X)
+    _close(got, _loop(lambda x: ad.jvp(_f, (x,), (v0,)), X))
+
+    def pull(x, u):
+        y, back = ad.vjp(_f, x)
+        return y, back(u)
+
+    _close(ad.vmap(pull)(X, V), _loop(pull, X, V))
+
+
+@pytest.mark.parametrize("name", ["jacfwd", "jacrev", "jacobian", "hessian"])
+def test_vmap_jacobians(name, XV):
+    X, _ = XV
+    tr = getattr(ad, name)
+    fn = _g if name == "hessian" else _f
+    _close(ad.vmap(tr(fn))(X), _loop(tr(fn), X))
+
+
+def test_vmap_jacobian_two_arguments(XV):
+    X, _ = XV
+    w = Tensor(np.array([0.5, -1.0, 2.0]))
+
+    def h(w, x):
+        return ad.tanh(w * x) * ad.sum(w)
+
+    for tr in (ad.jacfwd, ad.jacrev):
+        got = ad.vmap(tr(h, argnums=(0, 1)), in_axes=(None, 0))(w, X)
+        _close(got, _loop(lambda x, tr=tr: tr(h, argnums=(0, 1))(w, x), X))
+
+
+def test_vmap_hvp_and_value_and_grad(XV):
+    X, V = XV
+    got = ad.vmap(lambda x, v: ad.hvp(_g, (x,), (v,)))(X, V)
+    _close(got, _loop(lambda x, v: ad.hvp(_g, (x,), (v,)), X, V))
+
+    def aux(x):
+        return ad.sum(x**3), {"double": 2 * x, "const": ad.tensor(1.0)}
+
+    vg = ad.value_and_grad(aux, has_aux=True)
+    got = ad.vmap(vg)(X)
+    want = _loop(vg, X)
+    _close(got, want)
+
+
+def test_vmap_grad_argnums(XV):
+    X, V = XV
+
+    def h(a, b):
+        return ad.sum(a * ad.sin(b))
+
+    got = ad.vmap(ad.grad(h, argnums=(0, 1)))(X, V)
+    _close(got, _loop(ad.grad(h, argnums=(0, 1)), X, V))
+    got = ad.vmap(ad.grad(h, argnums=(0, 1)), in_axes=(0, None))(X, V[1])
+    _close(got, _loop(lambda a: ad.grad(h, argnums=(0, 1))(a, V[1]), X))
+
+
+def test_grad_inside_vmap_closing_over_batched_values(XV):
+    X, _ = XV
+    w = Tensor(np.array([0.5, -1.0, 2.0]))
+    got = ad.vmap(lambda x: ad.grad(lambda w: ad.sum(ad.sin(w * x)))(w))(X)
+    want = _loop(lambda x: ad.grad(lambda w: ad.sum(ad.sin(w * x)))(w), X)
+    _close(got, want)
+
+
+# ----- transforms around vmap --------------------------------------------------------------------
+def test_grad_of_a_vmapped_function(XV):
+    X, _ = XV
+    w = Tensor(np.array([0.5, -1.0, 2.0]))
+
+    def total(w):
+        return ad.sum(ad.vmap(lambda x: ad.sum(ad.tanh(w @ x) * x))(X))
+
+    def looped(w):
+        return sum(ad.sum(ad.tanh(w @ X[b]) * X[b]) for b in range(B))
+
+    np.testing.assert_allclose(ad.grad(total)(w).data, ad.grad(looped)(w).data, rtol=1e-12)
+    np.testing.assert_allclose(ad.hessian(total)(w).data, ad.hessian(looped)(w).data, rtol=1e-12)
+    wr = Tensor(w.data, requires_grad=True)
+    total(wr).backward()
+    np.testing.assert_allclose(wr.grad.data, ad.grad(looped)(w).data, rtol=1e-12)
+
+
+def test_forward_mode_through_vmap(XV):
+    X, _ = XV
+    w, t = Tensor(np.array([0.5, -1.0, 2.0])), Tensor(np.array([1.0, 0.0, -2.0]))
+
+    def batched(w):
+        return ad.vmap(lambda x: ad.exp(w * x) / ad.sum(x**2))(X)
+
+    def looped(w):
+        return ad.stack([ad.exp(w * X[b]) / ad.sum(X[b] ** 2) for b in range(B)])
+
+    want = tuple(np.asarray(o.data) for o in ad.jvp(looped, (w,), (t,)))
+    _close(ad.jvp(batched, (w,), (t,)), want)
+    _close(ad.jacfwd(batched)(w), ad.jacfwd(looped)(w).data)
+
+
+# ----- nesting, axes, pytrees --------------------------------------------------------------------
+def test_nested_vmap_matrix_vector(rng):
+    A, x = Tensor(rng.standard_normal((4, 3))), Tensor(rng.standard_normal(3))
+    mv = ad.vmap(ad.vmap(lambda a, b: a * b), in_axes=(0, None))
+    np.testing.assert_allclose(ad.sum(mv(A, x), axis=1).data, A.data @ x.data, rtol=1e-12)
+    dot = ad.vmap(lambda a, b: a @ b, in_axes=(0, None))
+    np.testing.assert_allclose(dot(A, x).data, A.data @ x.data, rtol=1e-12)
+    X = Tensor(rng.standard_normal((5, 3)))
+    mm = ad.vmap(ad.vmap(lambda a, b: a @ b, in_axes=(0, None)), in_axes=(None, 0))
+    np.testing.assert_allclose(mm(A, X).data, X.data @ A.data.T, rtol=1e-12)
+    inner = ad.vmap(lambda a: ad.vmap(lambda b: a @ b)(X))
+    np.testing.assert_allclose(inner(A).data, A.data @ X.data.T, rtol=1e-12)
+
+
+def test_nested_vmap_of_grad(rng):
+    W = Tensor(rng.standard_normal((2, 3)))
+    X = Tensor(rng.standard_normal((4, 3)))
+    loss = lambda w, x: ad.sum(ad.sin(w * x)) ** 2
+    got = ad.vmap(ad.vmap(ad.grad(loss), in_axes=(None, 0)), in_axes=(0, None))(W, X)
+    want = np.stack(
+        [np.stack([ad.grad(loss)(W[i], X[j]).data for j in range(4)]) for i in range(2)]
+    )
+    np.testing.assert_allclose(got.data, want, rtol=1e-12)
+
+
+def test_axes_and_pytrees(rng):
+    X = Tensor(rng.standard_normal((3, B)))  # batch on the last axis
+    d = {"a": Tensor(rng.standard_normal((B, 2))), "b": Tensor(rng.standard_normal(2))}
+
+    def f(x, tree):
+        return {"sum": x + tree["a"][0] + tree["b"][1], "const": tree["b"] * 2}
+
+    out = ad.vmap(f, in_axes=(-1, {"a": 0, "b": None}), out_axes={"sum": 1, "const": None})(X, d)
+    for b in range(B):
+        want = X.data[:, b] + d["a"].data[b, 0] + d["b"].data[1]
+        np.testing.assert_allclose(out["sum"].data[:, b], want, rtol=1e-15)
+    np.testing.assert_allclose(out["const"].data, 2 * d["b"].data)
+    out = ad.vmap(lambda x, y: (x * y, y), in_axes=[1, None], out_axes=(-1, 0))(X, d["b"][0])
+    assert out[0].shape == (3, B) and out[1].shape == (B,)
+    assert ad.vmap(lambda: ad.tensor(1.0), axis_size=4)().shape == (4,)
+    assert ad.vmap(lambda x: x.sum(), in_axes=None, axis_size=2)(X).shape == (2,)
+
+
+def test_batched_value_reports_the_example(rng):
+    seen = {}
+
+    def f(x):
+        seen.update(shape=x.shape, ndim=x.ndim, size=x.size, len=len(x), rows=len(list(x)))
+        seen["repr"] = repr(x)
+        return x
+
+    ad.vmap(f)(Tensor(rng.standard_normal((B, 4, 2))))
+    assert seen["shape"] == (4, 2) and seen["ndim"] == 2 and seen["size"] == 8
+    assert seen["len"] == 4 and seen["rows"] == 4 and "per-example shape (4, 2)" in seen["repr"]
+
+
+def test_numpy_functions_and_methods_on_batched_values(rng):
+    X = Tensor(rng.standard_normal((B, 3, 3)))
+    got = ad.vmap(lambda a: np.linalg.det(a) + np.max(a) + a.mean(axis=0).sum() + a.T[0, 1])(X)
+    want = [np.linalg.det(x) + x.max() + x.mean(axis=0).sum() + x.T[0, 1] for x in X.data]
+    np.testing.assert_allclose(got.data, want, rtol=1e-12)
+
+
+# ----- refusals ----------------------------------------------------------------------------------
+def _raises(exc, match, fn):
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+def test_errors(rng):
+    X, Y = Tensor(rng.standard_normal((3, 2))), Tensor(rng.standard_normal((4, 2)))
+    _raises(
+        ValueError,
+        r"disagree.*argument 0 has size 3.*argument 1 has size 4",
+        lambda: ad.vmap(lambda a, b: a + b)(X, Y),
+    )
+    _raises(
+        ValueError,
+        r"in_axes 2 is out of range for argument 0 of shape \(3, 2\)",
+        lambda: ad.vmap(lambda a: a, in_axes=2)(X),
+    )
+    _raises(ValueError, "axis_size", lambda: ad.vmap(lambda a: a, in_axes=None)(X))
+    _raises(ValueError, "axis_size=5", lambda: ad.vmap(lambda a: a, axis_size=5)(X))
+    _raises(
+        ValueError,
+        "in_axes has 2 entries.*1 positional",
+        lambda: ad.vmap(lambda a: a, in_axes=(0, 0))(X),
+    )
+    _raises(
+        ValueError,
+        r"in_axes entry \{'a': 0\} for argument 0 does not match",
+        lambda: ad.vmap(lambda a: a, in_axes=({"a": 0},))(X),
+    )
+    _raises(TypeError, "in_axes must be", lambda: ad.vmap(lambda a: a, in_axes="0")(X))
+    _raises(
+        ValueError,
+        "out_axes is None for output, but it is batched",
+        lambda: ad.vmap(lambda a: a, out_axes=None)(X),
+    )
+    _raises(
+        ValueError,
+        "out_axes 3 is out of range for output",
+        lambda: ad.vmap(lambda a: a, out_axes=3)(X),
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "exc", "match"),
+    [
+        (lambda x: x[0] if x[0] > 0 else x[1], TypeError, r"bool\(t\).*ad.where"),
+        (lambda x: float(x[0]), TypeError, r"float\(t\).*loop"),
+        (lambda x: x.numpy(), TypeError, r"numpy\(\).*per-example shape \(2,\)"),
+        (lambda x: np.asarray(x), TypeError, "np.asarray"),
+        (lambda x: x.item(), TypeError, "item"),
+        (lambda x: x.data, TypeError, r"\.data"),
+        (lambda x: x.sum().backward(), TypeError, "backward.*ad.grad"),
+        (lambda x: ad.sum(x, axis=1), np.exceptions.AxisError, "sum|axis 1"),
+        (lambda x: ad.amax(x, axis=1), np.exceptions.AxisError, "amax: axis 1 is out of bounds"),
+        (lambda x: ad.grad(lambda v: v * 2)(x), TypeError, "scalar .*per example"),
+    ],
+)
+def test_refusals_inside_vmap(body, exc, match, rng):
+    with pytest.raises(exc, match=match):
+        ad.vmap(body)(Tensor(rng.standard_normal((3, 2))))
+
+
+def test_in_place_writes_are_refused(rng):
+    def add(x):
+        x += 1
+        return x
+
+    def put(x):
+        x[0] = 1.0
+        return x
+
+    for fn in (add, put):
+        with pytest.raises(TypeError, match="out of place"):
+            ad.vmap(fn)(Tensor(rng.standard_normal((3, 2))))
+    y = Tensor(np.zeros(2))
+
+    def into_plain(x):
+        y[...] = x
+        return x
+
+    with pytest.raises(TypeError, match=r"batched value inside ad\.vmap"):
+        ad.vmap(into_plain)(Tensor(rng.standard_normal((3, 2))))
+
+
+def test_escaped_batched_value_is_refused(rng):
+    kept = []
+    ad.vmap(lambda x: kept.append(x) or x)(Tensor(rng.standard_normal((3, 2))))
+    with pytest.raises(RuntimeError, match="escaped"):
+        kept[0] + 1
+    assert isinstance(kept[0], Batched)
+
+
+def test_looped_primitive_is_differentiable(rng):
+    """A primitive on the fallback loop (lstsq) still gives per-example gradients."""
+    A, b = Tensor(rng.standard_normal((B, 4, 2))), Tensor(rng.standard_normal((B, 4)))
+    f = lambda a, y: ad.sum(np.linalg.lstsq(a, y, rcond=None)[0] ** 2)
+    got = ad.vmap(ad.grad(f))(A, b)
+    want = np.stack([ad.grad(f)(A[i], b[i]).data for i in range(B)])
+    np.testing.assert_allclose(got.data, want, rtol=1e-10)
