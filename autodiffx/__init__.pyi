@@ -32,6 +32,7 @@ from ._transforms import jacrev as jacrev
 from ._transforms import jvp as jvp
 from ._transforms import value_and_grad as value_and_grad
 from ._transforms import vjp as vjp
+from ._vmap import vmap as vmap
 from .autograd import Function as Function
 from .compiler import Compiled as Compiled
 from .compiler import CompileError as CompileError
@@ -348,6 +349,7 @@ __all__ = [
     "value_and_grad",
     "var",
     "vjp",
+    "vmap",
     "vsplit",
     "vstack",
     "where",
