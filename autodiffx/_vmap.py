@@ -766,8 +766,8 @@ def vmap(
     tensor([ 5., 25., 61.])
     >>> loss = lambda w, xi: ad.sum(w * xi) ** 2
     >>> ad.vmap(ad.grad(loss), in_axes=(None, 0))(ad.tensor([1.0, 1.0]), x)
-    tensor([[ 6., 12.],
-            [42., 56.],
+    tensor([[  6.,  12.],
+            [ 42.,  56.],
             [110., 132.]])
     """
 

@@ -130,7 +130,7 @@ SECTIONS = [
     ),
 ]
 TRANSFORMS = {"grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "jacobian"}
-TRANSFORMS |= {"hessian", "hvp"}
+TRANSFORMS |= {"hessian", "hvp", "vmap"}
 AUTOGRAD = {"no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly", "Function"}
 TENSOR = {"Tensor", "save", "load", "CheckpointError", "evaluation_trace"}
 
