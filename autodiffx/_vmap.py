@@ -157,6 +157,11 @@ class Batched(Tensor):
             "example gradients), or call backward() on a result of vmap outside it"
         )
 
+    def __getitem__(self, idx: Any) -> Tensor:
+        if _scan(idx if isinstance(idx, tuple) else (idx,)) is None:
+            return super().__getitem__(idx)
+        return _gather(self, idx)
+
     def _inplace(self, p: Any, o: Any, raw: Any = None) -> Tensor:
         raise self._write(f"in-place {p.name}")
 
@@ -313,6 +318,32 @@ def _batched(p: Primitive, xs: list[Any], bat: list[bool], n: int, params: dict[
 
 def _rank(x: Any, batched: bool) -> int:
     return x.ndim - 1 if batched else np.ndim(x) if not isinstance(x, Tensor) else x.ndim
+
+
+def _gather(x: Batched, idx: Any) -> Batched:
+    """``x[idx]`` with batched indices: one integer index per example is a gather of the
+    whole batch; anything else runs example by example at the innermost level, stacked."""
+    lv = _scan(idx if isinstance(idx, tuple) else (idx,))
+    level = x.level if lv is None or _depth(x.level) >= _depth(lv) else lv
+    n = level.size
+    if (
+        isinstance(idx, Batched)
+        and idx.level is level
+        and x.level is level
+        and type(idx.inner) is Tensor
+        and idx.dtype.kind in "iu"
+    ):
+        rows = np.arange(n).reshape((n,) + (1,) * idx.ndim)
+        return Batched(x.inner[rows, idx.inner.data], level)
+
+    def pick(t: Any, b: int) -> Any:
+        if _at(t, level):
+            return t.inner[b]
+        if isinstance(t, tuple | list):
+            return type(t)(pick(c, b) for c in t)
+        return t
+
+    return Batched(ops.stack([pick(x, b)[pick(idx, b)] for b in range(n)]), level)
 
 
 def _loop(p: Primitive, level: _Level, args: Sequence[Any], params: dict[str, Any]) -> Any:

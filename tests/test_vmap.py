@@ -507,3 +507,20 @@ def test_looped_primitive_is_differentiable(rng):
     got = ad.vmap(ad.grad(f))(A, b)
     want = np.stack([ad.grad(f)(A[i], b[i]).data for i in range(B)])
     np.testing.assert_allclose(got.data, want, rtol=1e-10)
+
+
+def test_batched_indices(rng):
+    X = Tensor(rng.standard_normal((B, 4)), requires_grad=True)
+    idx = np.array([3, 0, 2])
+    got = ad.vmap(lambda x, i: x[i])(X, idx)
+    np.testing.assert_array_equal(got.data, X.data[np.arange(B), idx])
+    pairs = np.array([[0, 1], [2, 2], [3, 0]])
+    got = ad.vmap(lambda x, i: x[i] * 2)(X, pairs)
+    np.testing.assert_array_equal(got.data, 2 * X.data[np.arange(B)[:, None], pairs])
+    got = ad.vmap(lambda x, i: x[1:][i - 1, None])(X, idx + (idx == 0))
+    want = np.stack([X.data[b, 1:][(idx + (idx == 0))[b] - 1, None] for b in range(B)])
+    np.testing.assert_array_equal(got.data, want)
+    ad.sum(ad.vmap(lambda x, i: x[i] ** 2)(X, idx)).backward()
+    want = np.zeros((B, 4))
+    want[np.arange(B), idx] = 2 * X.data[np.arange(B), idx]
+    np.testing.assert_array_equal(X.grad.data, want)
