@@ -46,6 +46,8 @@ class _State(threading.local):
         self.vmap_levels: list[Any] = []
         self.vmap: Any = None
         self.vmap_lower: Any = None
+        # ... and ``vmap_index(x, idx)``, ``x[idx]`` with a batched index (``x`` may be unbatched).
+        self.vmap_index: Any = None
         # A forward-over-reverse transform's reverse scope (see Scope), or None.
         self._scope: Scope | None = None
         # ``ad.compile``'s recorder while it records (it is the tape too), or None.

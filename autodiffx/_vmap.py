@@ -181,7 +181,7 @@ def _open(size: int) -> _Level:
     level = _Level(size)
     st = STATE
     st.vmap_levels.append(level)
-    st.vmap, st.vmap_lower = _apply, _lower
+    st.vmap, st.vmap_lower, st.vmap_index = _apply, _lower, _index
     st.mode |= VMAP
     st.eager = False
     return level
@@ -320,19 +320,30 @@ def _rank(x: Any, batched: bool) -> int:
     return x.ndim - 1 if batched else np.ndim(x) if not isinstance(x, Tensor) else x.ndim
 
 
-def _gather(x: Batched, idx: Any) -> Batched:
+def _index(x: Any, idx: Any) -> Any:
+    """The indexing hook (``STATE.vmap_index``): ``x[idx]`` for an ``x`` that is not batched
+    at the innermost level of a batched index (NotImplemented: no batched index)."""
+    if _scan(idx if isinstance(idx, tuple) else (idx,)) is None:
+        return NotImplemented
+    return _gather(x, idx)
+
+
+def _gather(x: Any, idx: Any) -> Batched:
     """``x[idx]`` with batched indices: one integer index per example is a gather of the
     whole batch; anything else runs example by example at the innermost level, stacked."""
     lv = _scan(idx if isinstance(idx, tuple) else (idx,))
-    level = x.level if lv is None or _depth(x.level) >= _depth(lv) else lv
+    xl = x.level if isinstance(x, Batched) else None
+    level = xl if lv is None or (xl is not None and _depth(xl) >= _depth(lv)) else lv
+    assert level is not None
     n = level.size
     if (
         isinstance(idx, Batched)
         and idx.level is level
-        and x.level is level
         and type(idx.inner) is Tensor
         and idx.dtype.kind in "iu"
     ):
+        if xl is not level:  # (x is the same for every example: index it by the whole batch)
+            return Batched(x[idx.inner.data], level)
         rows = np.arange(n).reshape((n,) + (1,) * idx.ndim)
         return Batched(x.inner[rows, idx.inner.data], level)
 

@@ -524,3 +524,23 @@ def test_batched_indices(rng):
     want = np.zeros((B, 4))
     want[np.arange(B), idx] = 2 * X.data[np.arange(B), idx]
     np.testing.assert_array_equal(X.grad.data, want)
+
+
+def test_batched_index_into_unbatched_tensor(rng):
+    # An embedding lookup: the table is the same for every example, the index is batched.
+    W = Tensor(rng.standard_normal((5, 3)), requires_grad=True)
+    idx = np.array([4, 0, 4])
+    got = ad.vmap(lambda i: W[i] * 2.0)(idx)
+    np.testing.assert_array_equal(got.data, 2.0 * W.data[idx])
+    pairs = np.array([[0, 1], [2, 2], [3, 0]])
+    got = ad.vmap(lambda i: W[i, 1:])(pairs)  # a tuple index: example by example
+    np.testing.assert_array_equal(got.data, np.stack([W.data[p, 1:] for p in pairs]))
+    ad.sum(ad.vmap(lambda i: W[i] ** 2)(idx)).backward()
+    want = np.zeros((5, 3))
+    np.add.at(want, idx, 2 * W.data[idx])
+    np.testing.assert_allclose(W.grad.data, want, rtol=1e-15)
+    g = ad.vmap(ad.grad(lambda w, i: ad.sum(w[i] ** 3)), in_axes=(None, 0))(W.detach(), idx)
+    want = np.zeros((B, 5, 3))
+    for b, i in enumerate(idx):
+        want[b, i] = 3 * W.data[i] ** 2
+    np.testing.assert_allclose(g.data, want, rtol=1e-14)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._mode import STATE
+from .._mode import STATE, VMAP
 from .._registry import FUNCTION_MAP, defprim
 from .._tensor import Tensor
 
@@ -518,6 +518,10 @@ setitem_ = defprim(
 # ----- public wrappers and composites ------------------------------------------------------
 def getitem(x: Tensor, idx: Any) -> Tensor:
     """``x[idx]`` for a Tensor (used by ``Tensor.__getitem__``)."""
+    if STATE.mode & VMAP:  # (an index batched by ad.vmap, into a tensor that is not)
+        out = STATE.vmap_index(x, idx)
+        if out is not NotImplemented:
+            return out  # type: ignore[no-any-return]
     return getitem_(x, idx=raw_index(idx))
 
 
