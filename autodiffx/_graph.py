@@ -196,9 +196,7 @@ def run_backward(
     plan = _Plan(cts.root_nodes, targets, stop_at_targets, order)
     record = create_graph if record is None else (create_graph and record)
     st = STATE  # (each attribute of the thread-local state costs a lookup: read each once)
-    prev_nb, prev_grad = st.nb, st._grad_enabled
-    if prev_nb != batch_ndim:
-        st.nb = batch_ndim
+    prev_grad = st._grad_enabled
     # NOTE: rules evaluate silently where the derivative is infinite (sqrt at 0), as PyTorch;
     # detect_anomaly() is the tool that turns non-finite gradients into errors.
     token = quiet_enter()
@@ -211,8 +209,6 @@ def run_backward(
         if st._grad_enabled != prev_grad:
             st.grad_enabled = prev_grad
         quiet_exit(token)
-        if st.nb != prev_nb:
-            st.nb = prev_nb
 
 
 class _Cotangents:
@@ -363,7 +359,7 @@ def _sweep(plan: _Plan, cts: _Cotangents, *, retain_graph: bool) -> None:
         else:  # `needs` is the edge list: an edge (truthy) means "requires grad"
             p = node.prim
             datas = _current(node) if p.save_args else node.datas
-            res = p.vjp(node.edges, g, node.out, datas, node.params)
+            res = p.vjp(node.edges, g, node.out, datas, node.params, nb)
         i = -1
         for e in node.edges:
             i += 1
@@ -420,10 +416,12 @@ def _rule(node: Node, g: Any, cts: _Cotangents) -> Sequence[Any]:
         )
     datas = _current(node) if p.save_args else node.datas  # (raises if .data was rebound
     # to another shape or dtype)
-    if cts.create_graph:
-        return p.vjp(node.edges, g, _out_for_rule(node, True), node.args, node.params)  # type: ignore[no-any-return]
     # `needs` is the edge list: an edge (truthy) means "requires grad".
-    return p.vjp(node.edges, g, node.out, datas, node.params)  # type: ignore[no-any-return]
+    if cts.create_graph:
+        out, datas = _out_for_rule(node, True), node.args
+    else:
+        out = node.out
+    return p.vjp(node.edges, g, out, datas, node.params, cts.nb)  # type: ignore[no-any-return]
 
 
 def _conform(c: Any, e: Any, create_graph: bool, nb: int) -> Any:

@@ -262,9 +262,6 @@ def run_hvp(
     index = {t: j for j, t in enumerate(targets)}
     result: list[Any] = [None] * len(targets)
     token = quiet_enter()
-    prev_nb = st.nb
-    if prev_nb:
-        st.nb = 0
     try:
         one = np.array(1, root.dtype).reshape(root.shape)  # (np.ones: 1 us of Python)
         grads: dict[Node, Any] = {root._node: one}
@@ -291,8 +288,6 @@ def run_hvp(
                 _send_pairs(node, cs, cts, grads, gtans, index, result)
                 node.args = node.datas = node.out = node.outs = None
     finally:
-        if st.nb != prev_nb:
-            st.nb = prev_nb
         quiet_exit(token)
     return result
 

@@ -33,10 +33,9 @@ class _State(threading.local):
         # Open dual levels, outermost first; `masked` holds levels whose tangent rule is running.
         self.levels: list[int] = []
         self.masked: set[int] = set()
-        # Leading batch axes of the tangents of each level, and of the cotangents or tangents
-        # that the rule being evaluated now receives (vectorized Jacobians).
+        # Leading batch axes of the tangents of each level (vectorized Jacobians); the engines
+        # pass them on to the rules as an argument (see autodiffx._rules).
         self.level_nb: dict[int, int] = {}
-        self.nb = 0
         # A callable(prim, args, params, result) that sees every top-level application
         # (ad.evaluation_trace records the Wengert list with it).
         self.tape: Any = None
@@ -259,15 +258,6 @@ def quiet_exit(token: Any) -> None:
         token.__exit__(None, None, None)
     else:
         _EXTOBJ.reset(token)
-
-
-def batch_ndim() -> int:
-    """Leading batch axes of the cotangent or tangents the current rule receives.
-
-    Rules that reshape, transpose or index their cotangent (or apply a linear op to a
-    tangent) keep these leading axes untouched; everything else broadcasts over them.
-    """
-    return STATE.nb
 
 
 class new_level:

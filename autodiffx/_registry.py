@@ -183,13 +183,20 @@ class Primitive:
                 return apply(self, args, params)
         return self.kernel(*args, **params)
 
-    def batched_apply(self, args: Sequence[Any], params: dict[str, Any]) -> Any:
-        """:meth:`call` on arguments that carry ``batch_ndim()`` leading batch axes.
+    def batched_apply(self, nb: int, args: Sequence[Any], params: dict[str, Any]) -> Any:
+        """:meth:`call` on arguments that carry ``nb`` leading batch axes (a rule's batched
+        tangents; the rule got ``nb`` from its kind).
 
         Ops whose parameters name positions (a shape, an index, a permutation) give a
         ``batch`` rule; the others broadcast over leading axes as they are.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import autodiffx as ad
+        >>> ad.transpose.batched_apply(1, (np.zeros((5, 2, 3)),), {}).shape
+        (5, 3, 2)
         """
-        nb = STATE.nb
         if nb and self.batch is not None:
             return self.batch(nb, *args, **params)
         return self.call(*args, **params)
@@ -578,7 +585,7 @@ def _apply_dual(p: Primitive, args: Sequence[Any], params: dict[str, Any], st: A
     if not any_t:
         return res
     raw = _tangent_unrecorded(st, level, rg and grad, t_rg and grad, args)
-    if not raw or p.jvp is None or st.level_nb.get(level) or st.nb:
+    if not raw or p.jvp is None or st.level_nb.get(level):
         _push_tangents(p, args, datas, params, res, st)  # recorded, batched, or an error
         return res
     st.masked.add(level)
@@ -754,20 +761,17 @@ def _push_level(
         ndim = res.ndim
         tans = [None if t is None else pad_batched(t, nb, ndim) for t in tans]
     st.masked.add(level)
-    prev_nb = st.nb
-    st.nb = nb
     token = quiet_enter()
     try:
         if raw:
             out = res.data if p.nout == 1 else tuple(o.data for o in res)
             r_tans = tuple(None if t is None else t.data for t in tans)
-            tout = p.jvp(r_tans, out, datas, params)
+            tout = p.jvp(r_tans, out, datas, params, nb)
         else:
-            tout = p.jvp(tuple(tans), res, args, params)
+            tout = p.jvp(tuple(tans), res, args, params, nb)
     finally:
         quiet_exit(token)
         st.masked.discard(level)
-        st.nb = prev_nb
     if tout is None:
         return
     for o, t in [(res, tout)] if p.nout == 1 else zip(res, tout):

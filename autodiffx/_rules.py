@@ -17,11 +17,19 @@ kind               the entry gives                      the kind derives
 
 The engines call the kind: reverse mode calls ``p.vjp`` and forward mode ``p.jvp`` (closures
 the kind installs), ``ad.hvp``'s sweeps call :meth:`Rule.push` and :meth:`Rule.pair`. No
-engine reads a kind's fields. Broadcasting is never a rule's concern: the engines fit every
-cotangent and tangent to its argument (:func:`autodiffx._broadcast.fit`).
+engine reads a kind's fields.
+
+Batching: the engines pass ``nb``, the number of leading batch axes of the cotangent (jacrev's
+batched cotangents) or of the tangents (jacfwd's), as the last argument of ``p.vjp`` and
+``p.jvp``. Most rules never see it (elementwise rules broadcast over those axes). A rule that
+reshapes, transposes or indexes them declares a keyword-only parameter ``nb``
+(:func:`takes_nb`, read once when the entry is made) and the kind passes ``nb=`` to it alone.
+Broadcasting is never a rule's concern: the engines fit every cotangent and tangent to its
+argument (:func:`autodiffx._broadcast.fit`).
 
 This module is below the Tensor and the dispatcher: it imports neither. Rules receive the
-primitive (its ``batched_apply`` applies it to tangents) and the values they work on.
+primitive (its ``batched_apply(nb, args, params)`` applies it to batched tangents) and the
+values they work on.
 """
 
 from __future__ import annotations
@@ -31,8 +39,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
-from ._mode import STATE
 
 Binder = Callable[[Any, Any, Any], Any]
 
@@ -94,12 +100,13 @@ class Zero(NotDifferentiable):
     def install(self, p: Any) -> None:
         p.save_args = False
         p.shapes = False
-        p.vjp = lambda needs, g, out, args, params: (None,) * len(args)
-        p.jvp = lambda tans, out, args, params: None
+        p.vjp = lambda needs, g, out, args, params, nb=0: (None,) * len(args)
+        p.jvp = lambda tans, out, args, params, nb=0: None
 
 
 class General(Rule):
-    """VJP and JVP written out (``vjp(needs, g, out, *args, **params)``)."""
+    """VJP and JVP written out (``vjp(needs, g, out, *args, **params)``, ``jvp(tans, out,
+    *args, **params)``; each gets ``nb=`` too if it declares it)."""
 
     def __init__(
         self,
@@ -112,13 +119,22 @@ class General(Rule):
         self.vjp, self.jvp = vjp, jvp
         self.multilinear = multilinear
         self.needs_tensors = needs_tensors
+        self.vjp_nb, self.jvp_nb = takes_nb(vjp), jvp is not None and takes_nb(jvp)
 
     def install(self, p: Any) -> None:
         vjp, jvp = self.vjp, self.jvp
-        p.vjp = lambda needs, g, out, args, params: vjp(needs, g, out, *args, **params)
-        p.jvp = (
-            None if jvp is None else lambda tans, out, args, params: jvp(tans, out, *args, **params)
-        )
+        if self.vjp_nb:
+            p.vjp = lambda needs, g, out, args, params, nb=0: vjp(
+                needs, g, out, *args, nb=nb, **params
+            )
+        else:
+            p.vjp = lambda needs, g, out, args, params, nb=0: vjp(needs, g, out, *args, **params)
+        if jvp is None:
+            p.jvp = None
+        elif self.jvp_nb:
+            p.jvp = lambda tans, out, args, params, nb=0: jvp(tans, out, *args, nb=nb, **params)
+        else:
+            p.jvp = lambda tans, out, args, params, nb=0: jvp(tans, out, *args, **params)
 
     def pair(self, node: Any, g: Any, gt: Any, sweep: Any) -> tuple[Sequence[Any], Sequence[Any]]:
         if self.multilinear and not node.multi:
@@ -141,8 +157,7 @@ class Linear(Rule):
         p.vjp = _transpose_vjp(self.transpose)
         nd = p.nondiff
 
-        def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any) -> Any:
-            nb = STATE.nb
+        def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any, nb: int = 0) -> Any:
             bshape = next(t.shape[:nb] for t in tans if t is not None) if nb else ()
             filled = []
             for i, (a, t) in enumerate(zip(args, tans)):
@@ -151,7 +166,7 @@ class Linear(Rule):
                     if nb and p.broadcasting:  # aligned like the padded tangents
                         t = pad_batched(t, nb, out.ndim)
                 filled.append(a if i in nd else t)
-            return p.batched_apply(filled, params)
+            return p.batched_apply(nb, filled, params)
 
         p.jvp = jvp
 
@@ -172,23 +187,35 @@ class Bilinear(Rule):
 
     def __init__(self, transposes: Sequence[Callable[..., Any]]) -> None:
         self.ta, self.tb = transposes
+        self.nb = takes_nb(self.ta) or takes_nb(self.tb)  # (then both get ``nb=``)
 
     def install(self, p: Any) -> None:
         ta, tb = self.ta, self.tb
+        if self.nb:
+            ta, tb = _with_nb(ta), _with_nb(tb)
 
-        def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any) -> list[Any]:
-            a, b = args
-            return [
-                ta(g, a, b, **params) if needs[0] else None,
-                tb(g, a, b, **params) if needs[1] else None,
-            ]
+            def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any, nb: int = 0) -> Any:
+                a, b = args
+                return [
+                    ta(g, a, b, nb=nb, **params) if needs[0] else None,
+                    tb(g, a, b, nb=nb, **params) if needs[1] else None,
+                ]
 
-        def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any) -> Any:
+        else:
+
+            def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any, nb: int = 0) -> Any:
+                a, b = args
+                return [
+                    ta(g, a, b, **params) if needs[0] else None,
+                    tb(g, a, b, **params) if needs[1] else None,
+                ]
+
+        def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any, nb: int = 0) -> Any:
             a, b = args
             ta_, tb_ = tans
-            acc = None if ta_ is None else p.batched_apply((ta_, b), params)
+            acc = None if ta_ is None else p.batched_apply(nb, (ta_, b), params)
             if tb_ is not None:
-                term = p.batched_apply((a, tb_), params)
+                term = p.batched_apply(nb, (a, tb_), params)
                 acc = term if acc is None else acc + term
             return acc
 
@@ -241,21 +268,21 @@ class Elementwise(Rule):
             d0 = bound[0]
             assert d0 is not None
 
-            def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any) -> Any:
+            def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any, nb: int = 0) -> Any:
                 return (g * d0(args, out, params),)
 
-            def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any) -> Any:
+            def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any, nb: int = 0) -> Any:
                 return tans[0] * d0(args, out, params)
 
         else:
 
-            def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any) -> Any:
+            def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any, nb: int = 0) -> Any:
                 return [
                     g * d(args, out, params) if needs[i] and d is not None else None
                     for i, d in enumerate(bound)
                 ]
 
-            def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any) -> Any:
+            def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any, nb: int = 0) -> Any:
                 acc = None
                 for t, d in zip(tans, bound):
                     if t is not None and d is not None:
@@ -387,25 +414,47 @@ def _cotangent_edges(edges: Sequence[Any], sweep: Any) -> tuple[Sequence[Any], b
 def _transpose_vjp(transpose: Any) -> Callable[..., Any]:
     """The VJP of a linear entry from its transpose (one callable, or one per argument)."""
     if callable(transpose):
-        return lambda needs, g, out, args, params: transpose(g, *args, **params)
+        if takes_nb(transpose):
+            return lambda needs, g, out, args, params, nb=0: transpose(g, *args, nb=nb, **params)
+        return lambda needs, g, out, args, params, nb=0: transpose(g, *args, **params)
     ts = tuple(transpose)
-    if len(ts) == 2:
-        t0, t1 = ts
+    if len(ts) == 2 and not any(t is not None and takes_nb(t) for t in ts):
+        t0, t1 = ts  # (add, subtract: the hot path)
 
-        def vjp2(needs: Any, g: Any, out: Any, args: Any, params: Any) -> Any:
+        def vjp2(needs: Any, g: Any, out: Any, args: Any, params: Any, nb: int = 0) -> Any:
             return (
                 t0(g, *args, **params) if needs[0] and t0 is not None else None,
                 t1(g, *args, **params) if needs[1] and t1 is not None else None,
             )
 
         return vjp2
+    ts = tuple(None if t is None else _with_nb(t) for t in ts)
 
-    def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any) -> Any:
+    def vjp(needs: Any, g: Any, out: Any, args: Any, params: Any, nb: int = 0) -> Any:
         return [
-            t(g, *args, **params) if needs[i] and t is not None else None for i, t in enumerate(ts)
+            t(g, *args, nb=nb, **params) if needs[i] and t is not None else None
+            for i, t in enumerate(ts)
         ]
 
     return vjp
+
+
+def takes_nb(fn: Callable[..., Any]) -> bool:
+    """Whether a rule declares the keyword-only parameter ``nb``: the number of leading batch
+    axes of the cotangent (VJP, transpose) or tangents (JVP) it receives. Read once, when the
+    entry is made; the kind then passes ``nb=`` to this rule alone."""
+    try:
+        q = inspect.signature(fn).parameters.get("nb")
+    except (TypeError, ValueError):  # (builtins without a signature)
+        return False
+    return q is not None and q.kind is q.KEYWORD_ONLY
+
+
+def _with_nb(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` callable with ``nb=`` whether or not it declares it (kinds with several rules)."""
+    if takes_nb(fn):
+        return fn
+    return lambda *args, nb, **params: fn(*args, **params)
 
 
 def _zeros_like(a: Any, bshape: tuple[int, ...] = ()) -> Any:

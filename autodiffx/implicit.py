@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._mode import STATE, enable_grad
+from ._mode import enable_grad
 from ._registry import apply
 from ._tensor import Tensor
 from .forward import dual_level, make_dual, unpack_dual
@@ -177,7 +177,9 @@ def _differentiate(
     return apply(_ROOT, eq.thetas, {"eq": eq, "result": z})
 
 
-def _root_vjp(needs: Any, g: Any, out: Any, *thetas: Any, eq: _Equation, result: Any) -> Any:
+def _root_vjp(
+    needs: Any, g: Any, out: Any, *thetas: Any, eq: _Equation, result: Any, nb: int
+) -> Any:
     """θ̄ = −∂⟨λ, F(z*, θ)⟩/∂θ at fixed z*, λ, with (∂F/∂z)ᵀ λ = z̄."""
     tensors = isinstance(g, Tensor)
     z = out if tensors else Tensor(result)
@@ -190,7 +192,7 @@ def _root_vjp(needs: Any, g: Any, out: Any, *thetas: Any, eq: _Equation, result:
         lam = _solve_values(t, np.asarray(g), t.tangent_solve)
         with raw_mode(), enable_grad():
             y = eq(z)
-    grads = partial_vjp(y, eq.thetas, -lam, stop=(z,), batch_ndim=STATE.nb, tensors=tensors)
+    grads = partial_vjp(y, eq.thetas, -lam, stop=(z,), batch_ndim=nb, tensors=tensors)
     eq.release()
     return tuple(grads)
 

@@ -338,7 +338,14 @@ def solve_system(system: LinearSystem, b: Any, solver: Solve | None = None) -> T
 
 
 def _solve_vjp(
-    needs: Any, g: Any, out: Any, b: Any, *thetas: Any, system: LinearSystem, result: Any
+    needs: Any,
+    g: Any,
+    out: Any,
+    b: Any,
+    *thetas: Any,
+    system: LinearSystem,
+    result: Any,
+    nb: int,
 ) -> tuple[Any, ...]:
     """b̄ = λ with Aᵀ λ = x̄, θ̄ = −∂⟨λ, A(θ) x⟩/∂θ at fixed λ, x."""
     t = system.transposed()
@@ -357,7 +364,7 @@ def _solve_vjp(
             system.thetas,
             -lam,
             stop=(x,),
-            batch_ndim=STATE.nb,
+            batch_ndim=nb,
             tensors=isinstance(g, Tensor),
         )
     system.release()

@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from .._mode import STATE
 from .._registry import FUNCTION_MAP, apply, defprim
 from .._tensor import Tensor
 from .reduction import sum_
@@ -79,9 +78,8 @@ def total(terms: Any) -> Any:
     return acc
 
 
-def _mm_jvp(tans: tuple[Any, ...], out: Any, a: Any, b: Any) -> Any:
+def _mm_jvp(tans: tuple[Any, ...], out: Any, a: Any, b: Any, *, nb: int) -> Any:
     ta, tb = tans
-    nb = STATE.nb
     acc = None
     if ta is not None:
         acc = _mm_batched(ta, b, nb, True) if nb else matmul_.call(ta, b)
@@ -281,9 +279,11 @@ def _einsum_kernel(*operands: Any, subscripts: str, optimize: Any = False) -> An
     return out
 
 
-def _einsum_ct(k: int, g: Any, ops: tuple[Any, ...], subscripts: str, optimize: Any) -> Any:
-    """Cotangent of operand ``k``: an einsum of ``g`` with the other operands (and identities)."""
-    nb = STATE.nb
+def _einsum_ct(
+    k: int, g: Any, ops: tuple[Any, ...], subscripts: str, optimize: Any, nb: int
+) -> Any:
+    """Cotangent of operand ``k``: an einsum of ``g`` (``nb`` batch axes) with the other
+    operands (and identities)."""
     lhs, out = subscripts.split("->")
     terms = lhs.split(",")
     term, shape = terms[k], np.shape(ops[k])
@@ -330,17 +330,23 @@ def _einsum_ct(k: int, g: Any, ops: tuple[Any, ...], subscripts: str, optimize: 
 
 
 def _einsum_vjp(
-    needs: tuple[bool, ...], g: Any, out: Any, *ops: Any, subscripts: str, optimize: Any = False
+    needs: tuple[bool, ...],
+    g: Any,
+    out: Any,
+    *ops: Any,
+    subscripts: str,
+    optimize: Any = False,
+    nb: int,
 ) -> list[Any]:
     return [
-        _einsum_ct(k, g, ops, subscripts, optimize) if needs[k] else None for k in range(len(ops))
+        _einsum_ct(k, g, ops, subscripts, optimize, nb) if needs[k] else None
+        for k in range(len(ops))
     ]
 
 
 def _einsum_jvp(
-    tans: tuple[Any, ...], out: Any, *ops: Any, subscripts: str, optimize: Any = False
+    tans: tuple[Any, ...], out: Any, *ops: Any, subscripts: str, optimize: Any = False, nb: int
 ) -> Any:
-    nb = STATE.nb
     lhs, out_sub = subscripts.split("->")
     fresh = (c for c in _LETTERS if c not in subscripts)
     batch = "".join(next(fresh) for _ in range(nb))

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._mode import STATE, is_grad_enabled
+from .._mode import is_grad_enabled
 from .._registry import FUNCTION_MAP, defprim
 from .._tensor import Tensor
 from .shape import lift
@@ -128,10 +128,9 @@ def _solve_vjp(needs: tuple[bool, ...], g: Any, out: Any, a: Any, b: Any) -> tup
     return ga, gb if needs[1] else None
 
 
-def _solve_jvp(tans: tuple[Any, ...], out: Any, a: Any, b: Any) -> Any:
+def _solve_jvp(tans: tuple[Any, ...], out: Any, a: Any, b: Any, *, nb: int) -> Any:
     ta, tb = tans
     vec = np.ndim(b) == 1
-    nb = STATE.nb
     if nb:  # batched tangents get the stack rank of the result before they meet a or x
         n = np.ndim(out)
         ta = None if ta is None else lift(ta, nb, n + 1 if vec else n)

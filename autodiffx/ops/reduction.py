@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from .._mode import STATE
 from .._registry import FUNCTION_MAP, apply, defprim
 from .._tensor import Tensor
 from .elementwise import sqrt, where
@@ -35,12 +34,12 @@ def _neg(axis: Any, ndim: int) -> tuple[int, ...]:
     return tuple(a - ndim for a in norm_axes(axis, ndim)) if ndim else ()
 
 
-def _keep(g: Any, x: Any, axis: Any, keepdims: bool) -> Any:
+def _keep(g: Any, x: Any, axis: Any, keepdims: bool, nb: int = 0) -> Any:
     """Re-insert the reduced axes of ``g`` as size 1 (the engine broadcasts the rest).
 
-    Counted from the end, so that leading batch axes of ``g`` stay in front.
+    Counted from the end, so that ``nb`` leading batch axes of ``g`` stay in front.
     """
-    if keepdims or x.ndim == 0 or (axis is None and not STATE.nb):
+    if keepdims or x.ndim == 0 or (axis is None and not nb):
         return g
     return np.expand_dims(g, _neg(axis, x.ndim))
 
@@ -54,7 +53,7 @@ def _sum_kernel(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
 sum_ = defprim(
     "sum",
     _sum_kernel,
-    linear=lambda g, x, axis=None, keepdims=False: (_keep(g, x, axis, keepdims),),
+    linear=lambda g, x, axis=None, keepdims=False, *, nb: (_keep(g, x, axis, keepdims, nb),),
     batch=lambda nb, x, axis=None, keepdims=False: sum_(
         x, axis=_neg(axis, x.ndim - nb), keepdims=keepdims
     ),
@@ -68,8 +67,10 @@ def _count(x: Any, axis: Any) -> int:
     return int(np.prod([shape[a] for a in norm_axes(axis, len(shape))], dtype=np.int64))
 
 
-def _prod_vjp(needs: Any, g: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False):
-    return (_keep(g, x, axis, keepdims) * _others_product(x, axis),)
+def _prod_vjp(
+    needs: Any, g: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False, *, nb: int
+) -> tuple[Any]:
+    return (_keep(g, x, axis, keepdims, nb) * _others_product(x, axis),)
 
 
 def _prod_jvp(tans: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
@@ -122,8 +123,10 @@ def _extreme(name: str, fn: Any) -> Any:
         hit = x == m
         return hit / np.sum(hit, axis=axis, keepdims=True)
 
-    def vjp(needs: Any, g: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False):
-        return (_keep(g, x, axis, keepdims) * weights(out, x, axis, keepdims),)
+    def vjp(
+        needs: Any, g: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False, *, nb: int
+    ) -> tuple[Any]:
+        return (_keep(g, x, axis, keepdims, nb) * weights(out, x, axis, keepdims),)
 
     def jvp(tans: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
         w = weights(out, x, axis, keepdims)
@@ -159,8 +162,10 @@ def _lse_kernel(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     return r if keepdims else np.squeeze(r, axis=axis)
 
 
-def _lse_vjp(needs: Any, g: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False):
-    return (_keep(g, x, axis, keepdims) * np.exp(x - _keep(out, x, axis, keepdims)),)
+def _lse_vjp(
+    needs: Any, g: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False, *, nb: int
+) -> tuple[Any]:
+    return (_keep(g, x, axis, keepdims, nb) * np.exp(x - _keep(out, x, axis, keepdims)),)
 
 
 def _lse_jvp(tans: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:

@@ -14,12 +14,12 @@ from .._tensor import Tensor
 
 
 # ----- batch helpers (vectorized Jacobians) -------------------------------------------------
-# A rule's cotangent (VJP) or tangents (JVP) carry ``batch_ndim()`` leading batch axes that the
-# primal arguments do not have; these helpers keep positions (axes, shapes, indices) counted
-# per example, so that the same rule serves one product and a batch of them.
-def lead(g: Any) -> tuple[int, ...]:
-    """The leading batch axes of the cotangent or tangent ``g`` (``()`` unbatched)."""
-    nb = STATE.nb
+# A rule's cotangent (VJP) or tangents (JVP) carry ``nb`` leading batch axes that the primal
+# arguments do not have (the rule declares a keyword-only ``nb`` to be told how many); these
+# helpers keep positions (axes, shapes, indices) counted per example, so that the same rule
+# serves one product and a batch of them.
+def lead(g: Any, nb: int) -> tuple[int, ...]:
+    """The ``nb`` leading batch axes of the cotangent or tangent ``g`` (``()`` unbatched)."""
     return tuple(g.shape[:nb]) if nb else ()
 
 
@@ -107,7 +107,7 @@ copy = defprim(
 reshape_ = defprim(
     "reshape",
     lambda x, shape: np.reshape(x, shape),
-    linear=lambda g, x, shape: (g.reshape(lead(g) + x.shape),),
+    linear=lambda g, x, shape, *, nb: (g.reshape(lead(g, nb) + x.shape),),
     batch=lambda nb, x, shape: reshape_(x, shape=tuple(x.shape[:nb]) + _shape_arg(shape)),
     view=True,
     doc="Give a new shape without changing the data.",
@@ -127,8 +127,7 @@ def _batch_perm(perm: Sequence[int], nb: int) -> tuple[int, ...]:
     return tuple(range(nb)) + tuple(nb + int(a) for a in perm)
 
 
-def _transpose_t(g: Any, x: Any, axes: Any = None) -> tuple[Any]:
-    nb = STATE.nb
+def _transpose_t(g: Any, x: Any, axes: Any = None, *, nb: int) -> tuple[Any]:
     if axes is None and not nb:
         return (np.transpose(g),)
     return (np.transpose(g, _batch_perm(_inverse_perm(_perm(axes, x.ndim)), nb)),)
@@ -218,7 +217,7 @@ split_.view_steps = _split_steps
 flip_ = defprim(
     "flip",
     lambda x, axis=None: np.flip(x, axis),
-    linear=lambda g, x, axis=None: (np.flip(g, neg_axes(axis, x.ndim) if STATE.nb else axis),),
+    linear=lambda g, x, axis=None, *, nb: (np.flip(g, neg_axes(axis, x.ndim) if nb else axis),),
     batch=lambda nb, x, axis=None: flip_(x, axis=neg_axes(axis, x.ndim - nb)),
     view=True,
     doc="Reverse the order of elements along ``axis``.",
@@ -242,7 +241,7 @@ def _roll(x: Any, shift: Any, axis: Any, ndim: int, nb: int) -> Any:
 roll_ = defprim(
     "roll",
     lambda x, shift, axis=None: np.roll(x, shift, axis),
-    linear=lambda g, x, shift, axis=None: (_roll(g, _neg_shift(shift), axis, x.ndim, STATE.nb),),
+    linear=lambda g, x, shift, axis=None, *, nb: (_roll(g, _neg_shift(shift), axis, x.ndim, nb),),
     batch=lambda nb, x, shift, axis=None: _roll(x, shift, axis, x.ndim - nb, nb),
     doc="Roll elements along ``axis``.",
 )
@@ -281,11 +280,13 @@ def _diag_scatter_kernel(g: Any, shape: tuple[int, ...], offset: int, axis1: int
     return z
 
 
-def _diagonal_t(g: Any, x: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> tuple[Any]:
+def _diagonal_t(
+    g: Any, x: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, *, nb: int
+) -> tuple[Any]:
     return (
         diagonal_scatter.call(
             g,
-            shape=lead(g) + x.shape,
+            shape=lead(g, nb) + x.shape,
             offset=offset,
             axis1=neg_axis(axis1, x.ndim),
             axis2=neg_axis(axis2, x.ndim),
@@ -362,19 +363,18 @@ pad_ = defprim(
     "pad",
     _pad_kernel,
     vmap="pad",
-    vjp=lambda needs, g, out, x, pad_width, constant_values=0: (
-        getitem_.call(g, idx=(slice(None),) * STATE.nb + _pad_slices(np.shape(x), pad_width)),
+    vjp=lambda needs, g, out, x, pad_width, constant_values=0, *, nb: (
+        getitem_.call(g, idx=(slice(None),) * nb + _pad_slices(np.shape(x), pad_width)),
     ),
-    jvp=lambda tans, out, x, pad_width, constant_values=0: _pad_kernel_t(
-        tans[0], np.ndim(x), pad_width
+    jvp=lambda tans, out, x, pad_width, constant_values=0, *, nb: _pad_kernel_t(
+        tans[0], np.ndim(x), pad_width, nb
     ),
     save_args=True,
     doc="Pad with a constant (the pad value is not differentiated).",
 )
 
 
-def _pad_kernel_t(t: Any, ndim: int, pad_width: Any) -> Any:
-    nb = STATE.nb
+def _pad_kernel_t(t: Any, ndim: int, pad_width: Any, nb: int) -> Any:
     if nb:
         pad_width = ((0, 0),) * nb + _pad_pairs(ndim, pad_width)
     return pad_(t, pad_width=pad_width, constant_values=0)
@@ -457,7 +457,7 @@ def _setitem_b(x: Any, v: Any, idx: Any, nb: int) -> Any:
 getitem_ = defprim(
     "getitem",
     _getitem_kernel,
-    linear=lambda g, x, idx: (_scatter(g, x.shape, idx, STATE.nb),),
+    linear=lambda g, x, idx, *, nb: (_scatter(g, x.shape, idx, nb),),
     batch=lambda nb, x, idx: _index(x, idx, nb),
     view=True,
     export=False,
@@ -466,7 +466,7 @@ getitem_ = defprim(
 scatter_add = defprim(
     "scatter_add",
     _scatter_kernel,
-    linear=lambda g, v, shape, idx: (_index(g, idx, STATE.nb),),
+    linear=lambda g, v, shape, idx, *, nb: (_index(g, idx, nb),),
     batch=lambda nb, v, shape, idx: _scatter(v, _shape_arg(shape), idx, nb),
     export=False,
     doc="Zeros of ``shape`` with ``v`` added at ``idx`` (the transpose of indexing).",
@@ -495,9 +495,8 @@ def _survivors(shape: tuple[int, ...], idx: Any) -> Any:
     return None if won.all() else won
 
 
-def _setitem_v_t(g: Any, x: Any, v: Any, idx: Any) -> Any:
+def _setitem_v_t(g: Any, x: Any, v: Any, idx: Any, *, nb: int) -> Any:
     """Transpose for ``v``: ``g[idx]``, zero where a repeated write was overwritten."""
-    nb = STATE.nb
     gv = _index(g, idx, nb)
     won = _survivors(tuple(x.shape), idx)
     if won is not None:
@@ -508,7 +507,7 @@ def _setitem_v_t(g: Any, x: Any, v: Any, idx: Any) -> Any:
 setitem_ = defprim(
     "setitem",
     _setitem_kernel,
-    linear=(lambda g, x, v, idx: _setitem_b(g, 0.0, idx, STATE.nb), _setitem_v_t),
+    linear=(lambda g, x, v, idx, *, nb: _setitem_b(g, 0.0, idx, nb), _setitem_v_t),
     batch=lambda nb, x, v, idx: _setitem_b(x, v, idx, nb),
     export=False,
     doc="A copy of x with x[idx] = v, differentiable in x (untouched elements) and v.",

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from .._mode import STATE
 from .._registry import defprim
 from .._tensor import Tensor
 from ..linalg import cholesky as _cholesky
@@ -65,9 +64,8 @@ def _tri_vjp(needs: Any, g: Any, out: Any, a: Any, b: Any, **p: Any) -> tuple[An
     return _mask(m, p["lower"], p["unit"]), bbar if needs[1] else None
 
 
-def _tri_jvp(tans: Any, out: Any, a: Any, b: Any, **p: Any) -> Any:
+def _tri_jvp(tans: Any, out: Any, a: Any, b: Any, *, nb: int, **p: Any) -> Any:
     ta, tb = tans
-    nb = STATE.nb
     if nb:  # batched tangents: their batch axes go before the example's own stack axes
         r = max(np.ndim(a), np.ndim(out))
         ta = None if ta is None else lift(ta, nb, r)

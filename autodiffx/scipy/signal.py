@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._mode import STATE
 from .._registry import defprim
 from .._tensor import Tensor
 from ..ops.shape import lift
@@ -53,9 +52,8 @@ def _conv_vjp(needs: Any, g: Any, out: Any, a: Any, b: Any, k: int, method: str 
     )
 
 
-def _conv_jvp(tans: Any, out: Any, a: Any, b: Any, k: int, method: str = "auto") -> Any:
+def _conv_jvp(tans: Any, out: Any, a: Any, b: Any, k: int, method: str = "auto", *, nb: int):
     ta, tb = tans
-    nb = STATE.nb
     r = max(np.ndim(a), np.ndim(b))
     acc = None
     if ta is not None:
