@@ -193,8 +193,8 @@ class Primitive:
         Examples
         --------
         >>> import numpy as np
-        >>> import autodiffx as ad
-        >>> ad.transpose.batched_apply(1, (np.zeros((5, 2, 3)),), {}).shape
+        >>> from autodiffx._registry import REGISTRY
+        >>> REGISTRY["transpose"].batched_apply(1, (np.zeros((5, 2, 3)),), {}).shape
         (5, 3, 2)
         """
         if nb and self.batch is not None:
