@@ -151,10 +151,12 @@ class Linear(Rule):
 
     def __init__(self, transpose: Callable[..., Any] | Sequence[Callable[..., Any] | None]) -> None:
         self.transpose = transpose
+        ts = (transpose,) if callable(transpose) else tuple(transpose)
+        self.nb = any(t is not None and takes_nb(t) for t in ts)  # (then all get ``nb=``)
 
     def install(self, p: Any) -> None:
         p.save_args = False
-        p.vjp = _transpose_vjp(self.transpose)
+        p.vjp = _transpose_vjp(self.transpose, self.nb)
         nd = p.nondiff
 
         def jvp(tans: tuple[Any, ...], out: Any, args: Any, params: Any, nb: int = 0) -> Any:
@@ -411,14 +413,15 @@ def _cotangent_edges(edges: Sequence[Any], sweep: Any) -> tuple[Sequence[Any], b
     return into, any(e is not None for e in into)
 
 
-def _transpose_vjp(transpose: Any) -> Callable[..., Any]:
-    """The VJP of a linear entry from its transpose (one callable, or one per argument)."""
+def _transpose_vjp(transpose: Any, with_nb: bool) -> Callable[..., Any]:
+    """The VJP of a linear entry from its transpose (one callable, or one per argument);
+    ``with_nb``: a transpose declares ``nb``."""
     if callable(transpose):
-        if takes_nb(transpose):
+        if with_nb:
             return lambda needs, g, out, args, params, nb=0: transpose(g, *args, nb=nb, **params)
         return lambda needs, g, out, args, params, nb=0: transpose(g, *args, **params)
     ts = tuple(transpose)
-    if len(ts) == 2 and not any(t is not None and takes_nb(t) for t in ts):
+    if len(ts) == 2 and not with_nb:
         t0, t1 = ts  # (add, subtract: the hot path)
 
         def vjp2(needs: Any, g: Any, out: Any, args: Any, params: Any, nb: int = 0) -> Any:
