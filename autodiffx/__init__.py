@@ -25,6 +25,7 @@ from .compiler import Compiled, CompileError, compile
 from .creation import (
     arange,
     asarray,
+    compute,
     empty,
     eye,
     full,
@@ -244,6 +245,7 @@ __all__ = [
     "clip",
     "column_stack",
     "compile",
+    "compute",
     "concatenate",
     "conj",
     "copy",

@@ -39,6 +39,7 @@ from .compiler import CompileError as CompileError
 from .compiler import compile as compile
 from .creation import arange as arange
 from .creation import asarray as asarray
+from .creation import compute as compute
 from .creation import empty as empty
 from .creation import eye as eye
 from .creation import full as full
@@ -179,6 +180,7 @@ __all__ = [
     "clip",
     "column_stack",
     "compile",
+    "compute",
     "concatenate",
     "conj",
     "copy",

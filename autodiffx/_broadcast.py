@@ -65,4 +65,6 @@ def _broadcast_to(g: Any, shape: tuple[int, ...]) -> Any:
             out[...] = g
             return out
         return np.broadcast_to(g, shape)
-    return g.broadcast_to(shape)
+    if hasattr(g, "broadcast_to"):  # (a Tensor: recorded)
+        return g.broadcast_to(shape)
+    return np.broadcast_to(g, shape)  # (a Dask array: dispatched to dask.array)

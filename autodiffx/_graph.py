@@ -13,6 +13,7 @@ from ._broadcast import fit
 from ._mode import COMPILE, STATE, quiet_enter, quiet_exit
 from ._node import Node
 from ._tensor import STAMP, Tensor, wrap
+from ._xp import is_foreign, owned, zeros_like
 
 
 def _toposort(
@@ -154,7 +155,7 @@ def _run_hooks(hooks: list[Any], g: Any, create_graph: bool) -> Any:
         arg = g if isinstance(g, Tensor) else wrap(g)
         r = fn(arg)
         if r is not None:
-            g = r if create_graph else np.asarray(r.data if isinstance(r, Tensor) else r)
+            g = r if create_graph else _raw(r.data if isinstance(r, Tensor) else r)
     return g
 
 
@@ -229,7 +230,7 @@ class _Cotangents:
         if create_graph:
             seeds = [s if isinstance(s, Tensor) else wrap(np.asarray(s)) for s in seeds]
         else:
-            seeds = [np.asarray(s.data if isinstance(s, Tensor) else s) for s in seeds]
+            seeds = [_raw(s.data if isinstance(s, Tensor) else s) for s in seeds]
         self.root_nodes: list[Node] = []
         for r, s in zip(roots, seeds):
             if not r._rg:
@@ -436,7 +437,7 @@ def _conform(c: Any, e: Any, create_graph: bool, nb: int) -> Any:
             return fit(c, e[2], e[3], nb)
         return c
     if type(c) is not np.ndarray:
-        c = np.asarray(c.data if isinstance(c, Tensor) else c)
+        c = _raw(c.data if isinstance(c, Tensor) else c)
     if nb or c.shape != e[2] or c.dtype != e[3]:
         c = fit(c, e[2], e[3], nb)
     return c
@@ -501,8 +502,16 @@ def _add(d: dict[Any, Any], key: Any, c: Any) -> None:
     d[key] = c if prev is None else prev + c
 
 
+def _raw(c: Any) -> Any:
+    """A cotangent as an ndarray, or the Dask array it is (kept lazy)."""
+    return c if is_foreign(c) else np.asarray(c)
+
+
 def _zeros(o: Any, create_graph: bool, bshape: tuple[int, ...] = ()) -> Any:
-    z = np.zeros(bshape + o.shape, o.dtype)
+    if type(o) is np.ndarray or not is_foreign(o):
+        z = np.zeros(bshape + o.shape, o.dtype)
+    else:
+        z = zeros_like(o, bshape + o.shape)
     return wrap(z) if create_graph else z
 
 
@@ -518,6 +527,7 @@ def _accumulate(t: Tensor, g: Any, create_graph: bool) -> None:
             # unless the engine holds the only references to a fresh array of the right dtype.
             if (
                 type(g) is np.ndarray
+                and type(t.data) is np.ndarray
                 and g.base is None
                 and g.dtype == t.data.dtype
                 and g.flags.writeable
@@ -525,7 +535,7 @@ def _accumulate(t: Tensor, g: Any, create_graph: bool) -> None:
             ):
                 t._grad = wrap(g)
             else:
-                t._grad = wrap(np.array(g, dtype=t.data.dtype, copy=True))
+                t._grad = wrap(owned(g, t.data.dtype, t.data))
         else:
             t._grad = wrap(t._grad.data + g)
 

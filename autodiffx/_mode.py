@@ -19,8 +19,11 @@ SCOPE = 16  # ``hvp`` is recording its function in a reverse :class:`Scope`
 # the ops inside tangent rules reach the tape, and every read of a value is a guard.
 COMPILE = 32
 VMAP = 64  # ``vmap`` levels are open: ops on batched values run batched (``STATE.vmap``)
+# A Tensor of this thread wraps a Dask array (``autodiffx._xp``): every op checks its
+# operands' array types in the general path; set once, NumPy-only threads never pay it.
+FOREIGN = 128
 #: Any of these sends an op through the dispatcher's general path.
-WATCHED = NO_GRAD | DUAL | ANOMALY | TAPE | VMAP
+WATCHED = NO_GRAD | DUAL | ANOMALY | TAPE | VMAP | FOREIGN
 
 
 class _State(threading.local):
@@ -30,6 +33,7 @@ class _State(threading.local):
     def __init__(self) -> None:
         self._grad_enabled = True
         self._anomaly = False
+        self._foreign = False
         # Open dual levels, outermost first; `masked` holds levels whose tangent rule is running.
         self.levels: list[int] = []
         self.masked: set[int] = set()
@@ -67,6 +71,7 @@ class _State(threading.local):
             | (SCOPE if self._scope is not None else 0)
             | (COMPILE if self.compiler is not None else 0)
             | (VMAP if self.vmap_levels else 0)
+            | (FOREIGN if self._foreign else 0)
         )
         self.eager = not mode & WATCHED
 
@@ -90,6 +95,15 @@ class _State(threading.local):
         self._grad_enabled = flag
         self.mode = mode = (self.mode & ~NO_GRAD) | (0 if flag else NO_GRAD)
         self.eager = not mode & WATCHED
+
+    @property
+    def foreign(self) -> bool:
+        return self._foreign
+
+    @foreign.setter
+    def foreign(self, flag: bool) -> None:
+        self._foreign = flag
+        self.sync()
 
     @property
     def anomaly(self) -> bool:

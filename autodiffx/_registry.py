@@ -50,6 +50,7 @@ from ._mode import (
     ANOMALY,
     COMPILE,
     DUAL,
+    FOREIGN,
     NO_GRAD,
     SCOPE,
     STATE,
@@ -73,6 +74,7 @@ from ._rules import (
 )
 from ._tensor import STAMP, Tensor, _new, version_counter, wrap
 from ._views import link_outputs, link_view
+from ._xp import check_operands, is_foreign, result
 
 REGISTRY: dict[str, Primitive] = {}
 UFUNC_MAP: dict[np.ufunc, Callable[..., Any]] = {}
@@ -483,7 +485,7 @@ def _apply_general(p: Primitive, args: Sequence[Any], params: dict[str, Any]) ->
         if res is not NotImplemented:
             return res
     if (
-        st.mode & (DUAL | ANOMALY | TAPE) == DUAL
+        st.mode & (DUAL | ANOMALY | TAPE | FOREIGN) == DUAL
         and p.nout == 1
         and p.raw_rules
         and len(st.levels) == 1
@@ -500,11 +502,13 @@ def _apply_general(p: Primitive, args: Sequence[Any], params: dict[str, Any]) ->
             if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
                 refuse_operand(p.name, a, args)
             datas.append(a)
+    mode = st.mode
+    if mode & FOREIGN:
+        check_operands(p.name, args, datas, params)
     try:
         out = p.kernel(*datas, **params) if params else p.kernel(*datas)
     except _ERRORS as e:
         raise op_error(p.name, args, params, e) from e
-    mode = st.mode
     if mode & (NO_GRAD | SCOPE) == NO_GRAD | SCOPE and rg:  # no_grad in hvp's f: see _hvp
         st.scope.untracked = True  # type: ignore[union-attr]
     record = rg and not mode & NO_GRAD and p.vjp is not None
@@ -512,9 +516,10 @@ def _apply_general(p: Primitive, args: Sequence[Any], params: dict[str, Any]) ->
         res = _wrap_several(p, args, datas, params, out, record, mode)
     else:
         if type(out) is not np.ndarray:  # a NumPy scalar (reductions), or a subclass (refused)
-            out = _plain(out, p, args) if isinstance(out, np.ndarray) else np.asarray(out)
+            out = _plain(out, p, args)
         res = wrap(out)
-        if p.view and isinstance(args[0], Tensor):
+        # (a Dask array is immutable: never a view that in-place writes must follow)
+        if p.view and isinstance(args[0], Tensor) and not (mode & FOREIGN and is_foreign(out)):
             link_view(res, args, p, params, mode & NO_GRAD)
         if record and out.dtype.kind in "fc":
             res._node = _record(p, args, datas, params, _edges(args), out, res, mode)
@@ -622,9 +627,14 @@ def _wrap_several(
     return res
 
 
-def _plain(out: Any, p: Primitive, args: Sequence[Any]) -> np.ndarray:
-    """A kernel's output as a base-class ndarray (an np.matrix or masked result: refused)."""
-    return plain(out, p.name, args) if isinstance(out, np.ndarray) else np.asarray(out)
+def _plain(out: Any, p: Primitive, args: Sequence[Any]) -> Any:
+    """A kernel's output as a base-class ndarray (an np.matrix or masked result: refused),
+    or a Dask array of an op that runs on Dask (see :mod:`autodiffx._xp`)."""
+    if isinstance(out, np.ndarray):
+        return plain(out, p.name, args)
+    if isinstance(out, np.generic):
+        return np.asarray(out)
+    return result(out, p.name, args)
 
 
 def _edges(args: Sequence[Any]) -> list[Any]:

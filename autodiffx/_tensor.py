@@ -11,6 +11,7 @@ import numpy as np
 
 from ._convert import check_conversion, refused, ufunc_name
 from ._mode import COMPILE, STATE
+from ._xp import adopt, is_foreign
 
 _new = object.__new__
 
@@ -156,6 +157,15 @@ def _unwrap(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _unwrap(v) for k, v in x.items()}
     return x
+
+
+def _check_eager(t: Tensor, what: str) -> None:
+    """Refuse reading the values of a lazy (Dask) tensor implicitly."""
+    if is_foreign(t.data):
+        raise TypeError(
+            f"{what} on a tensor of shape {t.shape} backed by a lazy Dask array would compute "
+            "it here; evaluate it explicitly first: (v,) = ad.compute(t)"
+        )
 
 
 def _write_error(what: str, t: Tensor, e: Exception) -> str:
@@ -355,7 +365,10 @@ class Tensor:
             data = data.data
         elif type(data) is not np.ndarray and (why := refused(type(data))) is not None:
             raise TypeError(f"Tensor(data): {why}")
-        arr = np.asarray(data, dtype=dtype)
+        if type(data) is not np.ndarray and is_foreign(data):
+            arr = adopt(data if dtype is None else data.astype(dtype))
+        else:
+            arr = np.asarray(data, dtype=dtype)
         if arr.dtype == object:
             raise TypeError("Tensor data must be numeric, got an object array")
         _check_differentiable_dtype(arr.dtype, requires_grad)
@@ -496,6 +509,8 @@ class Tensor:
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         if self._rg or self._tan is not None:
             check_conversion(self)
+        if type(self.data) is not np.ndarray:
+            _check_eager(self, "np.asarray(t)")
         if STATE.mode & COMPILE:
             STATE.compiler.read(self, "np.asarray(t)")
         if dtype is None and not copy:
@@ -506,12 +521,16 @@ class Tensor:
         """The single element as a Python number."""
         if STATE.mode & COMPILE:
             STATE.compiler.read(self, "t.item()")
+        if type(self.data) is not np.ndarray:
+            _check_eager(self, "t.item()")
         return self.data.item()
 
     def tolist(self) -> Any:
         """Nested Python lists of the values."""
         if STATE.mode & COMPILE:
             STATE.compiler.read(self, "t.tolist()")
+        if type(self.data) is not np.ndarray:
+            _check_eager(self, "t.tolist()")
         return self.data.tolist()
 
     def __len__(self) -> int:
@@ -528,6 +547,8 @@ class Tensor:
     def __bool__(self) -> bool:
         if STATE.mode & COMPILE:
             STATE.compiler.read(self, "bool(t)")
+        if type(self.data) is not np.ndarray:
+            _check_eager(self, "bool(t)")
         return bool(self.data)
 
     def __float__(self) -> float:
@@ -539,6 +560,8 @@ class Tensor:
     def _scalar(self, what: str) -> Any:
         if STATE.mode & COMPILE:
             STATE.compiler.read(self, f"{what}(t)")
+        if type(self.data) is not np.ndarray:
+            _check_eager(self, f"{what}(t)")
         if self.data.size != 1:
             raise TypeError(
                 f"only one-element tensors can be converted to Python scalars ({what}() of a "
@@ -549,6 +572,8 @@ class Tensor:
     def __index__(self) -> int:
         if STATE.mode & COMPILE:
             STATE.compiler.read(self, "t.__index__()")
+        if type(self.data) is not np.ndarray:
+            _check_eager(self, "t.__index__()")
         return self.data.__index__()
 
     def __complex__(self) -> complex:
@@ -558,7 +583,10 @@ class Tensor:
 
     def __repr__(self) -> str:
         prefix = "tensor("
-        body = np.array2string(self.data, separator=", ", prefix=prefix)
+        if type(self.data) is not np.ndarray and is_foreign(self.data):
+            body = repr(self.data)  # (lazy: not computed to be printed)
+        else:
+            body = np.array2string(self.data, separator=", ", prefix=prefix)
         extra = []
         if self.data.dtype not in (np.float64, np.int64, np.bool_, np.complex128) or (
             self.data.size == 0

@@ -11,6 +11,7 @@ from ._graph import run_backward
 from ._mode import STATE, no_grad
 from ._registry import apply, defprim
 from ._tensor import STAMP, Tensor, wrap
+from ._xp import owned
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -148,7 +149,7 @@ def _grad(
         elif isinstance(g, Tensor):
             out.append(g)
         else:
-            out.append(wrap(np.array(g, dtype=ins[i].data.dtype, copy=True)))
+            out.append(wrap(owned(g, ins[i].data.dtype, ins[i].data)))
     return tuple(out)
 
 

@@ -10,6 +10,8 @@ from ._convert import check_conversion, refused
 from ._mode import COMPILE, STATE
 from ._registry import FUNCTION_MAP
 from ._tensor import Tensor
+from ._xp import compute as xp_compute
+from ._xp import is_foreign
 
 
 def _make(arr: np.ndarray, requires_grad: bool) -> Tensor:
@@ -33,6 +35,8 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
         data = data.data
     elif type(data) is not np.ndarray and (why := refused(type(data))) is not None:
         raise TypeError(f"ad.tensor(data): {why}")
+    if is_foreign(data):  # (a Dask array is immutable: kept, not copied)
+        return Tensor(data, dtype=dtype, requires_grad=requires_grad)
     return _make(np.array(data, dtype=dtype, copy=True), requires_grad)
 
 
@@ -55,6 +59,8 @@ def asarray(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor
         return data.astype(dtype)
     if type(data) is not np.ndarray and (why := refused(type(data))) is not None:
         raise TypeError(f"ad.asarray(data): {why}")
+    if is_foreign(data):
+        return Tensor(data, dtype=dtype, requires_grad=requires_grad)
     return _make(np.asarray(data, dtype=dtype), requires_grad)
 
 
@@ -283,3 +289,30 @@ FUNCTION_MAP.update(
         np.empty_like: _like_override(np.empty_like),
     }
 )
+
+
+def compute(*tensors: Any) -> tuple[Tensor, ...]:
+    """Evaluate Dask-backed tensors (losses, ``.grad``s) in one ``dask.compute`` pass.
+
+    Returns NumPy-backed tensors that do not require grad, one per argument, in order;
+    shared work (the data's chunks, the forward pass under a loss and its gradients) is
+    read and computed once. NumPy-backed tensors pass through (detached). Use it in place
+    of ``float(loss)`` or ``np.asarray(t)``, which refuse lazy tensors. See
+    ``docs/backends.md``.
+
+    Examples
+    --------
+    >>> import autodiffx as ad
+    >>> x = ad.tensor([0.0, 1.0, 2.0, 3.0])  # (or a dask.array: then computed here)
+    >>> w = ad.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    >>> loss = (x * w).sum()
+    >>> loss.backward()
+    >>> ad.compute(loss, w.grad)
+    (tensor(20.), tensor([0., 1., 2., 3.]))
+    """
+    datas = []
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"ad.compute takes Tensors, got {type(t).__name__}")
+        datas.append(t.data)
+    return tuple(Tensor(v) for v in xp_compute(*datas))

@@ -19,6 +19,7 @@ PKG = Path(__file__).resolve().parent.parent / "autodiffx"
 LAYERS = [
     ["_mode", "_broadcast"],
     ["_convert", "_node", "_rules"],
+    ["_xp"],
     ["_tensor"],
     ["_views"],
     ["_registry"],

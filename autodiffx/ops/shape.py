@@ -11,6 +11,8 @@ import numpy as np
 from .._mode import STATE, VMAP
 from .._registry import FUNCTION_MAP, defprim
 from .._tensor import Tensor
+from .._xp import is_foreign
+from .._xp import scatter_add as xp_scatter_add
 
 
 # ----- batch helpers (vectorized Jacobians) -------------------------------------------------
@@ -80,6 +82,8 @@ def _no_duplicates(idx: Any) -> bool:
 
 
 def _astype_kernel(x: Any, dtype: Any, copy: bool = True) -> Any:
+    if type(x) is not np.ndarray and is_foreign(x):
+        return x.astype(dtype, copy=copy)  # (a Dask array: kept lazy)
     return np.asarray(x).astype(dtype, copy=copy)
 
 
@@ -385,6 +389,8 @@ def _getitem_kernel(x: Any, idx: Any) -> Any:
 
 
 def _scatter_kernel(g: Any, shape: tuple[int, ...], idx: Any) -> Any:
+    if type(g) is not np.ndarray and is_foreign(g):
+        return xp_scatter_add(g, shape, idx)
     z = np.zeros(shape, dtype=g.dtype)
     if _no_duplicates(idx):
         z[idx] = g
