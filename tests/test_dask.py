@@ -10,6 +10,7 @@ import pytest
 
 import autodiffx as ad
 import autodiffx.nn.functional as F
+from autodiffx._mode import STATE
 from autodiffx._registry import REGISTRY
 from autodiffx._xp import RUNS_ON_DASK
 
@@ -24,6 +25,8 @@ def _no_implicit_compute(monkeypatch):
         raise AssertionError("a Dask array was converted to NumPy (computed) implicitly")
 
     monkeypatch.setattr(da.Array, "__array__", refuse)
+    yield
+    STATE.foreign = False  # (the thread's other tests take the eager path again)
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "backends.md"
@@ -191,6 +194,15 @@ def test_ops_that_do_not_run_on_dask_are_refused():
         ad.prod(x)
 
 
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_an_optimizer_refuses_lazy_gradients(opt):
+    w = ad.tensor(np.ones(4), requires_grad=True)
+    (ad.tensor(da.from_array(XN, chunks=3)) @ w).sum().backward()
+    with pytest.raises(TypeError, match=r"step\(\): the .grad .* lazy Dask array"):
+        getattr(ad.optim, opt)([w], lr=0.1).step()
+    np.testing.assert_array_equal(w.data, np.ones(4))
+
+
 @pytest.mark.parametrize(
     "read", [float, bool, lambda t: t.item(), lambda t: t.tolist(), np.asarray, int]
 )
@@ -204,6 +216,17 @@ def test_other_foreign_arrays_are_refused():
     xp = pytest.importorskip("array_api_strict")
     with pytest.raises(TypeError, match="NumPy and Dask arrays only"):
         ad.tensor(xp.asarray([1.0, 2.0]))
+
+
+def test_the_thread_checks_operands_once_it_saw_a_dask_array():
+    STATE.foreign = False
+    assert STATE.eager
+    ad.tensor(da.ones(2, chunks=1))
+    assert STATE.foreign
+    assert not STATE.eager  # (NumPy ops of this thread now take the checked general path)
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0, 4.0])
 
 
 def test_repr_does_not_compute():

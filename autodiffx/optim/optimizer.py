@@ -11,6 +11,7 @@ import numpy as np
 
 from .._mode import enable_grad, no_grad
 from .._tensor import Tensor, bump_version
+from .._xp import is_foreign
 from ..nn.module import _zero_grads
 
 __all__ = ["Optimizer", "required"]
@@ -46,6 +47,14 @@ def _grad_view(p: Tensor) -> np.ndarray:
     if g.dtype.kind == "c":
         return _real_view(np.ascontiguousarray(np.conj(g)))
     return g
+
+
+def _lazy_grad(opt: Any, p: Tensor) -> TypeError:
+    return TypeError(
+        f"{type(opt).__name__}.step(): the .grad of a parameter of shape {p.shape} is a lazy "
+        "Dask array; evaluate the gradients first and assign them, e.g. "
+        "loss, w.grad = ad.compute(loss, w.grad) (docs/backends.md)"
+    )
 
 
 def _scalar(v: Any) -> float:
@@ -255,6 +264,8 @@ class Optimizer:
                     if grad is None:
                         continue
                     g = grad.data
+                    if type(g) is not np.ndarray and is_foreign(g):
+                        raise _lazy_grad(self, p)
                     update(p, _grad_view(p) if g.dtype.kind == "c" else g, group, state[p])
                     bump_version(p)
         return loss
