@@ -518,6 +518,9 @@ def _zeros(o: Any, create_graph: bool, bshape: tuple[int, ...] = ()) -> Any:
 def _accumulate(t: Tensor, g: Any, create_graph: bool) -> None:
     # NOTE: .grad is read, added to and written back: under one lock, so that backward()
     # calls in several threads into a shared leaf lose no update (the rules run unlocked).
+    if create_graph and STATE.mode & COMPILE:  # ad.compile: replayed as an effect
+        STATE.compiler.accumulate(t, g)
+        return
     with _GRAD_LOCK:
         if create_graph:
             t._grad = g if t._grad is None else t._grad + g

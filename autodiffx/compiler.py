@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import creation as _creation
+from ._graph import _accumulate
 from ._mode import ANOMALY, COMPILE, DUAL, STATE, TAPE, quiet_enter, quiet_exit
 from ._registry import Primitive
 from ._tensor import Tensor, wrap
@@ -73,6 +74,15 @@ class _Const:
         self.tensor = isinstance(value, Tensor)
 
 
+class _Obj:
+    """An object an effect is called with, bound by name as it is (a Tensor, a list)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 class _Seq:
     """A list or tuple operand (``concatenate``'s), its items templated."""
 
@@ -86,7 +96,17 @@ class _Seq:
 class _Step:
     """One recorded primitive application, or a guard (``prim`` None) on a value read."""
 
-    __slots__ = ("args", "err", "guard", "outs", "params", "prim", "shape_guard", "where")
+    __slots__ = (
+        "args",
+        "effect",
+        "err",
+        "guard",
+        "outs",
+        "params",
+        "prim",
+        "shape_guard",
+        "where",
+    )
 
     def __init__(self, prim: Primitive | None, args: Any, params: dict[str, Any], where: str):
         self.prim = prim
@@ -97,6 +117,7 @@ class _Step:
         self.err: Any = None  # NumPy's error state when it differed from the call's
         self.guard: Any = None  # (operand, bytes, what) of a guard step
         self.shape_guard = False  # a value-dependent output shape is checked at replay
+        self.effect: Any = None  # (callable, what) of a side effect replayed as a call
 
     def operands(self) -> list[_Var]:
         found: list[_Var] = []
@@ -142,6 +163,7 @@ class _Recorder:
         self.keep: list[Any] = []
         self.ext = _extobj()
         self.error: BaseException | None = None
+        self.effects = 0  # side effects replayed (backward() into .grad, optimizer steps)
 
     # ----- the hooks ------------------------------------------------------------------------
     def __call__(self, p: Primitive, args: Any, params: dict[str, Any], res: Any) -> None:
@@ -169,9 +191,31 @@ class _Recorder:
         )
 
     def backward(self, accumulate: bool) -> None:
-        """A reverse pass: ``backward()`` (accumulating into ``.grad``) is refused."""
-        if accumulate:
-            self.write(None, "backward() (which writes .grad)")
+        """A reverse pass: its rules are recorded; ``backward()``'s writes into ``.grad``
+        become effects (:meth:`accumulate`)."""
+
+    def accumulate(self, t: Tensor, g: Any) -> None:
+        """``backward()`` adds ``g`` into ``t.grad``: done now, and replayed as a call that
+        does what eager backward does (``t.grad`` set, or added to), on the replay's array."""
+        if not isinstance(g, Tensor) or g._rg or g._tan:
+            self.write(t, "backward(create_graph=True) (a .grad that requires grad)")
+        self.effect(_accumulate_grad, [t, g.data], "backward() into .grad")
+
+    def effect(self, fn: Callable[..., Any], args: list[Any], what: str) -> Any:
+        """``fn(*args)``, a side effect on Python objects and arrays (``optimizer.step()``,
+        ``zero_grad()``): run now without recording, and replayed as the same call, in order,
+        at the same place of the program. ``args`` that are recorded values are passed the
+        replay's arrays; anything else is bound as it is (a Tensor as the object)."""
+        step = _Step(None, [], {}, _user_line())
+        for a in args:
+            v = self.vars.get(id(a)) if type(a) is np.ndarray else None
+            step.args.append(v if v is not None else _Obj(a))
+        step.effect = (fn, what)
+        if _extobj() is not self.ext:
+            step.err = np.geterr()
+        self.steps.append(step)
+        self.effects += 1
+        return _unrecorded(fn, args)
 
     # ----- operands ---------------------------------------------------------------------------
     def operand(self, a: Any) -> Any:
@@ -337,7 +381,7 @@ def _live(steps: list[_Step], outs: list[_Var]) -> list[_Step]:
     needed = {id(v) for v in outs}
     kept: list[_Step] = []
     for s in reversed(steps):
-        if s.guard is not None or any(id(v) in needed for v in s.outs):
+        if s.guard is not None or s.effect is not None or any(id(v) in needed for v in s.outs):
             kept.append(s)
             needed.update(id(v) for v in s.operands())
     kept.reverse()
@@ -379,6 +423,17 @@ def _step_lines(s: _Step, ns: dict[str, Any]) -> list[str]:
         g = f"g_{len([k for k in ns if k.startswith('g_')])}"
         ns[g] = data
         return [f"if {_render(op, ns)}.tobytes() != {g}: return MISS  # {what}"]
+    if s.effect is not None:
+        fx = f"fx_{len([k for k in ns if k.startswith('fx_')])}"
+        ns[fx] = s.effect[0]
+        ops = []
+        for a in s.args:
+            if type(a) is _Obj:
+                ops.append(f"o_{len([k for k in ns if k.startswith('o_')])}")
+                ns[ops[-1]] = a.value
+            else:
+                ops.append(a.name)
+        return [f"{fx}({', '.join(ops)})  # {s.effect[1]}"]
     assert s.prim is not None
     args = [_render(a, ns) for a in s.args]
     args += [f"{k}={_render(v, ns)}" for k, v in s.params.items()]
@@ -494,7 +549,7 @@ def _build(fname: str, steps: list[_Step], inputs: list[_Var], outs: list[Any]) 
 # the compiled function
 # ============================================================================================
 _VALUES = (bool, int, float, complex, str, type(None))
-_RESERVED = re.compile(r"^(v|c|t|g|e|k|dt|x)_|^(np|MISS|quiet_enter|quiet_exit|_.*)$")
+_RESERVED = re.compile(r"^(v|c|t|g|e|k|dt|x|o|fx)_|^(np|MISS|quiet_enter|quiet_exit|_.*)$")
 
 
 def _signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, list[Any], Any]:
@@ -718,6 +773,24 @@ def _fresh_input(a: Any, rec: _Recorder) -> Tensor:
     return wrap(a)
 
 
+def _unrecorded(fn: Callable[..., Any], args: list[Any]) -> Any:
+    """``fn(*args)`` with the recording suspended (an effect's own work is not recorded)."""
+    st = STATE
+    prev = st.tape, st.compiler
+    st.tape = st.compiler = None
+    st.sync()
+    try:
+        return fn(*args)
+    finally:
+        st.tape, st.compiler = prev
+        st.sync()
+
+
+def _accumulate_grad(t: Tensor, g: np.ndarray) -> None:
+    """What eager ``backward()`` does with the gradient ``g`` of leaf ``t``."""
+    _accumulate(t, g, False)
+
+
 def _recording(rec: _Recorder, f: Callable[..., Any], args: Any, kw: dict[str, Any]) -> Any:
     st = STATE
     prev = st.tape, st.compiler
@@ -741,7 +814,7 @@ def _variant(rec: _Recorder, fname: str, inputs: list[_Var], out: Any) -> _Varia
     outs: list[Any] = []
     spec: list[Any] = []
     for o in leaves:
-        if isinstance(o, Tensor) and (o._rg or o._tan):
+        if isinstance(o, Tensor) and (o._tan or (o._rg and not rec.effects)):
             raise CompileError(
                 f"ad.compile({rec.who}): an output requires grad (it depends on a tensor that "
                 "requires grad), and differentiating through a compiled function is not "
@@ -809,6 +882,9 @@ def _fold(rec: _Recorder, keep: set[int]) -> list[_Step]:
     for s in rec.steps:
         s.args = _subst(s.args, repl)
         s.params = {k: _subst(v, repl) for k, v in s.params.items()}
+        if s.effect is not None:
+            kept.append(s)
+            continue
         if s.guard is not None:
             s.guard = (_subst(s.guard[0], repl), *s.guard[1:])
         leaves: list[Any] = []

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._mode import no_grad
+from .._mode import COMPILE, STATE, no_grad
 from .._tensor import Tensor
 
 __all__ = ["Module", "Parameter"]
@@ -124,6 +124,9 @@ def _check_plain_attributes(m: Module) -> None:
 
 def _zero_grads(params: Iterable[Tensor], set_to_none: bool) -> None:
     """Reset the gradients of ``params`` (``Module.zero_grad`` and ``Optimizer.zero_grad``)."""
+    if STATE.mode & COMPILE:  # ad.compile: replayed as a call
+        STATE.compiler.effect(_zero_grads, [list(params), set_to_none], "zero_grad()")
+        return
     for p in params:
         if p.grad is None:
             continue

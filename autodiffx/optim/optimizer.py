@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._mode import enable_grad, no_grad
+from .._mode import COMPILE, STATE, enable_grad, no_grad
 from .._tensor import Tensor, bump_version
 from .._xp import is_foreign
 from ..nn.module import _zero_grads
@@ -252,6 +252,10 @@ class Optimizer:
         >>> opt.step(closure), x
         (tensor(9., grad_fn=<sum>), tensor([1.5], requires_grad=True))
         """
+        if STATE.mode & COMPILE:  # ad.compile: replayed as a call, after the closure
+            if closure is not None:
+                STATE.compiler.write(None, f"{type(self).__name__}.step(closure)")
+            return STATE.compiler.effect(self.step, [], f"{type(self).__name__}.step()")
         loss = None
         if closure is not None:
             with enable_grad():
