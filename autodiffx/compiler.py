@@ -180,6 +180,16 @@ class _Recorder:
         step.guard = (self.operand(t), d.tobytes(), what, d.shape)
         self.steps.append(step)
 
+    def check(self, t: Tensor, pred: Callable[[np.ndarray], bool], what: str) -> Any:
+        """``t``'s array if ``pred`` holds for it, else None: a guard on the outcome of
+        ``pred`` only (not on the values), checked at every replay."""
+        step = _Step(None, (), {}, _user_line())
+        d = _SLOT.__get__(t, Tensor)
+        ok = bool(pred(d))
+        step.guard = (self.operand(t), (pred, ok), what, d.shape)
+        self.steps.append(step)
+        return d if ok else None
+
     def write(self, t: Any, what: str) -> None:
         """A side effect: refused (the replay would not repeat it)."""
         raise CompileError(
@@ -422,6 +432,9 @@ def _step_lines(s: _Step, ns: dict[str, Any]) -> list[str]:
         op, data, what, _ = s.guard
         g = f"g_{len([k for k in ns if k.startswith('g_')])}"
         ns[g] = data
+        if type(data) is tuple:  # (a predicate and its outcome)
+            ns[g] = data[0]
+            return [f"if g_{g[2:]}({_render(op, ns)}) is not {data[1]}: return MISS  # {what}"]
         return [f"if {_render(op, ns)}.tobytes() != {g}: return MISS  # {what}"]
     if s.effect is not None:
         fx = f"fx_{len([k for k in ns if k.startswith('fx_')])}"

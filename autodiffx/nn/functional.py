@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.special as sp
 
-from .._mode import COMPILE, STATE
+from .._mode import COMPILE, NO_GRAD, STATE
 from .._registry import defprim
 from .._tensor import Tensor
 from ..ops import abs as _abs
@@ -850,22 +850,55 @@ def _xent_grad(x: Any, target: Any) -> Any:
     return np.exp(_log_softmax.call(x, axis=-1)) - onehot
 
 
+def _xent_plain(x: np.ndarray, g: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``(softmax(x) - onehot(target)) * g`` (g per sample or one for all) in one buffer."""
+    e = _shifted(x)[0]
+    np.exp(e, out=e)
+    scale = g / e.sum(axis=-1)
+    e *= scale[:, None]
+    e[np.arange(x.shape[0]), target] -= g
+    return e
+
+
+def _xent_back_vjp(*args: Any, **params: Any) -> Any:
+    raise NotImplementedError(
+        "softmax_cross_entropy_backward: the derivative of the cross-entropy's plain backward "
+        "is not implemented (it is recorded by ad.compile only); differentiate cross_entropy "
+        "twice outside ad.compile"
+    )
+
+
+_xent_back = defprim(
+    "softmax_cross_entropy_backward",
+    lambda x, g, target: _xent_plain(x, g, target),
+    vjp=_xent_back_vjp,
+    export=False,
+    doc=(
+        "The plain backward of ``softmax_cross_entropy`` (logits (N, C), its cotangent g "
+        "divided by N for 'mean', class indices ``target``): ``(softmax(x) - onehot) * g`` "
+        "in one buffer, as ad.compile records it."
+    ),
+    example=(
+        "from autodiffx.nn.functional import _xent_back\n"
+        "_xent_back(ad.tensor([[0.0, 0.0]]), ad.tensor(1.0), target=np.array([0]))"
+    ),
+)
+
+
 def _xent_vjp(
     needs: Any, g: Any, out: Any, x: Any, target: Any = None, reduction: str = "mean"
 ) -> Any:
     n = x.shape[0]
     if reduction == "mean":
         g = g / n
-    if type(x) is np.ndarray and g.ndim == (reduction == "none"):
-        # NOTE: the plain backward (raw arrays, no batch axes): (softmax - onehot) * g built
-        # in one buffer in place, as a hand-written step does; the general form below is
-        # the same formula for recorded (higher-order) and batched passes.
-        e = _shifted(x)[0]
-        np.exp(e, out=e)
-        scale = g / e.sum(axis=-1)
-        e *= scale[:, None]
-        e[np.arange(n), target] -= g
-        return (e,)
+    if g.ndim == (reduction == "none"):
+        if type(x) is np.ndarray:
+            # NOTE: the plain backward (raw arrays, no batch axes): (softmax - onehot) * g
+            # built in one buffer in place, as a hand-written step does; the general form
+            # below is the same formula for recorded (higher-order) and batched passes.
+            return (_xent_plain(x, g, target),)
+        if STATE.mode & COMPILE and STATE.mode & NO_GRAD and not (x._tan or g._tan):
+            return (_xent_back(x, g, target=target),)  # (ad.compile: the plain formula)
     # One cotangent per sample ('none') or one for the total; either may carry batch axes.
     g = g[..., None] if reduction == "none" else g[..., None, None]
     return (_xent_grad(x, target) * g,)
@@ -911,18 +944,25 @@ def _xent_fast(x: Tensor, target: Any, ignore_index: int) -> Any:
     """
     if x.ndim != 2 or x.dtype.kind != "f" or x.size == 0:
         return None
+    if isinstance(target, Tensor) and STATE.mode & COMPILE:  # a guard on the check only
+        what = "cross_entropy's targets are valid class indices"
+        return STATE.compiler.check(target, lambda t, s=x.shape: _xent_valid(t, s, ignore_index), what)
     t = target.data if isinstance(target, Tensor) else target
     if type(t) is not np.ndarray:
         t = np.asarray(t)
-    if t.dtype.kind not in "iu" or t.shape != x.shape[:1]:
-        return None
-    n_cls = x.shape[1]
+    return t if _xent_valid(t, x.shape, ignore_index) else None
+
+
+def _xent_valid(t: np.ndarray, shape: tuple[int, ...], ignore_index: int) -> bool:
+    """Whether ``t`` holds class indices of logits of ``shape`` (N, C), none
+    ``ignore_index``."""
+    if t.dtype.kind not in "iu" or t.shape != shape[:1]:
+        return False
+    n_cls = shape[1]
     # Negative indices read as unsigned are huge: one max() checks both bounds.
     if t.view(_UNSIGNED[t.itemsize]).max() >= n_cls:
-        return None
-    if 0 <= ignore_index < n_cls and (t == ignore_index).any():
-        return None
-    return t
+        return False
+    return not (0 <= ignore_index < n_cls and bool((t == ignore_index).any()))
 
 
 def cross_entropy(
