@@ -190,9 +190,11 @@ def run_backward(
     which order, which targets), sweep the rules over it (:func:`_sweep`, which releases
     each node's saved values unless ``retain_graph``), deliver the leaves' gradients.
     """
-    if STATE.mode & COMPILE and not create_graph:  # ad.compile records the rules' ops
-        STATE.compiler.backward(accumulate)  # (refuses .backward(): it writes .grad)
-        create_graph, record = True, False
+    if STATE.mode & COMPILE:  # ad.compile records the rules' ops
+        if create_graph and accumulate:  # (a .grad that requires grad: refused)
+            STATE.compiler.write(None, "backward(create_graph=True) (which writes .grad)")
+        elif not create_graph:
+            create_graph, record = True, False
     cts = _Cotangents(roots, seeds, create_graph, batch_ndim)
     plan = _Plan(cts.root_nodes, targets, stop_at_targets, order)
     record = create_graph if record is None else (create_graph and record)
@@ -518,7 +520,7 @@ def _zeros(o: Any, create_graph: bool, bshape: tuple[int, ...] = ()) -> Any:
 def _accumulate(t: Tensor, g: Any, create_graph: bool) -> None:
     # NOTE: .grad is read, added to and written back: under one lock, so that backward()
     # calls in several threads into a shared leaf lose no update (the rules run unlocked).
-    if create_graph and STATE.mode & COMPILE:  # ad.compile: replayed as an effect
+    if create_graph and STATE.mode & COMPILE:  # ad.compile: replayed as an effect (a call)
         STATE.compiler.accumulate(t, g)
         return
     with _GRAD_LOCK:

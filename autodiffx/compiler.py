@@ -200,15 +200,9 @@ class _Recorder:
             "and update parameters outside the compiled function (or call it uncompiled)"
         )
 
-    def backward(self, accumulate: bool) -> None:
-        """A reverse pass: its rules are recorded; ``backward()``'s writes into ``.grad``
-        become effects (:meth:`accumulate`)."""
-
     def accumulate(self, t: Tensor, g: Any) -> None:
         """``backward()`` adds ``g`` into ``t.grad``: done now, and replayed as a call that
         does what eager backward does (``t.grad`` set, or added to), on the replay's array."""
-        if not isinstance(g, Tensor) or g._rg or g._tan:
-            self.write(t, "backward(create_graph=True) (a .grad that requires grad)")
         self.effect(_accumulate_grad, [t, g.data], "backward() into .grad")
 
     def effect(self, fn: Callable[..., Any], args: list[Any], what: str) -> Any:

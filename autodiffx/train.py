@@ -45,6 +45,7 @@ from ._train_checks import (
     is_int,
     state_problem,
 )
+from .compiler import compile as ad_compile
 from .data import load_digits
 from .io import CheckpointError, load, save, write_atomically
 from .nn import functional as F
@@ -67,6 +68,7 @@ __all__ = [
     "plot_history",
     "split_digits",
     "train_epoch",
+    "training_step",
 ]
 
 #: The files :func:`fit` writes into its ``out`` directory.
@@ -361,6 +363,40 @@ def make_optimizer(name: str, params: Any, lr: float | None = None) -> optim.Opt
 
 
 # ----- one epoch, evaluation -----------------------------------------------------------------
+def training_step(
+    model: nn.Module, optimizer: optim.Optimizer, compile: bool = False
+) -> Callable[..., Any]:
+    """The minibatch step ``step(X, y, training) -> loss``: ``zero_grad``, the softmax
+    cross-entropy of ``model(X)``, ``backward``, ``optimizer.step()``; with ``compile``,
+    ``ad.compile`` of it (the same updates bit for bit; the model's ``training`` flag is an
+    argument so that the signature covers it). ``optim.LBFGS`` (a step with a closure) is
+    not compiled: :class:`TrainError`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import autodiffx as ad
+    >>> from autodiffx.train import make_model, split_digits, training_step
+    >>> Xtr, ytr, _, _ = split_digits()
+    >>> model = make_model((16,))
+    >>> step = training_step(model, ad.optim.SGD(model.parameters(), lr=0.1), compile=True)
+    >>> first = step(Xtr[:32], ytr[:32], True)  # records
+    >>> bool(step(Xtr[:32], ytr[:32], True) < first)  # replays
+    True
+    """
+    if compile and isinstance(optimizer, optim.LBFGS):
+        raise TrainError("--compile: the lbfgs optimizer's step takes a closure; train it eagerly")
+
+    def step(X: Any, y: Any, training: bool) -> Any:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(X), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return ad_compile(step) if compile else step
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: optim.Optimizer,
@@ -369,13 +405,15 @@ def train_epoch(
     batch_size: int,
     rng: np.random.Generator,
     on_batch: Any = None,
+    step: Callable[..., Any] | None = None,
 ) -> float:
     """One pass over ``(X, y)`` in a random order (``rng.permutation``) with the softmax
     cross-entropy loss; returns the mean of the minibatch losses over the samples.
 
     ``optim.LBFGS`` instead takes one step on the full batch (its closure re-evaluates the
     loss); the loss returned is the one before that step. ``on_batch(done, total, loss)``
-    is called after every minibatch, if given.
+    is called after every minibatch, if given. ``step`` (:func:`training_step`, compiled or
+    not) takes the minibatches (default: an eager step).
 
     Examples
     --------
@@ -407,12 +445,11 @@ def train_epoch(
     order = rng.permutation(n)
     nb = -(-n // batch_size)
     total = 0.0
+    if step is None:
+        step = training_step(model, optimizer)
     for b in range(nb):
         idx = order[b * batch_size : (b + 1) * batch_size]
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(X[idx]), y[idx])
-        loss.backward()
-        optimizer.step()
+        loss = step(X[idx], y[idx], model.training)
         value = float(loss.item())
         total += value * len(idx)
         if on_batch is not None:
@@ -558,6 +595,7 @@ def fit(
     plot: bool = True,
     on_batch: Callable[[int, int, int, float], Any] | None = None,
     on_epoch: Callable[[int, Mapping[str, list[float]]], Any] | None = None,
+    compile: bool = False,
 ) -> TrainResult:
     """Train an MLP or the CNN on the digits for ``epochs`` epochs in total (see
     :class:`TrainConfig`).
@@ -568,7 +606,8 @@ def fit(
     ``result.plot`` stays None if matplotlib cannot be imported). Nothing is printed:
     ``on_batch(epoch, done, total, loss)`` is called after every minibatch and
     ``on_epoch(epoch, history)`` after every epoch (``history``: lists, as in
-    :class:`TrainResult`), if given.
+    :class:`TrainResult`), if given. ``compile=True`` runs the minibatch steps through
+    ``ad.compile`` (:func:`training_step`): the same weights, bit for bit.
 
     ``resume`` (a path or the dict :func:`load_checkpoint` returned) continues a run to
     ``epochs`` in total, bit for bit as if it had never stopped (model, optimizer state,
@@ -596,8 +635,9 @@ def fit(
         raise TrainError(f"epochs must be a positive integer, got {epochs!r}")
     result, shuffle_rng, data, history = _start(config, resume)
     ckpt_path, plot_path = _output_paths(out) if result.epoch < epochs else (None, None)
+    step = training_step(result.model, result.optimizer, compile) if compile else None
     for epoch in range(result.epoch + 1, epochs + 1):
-        row = _run_epoch(result, data, shuffle_rng, epoch, on_batch)
+        row = _run_epoch(result, data, shuffle_rng, epoch, on_batch, step)
         for k, v in zip(HISTORY_KEYS, row):
             history[k].append(v)
         if ckpt_path is not None:
@@ -675,6 +715,7 @@ def _run_epoch(
     shuffle_rng: np.random.Generator,
     epoch: int,
     on_batch: Callable[[int, int, int, float], Any] | None,
+    step: Callable[..., Any] | None = None,
 ) -> tuple[float, ...]:
     """Train and evaluate one epoch: the history row (loss, accuracies, seconds)."""
     Xtr, ytr, Xte, yte = data
@@ -683,7 +724,7 @@ def _run_epoch(
     hook = (
         None if on_batch is None else lambda done, total, value: on_batch(epoch, done, total, value)
     )
-    loss = train_epoch(model, optimizer, Xtr, ytr, config.batch_size, shuffle_rng, hook)
+    loss = train_epoch(model, optimizer, Xtr, ytr, config.batch_size, shuffle_rng, hook, step)
     if not math.isfinite(loss):
         raise TrainError(
             f"training diverged in epoch {epoch}: the loss is {loss}; try a smaller learning "

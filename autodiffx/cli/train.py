@@ -135,6 +135,12 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-plot", action="store_true", help=f"do not write {PLOT}")
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the minibatch steps through ad.compile (recorded once per batch shape, "
+        "replayed as generated NumPy; the same weights as eager, bit for bit; not lbfgs)",
+    )
+    parser.add_argument(
         "--quiet",
         action="store_true",
         help="no progress bar and no epoch lines on stderr, only the result and errors",
@@ -243,6 +249,7 @@ def _train(args: argparse.Namespace, config: TrainConfig, ck: Any) -> TrainResul
             plot=not args.no_plot,
             on_batch=on_batch if progress.has_bar else None,
             on_epoch=on_epoch,
+            compile=args.compile,
         )
 
 

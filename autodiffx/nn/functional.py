@@ -946,7 +946,9 @@ def _xent_fast(x: Tensor, target: Any, ignore_index: int) -> Any:
         return None
     if isinstance(target, Tensor) and STATE.mode & COMPILE:  # a guard on the check only
         what = "cross_entropy's targets are valid class indices"
-        return STATE.compiler.check(target, lambda t, s=x.shape: _xent_valid(t, s, ignore_index), what)
+        return STATE.compiler.check(
+            target, lambda t, s=x.shape: _xent_valid(t, s, ignore_index), what
+        )
     t = target.data if isinstance(target, Tensor) else target
     if type(t) is not np.ndarray:
         t = np.asarray(t)
