@@ -1,7 +1,8 @@
 """``ad.compile`` (issue 14): W1 and W4 compiled, beside eager autodiffx and the NumPy floors.
 
 Targets: W1 compiled forward + backward ≤ 1.3× the hand-written NumPy chain, W4 n=10
-compiled gradient ≤ 5 µs. ``time_record`` is the compile time (recording plus code
+compiled gradient ≤ 5 µs, W2's training step compiled ≤ 1.0× the hand-written step.
+``time_record`` is the compile time (recording plus code
 generation) of a fresh ``ad.compile``. ``ratios.py --only COMPILE`` prints the ratios.
 """
 
@@ -10,11 +11,18 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .common import (
+    W2_DTYPES,
     W4_SIZES,
     w1_compiled,
     w1_input,
     w1_numpy_forward_backward,
     w1_value_and_grad,
+    w2_autodiffx_step,
+    w2_compiled,
+    w2_input,
+    w2_model,
+    w2_numpy_params,
+    w2_numpy_step,
     w4_compiled,
     w4_input,
     w4_loss,
@@ -64,3 +72,26 @@ class W4Compiled:
 
     def time_numpy_gradient(self, n: int) -> None:
         w4_numpy_gradient(self.a, self.x)
+
+
+class W2Compiled:
+    """W2's training step (SGD, cross-entropy): compiled, eager, hand-written NumPy."""
+
+    params: ClassVar[list[list[Any]]] = [list(W2_DTYPES)]
+    param_names: ClassVar[list[str]] = ["dtype"]
+
+    def setup(self, dtype: str) -> None:
+        self.x, self.y = w2_input(dtype)
+        self.model, self.opt = w2_model(dtype)
+        self.compiled = w2_compiled(*w2_model(dtype))
+        self.compiled(self.x, self.y)  # records
+        self.params = w2_numpy_params(self.model)
+
+    def time_compiled_step(self, dtype: str) -> None:
+        self.compiled(self.x, self.y)
+
+    def time_eager_step(self, dtype: str) -> None:
+        w2_autodiffx_step(self.model, self.opt, self.x, self.y)
+
+    def time_numpy_step(self, dtype: str) -> None:
+        w2_numpy_step(self.params, self.x, self.y)

@@ -219,6 +219,16 @@ def w2_autodiffx_step(model: Any, opt: Any, x: Any, y: Any) -> Any:
     return loss
 
 
+def w2_compiled(model: Any, opt: Any) -> Callable[[Any, Any], Any]:
+    """W2's step compiled: ``ad.compile`` of :func:`w2_autodiffx_step` on ``model``, ``opt``
+    (``zero_grad``, ``backward`` and ``opt.step()`` replayed as effects), called ``(x, y)``."""
+
+    def w2_step(x: Any, y: Any) -> Any:
+        return w2_autodiffx_step(model, opt, x, y)
+
+    return ad.compile(w2_step)
+
+
 def w2_numpy_step(params: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> Any:
     """The W2 floor: the same step hand-written (forward, backward, in-place SGD update).
 
