@@ -2,8 +2,8 @@
 
 Targets: W1 compiled forward + backward ≤ 1.3× the hand-written NumPy chain, W4 n=10
 compiled gradient ≤ 5 µs, W2's training step compiled ≤ 1.0× the hand-written step.
-``time_record`` is the compile time (recording plus code
-generation) of a fresh ``ad.compile``. ``ratios.py --only COMPILE`` prints the ratios.
+``time_record`` is the compile time (recording plus code generation) of a fresh
+``ad.compile``. ``ratios.py --only COMPILE`` prints the ratios.
 """
 
 from __future__ import annotations

@@ -34,10 +34,9 @@ def _value_and_vjp(p, n):
 
 #: Rows whose eager backward takes a raw fast path with another formula than its rule on
 #: Tensors (which is what a compiled program records): equal to a few ulp, not bit for bit.
-RAW_FAST_PATH = {
-    # (softmax - onehot) * g built in one buffer, e * (g / sum e), vs exp(log_softmax) - onehot
-    "softmax_cross_entropy": "its plain VJP is an in-place formula of its own",
-}
+#: (None since softmax_cross_entropy records its plain backward as one step.)
+RAW_FAST_PATH: dict[str, str] = {}
+
 
 #: Rows whose VJP reads values to check something (a guard, so each new input records again):
 #: the complex svd and eigh rules check that the loss does not depend on the free phase of
