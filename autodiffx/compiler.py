@@ -205,7 +205,14 @@ class _Recorder:
         does what eager backward does (``t.grad`` set, or added to), on the replay's array."""
         self.effect(_accumulate_grad, [t, g.data], "backward() into .grad")
 
-    def effect(self, fn: Callable[..., Any], args: list[Any], what: str) -> Any:
+    def call(self, fn: Callable[..., Any], args: list[Any], what: str) -> Tensor:
+        """``fn(*args)`` on the arrays of ``args`` (Tensors unwrapped), a pure computation
+        recorded as one step (an op's own formula on arrays): its result, a Tensor."""
+        arrays = [_SLOT.__get__(a, Tensor) if isinstance(a, Tensor) else a for a in args]
+        out = self.effect(fn, arrays, what, pure=True)
+        return wrap(out)
+
+    def effect(self, fn: Callable[..., Any], args: list[Any], what: str, pure: bool = False) -> Any:
         """``fn(*args)``, a side effect on Python objects and arrays (``optimizer.step()``,
         ``zero_grad()``): run now without recording, and replayed as the same call, in order,
         at the same place of the program. ``args`` that are recorded values are passed the
@@ -214,12 +221,18 @@ class _Recorder:
         for a in args:
             v = self.vars.get(id(a)) if type(a) is np.ndarray else None
             step.args.append(v if v is not None else _Obj(a))
-        step.effect = (fn, what)
+        step.effect = (fn, what, pure)
         if _extobj() is not self.ext:
             step.err = np.geterr()
+        out = _unrecorded(fn, args)
+        if pure:
+            var = _Var(out, step)
+            self.vars[id(out)] = var
+            step.outs.append(var)
+        else:
+            self.effects += 1
         self.steps.append(step)
-        self.effects += 1
-        return _unrecorded(fn, args)
+        return out
 
     # ----- operands ---------------------------------------------------------------------------
     def operand(self, a: Any) -> Any:
@@ -385,7 +398,8 @@ def _live(steps: list[_Step], outs: list[_Var]) -> list[_Step]:
     needed = {id(v) for v in outs}
     kept: list[_Step] = []
     for s in reversed(steps):
-        if s.guard is not None or s.effect is not None or any(id(v) in needed for v in s.outs):
+        effect = s.effect is not None and not s.effect[2]
+        if s.guard is not None or effect or any(id(v) in needed for v in s.outs):
             kept.append(s)
             needed.update(id(v) for v in s.operands())
     kept.reverse()
@@ -439,8 +453,9 @@ def _step_lines(s: _Step, ns: dict[str, Any]) -> list[str]:
                 ops.append(f"o_{len([k for k in ns if k.startswith('o_')])}")
                 ns[ops[-1]] = a.value
             else:
-                ops.append(a.name)
-        return [f"{fx}({', '.join(ops)})  # {s.effect[1]}"]
+                ops.append(_render(a, ns))  # (a value, or a folded constant)
+        call = f"{fx}({', '.join(ops)})  # {s.effect[1]}"
+        return [f"{s.outs[0].name} = {call}" if s.outs else call]
     assert s.prim is not None
     args = [_render(a, ns) for a in s.args]
     args += [f"{k}={_render(v, ns)}" for k, v in s.params.items()]

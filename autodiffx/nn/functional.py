@@ -860,31 +860,6 @@ def _xent_plain(x: np.ndarray, g: np.ndarray, target: np.ndarray) -> np.ndarray:
     return e
 
 
-def _xent_back_vjp(*args: Any, **params: Any) -> Any:
-    raise NotImplementedError(
-        "softmax_cross_entropy_backward: the derivative of the cross-entropy's plain backward "
-        "is not implemented (it is recorded by ad.compile only); differentiate cross_entropy "
-        "twice outside ad.compile"
-    )
-
-
-_xent_back = defprim(
-    "softmax_cross_entropy_backward",
-    lambda x, g, target: _xent_plain(x, g, target),
-    vjp=_xent_back_vjp,
-    export=False,
-    doc=(
-        "The plain backward of ``softmax_cross_entropy`` (logits (N, C), its cotangent g "
-        "divided by N for 'mean', class indices ``target``): ``(softmax(x) - onehot) * g`` "
-        "in one buffer, as ad.compile records it."
-    ),
-    example=(
-        "from autodiffx.nn.functional import _xent_back\n"
-        "_xent_back(ad.tensor([[0.0, 0.0]]), ad.tensor(1.0), target=np.array([0]))"
-    ),
-)
-
-
 def _xent_vjp(
     needs: Any, g: Any, out: Any, x: Any, target: Any = None, reduction: str = "mean"
 ) -> Any:
@@ -898,7 +873,8 @@ def _xent_vjp(
             # below is the same formula for recorded (higher-order) and batched passes.
             return (_xent_plain(x, g, target),)
         if STATE.mode & COMPILE and STATE.mode & NO_GRAD and not (x._tan or g._tan):
-            return (_xent_back(x, g, target=target),)  # (ad.compile: the plain formula)
+            # ad.compile records the plain formula as one step (the same bits as eager)
+            return (STATE.compiler.call(_xent_plain, [x, g, target], "cross_entropy's VJP"),)
     # One cotangent per sample ('none') or one for the total; either may carry batch axes.
     g = g[..., None] if reduction == "none" else g[..., None, None]
     return (_xent_grad(x, target) * g,)
