@@ -198,3 +198,37 @@ def test_train_cli_compile(tmp_path, capsys):
 def test_train_compile_refuses_lbfgs():
     with pytest.raises(ad.train.TrainError, match="lbfgs"):
         fit(TrainConfig(hidden=(8,), optimizer="lbfgs"), epochs=1, plot=False, compile=True)
+
+
+def test_a_scheduler_step_replays_and_one_with_an_argument_is_refused():
+    def run(compiled):
+        w = ad.tensor([1.0, -2.0], requires_grad=True)
+        opt = ad.optim.SGD([w], lr=0.5, momentum=0.9)
+        sched = ad.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)
+
+        def step(x):
+            opt.zero_grad()
+            ((w * x) ** 2).sum().backward()
+            opt.step()
+            sched.step()
+            return w * 1.0
+
+        f = ad.compile(step) if compiled else step
+        out = [f(np.array([0.5, 1.5 + k])).data for k in range(5)]
+        return out, opt.param_groups[0]["lr"], sched.last_epoch
+
+    (a, lr_a, ep_a), (b, lr_b, ep_b) = run(False), run(True)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert (lr_a, ep_a) == (lr_b, ep_b) == (0.5**6, 5)
+
+    w = ad.tensor([1.0], requires_grad=True)
+    opt = ad.optim.SGD([w], lr=0.5)
+    plateau = ad.optim.lr_scheduler.ReduceLROnPlateau(opt)
+
+    def with_metric(x):
+        loss = (w * x).sum()
+        plateau.step(loss)
+        return x
+
+    with pytest.raises(CompileError, match=r"ReduceLROnPlateau.step\(...\) with an argument"):
+        ad.compile(with_metric)(np.ones(1))

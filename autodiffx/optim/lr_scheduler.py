@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .._mode import COMPILE, STATE
 from .optimizer import Optimizer, _scalar
 
 __all__ = [
@@ -59,6 +60,16 @@ def _stepped_example(call: str, steps: int, rates: str, digits: int | None = 6) 
         return cls
 
     return decorate
+
+
+def _compiled(sched: Any, step: Callable[[], Any], *args: Any) -> bool:
+    """Under ``ad.compile``: a ``step()`` without arguments is recorded as an effect (the
+    replay calls it again), one with arguments is refused (they would be constants)."""
+    name = f"{type(sched).__name__}.step"
+    if any(a is not None for a in args):
+        STATE.compiler.write(None, f"{name}(...) with an argument (a scheduler step)")
+    STATE.compiler.effect(step, [], f"{name}()")
+    return True
 
 
 class LRScheduler:
@@ -135,6 +146,8 @@ class LRScheduler:
         >>> opt.param_groups[0]["lr"]
         0.5
         """
+        if STATE.mode & COMPILE and _compiled(self, self.step):
+            return
         self._step_count += 1
         self._update_lr()
 
@@ -445,6 +458,8 @@ class ReduceLROnPlateau(LRScheduler):
         >>> opt.param_groups[0]["lr"]
         0.5
         """
+        if STATE.mode & COMPILE:
+            _compiled(self, self.step, metrics)
         current = _scalar(metrics)
         self.last_epoch += 1
         if self._is_better(current, self.best):
@@ -631,6 +646,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def step(self, epoch: float | None = None) -> None:
         """Advance one epoch, or go to ``epoch`` (may be fractional)."""
+        if STATE.mode & COMPILE and _compiled(self, self.step, epoch):
+            return
         if epoch is None and self.last_epoch < 0:
             epoch = 0
         if epoch is None:
@@ -865,6 +882,8 @@ class SequentialLR(LRScheduler):
 
     def step(self) -> None:
         """Advance the scheduler in charge of the next epoch (restarting it at a milestone)."""
+        if STATE.mode & COMPILE and _compiled(self, self.step):
+            return
         self.last_epoch += 1
         idx = bisect.bisect_right(self._milestones, self.last_epoch)
         sched = self._schedulers[idx]
