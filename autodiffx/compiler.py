@@ -502,6 +502,19 @@ def _dels(steps: list[_Step], outs: list[_Var]) -> dict[int, list[str]]:
     return dels
 
 
+def _adopt_grads(steps: list[_Step], dels: dict[int, list[str]]) -> None:
+    """A gradient whose last use is its ``backward()`` effect is passed to the engine's
+    ``_accumulate`` itself, which (as in eager) makes it ``.grad`` without a copy when
+    nothing else holds it (its reference count: the program's local only)."""
+    for i, s in enumerate(steps):
+        if s.effect is None or s.effect[0] is not _accumulate_grad:
+            continue
+        g = s.args[1]
+        if type(g) is _Var and g.name in dels.get(i, ()):
+            s.effect = (_accumulate, *s.effect[1:])
+            s.args = [*s.args, _Obj(False)]
+
+
 def _region(
     err: Any, base: dict[str, str], k: int, ns: dict[str, Any]
 ) -> tuple[list[str], list[str]]:
@@ -524,6 +537,7 @@ def _generate(
     ns.update(quiet_enter=quiet_enter, quiet_exit=quiet_exit)
     _names(steps, inputs)
     dels = _dels(steps, [o for o in outs if type(o) is _Var])
+    _adopt_grads(steps, dels)
     lines = [f"def {fname}({', '.join(v.name for v in inputs)}):", "    # primal"]
     where: dict[int, _Step] = {}
     region: Any = None
