@@ -712,34 +712,34 @@ class Compiled:
                 datas.append(d)
             else:
                 k = tuple(key)
-                variants = self._cache.get(k)
-                if variants is not None:
-                    for v in variants:
-                        try:
-                            res = v.program.fn(*datas)
-                        except Exception as e:
-                            raise _replay_error(v.program, e) from e
-                        if res is not MISS:
-                            self._hit(k, v)
-                            return wrap(res[0]) if v.single else _outputs(v, res, args)
+                found = self._replay(k, datas)
+                if found is not None:
+                    v, res = found
+                    return wrap(res[0]) if v.single else _outputs(v, res, args)
                 return self._record(k, list(args), None, args, kwargs)
         return self._general(args, kwargs)
 
     def _general(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A call with keyword arguments, pytrees or other values."""
         key, leaves, treedef = _signature(args, kwargs)
-        variants = self._cache.get(key)
-        if variants is not None:
-            datas = _datas(leaves)
-            for v in variants:
-                try:
-                    res = v.program.fn(*datas)
-                except Exception as e:
-                    raise _replay_error(v.program, e) from e
-                if res is not MISS:
-                    self._hit(key, v)
-                    return _outputs(v, res, leaves)
+        if key in self._cache:
+            found = self._replay(key, _datas(leaves))
+            if found is not None:
+                return _outputs(found[0], found[1], leaves)
         return self._record(key, leaves, treedef, args, kwargs)
+
+    def _replay(self, key: Any, datas: list[Any]) -> tuple[_Variant, Any] | None:
+        """The first variant recorded for ``key`` whose guards hold on ``datas``, and its
+        results (None: no variant, or every guard failed: record again)."""
+        for v in self._cache.get(key, ()):
+            try:
+                res = v.program.fn(*datas)
+            except Exception as e:
+                raise _replay_error(v.program, e) from e
+            if res is not MISS:
+                self._hit(key, v)
+                return v, res
+        return None
 
     def _hit(self, key: Any, v: _Variant) -> None:
         self._hits += 1
