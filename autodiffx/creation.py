@@ -35,7 +35,7 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
         data = data.data
     elif type(data) is not np.ndarray and (why := refused(type(data))) is not None:
         raise TypeError(f"ad.tensor(data): {why}")
-    if is_foreign(data):  # (a Dask array is immutable: kept, not copied)
+    if type(data) is not np.ndarray and is_foreign(data):  # (Dask arrays are kept, not copied)
         return Tensor(data, dtype=dtype, requires_grad=requires_grad)
     return _make(np.array(data, dtype=dtype, copy=True), requires_grad)
 
@@ -59,7 +59,7 @@ def asarray(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor
         return data.astype(dtype)
     if type(data) is not np.ndarray and (why := refused(type(data))) is not None:
         raise TypeError(f"ad.asarray(data): {why}")
-    if is_foreign(data):
+    if type(data) is not np.ndarray and is_foreign(data):
         return Tensor(data, dtype=dtype, requires_grad=requires_grad)
     return _make(np.asarray(data, dtype=dtype), requires_grad)
 
