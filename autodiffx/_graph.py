@@ -190,15 +190,15 @@ def run_backward(
     which order, which targets), sweep the rules over it (:func:`_sweep`, which releases
     each node's saved values unless ``retain_graph``), deliver the leaves' gradients.
     """
-    if STATE.mode & COMPILE:  # ad.compile records the rules' ops
+    st = STATE  # (each attribute of the thread-local state costs a lookup: read each once)
+    if st.mode & COMPILE:  # ad.compile records the rules' ops
         if create_graph and accumulate:  # (a .grad that requires grad: refused)
-            STATE.compiler.write(None, "backward(create_graph=True) (which writes .grad)")
+            st.compiler.write(None, "backward(create_graph=True) (which writes .grad)")
         elif not create_graph:
             create_graph, record = True, False
     cts = _Cotangents(roots, seeds, create_graph, batch_ndim)
     plan = _Plan(cts.root_nodes, targets, stop_at_targets, order)
     record = create_graph if record is None else (create_graph and record)
-    st = STATE  # (each attribute of the thread-local state costs a lookup: read each once)
     prev_grad = st._grad_enabled
     # NOTE: rules evaluate silently where the derivative is infinite (sqrt at 0), as PyTorch;
     # detect_anomaly() is the tool that turns non-finite gradients into errors.
@@ -506,6 +506,8 @@ def _add(d: dict[Any, Any], key: Any, c: Any) -> None:
 
 def _raw(c: Any) -> Any:
     """A cotangent as an ndarray, or the Dask array it is (kept lazy)."""
+    if type(c) is np.ndarray:
+        return c
     return c if is_foreign(c) else np.asarray(c)
 
 
