@@ -133,9 +133,10 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     """
     who = "hvp"
     primals, tangents = tuple(primals), tuple(tangents)
-    if STATE.mode & COMPILE:  # ad.compile records the rules: jvp of grad, on Tensors
+    mode = STATE.mode  # (one read of the thread-local state for both checks)
+    if mode & COMPILE:  # ad.compile records the rules: jvp of grad, on Tensors
         return _hvp_composed(f, primals, tangents)
-    if STATE.mode & VMAP:  # inside ad.vmap: lowered to the whole batch (autodiffx._vmap)
+    if mode & VMAP:  # inside ad.vmap: lowered to the whole batch (autodiffx._vmap)
         low = STATE.vmap_lower("hvp", f, primals, tangents)
         if low is not NotImplemented:
             return low  # type: ignore[no-any-return]
