@@ -434,8 +434,9 @@ def _render(a: Any, ns: dict[str, Any]) -> str:
     return repr(a)
 
 
-def _step_lines(s: _Step, ns: dict[str, Any]) -> list[str]:
-    """The generated line(s) of one step: the call, a shape guard, a guard."""
+def _step_lines(s: _Step, ns: dict[str, Any], out: str | None = None) -> list[str]:
+    """The generated line(s) of one step: the call, a shape guard, a guard (``out``: the
+    dying operand the call writes into, see :func:`_reuse`)."""
     if s.guard is not None:
         op, data, what, _ = s.guard
         g = f"g_{len([k for k in ns if k.startswith('g_')])}"
@@ -459,6 +460,8 @@ def _step_lines(s: _Step, ns: dict[str, Any]) -> list[str]:
     assert s.prim is not None
     args = [_render(a, ns) for a in s.args]
     args += [f"{k}={_render(v, ns)}" for k, v in s.params.items()]
+    if out is not None:
+        args.append(f"out={out}")
     call = f"{_kernel_name(s.prim, ns)}({', '.join(args)})"
     names = ", ".join(v.name for v in s.outs)
     if len(s.outs) == 1 and s.prim.nout == 1:
@@ -502,6 +505,54 @@ def _dels(steps: list[_Step], outs: list[_Var]) -> dict[int, list[str]]:
     return dels
 
 
+#: Ufuncs whose every result is one correctly rounded IEEE operation: the same bits whatever
+#: loop NumPy runs (contiguous, strided, in place), so writing into an operand is exact.
+_EXACT = frozenset(
+    [np.add, np.subtract, np.multiply, np.divide, np.negative, np.positive, np.square, np.sqrt]
+)
+#: Buffers of at least this many bytes are reused (NumPy's own threshold for eliding the
+#: temporaries of ``a * b + c``): below it a fresh buffer costs less than the ``out=`` keyword.
+_REUSE_BYTES = 256 * 1024
+
+
+#: Library kernels whose result is always a new array (``power``'s fast paths: ``a * a``,
+#: ``a.copy()``, ``np.sqrt(a)``, else ``np.power``), like a ufunc's.
+_NEW_ARRAY = frozenset(["power"])
+
+
+def _plain_ufunc(s: _Step) -> bool:
+    """A step whose one result is a new array and that keeps no view of its operands: a
+    NumPy ufunc (or a kernel of ``_NEW_ARRAY``) without keywords."""
+    p = s.prim
+    return p is not None and (p.ufunc or p.name in _NEW_ARRAY) and p.nout == 1 and not s.params
+
+
+def _reuse(steps: list[_Step], dels: dict[int, list[str]]) -> dict[int, str]:
+    """Per step position, the operand whose buffer the step writes into (``out=``), as
+    hand-written NumPy does with ``a *= b``: the step is an exact real ufunc, and the
+    operand dies at it, has the output's shape and dtype (large), and is a buffer only the
+    program holds: made by a ufunc, and read by ufuncs only (no view of it, no effect)."""
+    users: dict[int, int] = {}
+    for s in steps:
+        for v in s.operands():
+            users[id(v)] = users.get(id(v), 0) + (0 if _plain_ufunc(s) else 1)
+    owned: set[int] = set()  # made by a ufunc step, read by ufunc steps only
+    reuse: dict[int, str] = {}
+    for i, s in enumerate(steps):
+        if not _plain_ufunc(s):
+            continue
+        o = s.outs[0].arr
+        if s.prim.kernel in _EXACT and o.dtype.kind == "f" and o.nbytes >= _REUSE_BYTES:
+            for a in s.args:
+                dies = type(a) is _Var and id(a) in owned and a.name in dels.get(i, ())
+                if dies and a.arr.shape == o.shape and a.arr.dtype == o.dtype:
+                    reuse[i] = a.name
+                    break
+        if not users.get(id(s.outs[0]), 0) and s.outs[0].arr.base is None:
+            owned.add(id(s.outs[0]))
+    return reuse
+
+
 def _adopt_grads(steps: list[_Step], dels: dict[int, list[str]]) -> None:
     """A gradient whose last use is its ``backward()`` effect is passed to the engine's
     ``_accumulate`` itself, which (as in eager) makes it ``.grad`` without a copy when
@@ -538,6 +589,7 @@ def _generate(
     _names(steps, inputs)
     dels = _dels(steps, [o for o in outs if type(o) is _Var])
     _adopt_grads(steps, dels)
+    reuse = _reuse(steps, dels)
     lines = [f"def {fname}({', '.join(v.name for v in inputs)}):", "    # primal"]
     where: dict[int, _Step] = {}
     region: Any = None
@@ -554,7 +606,7 @@ def _generate(
                 pad = "        "
             else:
                 lines.append("    # primal")
-        for ln in _step_lines(s, ns):
+        for ln in _step_lines(s, ns, reuse.get(i)):
             lines.append(pad + ln)
             where[len(lines)] = s
         if i in dels:
