@@ -1,7 +1,8 @@
 """Sizes, a seeded rng, and the workloads W1-W4 and W6 with their hand-written NumPy floors.
 
 The workload functions live here (not in ``bench_workloads.py``) so that the asv suite and the
-standalone ``ratios.py`` time exactly the same code.
+standalone ``ratios.py`` time exactly the same code: eager, compiled with ``ad.compile``
+(issue 14, with its nested-derivative case), and PyTorch's where it is installed.
 """
 
 from __future__ import annotations
@@ -176,6 +177,53 @@ def w4_compiled() -> Callable[[Any, Any], Any]:
     return ad.compile(ad.grad(w4_loss))
 
 
+def w3_loss(x: Any) -> Any:
+    """W3's ``sum(sin(x)*exp(-x**2) + x**3)`` as a function (for ``ad.grad``, ``ad.compile``)."""
+    return ad.sum(ad.sin(x) * ad.exp(-(x**2)) + x**3)
+
+
+def w3_compiled() -> Callable[[Any], Any]:
+    """W3's gradient compiled: ``ad.compile(ad.grad(w3_loss))``."""
+    return ad.compile(ad.grad(w3_loss))
+
+
+# ----- the nested derivative (issue 14): ad.grad of a function that calls ad.grad inside ----
+NESTED_SIZE = 10
+NESTED_LR = 0.1
+
+
+def nested_input() -> np.ndarray:
+    """The nested case's 10-element input."""
+    return np.linspace(-1.0, 1.0, NESTED_SIZE)
+
+
+def nested_inner(x: Any) -> Any:
+    """The inner objective ``sum(tanh(x) * x)``."""
+    return ad.sum(ad.tanh(x) * x)
+
+
+def nested_outer(x: Any) -> Any:
+    """One inner gradient step, then the objective there (nested optimisation): a function
+    that calls ``ad.grad`` inside. Its eager time is the denominator of the target."""
+    return nested_inner(x - NESTED_LR * ad.grad(nested_inner)(x))
+
+
+def nested_compiled() -> Callable[[Any], Any]:
+    """The nested case compiled: ``ad.compile(ad.grad(nested_outer))`` (second order)."""
+    return ad.compile(ad.grad(nested_outer))
+
+
+def nested_numpy_gradient(x: np.ndarray) -> np.ndarray:
+    """The nested case's gradient by hand (a check): y = x - lr g(x), df/dx = (I - lr H) g(y)
+    with g = tanh + x sech², H = diag(2 sech² (1 - x tanh))."""
+    t = np.tanh(x)
+    s = 1.0 - t * t
+    y = x - NESTED_LR * (t + x * s)
+    ty = np.tanh(y)
+    gy = ty + y * (1.0 - ty * ty)
+    return (1.0 - NESTED_LR * 2.0 * s * (1.0 - x * t)) * gy
+
+
 # ----- W2 MLP training step (and W6, its memory) ----------------------------------------------
 #: 784-256-256-10, tanh hidden layers, softmax cross-entropy on integer labels, batch 128.
 W2_SIZES = (784, 256, 256, 10)
@@ -261,6 +309,49 @@ def w2_numpy_step(params: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> Any
     return loss
 
 
+def w2_record(dtype: Any) -> Callable[[], Any]:
+    """A call that compiles W2's step from scratch (a new ``ad.compile`` and its first call:
+    recording, which runs the step once, and code generation): issue 14's compile time."""
+    x, y = w2_input(dtype)
+    model, opt = w2_model(dtype)
+
+    def record() -> Any:
+        return w2_compiled(model, opt)(x, y)
+
+    return record
+
+
+# ----- PyTorch CPU eager, beside the compiled workloads (None when torch is not installed) ---
+def torch_cases(threads: int = 1) -> dict[str, Callable[[], Any]] | None:
+    """PyTorch's W1 value and gradient, W3 gradient and W4 n=10 gradient, as calls returning
+    NumPy arrays (``threads`` intra-op threads); None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    x1 = torch.tensor(w1_input(), requires_grad=True)
+    x3 = torch.tensor(w3_input(), requires_grad=True)
+    a4, x4 = (torch.tensor(v) for v in w4_input(10))
+    x4.requires_grad_(True)
+
+    def w1() -> Any:
+        x = x1
+        for _ in range(W1_ROUNDS):
+            x = torch.exp(torch.tanh(x * W1_C + W1_C))
+        y = x.sum()
+        return y.detach().numpy(), torch.autograd.grad(y, x1)[0].numpy()
+
+    def w3() -> Any:
+        y = (torch.sin(x3) * torch.exp(-(x3**2)) + x3**3).sum()
+        return torch.autograd.grad(y, x3)[0].numpy()
+
+    def w4() -> Any:
+        return torch.autograd.grad(torch.tanh(a4 @ x4).sum(), x4)[0].numpy()
+
+    return {"w1": w1, "w3": w3, "w4": w4}
+
+
 # ----- W6 memory of one W2 float64 step ----------------------------------------------------
 MIB = 1 << 20
 
@@ -278,6 +369,17 @@ def _traced(fn: Callable[[Callable[[], int]], dict[str, int]]) -> dict[str, int]
     finally:
         tracemalloc.stop()
     return out
+
+
+def peak_bytes(fn: Callable[[], Any]) -> int:
+    """The most bytes ``fn()`` holds at once above the start (tracemalloc), after a warm call."""
+    fn()
+
+    def run(now: Callable[[], int]) -> dict[str, int]:
+        fn()
+        return {}
+
+    return _traced(run)["peak"]
 
 
 def w6_autodiffx_memory(model: Any, opt: Any, x: Any, y: Any) -> dict[str, int]:

@@ -23,6 +23,7 @@ settings a run can land in a state where one side page-faults on every step (±5
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -38,8 +39,10 @@ TARGETS = {
     "w1_nograd": "≤ 1.5× floor",
     "w3": "≤ 1.1× floor",
     "w4_10": "≤ 15 µs",
-    "w1_compiled": "≤ 1.3× floor",
-    "w4_10_compiled": "≤ 5 µs",
+    "w1_compiled": "≤ 1.3× floor, ≥ 3× faster than PyTorch",
+    "w3_compiled": "≤ 1.0× floor",
+    "w4_compiled": "≤ 5 µs",
+    "w2_compile": "≤ 50 ms",
     "w2": "≤ 1.05× floor",
     "w2_compiled": "≤ 1.0× floor",
     "w2_torch": "≤ 1× (never slower)",
@@ -131,7 +134,6 @@ def run_w1(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
         args.budget,
     )
     n = c.W1_OPS
-    t.update(_w2_compiled_times(c, args))
 
     def row(label: str, k: str, floor: str, target: str) -> list[str]:
         return [
@@ -390,59 +392,160 @@ def run_w4(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
     return rows
 
 
-def run_compiled(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
-    """``ad.compile`` (issue 14): W1's value and gradient, W4 n=10's gradient, compiled and
-    eager, beside the floors."""
+def _compiled_cases(c: Any, ad: Any) -> dict[str, Any]:
+    """W1, W3, W4 n=10 and the nested case compiled (recorded, then checked bit-identical to
+    eager), eager, and by hand."""
     import numpy as np
 
-    x = c.w1_input()
-    cw1 = c.w1_compiled()
-    cw1(x)  # records
-    want = c.w1_value_and_grad(x)
-    got = cw1(x)
-    if not all(np.array_equal(g.data, w.data) for g, w in zip(got, want)):
-        raise AssertionError("W1 compiled: the replay differs from eager")
-    a, x4 = c.w4_input(10)
-    cw4 = c.w4_compiled()
-    cw4(x4, a)
-    if not np.array_equal(cw4(x4, a).data, ad.grad(c.w4_loss)(x4, a).data):
-        raise AssertionError("W4 compiled: the replay differs from eager")
+    def same(name: str, got: Any, want: Any) -> None:
+        got, want = ad.func.tree_flatten(got)[0], ad.func.tree_flatten(want)[0]
+        if not all(np.array_equal(g.data, w.data) for g, w in zip(got, want, strict=True)):
+            raise AssertionError(f"{name} compiled: the replay differs from eager")
+
+    x1, x3, xn = c.w1_input(), c.w3_input(), c.nested_input()
+    a4, x4 = c.w4_input(10)
+    cw1, cw3, cw4, cn = c.w1_compiled(), c.w3_compiled(), c.w4_compiled(), c.nested_compiled()
+    g3, g4, gn = ad.grad(c.w3_loss), ad.grad(c.w4_loss), ad.grad(c.nested_outer)
+    calls = [(cw1, (x1,), c.w1_value_and_grad), (cw3, (x3,), g3), (cw4, (x4, a4), g4)]
+    for f, args, eager in [*calls, (cn, (xn,), gn)]:
+        f(*args)  # records
+        same(f.__name__, f(*args), eager(*args))
+    _check("nested", cn(xn).data, c.nested_numpy_gradient(xn), 1e-12)
+    return {
+        "w1c": lambda: cw1(x1),
+        "w1e": lambda: c.w1_value_and_grad(x1),
+        "w1np": lambda: c.w1_numpy_forward_backward(x1),
+        "w3c": lambda: cw3(x3),
+        "w3e": lambda: g3(x3),
+        "w3np": lambda: c.w3_numpy_gradient(x3),
+        "w4c": lambda: cw4(x4, a4),
+        "w4e": lambda: g4(x4, a4),
+        "w4np": lambda: c.w4_numpy_gradient(a4, x4),
+        "nc": lambda: cn(xn),
+        "ne": lambda: gn(xn),
+        "nf": lambda: c.nested_outer(xn),
+        "nnp": lambda: c.nested_numpy_gradient(xn),
+    }
+
+
+def _torch_compiled_cases(c: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """PyTorch eager's W1, W3, W4 n=10 (checked against the floors), {} without torch."""
+    cases = c.torch_cases(args.threads)
+    if cases is None:
+        return {}
+    _check("W1 (PyTorch)", cases["w1"]()[1], c.w1_numpy_forward_backward(c.w1_input())[1], 1e-12)
+    _check("W3 (PyTorch)", cases["w3"](), c.w3_numpy_gradient(c.w3_input())[1], 1e-9)
+    _check("W4 (PyTorch)", cases["w4"](), c.w4_numpy_gradient(*c.w4_input(10))[1], 1e-12)
+    return {f"{k}torch": f for k, f in cases.items()}
+
+
+def run_compiled(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
+    """``ad.compile`` (issue 14): W1-W4 compiled, eager and PyTorch's (when ``import torch``
+    works) beside the floors, the nested case, W2's compile time and W2's and W3's peaks."""
     t = measure(
-        {
-            "w1c": lambda: cw1(x),
-            "w1e": lambda: c.w1_value_and_grad(x),
-            "w1np": lambda: c.w1_numpy_forward_backward(x),
-            "w4c": lambda: cw4(x4, a),
-            "w4e": lambda: ad.grad(c.w4_loss)(x4, a),
-            "w4np": lambda: c.w4_numpy_gradient(a, x4),
-        },
+        {**_compiled_cases(c, ad), **_torch_compiled_cases(c, args)},
         args.repeat,
         args.min_time,
         args.budget,
     )
-    n = c.W1_OPS
     t.update(_w2_compiled_times(c, args))
+    n = c.W1_OPS
 
-    def row(label: str, k: str, floor: str, target: str) -> list[str]:
+    def row(label: str, k: str, floor: str, target: str = "", vs: str = "") -> list[str]:
+        if k not in t:
+            return [label, "(no torch)", _fmt(t[floor]), "", target]
         per = f" ({t[k] / n * 1e6:.2f} µs/op)" if k.startswith("w1") else ""
-        return [label, _fmt(t[k]) + per, _fmt(t[floor]), f"{t[k] / t[floor]:.2f}×", target]
+        ratio = f"{t[k] / t[floor]:.2f}×"
+        if vs:  # (PyTorch's row: how much faster the compiled one is)
+            ratio += f" (compiled {t[k] / t[vs]:.2f}× faster)"
+        return [label, _fmt(t[k]) + per, _fmt(t[floor]), ratio, target]
 
-    return [
-        row("W1 compiled value_and_grad", "w1c", "w1np", TARGETS["w1_compiled"]),
-        row("W1 eager value_and_grad (same run)", "w1e", "w1np", ""),
-        row("W4 n=10 compiled grad", "w4c", "w4np", TARGETS["w4_10_compiled"]),
-        row("W4 n=10 eager grad (same run)", "w4e", "w4np", ""),
-        *[
-            row(f"W2 {d} compiled step", f"w2c{d}", f"w2np{d}", TARGETS["w2_compiled"])
-            for d in c.W2_DTYPES
-        ],
-        *[row(f"W2 {d} eager step (same run)", f"w2e{d}", f"w2np{d}", "") for d in c.W2_DTYPES],
+    rows = []
+    for w, what in (("w1", "value_and_grad"), ("w3", "grad, x (1e6,)"), ("w4", "n=10 grad")):
+        rows += [
+            row(f"{w.upper()} compiled {what}", f"{w}c", f"{w}np", TARGETS[f"{w}_compiled"]),
+            row(f"{w.upper()} eager {what} (same run)", f"{w}e", f"{w}np"),
+            row(f"{w.upper()} PyTorch eager (same run)", f"{w}torch", f"{w}np", vs=f"{w}c"),
+        ]
+    for d in c.W2_DTYPES:
+        rows += [
+            row(f"W2 {d} compiled step", f"w2c{d}", f"w2np{d}", TARGETS["w2_compiled"]),
+            row(f"W2 {d} eager step (same run)", f"w2e{d}", f"w2np{d}"),
+            row(f"W2 {d} PyTorch eager (same run)", f"w2t{d}", f"w2np{d}", vs=f"w2c{d}"),
+        ]
+    rows += [
+        row("nested: compiled grad of f (f calls ad.grad), 10 elements", "nc", "nnp"),
+        row("nested: eager grad of f (same run)", "ne", "nnp"),
+        row("nested: compiled grad of f / eager f in the floor column", "nc", "nf", "≤ 10×"),
     ]
+    return rows + _compile_time_and_memory_rows(c, args)
+
+
+def _compile_time_and_memory_rows(c: Any, args: argparse.Namespace) -> list[list[str]]:
+    """W2's compile time (a fresh ``ad.compile`` and its first call, median of 10, beside the
+    eager step) and the tracemalloc peaks of W2's compiled step and W3's compiled gradient."""
+    import statistics
+    import time
+
+    rows = []
+    for d in c.W2_DTYPES:
+        record, x, y = c.w2_record(d), *c.w2_input(d)
+        model, opt = c.w2_model(d)
+        record()  # (a first recording warms lazy imports)
+        times = []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            record()
+            t1 = time.perf_counter()
+            c.w2_autodiffx_step(model, opt, x, y)
+            times.append((t1 - t0, time.perf_counter() - t1))
+        rec, step = (statistics.median(v) for v in zip(*times, strict=True))
+        rows.append(
+            [
+                f"W2 {d} compile time (eager step in the floor column)",
+                _fmt(rec),
+                _fmt(step),
+                f"{rec / step:.1f}×",
+                TARGETS["w2_compile"],
+            ]
+        )
+    for label, fn, floor in _peak_cases(c):
+        a, b = c.peak_bytes(fn), c.peak_bytes(floor)
+        mib = c.MIB
+        rows.append(
+            [label, f"{a / mib:.2f} MiB", f"{b / mib:.2f} MiB", f"{a / b:.2f}×", "≤ 1.0× floor"]
+        )
+    return rows
+
+
+def _peak_cases(c: Any) -> list[tuple[str, Any, Any]]:
+    """(label, compiled call, hand-written call) of the peaks measured."""
+    out = []
+    for d in c.W2_DTYPES:
+        x, y = c.w2_input(d)
+        model, opt = c.w2_model(d)
+        cstep = c.w2_compiled(model, opt)
+        cstep(x, y)
+        params = c.w2_numpy_params(model)
+        out.append(
+            (
+                f"W2 {d} peak of a compiled step (tracemalloc)",
+                lambda f=cstep, x=x, y=y: f(x, y),
+                lambda p=params, x=x, y=y: c.w2_numpy_step(p, x, y),
+            )
+        )
+    x3, cw3 = c.w3_input(), c.w3_compiled()
+    cw3(x3)
+    out.append(
+        ("W3 peak of the compiled gradient", lambda: cw3(x3), lambda: c.w3_numpy_gradient(x3))
+    )
+    return out
 
 
 def _w2_compiled_times(c: Any, args: argparse.Namespace) -> dict[str, float]:
-    """W2's step compiled, eager and hand-written, per dtype (checked: the compiled step's
-    loss and parameters equal eager's, bit for bit, after two steps)."""
+    """W2's step compiled, eager, hand-written and PyTorch's (if installed), per dtype
+    (checked: the compiled step's loss and parameters equal eager's, bit for bit, after two
+    steps)."""
     import numpy as np
 
     cases = {}
@@ -461,6 +564,8 @@ def _w2_compiled_times(c: Any, args: argparse.Namespace) -> dict[str, float]:
         cases[f"w2c{d}"] = lambda f=cstep, x=x, y=y: f(x, y)
         cases[f"w2e{d}"] = lambda m=m1, o=o1, x=x, y=y: c.w2_autodiffx_step(m, o, x, y)
         cases[f"w2np{d}"] = lambda p=params, x=x, y=y: c.w2_numpy_step(p, x, y)
+        if importlib.util.find_spec("torch") is not None:
+            cases[f"w2t{d}"] = _torch_w2_step(c, d)
     return measure(cases, args.repeat, args.min_time, args.budget)
 
 
