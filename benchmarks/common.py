@@ -183,8 +183,9 @@ def w3_loss(x: Any) -> Any:
 
 
 def w3_compiled() -> Callable[[Any], Any]:
-    """W3's gradient compiled: ``ad.compile(ad.grad(w3_loss))``."""
-    return ad.compile(ad.grad(w3_loss))
+    """W3's value and gradient compiled, ``ad.compile(ad.value_and_grad(w3_loss))``: what the
+    floor :func:`w3_numpy_gradient` computes."""
+    return ad.compile(ad.value_and_grad(w3_loss))
 
 
 # ----- the nested derivative (issue 14): ad.grad of a function that calls ad.grad inside ----
