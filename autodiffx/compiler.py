@@ -541,8 +541,8 @@ def _reuse(steps: list[_Step], dels: dict[int, list[str]]) -> dict[int, str]:
     for i, s in enumerate(steps):
         if not _plain_ufunc(s):
             continue
-        o = s.outs[0].arr
-        if s.prim.kernel in _EXACT and o.dtype.kind == "f" and o.nbytes >= _REUSE_BYTES:
+        o, kernel = s.outs[0].arr, s.prim.kernel if s.prim is not None else None
+        if kernel in _EXACT and o.dtype.kind == "f" and o.nbytes >= _REUSE_BYTES:
             for a in s.args:
                 dies = type(a) is _Var and id(a) in owned and a.name in dels.get(i, ())
                 if dies and a.arr.shape == o.shape and a.arr.dtype == o.dtype:
