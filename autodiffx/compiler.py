@@ -529,10 +529,13 @@ def _plain_ufunc(s: _Step) -> bool:
 
 
 def _reuse(steps: list[_Step], dels: dict[int, list[str]]) -> dict[int, str]:
-    """Per step position, the operand whose buffer the step writes into (``out=``), as
+    """Per step position, the ``out=`` argument writing into an operand's buffer, as
     hand-written NumPy does with ``a *= b``: the step is an exact real ufunc, and the
     operand dies at it, has the output's shape and dtype (large), and is a buffer only the
-    program holds: made by a ufunc, and read by ufuncs only (no view of it, no effect)."""
+    program holds: made by a ufunc, and read by ufuncs only (no view of it, no effect).
+    With two or more axes the buffer is used only if its strides are C's at replay: eager's
+    fresh result then has them too (another layout could change the order in which a later
+    reduction or matmul adds)."""
     users: dict[int, int] = {}
     for s in steps:
         for v in s.operands():
@@ -547,7 +550,9 @@ def _reuse(steps: list[_Step], dels: dict[int, list[str]]) -> dict[int, str]:
             for a in s.args:
                 dies = type(a) is _Var and id(a) in owned and a.name in dels.get(i, ())
                 if dies and a.arr.shape == o.shape and a.arr.dtype == o.dtype:
-                    reuse[i] = a.name
+                    c = np.empty(o.shape, o.dtype).strides  # (1-d: the only layout)
+                    check = f" if {a.name}.strides == {c!r} else None" if o.ndim > 1 else ""
+                    reuse[i] = a.name + check
                     break
         if not users.get(id(s.outs[0]), 0) and s.outs[0].arr.base is None:
             owned.add(id(s.outs[0]))

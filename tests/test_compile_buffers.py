@@ -92,6 +92,31 @@ def test_outputs_are_never_written_by_later_steps():
     assert _out_lines(cf) == ["v_3 = np.negative(v_2, out=v_2)"], cf.source
 
 
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x, y: ad.sum(x * 2.0 + y),
+        lambda x, y: ad.sum(ad.transpose(x) * 2.0 + y),  # an F-ordered intermediate
+        lambda x, y: (x * 2.0 + y) @ y,
+    ],
+    ids=["sum", "transposed", "matmul"],
+)
+def test_a_buffer_of_another_layout_is_not_written_into(fn):
+    # Eager's fresh result of (F-ordered) + (C-ordered) is C-ordered; an F-ordered buffer
+    # written into would make the sum or matmul after it add in another order.
+    rng = np.random.default_rng(2)
+    n = int(np.sqrt(BIG)) + 1
+    cf = ad.compile(fn)
+    cf(rng.standard_normal((n, n)), rng.standard_normal((n, n)))
+    assert any(f"strides == ({8 * n}, 8) else None" in ln for ln in _out_lines(cf)), cf.source
+    for layout in (np.ascontiguousarray, np.asfortranarray, lambda a: a[::-1]):
+        for _ in range(3):
+            x, y = layout(rng.standard_normal((n, n))), rng.standard_normal((n, n))
+            got, want = cf(x, y), fn(ad.tensor(x), ad.tensor(y))
+            assert np.array_equal(got.data, want.data)
+    assert cf.cache_info()["recordings"] == 1
+
+
 def test_a_training_step_with_large_activations_is_eagers():
     def make():
         model = nn.Sequential(nn.Linear(64, 512, rng=0), nn.Tanh(), nn.Linear(512, 10, rng=1))
