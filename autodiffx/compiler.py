@@ -712,16 +712,36 @@ def _names_of(f: Callable[..., Any], n: int, flat: bool) -> list[str]:
     return names
 
 
+_LEAF = tree_flatten(0)[1]  # (the structure of a single leaf)
+
+
 class _Variant:
     """One recorded program and how its results become ``f``'s return value."""
 
-    __slots__ = ("out_def", "outputs", "program", "single")
+    __slots__ = ("out_def", "outputs", "program", "rebuild")
 
     def __init__(self, program: _Program, outputs: list[Any], out_def: Any) -> None:
         self.program = program
         self.outputs = outputs  # per output leaf: ("r", j, raw) or ("in", i) or ("c", value)
         self.out_def = out_def
-        self.single = out_def == ("leaf",) and outputs[0][0] == "r" and not outputs[0][2]
+        #: ``(results, arguments) -> f's return value``: the common shapes without a walk
+        self.rebuild: Callable[[Any, Any], Any] = self._general
+        wrapped = all(o[0] == "r" and o[1] == j and not o[2] for j, o in enumerate(outputs))
+        if wrapped and out_def == _LEAF:
+            self.rebuild = _one_tensor
+        elif wrapped and out_def == (tuple, [_LEAF] * len(outputs)):
+            self.rebuild = _tensors
+
+    def _general(self, res: tuple[Any, ...], leaves: Any) -> Any:
+        return _outputs(self, res, leaves)
+
+
+def _one_tensor(res: tuple[Any, ...], leaves: Any) -> Tensor:
+    return wrap(res[0])
+
+
+def _tensors(res: tuple[Any, ...], leaves: Any) -> tuple[Tensor, ...]:
+    return tuple([wrap(r) for r in res])
 
 
 class Compiled:
@@ -770,10 +790,16 @@ class Compiled:
                 datas.append(d)
             else:
                 k = tuple(key)
-                found = self._replay(k, datas)
-                if found is not None:
-                    v, res = found
-                    return wrap(res[0]) if v.single else _outputs(v, res, args)
+                for v in self._cache.get(k, ()):
+                    try:
+                        res = v.program.fn(*datas)
+                    except Exception as e:
+                        raise _replay_error(v.program, e) from e
+                    if res is not MISS:
+                        self._hits += 1
+                        self._last = v
+                        self._cache.move_to_end(k)
+                        return v.rebuild(res, args)
                 return self._record(k, list(args), None, args, kwargs)
         return self._general(args, kwargs)
 
@@ -783,26 +809,26 @@ class Compiled:
         if key in self._cache:
             found = self._replay(key, _datas(leaves))
             if found is not None:
-                return _outputs(found[0], found[1], leaves)
+                return found[0].rebuild(found[1], leaves)
         return self._record(key, leaves, treedef, args, kwargs)
 
     def _replay(self, key: Any, datas: list[Any]) -> tuple[_Variant, Any] | None:
         """The first variant recorded for ``key`` whose guards hold on ``datas``, and its
         results (None: no variant, or every guard failed: record again)."""
-        for v in self._cache.get(key, ()):
+        variants = self._cache.get(key)
+        if variants is None:
+            return None
+        for v in variants:
             try:
                 res = v.program.fn(*datas)
             except Exception as e:
                 raise _replay_error(v.program, e) from e
             if res is not MISS:
-                self._hit(key, v)
+                self._hits += 1
+                self._last = v
+                self._cache.move_to_end(key)
                 return v, res
         return None
-
-    def _hit(self, key: Any, v: _Variant) -> None:
-        self._hits += 1
-        self._last = v
-        self._cache.move_to_end(key)
 
     @property
     def source(self) -> str:
@@ -932,7 +958,8 @@ def _variant(rec: _Recorder, fname: str, inputs: list[_Var], out: Any) -> _Varia
         else:
             spec.append(("r", len(outs), type(o) is np.ndarray))
             outs.append(op)
-    steps = _live(_fold(rec, {id(v) for v in outs}), [v for v in outs if type(v) is _Var])
+    steps = _simplify(_fold(rec, {id(v) for v in outs}), outs, np.geterr())
+    steps = _live(steps, [v for v in outs if type(v) is _Var])
     return _Variant(_build(fname, steps, inputs, outs), spec, out_def)
 
 
@@ -998,6 +1025,104 @@ def _fold(rec: _Recorder, keep: set[int]) -> list[_Step]:
                 continue
         kept.append(s)
     return kept
+
+
+def _simplify(steps: list[_Step], outs: list[Any], base: dict[str, str]) -> list[_Step]:
+    """Common subexpressions and copies: a step that repeats an earlier one (same kernel,
+    operands and parameters) reuses its result, and a copy (``alias``) that nothing can
+    write into is its operand. Exact: the same kernel on the same arrays gives the same bits.
+    Not across side effects (they may write into the operands), never for a step whose
+    result is an output (eager returns distinct arrays), and a repeat keeps its own
+    floating-point warnings unless it ran quiet (a derivative rule)."""
+    out_ids = {id(v) for v in outs}
+    effects = any(s.effect is not None and not s.effect[2] for s in steps)
+    uses: dict[int, int] = {}
+    for s in steps:
+        for v in s.operands():
+            uses[id(v)] = uses.get(id(v), 0) + 1
+    repl: dict[int, Any] = {}
+    seen: dict[Any, _Step] = {}
+    kept: list[_Step] = []
+    for s in steps:
+        if repl:
+            _substitute(s, repl)
+        if s.effect is not None and not s.effect[2]:
+            seen.clear()  # (an effect may write into what earlier steps read)
+        elif not effects and _is_copy(s, out_ids, uses):
+            repl[id(s.outs[0])] = s.args[0]
+            continue
+        elif s.prim is not None and not any(id(v) in out_ids for v in s.outs):
+            key = _step_key(s)
+            prev = seen.get(key) if key is not None else None
+            if prev is not None and _may_share(prev.err, s.err, base):
+                repl.update((id(a), b) for a, b in zip(s.outs, prev.outs, strict=True))
+                continue
+            if key is not None and prev is None:
+                seen[key] = s
+        kept.append(s)
+    outs[:] = [_subst(o, repl) for o in outs]
+    return kept
+
+
+def _substitute(s: _Step, repl: dict[int, Any]) -> None:
+    s.args = _subst(s.args, repl)
+    s.params = {k: _subst(v, repl) for k, v in s.params.items()}
+    if s.guard is not None:
+        s.guard = (_subst(s.guard[0], repl), *s.guard[1:])
+
+
+def _is_copy(s: _Step, out_ids: set[int], uses: dict[int, int]) -> bool:
+    """Whether ``s`` is an ``alias`` (a copy) whose operand can stand in for it: always
+    inside the program (nothing writes in place there); for an output, only an operand that
+    is a fresh array used by nothing else, so the output still owns its buffer."""
+    if s.prim is None or s.prim.name != "alias" or type(s.args[0]) not in (_Var, _Const):
+        return False
+    if id(s.outs[0]) not in out_ids:
+        return True
+    a = s.args[0]
+    fresh = type(a) is _Var and a.step is not None and a.step.prim is not None
+    return (
+        fresh
+        and not a.step.prim.view
+        and a.arr.base is None
+        and uses.get(id(a)) == 1
+        and id(a) not in out_ids
+    )
+
+
+def _step_key(s: _Step) -> Any:
+    """What makes two steps compute the same arrays (None: a step not to share)."""
+    try:
+        key = (s.prim, _key_of(s.args), tuple((k, _key_of(v)) for k, v in s.params.items()))
+        hash(key)
+    except TypeError:  # (an unhashable parameter: not shared)
+        return None
+    return key
+
+
+def _key_of(a: Any) -> Any:
+    if type(a) in (_Var, _Const, _Obj):
+        return (type(a), id(a))
+    if type(a) is _Seq:
+        return (_Seq, a.kind, tuple(_key_of(b) for b in a.items))
+    if type(a) in (list, tuple):
+        return (type(a), tuple(_key_of(b) for b in a))
+    if type(a) is float:
+        return (float, a.hex())  # (-0.0 and 0.0 differ)
+    if type(a) is slice:
+        return (slice, _key_of(a.start), _key_of(a.stop), _key_of(a.step))
+    return (type(a), a)
+
+
+def _may_share(first: Any, later: Any, base: dict[str, str]) -> bool:
+    """Whether a step recorded under error state ``later`` may reuse the result of one
+    recorded under ``first`` (None: the call's state ``base``): the same state, or a quiet
+    one (a derivative rule: no warning to lose) with the same underflow setting."""
+    if first == later:
+        return True
+    if later is None or {k: v for k, v in later.items() if k != "under"} != _QUIET_ERR:
+        return False
+    return later["under"] == (first or base)["under"]
 
 
 def _times_one(s: _Step, fixed: set[int], keep: set[int]) -> bool:

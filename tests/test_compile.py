@@ -328,3 +328,75 @@ def test_an_output_the_replay_cannot_rebuild_is_refused():
 
     with pytest.raises(CompileError, match="returned a Box"):
         ad.compile(lambda x: Box(x * 2))(np.ones(2))
+
+
+# ----- common subexpressions and copies -----------------------------------------------------
+def _hvp_sin(x, v):
+    return ad.hvp(lambda t: ad.sum(ad.sin(t) * t), (x,), (v,))
+
+
+def test_repeated_steps_are_computed_once():
+    cf = ad.compile(_hvp_sin)
+    x, v = ad.tensor(np.linspace(0.1, 1.0, 10)), ad.tensor(np.ones(10))
+    cf(x, v)
+    src = cf.source
+    # eager hvp computes cos(x) for the tangent and again in the backward rule, sin(x) in the
+    # forward and again for cos' derivative; the copies of the dual inputs are no steps
+    assert src.count("np.cos(") == 1 and src.count("np.sin(") == 1, src
+    assert "k_alias" not in src, src
+    y, w = ad.tensor(np.linspace(-2.0, 2.0, 10)), ad.tensor(np.arange(10.0))
+    _equal(cf(y, w), ad.compile(_hvp_sin)(y, w))  # (replayed against recorded on Tensors)
+
+
+def test_an_output_copy_keeps_its_own_buffer():
+    def fn(x, v):
+        y, t = ad.jvp(lambda s: ad.sin(s) * s, (x,), (v,))
+        return y, t, ad.jvp(lambda s: s, (x,), (v,))[0]
+
+    cf = ad.compile(fn)
+    x, v = ad.tensor(np.linspace(0.1, 1.0, 4)), ad.tensor(np.ones(4))
+    cf(x, v)
+    outs = cf(x, v)
+    _equal(outs, fn(x, v))
+    assert outs[2] is not x and not np.shares_memory(outs[2].data, x.data)
+    assert "k_alias(x)" in cf.source  # (an input's copy stays a copy)
+    assert not any(np.shares_memory(a.data, b.data) for a, b in [outs[:2], outs[1:], outs[::2]])
+
+
+def test_a_repeat_in_the_primal_keeps_its_warning():
+    def fn(x):
+        g = ad.grad(lambda s: ad.sum(ad.arcsin(s)))(x)  # x * x in a derivative rule (quiet)
+        return g, ad.sum(x * x)  # the same product in the primal: it warns on overflow
+
+    cf = ad.compile(fn)
+    x = ad.tensor(np.array([0.5, 1e200]))
+    with np.errstate(invalid="ignore"):
+        for _ in range(2):  # recorded, replayed
+            with pytest.warns(RuntimeWarning, match="overflow encountered in multiply"):
+                out = cf(x)
+    assert cf.source.count("np.multiply(x, x)") == 2
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning, match="overflow"):
+        want = fn(x)
+    for a, b in zip(out, want, strict=True):
+        np.testing.assert_array_equal(a.data, b.data)  # (nan equal to nan)
+
+
+def test_no_step_is_shared_across_a_side_effect():
+    p = ad.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    opt = ad.optim.SGD([p], lr=0.5)
+    q = p.detach()  # (p's buffer)
+
+    def step(x):
+        before = ad.sum(ad.exp(q * x))
+        opt.zero_grad()
+        ad.sum(p * x).backward()
+        opt.step()  # changes p (and q) in place
+        return before, ad.sum(ad.exp(q * x))
+
+    cf = ad.compile(step)
+    x = ad.tensor(np.array([0.5, 1.0]))
+    outs = [cf(x) for _ in range(3)]
+    assert cf.source.count("np.exp(") == 2, cf.source
+    p.data[...] = [1.0, 2.0]
+    for a, b in zip(outs, [step(x) for _ in range(3)], strict=True):
+        _equal(a, b)
