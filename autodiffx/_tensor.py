@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, overload
@@ -400,7 +401,17 @@ class Tensor:
         """
         if STATE.mode & COMPILE:
             STATE.compiler.write(self, "a read of .grad")
-        return self._grad
+        g = self._grad
+        if g is None and self._node is not None and self._rg and not self.retains_grad:
+            warnings.warn(
+                f"the .grad of a {self.dtype}{list(self.shape)} tensor that is not a leaf is "
+                "read: backward() fills .grad of leaves only, so it is None. Call "
+                ".retain_grad() on it before backward() to keep its gradient, or read the "
+                "gradient of a leaf (PyTorch warns alike)",
+                UserWarning,
+                stacklevel=2,
+            )
+        return g
 
     @grad.setter
     def grad(self, g: Any) -> None:

@@ -9,6 +9,7 @@ from PyTorch 2.13 and, in the tests marked oracle, against live PyTorch.
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -179,8 +180,24 @@ def test_retain_grad_fills_and_accumulates_like_pytorch():
     np.testing.assert_array_equal(y.grad.data, [12.0, 24.0])
     z.backward()
     np.testing.assert_array_equal(y.grad.data, [18.0, 36.0])
-    assert w.grad is None and y.grad.dtype == y.dtype and y.grad.is_leaf
+    with pytest.warns(UserWarning, match=r"float64\[2\] tensor that is not a leaf .* None"):
+        assert w.grad is None  # (PyTorch warns too)
+    assert y.grad.dtype == y.dtype and y.grad.is_leaf
     np.testing.assert_array_equal(x.grad.data, [36.0, 72.0])
+
+
+def test_grad_of_an_intermediate_warns_only_when_it_cannot_be_filled():
+    x, y, z = _chain()
+    with pytest.warns(UserWarning, match="retain_grad"):
+        assert y.grad is None  # before backward, too: it never will be filled
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert x.grad is None  # a leaf: filled by backward
+        assert (ad.tensor([1.0]) * 2).grad is None  # requires no grad
+        y.retain_grad()
+        assert y.grad is None  # retained: filled by the next backward
+        z.backward()
+        assert y.grad is not None
 
 
 def test_retain_grad_on_a_leaf_is_a_no_op():
