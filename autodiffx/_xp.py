@@ -166,6 +166,29 @@ def zeros_like(x: Any, shape: tuple[int, ...] | None = None) -> Any:
     return namespace(x).zeros(shape, dtype=x.dtype)
 
 
+def broadcast_like(g: Any, like: Any) -> Any:
+    """NumPy ``g`` broadcast to the shape and chunks of Dask array ``like``, lazily: each
+    chunk a task of its own (``g``, small, in it) that makes a broadcast view.
+
+    ``np.broadcast_to`` would make a data-sized view on the client, which Dask embeds in the
+    graph and pickles whole; and one task that all the chunks depend on makes Dask's
+    scheduler run the whole forward pass before any chunk's backward (holding every chunk)."""
+    import dask.array
+
+    g = np.asarray(g)
+    meta = np.empty((0,) * like.ndim, g.dtype)
+    return dask.array.map_blocks(
+        _broadcast_block, g=g, lead=like.ndim - g.ndim, chunks=like.chunks, dtype=g.dtype, meta=meta
+    )
+
+
+def _broadcast_block(g: Any, lead: int, block_info: Any = None) -> Any:
+    info = block_info[None]
+    where = info["array-location"][lead:]
+    idx = tuple(slice(None) if n == 1 else slice(*loc) for n, loc in zip(g.shape, where))
+    return np.broadcast_to(g[idx], info["chunk-shape"])
+
+
 def is_basic(idx: Any) -> bool:
     """Whether index ``idx`` is basic (integers, slices, ``...``, ``None``): no arrays."""
     items = idx if isinstance(idx, tuple) else (idx,)
@@ -175,15 +198,46 @@ def is_basic(idx: Any) -> bool:
 def scatter_add(g: Any, shape: tuple[int, ...], idx: Any) -> Any:
     """Zeros of ``shape`` with ``g`` added at ``idx``, for a Dask ``g`` and a basic index
     (the VJP of basic indexing: no duplicate positions, so an assignment); Dask has no
-    ``np.add.at``, so other indices are refused."""
+    ``np.add.at``, so other indices are refused. The zeros are chunked as ``g`` along the
+    axes that ``idx`` takes whole (``x[:, 0]``: the rows), so that no chunk moves."""
     if not is_basic(idx):
         raise TypeError(
             f"the gradient of indexing with {idx!r} (advanced indexing) is not supported on "
             "dask.array.Array operands yet; index with integers and slices"
         )
-    z = zeros_like(g, tuple(shape))
-    z[idx] = g
+    import dask.array
+
+    g, items = _without_new_axes(g, idx, len(shape))
+    chunks: list[Any] = []
+    k = 0  # g's axis of the next slice
+    for n, i in zip(shape, items):
+        whole = isinstance(i, slice) and i.indices(n) == (0, n, 1)
+        chunks.append(g.chunks[k] if whole else "auto")
+        k += not isinstance(i, int | np.integer)
+    z = dask.array.zeros(shape, dtype=g.dtype, chunks=tuple(chunks))
+    z[items] = g
     return z
+
+
+def _without_new_axes(g: Any, idx: Any, ndim: int) -> tuple[Any, tuple[Any, ...]]:
+    """``g`` (the cotangent of ``x[idx]``) without the axes that ``None`` entries of ``idx``
+    inserted (Dask's assignment does not take ``None``), and ``idx`` without them, one item
+    per axis of ``x`` (``...`` and the trailing axes spelled out as ``:``)."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    real = sum(i is not None and i is not Ellipsis for i in items)
+    if Ellipsis not in items:
+        items = (*items, Ellipsis)
+    full: list[Any] = []
+    for i in items:
+        full.extend([slice(None)] * (ndim - real) if i is Ellipsis else [i])
+    new, pos = [], 0
+    for i in full:
+        if i is None:
+            new.append(pos)
+        pos += not isinstance(i, int | np.integer)
+    if new:
+        g = g.squeeze(axis=tuple(new))
+    return g, tuple(i for i in full if i is not None)
 
 
 def compute(*arrays: Any) -> tuple[Any, ...]:

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .._registry import FUNCTION_MAP, apply, defprim
+from .._registry import FUNCTION_MAP, Meta, apply, defprim
 from .._tensor import Tensor
+from .._xp import broadcast_like, is_foreign
 from .elementwise import sqrt, where
 from .shape import neg_axis
 
@@ -50,10 +51,19 @@ def _sum_kernel(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     return np.sum(x, axis=axis, keepdims=keepdims)
 
 
+def _sum_vjp(g: Any, x: Any, axis: Any = None, keepdims: bool = False, *, nb: int) -> Any:
+    g = _keep(g, x, axis, keepdims, nb)
+    if type(x) is Meta or nb or not is_foreign(x) or is_foreign(g):
+        return (g,)
+    # NOTE: a NumPy cotangent (the mean's 1/n) reaching Dask data: broadcast lazily, chunked
+    # as the data, or the engine would broadcast it into a data-sized array on the client.
+    return (broadcast_like(g, x),)
+
+
 sum_ = defprim(
     "sum",
     _sum_kernel,
-    linear=lambda g, x, axis=None, keepdims=False, *, nb: (_keep(g, x, axis, keepdims, nb),),
+    linear=_sum_vjp,
     batch=lambda nb, x, axis=None, keepdims=False: sum_(
         x, axis=_neg(axis, x.ndim - nb), keepdims=keepdims
     ),
