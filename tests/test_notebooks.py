@@ -41,6 +41,7 @@ def test_there_are_notebooks():
         "04_function_layers.ipynb",
         "09_gradients_of_expectations.ipynb",
         "10_bayesian_inference.ipynb",
+        "11_dask_training.ipynb",
         "12_compile.ipynb",
     } <= names
 
