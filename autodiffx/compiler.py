@@ -572,14 +572,49 @@ def _adopt_grads(steps: list[_Step], dels: dict[int, list[str]]) -> None:
             s.args = [*s.args, _Obj(False)]
 
 
+def _quiet(err: Any, base: dict[str, str]) -> bool:
+    """Whether ``err`` is the derivative rules' error state (divide, overflow and invalid
+    ignored, underflow as in ``base``)."""
+    return (
+        err is not None
+        and {k: v for k, v in err.items() if k != "under"} == _QUIET_ERR
+        and err["under"] == base["under"]
+    )
+
+
+#: Steps on arrays below this size may be moved for fewer switches of the error state.
+_SMALL_BYTES = 8 * 1024
+
+
+def _schedule(steps: list[_Step], base: dict[str, str]) -> list[_Step]:
+    """Fewer switches between the primal and the derivative rules' error state (each costs
+    about as much as a small ufunc call): a derivative step on small arrays waits until a
+    step needs it, an effect comes, or the end, so primal steps after it run first. Values
+    are the same (the order of independent steps), each step keeps its error state; large
+    arrays keep the recorded order (their last uses, hence the peak memory, stay)."""
+    out: list[_Step] = []
+    waiting: list[_Step] = []
+    made: set[int] = set()
+    for s in steps:
+        small = all(v.arr.nbytes < _SMALL_BYTES for v in (*s.outs, *s.operands()))
+        if s.effect is None and small and _quiet(s.err, base):
+            waiting.append(s)
+            made.update(id(v) for v in s.outs)
+            continue
+        free = s.effect is None and s.err is None and small
+        if waiting and not (free and not any(id(v) in made for v in s.operands())):
+            out += waiting
+            waiting, made = [], set()
+        out.append(s)
+    return out + waiting
+
+
 def _region(
     err: Any, base: dict[str, str], k: int, ns: dict[str, Any]
 ) -> tuple[list[str], list[str]]:
     """The lines opening a run of steps recorded under another floating-point error state
     (derivative rules run with divide, overflow and invalid ignored), and the indent."""
-    if {k: v for k, v in err.items() if k != "under"} == _QUIET_ERR and err["under"] == base[
-        "under"
-    ]:
+    if _quiet(err, base):
         opening = ["# derivative rules (floating-point errors ignored, as in eager)"]
         return [*opening, "_q = quiet_enter()", "try:"], ["finally:", "    quiet_exit(_q)"]
     ns[f"e_{k}"] = err
@@ -959,7 +994,7 @@ def _variant(rec: _Recorder, fname: str, inputs: list[_Var], out: Any) -> _Varia
             spec.append(("r", len(outs), type(o) is np.ndarray))
             outs.append(op)
     steps = _simplify(_fold(rec, {id(v) for v in outs}), outs, np.geterr())
-    steps = _live(steps, [v for v in outs if type(v) is _Var])
+    steps = _schedule(_live(steps, [v for v in outs if type(v) is _Var]), np.geterr())
     return _Variant(_build(fname, steps, inputs, outs), spec, out_def)
 
 
@@ -970,6 +1005,7 @@ def _variant(rec: _Recorder, fname: str, inputs: list[_Var], out: Any) -> _Varia
 _CONST_REFS = 4  # _Const.value, the recorder's keep list, a local, getrefcount's argument
 _ARRAY_REFS = 3  # the Tensor's slot, a local, getrefcount's argument
 _VAR_REFS = 2  # _Var.arr, getrefcount's argument
+_BASE_REFS = 3  # the view's base, a local, getrefcount's argument
 
 
 def _unreachable(c: _Const, views: dict[int, int]) -> bool:
@@ -980,10 +1016,13 @@ def _unreachable(c: _Const, views: dict[int, int]) -> bool:
         return False
     if c.tensor:
         d = _SLOT.__get__(v, Tensor)
-        return (
-            type(d) is np.ndarray
-            and d.base is None
-            and sys.getrefcount(d) <= _ARRAY_REFS + views.get(id(d), 0)
+        if type(d) is not np.ndarray or sys.getrefcount(d) > _ARRAY_REFS + views.get(id(d), 0):
+            return False
+        b = d.base  # (a view, such as a row block of a Jacobian's basis: its base too)
+        return b is None or (
+            type(b) is np.ndarray
+            and b.base is None
+            and sys.getrefcount(b) <= _BASE_REFS + views.get(id(b), 0)
         )
     return type(v) is np.ndarray and v.base is None
 
@@ -1118,11 +1157,7 @@ def _may_share(first: Any, later: Any, base: dict[str, str]) -> bool:
     """Whether a step recorded under error state ``later`` may reuse the result of one
     recorded under ``first`` (None: the call's state ``base``): the same state, or a quiet
     one (a derivative rule: no warning to lose) with the same underflow setting."""
-    if first == later:
-        return True
-    if later is None or {k: v for k, v in later.items() if k != "under"} != _QUIET_ERR:
-        return False
-    return later["under"] == (first or base)["under"]
+    return first == later or _quiet(later, first or base)
 
 
 def _times_one(s: _Step, fixed: set[int], keep: set[int]) -> bool:

@@ -144,26 +144,52 @@ def _fixed_cost_calls() -> dict[str, Any]:
     }
 
 
+def _compiled_fixed_cost_calls() -> dict[str, Any]:
+    """The same transform calls inside ``ad.compile`` (recorded once here, then replayed)."""
+    x, v = np.linspace(0.1, 1.0, 10), np.ones(10)
+
+    def f(t: Any) -> Any:
+        return ad.sum(ad.sin(t) * t)
+
+    programs = {
+        "grad": (ad.compile(ad.grad(f)), (x,)),
+        "vjp": (ad.compile(lambda x: ad.vjp(f, x)[1](1.0)), (x,)),
+        "jvp": (ad.compile(lambda x, v: ad.jvp(f, (x,), (v,))), (x, v)),
+        "jacfwd": (ad.compile(ad.jacfwd(f)), (x,)),
+        "jacrev": (ad.compile(ad.jacrev(f)), (x,)),
+        "hvp": (ad.compile(lambda x, v: ad.hvp(f, (x,), (v,))), (x, v)),
+    }
+    calls = {}
+    for name, (cf, args) in programs.items():
+        cf(*args)  # (records)
+        calls[name] = lambda cf=cf, args=args: cf(*args)
+    return calls
+
+
 class TransformFixedCost:
     """The fixed cost of a transform call on a tiny input (issue 13: <= 8 µs over the bare
-    call of f on Tensors): the call's time, and its ratio to the bare call (paired)."""
+    call of f on Tensors), eager and inside ``ad.compile``: the call's time, and its ratio to
+    the bare eager call (paired)."""
 
-    params = [["grad", "vjp", "jvp", "jacfwd", "jacrev", "hvp"]]
-    param_names = ["transform"]
+    params = [["grad", "vjp", "jvp", "jacfwd", "jacrev", "hvp"], ["eager", "compiled"]]
+    param_names = ["transform", "mode"]
 
-    def setup(self, transform: str) -> None:
+    def setup(self, transform: str, mode: str) -> None:
         calls = _fixed_cost_calls()
-        self.call, self.bare = calls[transform], calls["bare"]
+        self.bare = calls["bare"]
+        if mode == "compiled":
+            calls = _compiled_fixed_cost_calls()
+        self.call = calls[transform]
 
-    def time_call(self, transform: str) -> None:
+    def time_call(self, transform: str, mode: str) -> None:
         self.call()
 
-    def track_ratio_to_bare(self, transform: str) -> float:
+    def track_ratio_to_bare(self, transform: str, mode: str) -> float:
         return paired_ratio(self.call, self.bare, number=200)
 
     track_ratio_to_bare.unit = "ratio"  # type: ignore[attr-defined]
 
-    def track_fixed_cost_us(self, transform: str) -> float:
+    def track_fixed_cost_us(self, transform: str, mode: str) -> float:
         """Median over back-to-back pairs of (call - bare call), in µs."""
         a, b, n = timeit.Timer(self.call), timeit.Timer(self.bare), 200
         diffs = [(a.timeit(n) - b.timeit(n)) / n * 1e6 for _ in range(15)]

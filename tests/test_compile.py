@@ -400,3 +400,44 @@ def test_no_step_is_shared_across_a_side_effect():
     p.data[...] = [1.0, 2.0]
     for a, b in zip(outs, [step(x) for _ in range(3)], strict=True):
         _equal(a, b)
+
+
+def _jvp_chain(x, v):
+    return ad.jvp(lambda s: ad.sum(ad.tanh(ad.sin(s) * s)), (x,), (v,))
+
+
+@pytest.mark.parametrize(("n", "regions"), [(10, 1), (2000, 4)])
+def test_derivative_steps_on_small_arrays_wait_for_one_quiet_region(n, regions):
+    # forward mode alternates primal and tangent steps; on small arrays the tangent steps
+    # are moved after the primal ones (one switch of the error state), large ones stay put
+    cf = ad.compile(_jvp_chain)
+    x, v = ad.tensor(np.linspace(0.1, 1.0, n)), ad.tensor(np.ones(n))
+    cf(x, v)
+    assert cf.source.count("quiet_enter()") == regions, cf.source
+    y, w = ad.tensor(np.linspace(-1.0, 3.0, n)), ad.tensor(np.arange(float(n)))
+    _equal(cf(y, w), ad.compile(_jvp_chain)(y, w))
+    _equal(cf(y, w), _jvp_chain(y, w))
+
+
+def test_a_primal_step_after_a_waiting_derivative_step_still_warns():
+    def fn(x, v):
+        y, t = ad.jvp(lambda s: ad.exp(s) * 2.0, (x,), (v,))
+        return y, t, ad.sum(ad.exp(x * 1000.0))  # overflows in the primal
+
+    cf = ad.compile(fn)
+    x, v = ad.tensor(np.array([0.5, 1.0])), ad.tensor(np.ones(2))
+    for _ in range(2):  # recorded, replayed
+        with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):
+            out = cf(x, v)
+    assert cf.source.count("quiet_enter()") == 1
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        _equal(out, fn(x, v))
+
+
+def test_the_basis_of_a_jacobian_is_folded():
+    cf = ad.compile(ad.jacrev(lambda s: ad.sum(ad.sin(s) * s)))
+    x = ad.tensor(np.linspace(0.1, 1.0, 10))
+    cf(x)
+    assert "t_0" not in cf.source and "broadcast_to" not in cf.source, cf.source
+    y = ad.tensor(np.linspace(-2.0, 1.0, 10))
+    _equal(cf(y), ad.jacrev(lambda s: ad.sum(ad.sin(s) * s))(y))
