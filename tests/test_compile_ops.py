@@ -1,5 +1,6 @@
-"""ad.compile on every OpSpec row: the compiled value and VJP, replayed on fresh inputs,
-equal eager ones bit for bit (``np.array_equal``)."""
+"""ad.compile on every OpSpec row: the compiled value, VJP, JVP and second order (reverse
+over reverse, ``ad.hvp``), recorded and replayed on fresh inputs, equal eager ones bit for bit
+(``np.array_equal``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from test_primitives import (
     DIFF,
     LIVE,
+    SMOOTH,
     _floating,
     _grads,
     _ids,
@@ -15,6 +17,7 @@ from test_primitives import (
     make_point,
     op_fun,
     rand_like,
+    rev,
 )
 
 import autodiffx as ad
@@ -42,6 +45,12 @@ RAW_FAST_PATH: dict[str, str] = {}
 #: the complex svd and eigh rules check that the loss does not depend on the free phase of
 #: the singular vectors or eigenvectors (an error otherwise, as PyTorch's).
 READS_VALUES = {("svd", np.complex128), ("eigh", np.complex128)}
+#: The same for the JVP, where the rows' own gauge fixing (``_phase`` in tests/op_specs.py:
+#: the index of each complex vector's largest entry, read from the values) is the read.
+JVP_READS_VALUES = {("svd", np.complex128), ("eigh", np.complex128)}
+#: And for reverse over reverse: the VJPs of the complex eigvalsh and svdvals are formed from
+#: eigh's and svd's vectors, whose derivative (the second order) checks the phase.
+SECOND_READS_VALUES = READS_VALUES | {("eigvalsh", np.complex128), ("svdvals", np.complex128)}
 
 
 def _same(a, b, what, ulps=False):
@@ -94,3 +103,75 @@ def test_compiled_forward_equals_eager(spec, rng):
         cf = ad.compile(lambda *xs, f=f: f(list(xs)))
         _same(cf(*p.xs), f(list(p.xs)), f"recording {p!r}")
         _same(cf(*q.xs), f(list(q.xs)), f"replay {q!r}")
+
+
+# ----- JVP and second order --------------------------------------------------------------------
+def _points(spec, dtype, rng):
+    """Per case: a point, and one with fresh values in its differentiated arguments only
+    (the replay's inputs); none for complex on a row exempt from it."""
+    if dtype is np.complex128 and "complex" in spec.exempt:
+        return []
+    out = []
+    for case in spec.cases:
+        p = make_point(spec, case, rng, dtype)
+        q = make_point(spec, case, rng, dtype)
+        q.args = [b if i in q.diff else a for i, (a, b) in enumerate(zip(p.args, q.args))]
+        out.append((p, q))
+    return out
+
+
+def _compiled_equals_eager(prog, first, second, what, reads):
+    """``ad.compile(prog)`` recorded on ``first`` and replayed on ``second`` equals eager; the
+    second call replays, or (``reads``: a rule reads values) may record again."""
+    cf = ad.compile(prog)
+    _same(cf(*first), prog(*first), f"recording {what}")
+    _same(cf(*second), prog(*second), f"replay {what}")
+    info = cf.cache_info()
+    assert info["hits"] + info["recordings"] == 2 and info["signatures"] == 1, what
+    assert info["hits"] == 1 or reads, f"{what}: recorded again ({info})"
+
+
+def _jvp(p, n):
+    f = op_fun(p)
+    return lambda *arrs: ad.jvp(lambda *xs: tuple(_floating(f(xs))), arrs[:n], arrs[n:])
+
+
+@pytest.mark.parametrize(("spec", "dtype"), _with_dtypes(DIFF))
+def test_compiled_jvp_equals_eager(spec, dtype, rng):
+    """``ad.jvp`` of the op (forward mode on dual Tensors, its JVP rules recorded)."""
+    for p, q in _points(spec, dtype, rng):
+        first, second = (
+            list(r.xs) + [rand_like(rng, x.shape, x.dtype) for x in r.xs] for r in (p, q)
+        )
+        reads = (spec.name, dtype) in JVP_READS_VALUES
+        _compiled_equals_eager(_jvp(p, len(p.diff)), first, second, f"JVP {p!r}", reads)
+
+
+def _grad_of_grad(p, n, nu):
+    """x, u, w -> the VJP with cotangents w of x, u -> J(x)^T u (reverse over reverse, as
+    ``test_second_order`` checks it): the gradients with respect to x and u."""
+    g = rev(op_fun(p), n)
+
+    def program(*arrs):
+        ts = [ad.Tensor(a, requires_grad=True) for a in arrs[: n + nu]]
+        return _grads(_floating(g(ts)), ts, list(arrs[n + nu :]))
+
+    return program
+
+
+def _gg_inputs(p, rng):
+    us = [rand_like(rng, o.shape, o.dtype) for o in _floating(op_fun(p)(list(p.xs)))]
+    ws = [rand_like(rng, x.shape, x.dtype) for x in p.xs]
+    return list(p.xs) + us + ws, len(us)
+
+
+SECOND = _with_dtypes([r for r in SMOOTH if r.order >= 2])
+
+
+@pytest.mark.parametrize(("spec", "dtype"), SECOND)
+def test_compiled_grad_of_grad_equals_eager(spec, dtype, rng):
+    for p, q in _points(spec, dtype, rng):
+        (first, nu), (second, _) = _gg_inputs(p, rng), _gg_inputs(q, rng)
+        reads = (spec.name, dtype) in SECOND_READS_VALUES
+        prog = _grad_of_grad(p, len(p.diff), nu)
+        _compiled_equals_eager(prog, first, second, f"grad of grad {p!r}", reads)

@@ -243,7 +243,8 @@ def _cumprod_vjp_exact(g: Any, x: Any, axis: int) -> Any:
 def _cumprod_jvp(tans: Any, out: Any, x: Any, axis: int) -> Any:
     t = tans[0]
     axis = neg_axis(axis, np.ndim(x))
-    if not np.any(np.asarray(x.data if isinstance(x, Tensor) else x) == 0):
+    zero = x == 0  # (as in the VJP: under ad.compile, a guard on where x is 0, not on x)
+    if not np.any(np.asarray(zero)):
         return out * np.cumsum(t / x, axis=axis)
     xm = np.moveaxis(x, axis, -1)
     tm = np.moveaxis(t, axis, -1)
