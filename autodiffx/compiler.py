@@ -212,11 +212,30 @@ class _Recorder:
         out = self.effect(fn, arrays, what, pure=True)
         return wrap(out)
 
-    def effect(self, fn: Callable[..., Any], args: list[Any], what: str, pure: bool = False) -> Any:
+    def draw(self, fn: Callable[..., Any], args: list[Any], what: str) -> np.ndarray:
+        """``fn(*args)``, an array drawn from a random generator (Dropout's mask): drawn now,
+        and replayed as the same call, in order, so that a replay draws from the same
+        ``Generator`` (advancing it) exactly as eager code would; its result is a value of
+        the program (never folded into a constant, never dropped even if unused)."""
+        out = self.effect(fn, args, what, returns=True)
+        if type(out) is not np.ndarray:
+            raise TypeError(f"ad.compile({self.who}): {what} drew a {type(out).__name__}")
+        return out  # type: ignore[no-any-return]
+
+    def effect(
+        self,
+        fn: Callable[..., Any],
+        args: list[Any],
+        what: str,
+        pure: bool = False,
+        returns: bool = False,
+    ) -> Any:
         """``fn(*args)``, a side effect on Python objects and arrays (``optimizer.step()``,
         ``zero_grad()``): run now without recording, and replayed as the same call, in order,
         at the same place of the program. ``args`` that are recorded values are passed the
-        replay's arrays; anything else is bound as it is (a Tensor as the object)."""
+        replay's arrays; anything else is bound as it is (a Tensor as the object). ``pure``:
+        a computation (dropped when unused); ``pure`` or ``returns``: its result (an array)
+        is a value of the program."""
         step = _Step(None, [], {}, _user_line())
         for a in args:
             v = self.vars.get(id(a)) if type(a) is np.ndarray else None
@@ -225,7 +244,7 @@ class _Recorder:
         if _extobj() is not self.ext:
             step.err = np.geterr()
         out = _unrecorded(fn, args)
-        if pure:
+        if pure or returns:
             var = _Var(out, step)
             self.vars[id(out)] = var
             step.outs.append(var)

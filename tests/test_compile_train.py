@@ -131,18 +131,87 @@ def test_cross_entropy_steps_replay_without_recording_again():
     assert cstep.cache_info()["recordings"] == 2
 
 
-def test_unsupported_side_effects_are_still_refused():
-    model = nn.Sequential(nn.Linear(4, 3, rng=0), nn.Dropout(0.5))
-    opt = ad.optim.SGD(model.parameters(), lr=0.1)
+def _dropout_setup(opt_name, dtype, seed):
+    model = nn.Sequential(
+        nn.Linear(4, 8, rng=0),
+        nn.Tanh(),
+        nn.Dropout(0.3, rng=seed),
+        nn.Linear(8, 8, rng=1),
+        nn.Dropout(0.5, rng=np.random.default_rng(seed + 1)),
+        nn.Linear(8, 3, rng=2),
+    )
+    for p in model.parameters():
+        p.data = p.data.astype(dtype)
+    opt = OPTIMIZERS[opt_name](model.parameters())
 
-    def step(x):
+    def step(x, y):
         opt.zero_grad()
-        model(x).sum().backward()
+        h = F.dropout(model(x), 0.2, rng=model[2].rng)  # (a third draw from one generator)
+        loss = F.cross_entropy(h, y)
+        loss.backward()
         opt.step()
-        return x
+        return loss
+
+    return model, opt, step
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_a_training_step_with_dropout_replays_the_generators_bit_for_bit(opt_name, dtype):
+    # The masks are drawn at every replay from the same Generators, in the same order, as
+    # eager: the same weights, gradients, optimizer state and generator states after 10 steps.
+    eager, compiled = _dropout_setup(opt_name, dtype, 7), _dropout_setup(opt_name, dtype, 7)
+    cstep = ad.compile(compiled[2])
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        x, y = rng.standard_normal((5, 4)).astype(dtype), rng.integers(0, 3, 5)
+        _assert_same(
+            _snapshot(eager[0], eager[1], eager[2](x, y)),
+            _snapshot(compiled[0], compiled[1], cstep(x, y)),
+        )
+        for k in (2, 4):
+            a, b = eager[0][k].rng.bit_generator.state, compiled[0][k].rng.bit_generator.state
+            assert a == b
+    assert cstep.cache_info() == {"hits": 9, "recordings": 1, "signatures": 1}
+    assert cstep.source.count("dropout's mask") == 3
+
+
+def test_dropout_draws_at_every_replay():
+    # A Generator advances, a seed draws the same mask at every call (as eager), None a fresh one.
+    x = np.ones(64)
+    for rng, same in ((np.random.default_rng(3), False), (3, True), (None, False)):
+        cf = ad.compile(lambda x, rng=rng: F.dropout(x, 0.5, rng=rng))
+        outs = [cf(x).data for _ in range(3)]
+        assert cf.cache_info()["hits"] == 2
+        assert all(np.array_equal(outs[0], o) == same for o in outs[1:])
+    g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
+    cf = ad.compile(lambda x: nn.functional.dropout2d(x, 0.5, rng=g1) * 2)
+    for _ in range(3):
+        got, want = (
+            cf(np.ones((2, 8, 1, 1))),
+            nn.functional.dropout2d(ad.ones((2, 8, 1, 1)), 0.5, rng=g2) * 2,
+        )
+        assert np.array_equal(got.data, want.data)
+    # an unused mask is still drawn (the generator advances as in eager)
+    g3, g4 = np.random.default_rng(6), np.random.default_rng(6)
+
+    def unused(x, g):
+        F.dropout(x, 0.5, rng=g)
+        return x * 2
+
+    cu = ad.compile(lambda x: unused(x, g3))
+    for _ in range(3):
+        cu(np.ones(4))
+        unused(ad.ones(4), g4)
+    assert g3.bit_generator.state == g4.bit_generator.state
+
+
+def test_unsupported_side_effects_are_still_refused():
+    def init_inside(x):  # a layer made inside: its weights would be the recording's
+        return nn.Linear(4, 3, rng=np.random.default_rng(0))(x)
 
     with pytest.raises(CompileError, match="random number generator"):
-        ad.compile(step)(np.ones((2, 4)))
+        ad.compile(init_inside)(np.ones((2, 4)))
 
     lin = nn.Linear(4, 3, rng=0)
     lbfgs = ad.optim.LBFGS(lin.parameters())

@@ -142,7 +142,7 @@ def dropout2d(input: Any, p: float = 0.5, training: bool = True, rng: Any = None
             [0., 0.],
             [0., 0.]])
     """
-    from .functional import as_generator
+    from .functional import _draw, _dropout_mask
 
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
@@ -157,5 +157,4 @@ def dropout2d(input: Any, p: float = 0.5, training: bool = True, rng: Any = None
     if p == 1.0:
         return x * 0
     dt = x.dtype if x.dtype.kind in "fc" else np.dtype(np.float64)
-    keep = as_generator(rng).random((*x.shape[:2], 1, 1)) >= p
-    return x * (keep * (1.0 / (1.0 - p))).astype(dt)
+    return x * _draw(_dropout_mask, rng, (*x.shape[:2], 1, 1), p, dt, what="dropout2d's mask")

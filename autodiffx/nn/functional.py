@@ -103,6 +103,10 @@ def as_generator(rng: Any) -> np.random.Generator:
     """
     if STATE.mode & COMPILE:
         STATE.compiler.write(None, "a random number generator")
+    return _generator(rng)
+
+
+def _generator(rng: Any) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or isinstance(rng, int | np.integer | np.random.SeedSequence):
@@ -110,6 +114,26 @@ def as_generator(rng: Any) -> np.random.Generator:
     raise TypeError(
         f"rng must be a numpy.random.Generator, an int seed or None, not {type(rng).__name__}"
     )
+
+
+def _drawn(fn: Any, rng: Any, *args: Any) -> np.ndarray:
+    return fn(_generator(rng), *args)  # type: ignore[no-any-return]
+
+
+def _draw(fn: Any, rng: Any, *args: Any, what: str = "a random draw") -> np.ndarray:
+    """``fn(generator, *args)``: an array drawn from ``rng`` (a Generator, advanced; an int
+    seed; or None, a fresh generator). Inside ``ad.compile`` the draw is a step of the
+    program: each replay draws again from the same ``rng``, in the same order, as eager code.
+    """
+    if STATE.mode & COMPILE:
+        return STATE.compiler.draw(_drawn, [fn, rng, *args], what)  # type: ignore[no-any-return]
+    return _drawn(fn, rng, *args)
+
+
+def _dropout_mask(gen: np.random.Generator, shape: Any, p: float, dt: Any) -> np.ndarray:
+    """Dropout's mask: 0 with probability ``p``, else ``1 / (1 - p)``, of dtype ``dt``."""
+    keep = gen.random(shape) >= p
+    return (keep * (1.0 / (1.0 - p))).astype(dt)  # type: ignore[no-any-return]
 
 
 # ----- primitives (stability needs their own rules) ----------------------------------------
@@ -552,8 +576,7 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, rng: Any = None) -> T
     if p == 1.0:
         return x * 0
     dt = x.dtype if x.dtype.kind in "fc" else np.dtype(np.float64)
-    keep = as_generator(rng).random(x.shape) >= p
-    return x * (keep * (1.0 / (1.0 - p))).astype(dt)
+    return x * _draw(_dropout_mask, rng, x.shape, p, dt, what="dropout's mask")
 
 
 # ----- linear layers -----------------------------------------------------------------------
