@@ -3,6 +3,8 @@ and errors at replay (every OpSpec row is in tests/test_compile_ops.py)."""
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -303,6 +305,48 @@ def test_errors_at_replay_name_the_users_line():
     cf(np.eye(2), np.ones(2))
     with pytest.raises(np.linalg.LinAlgError, match=r"Singular.*recorded at .*test_compile.py"):
         cf(np.zeros((2, 2)), np.ones(2))
+
+
+class _Scaled(ad.Function):
+    @staticmethod
+    def forward(ctx, x, m):
+        ctx.save_for_backward(m)
+        return x * 2.0
+
+    @staticmethod
+    def vjp(ctx, g):
+        (m,) = ctx.saved_tensors
+        return ad.linalg.solve(m, g), None  # the derivative's line the error names
+
+
+def test_errors_at_replay_in_a_derivative_name_the_users_line():
+    def f(x, m):
+        return ad.grad(lambda x: ad.sum(_Scaled.apply(x, m)))(x)
+
+    cf = ad.compile(f)
+    _equal(cf(X0[:2], np.eye(2)), f(ad.tensor(X0[:2]), ad.tensor(np.eye(2))))
+    assert "# derivative rules" in cf.source
+    src, first = inspect.getsourcelines(_Scaled.vjp)
+    line = first + next(i for i, ln in enumerate(src) if "linalg.solve" in ln)
+    where = rf"recorded at .*test_compile.py:{line} \(vjp\)"
+    with pytest.raises(
+        np.linalg.LinAlgError, match=r"Singular.*replaying 'v_\d+ = k_solve.*" + where
+    ):
+        cf(X0[:2], np.zeros((2, 2)))
+
+
+def test_every_step_is_recorded_at_the_users_line():
+    # the primal and the derivative rules' steps name the line in f that ran them
+    def f(x):
+        return ad.value_and_grad(lambda x: ad.sum(ad.tanh(x) * x))(x)  # this line
+
+    cf = ad.compile(f)
+    cf(X0)
+    prog = cf._last.program
+    line = f.__code__.co_firstlineno + 1
+    where = {s.where.rsplit("/", 1)[-1] for s in prog.lines.values()}
+    # the primal in the lambda, the derivative rules in f (where value_and_grad ran them)
+    assert where == {f"test_compile.py:{line} (<lambda>)", f"test_compile.py:{line} (f)"}
 
 
 def test_a_value_read_inside_an_op_written_in_python_is_a_guard():
