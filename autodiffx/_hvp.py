@@ -134,13 +134,16 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     who = "hvp"
     primals, tangents = tuple(primals), tuple(tangents)
     mode = STATE.mode  # (one read of the thread-local state for both checks)
-    if mode & COMPILE:  # ad.compile records the rules: jvp of grad, on Tensors
-        return _hvp_composed(f, primals, tangents)
-    if mode & VMAP:  # inside ad.vmap: lowered to the whole batch (autodiffx._vmap)
+    compiling = mode & COMPILE  # ad.compile records the sweep, run on Tensors
+    if mode & VMAP and not compiling:  # inside ad.vmap: lowered to the whole batch
         low = STATE.vmap_lower("hvp", f, primals, tangents)
         if low is not NotImplemented:
             return low  # type: ignore[no-any-return]
-    arrays = _array_pairs(primals, tangents)
+    # (ad.compile: a tangent cast to its primal's dtype takes the general path, which records
+    # the cast)
+    arrays = (
+        _array_pairs(primals, tangents) if not compiling or _uncast(primals, tangents) else None
+    )
     pairs_leaves = None
     if arrays is not None:  # every argument one array: no pytree to walk or rebuild
         flat, seeds = arrays
@@ -156,15 +159,25 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
         args, leaves = _dual_args(pairs, variable)
         flat = [x for xs in leaves for x in xs]
         seeds = [
-            t.data if t.dtype == p.dtype else t.data.astype(p.dtype)
+            t.data if t.dtype == p.dtype else _cast(t, p.dtype, compiling)
             for _, pts in pairs
             for p, t in pts
         ]
         pairs_leaves = (pairs, leaves)
     try:
-        return _hvp_recorded(f, args, flat, seeds, primals, tangents, pairs_leaves)
+        return _hvp_recorded(f, args, flat, seeds, primals, tangents, pairs_leaves, compiling)
     finally:
         _retire(flat)
+
+
+def _uncast(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> bool:
+    """Whether each primal and its tangent have one dtype (or are not arrays)."""
+    return all(getattr(p, "dtype", 0) == getattr(t, "dtype", 0) for p, t in zip(primals, tangents))
+
+
+def _cast(t: Tensor, dtype: Any, compiling: int) -> np.ndarray:
+    """A tangent's array cast to its primal's dtype (under ``ad.compile``, a recorded op)."""
+    return t.astype(dtype).data if compiling else t.data.astype(dtype)  # type: ignore[no-any-return]
 
 
 def _hvp_recorded(
@@ -175,8 +188,10 @@ def _hvp_recorded(
     primals: tuple[Any, ...],
     tangents: tuple[Any, ...],
     pairs_leaves: Any,
+    compiling: int = 0,
 ) -> tuple[Any, Any]:
-    """:func:`hvp` from the variables ``flat`` (in ``args``) and their tangents ``seeds``."""
+    """:func:`hvp` from the variables ``flat`` (in ``args``) and their tangents ``seeds``
+    (``compiling``: under ``ad.compile``, the sweep runs on Tensors)."""
     who = "hvp"
     st = STATE
     prev, grad = st._scope, st._grad_enabled
@@ -210,7 +225,12 @@ def _hvp_recorded(
     hs: list[Any] | None = [None] * len(flat)
     leaked = scope.leaked or (y._rg and (y._node or y) not in scope.inside)
     if y._node is not None and not leaked:
-        hs = run_hvp(y, flat, seeds, scope.order)
+        order = scope.order
+        hs = (
+            _run_hvp_on_tensors(y, flat, seeds, order)
+            if compiling
+            else run_hvp(y, flat, seeds, order)
+        )
     if y._node is not None and (leaked or hs is None):
         hs = _hvp_on_duals(y, flat, seeds, scope, record=leaked)
     assert hs is not None
@@ -293,6 +313,31 @@ def run_hvp(
     return result
 
 
+def _run_hvp_on_tensors(
+    root: Tensor, targets: Sequence[Tensor], seeds: Sequence[Any], order: list[Node]
+) -> list[Any] | None:
+    """:func:`run_hvp` under ``ad.compile``: the same sweep, the same rules, on Tensors (the
+    nodes' saved values and the seeds wrapped), so that the recorder sees each of the
+    sweep's operations, as it sees a backward pass's rules; a replay then computes what the
+    eager sweep computes, bit for bit."""
+    if STATE._anomaly or any(c.hooks or c.prim.rule.needs_tensors for c in order):
+        return None  # (as run_hvp: the caller replays the tangents on dual Tensors)
+    for n in order:
+        if n.args is not None:
+            n.datas = [
+                a if isinstance(a, Tensor) else wrap(d) if type(d) is np.ndarray else d
+                for a, d in zip(n.args, n.datas)
+            ]
+            n.out = tuple(map(wrap, n.out)) if n.multi else wrap(n.out)
+    st = STATE
+    grad = st.grad_enabled
+    st.grad_enabled = False  # (the rules' Tensors build no graph)
+    try:
+        return run_hvp(root, targets, [wrap(s) for s in seeds], order)
+    finally:
+        st.grad_enabled = grad
+
+
 def _send_pairs(
     node: Node,
     cs: Sequence[Any],
@@ -312,7 +357,7 @@ def _send_pairs(
         if ct is not None and (
             type(ct) is not np.ndarray or ct.shape != shape or ct.dtype != dtype
         ):
-            ct = fit(np.asarray(ct), shape, dtype)
+            ct = fit(ct if type(ct) is Tensor else np.asarray(ct), shape, dtype)
         if type(child) is not Node:  # a target: its tangent only
             if ct is not None:
                 j = index[child]
@@ -324,7 +369,7 @@ def _send_pairs(
             and (type(c) is not np.ndarray or c.shape != shape or c.dtype != dtype)
             and not _stays_0d(c, dtype, child)
         ):
-            c = fit(np.asarray(c), shape, dtype)
+            c = fit(c if type(c) is Tensor else np.asarray(c), shape, dtype)
         if child.multi:
             _add_pair(grads, child, k, c)
             _add_pair(gtans, child, k, ct)
@@ -356,9 +401,12 @@ def _stays_0d(c: Any, dtype: Any, child: Node) -> bool:
 
 
 def _fit(c: Any, shape: tuple[int, ...], dtype: Any) -> Any:
-    """:func:`fit` for raw results, skipped when shape and dtype already match."""
+    """:func:`fit` for raw results (Tensors under ``ad.compile``), skipped when shape and
+    dtype already match."""
     if type(c) is np.ndarray and c.shape == shape and c.dtype == dtype:
         return c
+    if type(c) is Tensor:
+        return c if c.shape == shape and c.dtype == dtype else fit(c, shape, dtype)
     return fit(np.asarray(c), shape, dtype)
 
 
@@ -486,9 +534,13 @@ def _pair_on_duals(
     """:meth:`_Sweep.dual`: the cotangents and their tangents from one VJP on dual Tensors."""
 
     def dual(value: Any, tangent: Any) -> Tensor:
+        if type(value) is Tensor:  # (ad.compile: the sweep's values are Tensors)
+            if tangent is None:
+                return value
+            value = value.data
         t = wrap(np.asarray(value))
         if tangent is not None:
-            t._tan = {level: wrap(np.asarray(tangent))}
+            t._tan = {level: tangent if type(tangent) is Tensor else wrap(np.asarray(tangent))}
         return t
 
     args = [
@@ -507,15 +559,16 @@ def _pair_on_duals(
         gd = dual(g, gt)
         out = dual(node.out, sweep.out(node))
     res = node.prim.vjp(node.edges, gd, out, args, node.params)
+    raw = not STATE.mode & COMPILE  # (ad.compile: the values stay Tensors, recorded)
     cs, cts = [], []
     for c in res:
         if c is None:
             cs.append(None)
             cts.append(None)
         elif isinstance(c, Tensor):
-            cs.append(c.data)
+            cs.append(c.data if raw else wrap(c.data))
             t = c._tan.get(level) if c._tan is not None else None
-            cts.append(None if t is None else t.data)
+            cts.append(None if t is None else t.data if raw else wrap(t.data))
         else:
             cs.append(c)
             cts.append(None)

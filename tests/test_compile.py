@@ -54,13 +54,68 @@ def test_transforms_replay_as_eager(fn, nargs):
     assert cf.cache_info() == {"hits": 2, "recordings": 1, "signatures": 1}
 
 
-def test_hvp_compiled_is_forward_over_reverse_on_tensors():
-    # The eager hvp sweeps raw arrays with its own pair rules; recorded, it is jvp of grad.
+def test_hvp_compiled_is_the_eager_sweep_bit_for_bit():
+    # The eager hvp sweeps the recording with its pair rules (second derivatives such as
+    # sin's -sin); recorded, the same sweep runs on Tensors: the same operations, the same
+    # bits (jvp of grad would differ in the last bits). A pytree or a tangent of another
+    # dtype takes jvp of grad, as the eager hvp's general path does not.
     cf = ad.compile(lambda x, v: ad.hvp(f, (x,), (v,)))
-    cf(X0, V)
-    got, want = cf(X1, V), ad.hvp(f, (X1,), (V,))
-    np.testing.assert_allclose(got[1].data, want[1].data, rtol=1e-15)
+    for x in (X0, X1, -X0):
+        _equal(cf(x, V), ad.hvp(f, (x,), (V,)))
+    assert cf.cache_info() == {"hits": 2, "recordings": 1, "signatures": 1}
     assert "np.cos" in cf.source and "np.sin" in cf.source
+    tanh3 = lambda x: ad.sum(ad.tanh(x) ** 3)
+    ct = ad.compile(lambda x, v: ad.hvp(tanh3, (x,), (v,)))
+    for x in (X0, X1):
+        _equal(ct(x, V), ad.hvp(tanh3, (x,), (V,)))
+    composed = ad.jvp(ad.grad(tanh3), (X1,), (V,))[1]
+    assert not np.array_equal(ct(X1, V)[1].data, composed.data)  # (the sweep's own rules)
+
+
+class _Cube(ad.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def vjp(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x**2 * g
+
+    @staticmethod
+    def jvp(ctx, t):
+        (x,) = ctx.saved_tensors
+        return 3 * x**2 * t
+
+
+def test_hvp_of_pytrees_and_cast_tangents_compiled_equal_eager():
+    def s(p):
+        return ad.sum(ad.tanh(p["a"]) ** 2 * p["b"])
+
+    def h(a, b, v, w):
+        return ad.hvp(s, ({"a": a, "b": b},), ({"a": v, "b": w},))
+
+    cf = ad.compile(h)
+    for x in (X0, X1, -X0):
+        args = (x, X1 * 2, V, V.astype(np.float32))  # (a float32 tangent: cast, recorded)
+        _equal(cf(*args), h(*args))
+    assert cf.cache_info()["hits"] == 2
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: ad.sum(_Cube.apply(x) * ad.sin(x)),  # a custom Function: on dual Tensors
+        lambda x: ad.sum(ad.tanh(x * W) ** 2),  # a closure that requires grad: on duals too
+    ],
+    ids=["function", "closure"],
+)
+def test_hvp_general_paths_compiled_equal_eager(fn):
+    cf = ad.compile(lambda x, v: ad.hvp(fn, (x,), (v,))[1].detach())
+    for x in (X0[:2], X1[:2]):
+        _equal(cf(x, V[:2]), ad.hvp(fn, (x,), (V[:2],))[1].detach())
+    assert cf.cache_info()["hits"] == 1
 
 
 def test_pytrees_scalars_and_kwargs():
