@@ -9,7 +9,7 @@ import numpy as np
 from ._convert import check_conversion, refused
 from ._mode import COMPILE, STATE
 from ._registry import FUNCTION_MAP
-from ._tensor import Tensor
+from ._tensor import Tensor, wrap
 from ._xp import compute as xp_compute
 from ._xp import is_foreign
 
@@ -246,8 +246,6 @@ def randn(*size: Any, rng: Any = None, dtype: Any = float, requires_grad: bool =
 
 
 def _random(name: str, draw: Any, size: Any, rng: Any, dtype: Any, requires_grad: bool) -> Tensor:
-    if STATE.mode & COMPILE:
-        STATE.compiler.write(None, f"ad.{name} (a random number generator)")
     shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], tuple | list) else size
     dt = np.dtype(dtype)
     if dt.kind not in "fc":
@@ -255,12 +253,25 @@ def _random(name: str, draw: Any, size: Any, rng: Any, dtype: Any, requires_grad
             f"ad.{name}(dtype={dt}): a float or complex dtype is needed; for integers use "
             "numpy.random.Generator.integers and ad.tensor"
         )
+    if not (
+        rng is None
+        or isinstance(rng, np.random.Generator | int | np.integer | np.random.SeedSequence)
+    ):
+        raise TypeError(
+            f"ad.{name}: rng must be a numpy.random.Generator, an int seed or None, not "
+            f"{type(rng).__name__}"
+        )
+    if STATE.mode & COMPILE:  # a step that draws again at every replay, from the same rng
+        if requires_grad:
+            STATE.compiler.write(None, f"ad.{name}(requires_grad=True) (a new leaf)")
+        arr = STATE.compiler.draw(_draw, [name, draw, shape, rng, dt], f"ad.{name}")
+        return wrap(arr)  # (its array, the program's value: not a copy)
+    return _make(_draw(name, draw, shape, rng, dt), requires_grad)
+
+
+def _draw(name: str, draw: Any, shape: Any, rng: Any, dt: np.dtype) -> np.ndarray:
+    """The samples of :func:`rand` or :func:`randn` of dtype ``dt``."""
     if not isinstance(rng, np.random.Generator):
-        if not (rng is None or isinstance(rng, int | np.integer | np.random.SeedSequence)):
-            raise TypeError(
-                f"ad.{name}: rng must be a numpy.random.Generator, an int seed or None, not "
-                f"{type(rng).__name__}"
-            )
         rng = np.random.default_rng(rng)
     part = np.dtype(dt.char.lower()) if dt.kind == "c" else dt  # F -> f, D -> d, G -> g
     native = part if part in (np.float32, np.float64) else np.dtype(np.float64)
@@ -271,7 +282,7 @@ def _random(name: str, draw: Any, size: Any, rng: Any, dtype: Any, requires_grad
         arr = pair[..., 0] + 1j * pair[..., 1]
         if name == "randn":
             arr *= np.sqrt(0.5)
-    return _make(arr.astype(dt, copy=False), requires_grad)
+    return arr.astype(dt, copy=False)  # type: ignore[no-any-return]
 
 
 def _like_override(fn: Any) -> Any:
