@@ -1263,8 +1263,10 @@ def compile(f: Callable[..., Any]) -> Compiled:
     ``ad.value_and_grad``, ``ad.hvp`` …) are recorded through: their derivative rules become
     ordinary steps. Every read of a value while recording (``bool(t)``, ``float(t)``,
     ``t.item()``, ``t.tolist()``, ``t.data`` …) is a guard: a replay whose value differs
-    records another variant. Side effects (in-place writes, ``backward()``, ``.grad``,
-    random numbers) and outputs that require grad raise :class:`CompileError`. Inside an
+    records another variant. A training step's ``backward()``, ``zero_grad()`` and
+    ``optimizer.step()``, and random draws (Dropout's masks, ``ad.rand``), are replayed as
+    eager runs them; other side effects (in-place writes, reads of ``.grad``) and outputs
+    that require grad raise :class:`CompileError`. Inside an
     evaluation trace, a dual level or ``detect_anomaly()``, ``f`` runs eagerly. ``cf.source``
     is the generated code.
 
