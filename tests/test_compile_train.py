@@ -176,6 +176,10 @@ def test_a_training_step_with_dropout_replays_the_generators_bit_for_bit(opt_nam
     assert cstep.source.count("dropout's mask") == 3
 
 
+def _assert_equal_tensors(a, b):
+    assert a.dtype == b.dtype and np.array_equal(a.data, b.data)
+
+
 def test_dropout_draws_at_every_replay():
     # A Generator advances, a seed draws the same mask at every call (as eager), None a fresh one.
     x = np.ones(64)
@@ -192,6 +196,16 @@ def test_dropout_draws_at_every_replay():
             nn.functional.dropout2d(ad.ones((2, 8, 1, 1)), 0.5, rng=g2) * 2,
         )
         assert np.array_equal(got.data, want.data)
+    # two draws with the same arguments are two draws (never shared as one step)
+    g5, g6 = np.random.default_rng(8), np.random.default_rng(8)
+
+    def twice(x, g):
+        return F.dropout(x, 0.5, rng=g) + F.dropout(x, 0.5, rng=g)
+
+    ct = ad.compile(lambda x: twice(x, g5))
+    for _ in range(3):
+        _assert_equal_tensors(ct(np.ones(64)), twice(ad.ones(64), g6))
+    assert ct.source.count("dropout's mask") == 2
     # an unused mask is still drawn (the generator advances as in eager)
     g3, g4 = np.random.default_rng(6), np.random.default_rng(6)
 
