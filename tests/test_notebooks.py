@@ -23,6 +23,9 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ALL = sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
 BUDGET = 60.0  # seconds per notebook
+# NOTE: the Dask notebook's point is a data set ten times a worker's memory (2.6 GB made and
+# read by two worker processes): 54 s alone on this 2-core machine, more beside other tests.
+BUDGETS = {"11_dask_training": 120.0}
 
 
 def _load_build():
@@ -178,4 +181,5 @@ def test_notebook_runs_in_a_kernel(path, tmp_path, monkeypatch):
     if os.environ.get("NB_FIG_DIR"):
         for k, png in enumerate(figures):
             (Path(os.environ["NB_FIG_DIR"]) / f"{path.stem}_{k}.png").write_bytes(png)
-    assert seconds < BUDGET, f"{path.name} took {seconds:.0f} s (budget {BUDGET:.0f} s)"
+    budget = BUDGETS.get(path.stem, BUDGET)
+    assert seconds < budget, f"{path.name} took {seconds:.0f} s (budget {budget:.0f} s)"
