@@ -17,13 +17,16 @@ import numpy as np
 
 from . import creation as _creation
 from ._graph import _accumulate
-from ._mode import ANOMALY, COMPILE, DUAL, STATE, TAPE, quiet_enter, quiet_exit
+from ._mode import ANOMALY, COMPILE, DUAL, STATE, TAPE, VMAP, quiet_enter, quiet_exit
 from ._registry import Primitive
 from ._tensor import Tensor, wrap
 from ._transforms import tree_flatten, tree_unflatten
 
 __all__ = ["CompileError", "Compiled", "compile"]
 
+#: Modes in which a compiled function runs ``f`` eagerly: an evaluation trace or another
+#: recording, dual levels, ``detect_anomaly()``, ``vmap`` (whose batched values it sees).
+_EAGER = TAPE | DUAL | ANOMALY | VMAP
 #: Input signatures kept per compiled function (least recently used dropped first).
 CACHE_SIZE = 8
 #: Guarded variants kept per signature (a changed branch records another one).
@@ -828,7 +831,7 @@ class Compiled:
         self._hits = self._recordings = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if STATE.mode & (TAPE | DUAL | ANOMALY):  # (an outer recording, forward mode…: eager)
+        if STATE.mode & _EAGER:  # (an outer recording, forward mode, vmap…: eager)
             return self.f(*args, **kwargs)
         if not kwargs:  # (the common call: Tensors and arrays, inlined _signature)
             key, datas = [], []
@@ -1267,7 +1270,8 @@ def compile(f: Callable[..., Any]) -> Compiled:
     ``optimizer.step()``, and random draws (Dropout's masks, ``ad.rand``), are replayed as
     eager runs them; other side effects (in-place writes, reads of ``.grad``) and outputs
     that require grad raise :class:`CompileError`. Inside an
-    evaluation trace, a dual level or ``detect_anomaly()``, ``f`` runs eagerly. ``cf.source``
+    evaluation trace, a dual level, ``detect_anomaly()`` or ``vmap``, ``f`` runs eagerly
+    (``ad.compile(ad.vmap(f))`` compiles the batched program). ``cf.source``
     is the generated code.
 
     Examples

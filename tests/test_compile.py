@@ -312,6 +312,11 @@ def test_outer_modes_run_eagerly():
     np.testing.assert_allclose(t.data, (np.cos(X0) * X0 + np.sin(X0)) * V)
     assert cf.cache_info()["recordings"] == 0
     assert len(ad.evaluation_trace(cf, x=X0).steps) == 3  # the input and two steps
+    xs = np.stack([X0, X1])
+    np.testing.assert_array_equal(ad.vmap(cf)(xs).data, np.sin(xs) * xs)  # per example
+    per = ad.vmap(ad.grad(lambda x: ad.sum(cf(x))))(xs)
+    np.testing.assert_allclose(per.data, np.cos(xs) * xs + np.sin(xs), rtol=1e-15)
+    assert cf.cache_info()["recordings"] == 0
 
 
 # ----- the generated source --------------------------------------------------------------------
