@@ -47,11 +47,34 @@ def fit(g: Any, shape: tuple[int, ...], dtype: np.dtype, nb: int = 0) -> Any:
         else:
             g = _broadcast_to(g, target)
     gdtype = g.dtype
-    if gdtype != dtype:
-        if gdtype.kind == "c" and dtype.kind != "c":
+    if gdtype is not dtype and (type(gdtype) is type(dtype) or np_dtype(gdtype) != np_dtype(dtype)):
+        if np_dtype(gdtype).kind == "c" and np_dtype(dtype).kind != "c":
             g = g.real
         g = g.astype(dtype)
     return g
+
+
+_DTYPES: dict[Any, np.dtype] = {}
+
+
+def np_dtype(dt: Any) -> np.dtype:
+    """The NumPy dtype of an array library's dtype (array-api-strict has its own objects).
+
+    Examples
+    --------
+    >>> np_dtype(np.dtype("float32"))
+    dtype('float32')
+    """
+    if type(dt) is np.dtype or isinstance(dt, np.dtype):
+        return dt
+    got = _DTYPES.get(dt)
+    if got is None:
+        try:
+            got = np.dtype(dt)
+        except TypeError:
+            got = np.dtype(str(dt).rsplit(".", 1)[-1])
+        _DTYPES[dt] = got
+    return got
 
 
 def _broadcast_to(g: Any, shape: tuple[int, ...]) -> Any:

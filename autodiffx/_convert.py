@@ -161,6 +161,8 @@ def describe(args: Sequence[Any]) -> str:
     for a in args:
         if isinstance(a, np.ndarray) or hasattr(a, "requires_grad"):  # (an array or Tensor)
             parts.append(f"{a.dtype}{list(a.shape)}")
+        elif hasattr(a, "__array_namespace__") and hasattr(a, "shape"):  # (array-API arrays)
+            parts.append(f"{str(a.dtype).rsplit('.', 1)[-1]}{list(a.shape)}")
         elif isinstance(a, list | tuple):
             parts.append("[" + ", ".join(describe([b]) for b in a) + "]")
         else:

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ._broadcast import fit
-from ._mode import COMPILE, STATE, quiet_enter, quiet_exit
+from ._broadcast import fit, np_dtype
+from ._mode import COMPILE, FOREIGN, STATE, quiet_enter, quiet_exit
 from ._node import Node
 from ._tensor import STAMP, Tensor, wrap
-from ._xp import is_foreign, owned, zeros_like
+from ._xp import inexact, is_array_api, is_foreign, owned, zeros_like
 
 
 def _toposort(
@@ -102,9 +102,11 @@ def _rebound(node: Node) -> list[Any]:
     rebound after the op used it; a new shape or dtype raises."""
     datas = list(node.datas)
     for i, (a, d) in enumerate(zip(node.args, node.datas)):
-        if a is d:
+        if a is d or not isinstance(a, Tensor):  # (an array argument the op converted: _xp)
             continue
         new = a.data
+        if new is d or (type(new) is np.ndarray and is_array_api(d) and new.shape == d.shape):
+            continue  # (a NumPy operand the op converted to the array-API array ``d``)
         if type(new) is not np.ndarray or new.shape != d.shape or new.dtype != d.dtype:
             got = f"{getattr(new, 'dtype', type(new).__name__)}{list(np.shape(new))}"
             raise RuntimeError(
@@ -144,7 +146,7 @@ def _out_for_rule(node: Node, create_graph: bool) -> Any:
 
 def _as_output(data: np.ndarray, node: Node, k: int, tangents: Any) -> Tensor:
     t = wrap(data)
-    if data.dtype.kind in "fc":
+    if inexact(data.dtype):
         t._node, t._idx, t._rg = node, k, True
     t._tan = tangents
     return t
@@ -196,6 +198,11 @@ def run_backward(
             st.compiler.write(None, "backward(create_graph=True) (which writes .grad)")
         elif not create_graph:
             create_graph, record = True, False
+    elif st.mode & FOREIGN and not create_graph and any(is_array_api(r.data) for r in roots):
+        # NOTE: array-API arrays (array-api-strict, CuPy) have no NumPy dispatch: the rules
+        # run on Tensors, so that their np.* calls reach the primitives, whose kernels are
+        # the namespace's (autodiffx._xp); nothing is recorded, as ad.compile's sweep.
+        create_graph, record = True, False
     cts = _Cotangents(roots, seeds, create_graph, batch_ndim)
     plan = _Plan(cts.root_nodes, targets, stop_at_targets, order)
     record = create_graph if record is None else (create_graph and record)
@@ -230,7 +237,7 @@ class _Cotangents:
         self.nodes: dict[Node, Any] = {}
         self.leaves: dict[Tensor, Any] = {}
         if create_graph:
-            seeds = [s if isinstance(s, Tensor) else wrap(np.asarray(s)) for s in seeds]
+            seeds = [s if isinstance(s, Tensor) else wrap(_raw(s)) for s in seeds]
         else:
             seeds = [_raw(s.data if isinstance(s, Tensor) else s) for s in seeds]
         self.root_nodes: list[Node] = []
@@ -432,9 +439,14 @@ def _conform(c: Any, e: Any, create_graph: bool, nb: int) -> Any:
     fitted to the shape and dtype ``e[2]``, ``e[3]`` of the argument (``nb`` batch axes)."""
     if create_graph:
         if not isinstance(c, Tensor):
-            c = wrap(np.asarray(c))
-        if nb or c.shape != e[2] or c.dtype != e[3]:
-            if not c._rg and c._tan is None and not STATE.mode & COMPILE:
+            c = wrap(_raw(c))
+        if nb or c.shape != e[2] or (c.dtype is not e[3] and np_dtype(c.dtype) != np_dtype(e[3])):
+            if (
+                not c._rg
+                and c._tan is None
+                and type(c.data) is np.ndarray
+                and not STATE.mode & COMPILE
+            ):
                 return wrap(fit(c.data, e[2], e[3], nb))  # a constant: fitted raw
             return fit(c, e[2], e[3], nb)
         return c

@@ -18,7 +18,17 @@ import numpy as np
 from . import autograd
 from ._broadcast import fit
 from ._graph import _check_versions, _freed_error, _out_for_rule, _toposort
-from ._mode import COMPILE, STATE, VMAP, Scope, enable_grad, new_level, quiet_enter, quiet_exit
+from ._mode import (
+    COMPILE,
+    FOREIGN,
+    STATE,
+    VMAP,
+    Scope,
+    enable_grad,
+    new_level,
+    quiet_enter,
+    quiet_exit,
+)
 from ._node import Node
 from ._registry import _push_tangents
 from ._tensor import STAMP, Tensor, wrap
@@ -134,6 +144,8 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     who = "hvp"
     primals, tangents = tuple(primals), tuple(tangents)
     mode = STATE.mode  # (one read of the thread-local state for both checks)
+    if mode & FOREIGN:  # array-API arrays: jvp of grad, the rules on Tensors (autodiffx._xp)
+        return _hvp_composed(f, primals, tangents)
     compiling = mode & COMPILE  # ad.compile records the sweep, run on Tensors
     if mode & VMAP and not compiling:  # inside ad.vmap: lowered to the whole batch
         low = STATE.vmap_lower("hvp", f, primals, tangents)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._mode import COMPILE, STATE
+from ._mode import COMPILE, FOREIGN, STATE
 from ._registry import apply
 from ._tensor import (
     LeafWriteError,
@@ -17,6 +17,7 @@ from ._tensor import (
     wrap,
 )
 from ._views import _prune
+from ._xp import is_foreign
 from .ops import raw_index
 from .ops import setitem as setitem_op
 from .ops.shape import _is_basic, getitem_, reshape_, setitem_
@@ -40,11 +41,24 @@ def _recorded(self: Tensor, o: Any) -> bool:
     return True
 
 
+def _check_write(t: Tensor, what: str) -> None:
+    """Report a write to ad.compile; refuse one into a tensor over a foreign array."""
+    if STATE.mode & COMPILE:
+        STATE.compiler.write(t, what)
+    if is_foreign(t.data):
+        d = t.data
+        raise TypeError(
+            f"{what} into a tensor backed by a {type(d).__module__}.{type(d).__name__} array: "
+            "in-place writes run on NumPy arrays only (docs/backends.md); write the result "
+            "to a new tensor (y = x + 1, ad.where(mask, v, x))"
+        )
+
+
 def inplace(self: Tensor, p: Any, o: Any, raw: Any = None) -> None:
     """``self`` op= ``o`` for primitive ``p`` (``x += y``): recorded when grad or forward
     mode sees it, written into the buffer either way (``raw``: the kernel for a plain write)."""
-    if STATE.mode & COMPILE:
-        STATE.compiler.write(self, f"an in-place {p.name}")
+    if STATE.mode & (COMPILE | FOREIGN):
+        _check_write(self, f"an in-place {p.name}")
     if _recorded(self, o):
         src = self
         if p.save_args:
@@ -75,8 +89,8 @@ def inplace(self: Tensor, p: Any, o: Any, raw: Any = None) -> None:
 
 def setitem(self: Tensor, idx: Any, value: Any) -> None:
     """``self[idx] = value``: recorded when grad or forward mode sees it."""
-    if STATE.mode & COMPILE:
-        STATE.compiler.write(self, "an item assignment (t[i] = v)")
+    if STATE.mode & (COMPILE | FOREIGN):
+        _check_write(self, "an item assignment (t[i] = v)")
     if _recorded(self, value):
         res = setitem_op(self, idx, value)
         try:

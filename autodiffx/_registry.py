@@ -33,6 +33,10 @@ argument's value if it is a scalar constant (else None) and returns the template
 (``power``'s constant exponents). ``expr=True`` makes the op a function of the
 expression language (:mod:`autodiffx.expr`); ``export=False`` marks an entry that is
 not an ``ad.<name>`` function (internal, or reached through NumPy only).
+
+``numpy_only="why"`` marks an op that refuses array-API arrays (CuPy, array-api-strict)
+because its kernel or rule needs NumPy; the others run on them, their kernels resolved per
+namespace by :func:`autodiffx._xp.how` (``docs/backends.md`` lists both).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from ._broadcast import fit
+from ._broadcast import fit, np_dtype
 from ._convert import describe, plain, refuse_operand
 from ._mode import (
     ANOMALY,
@@ -74,7 +78,18 @@ from ._rules import (
 )
 from ._tensor import STAMP, Tensor, _new, version_counter, wrap
 from ._views import link_outputs, link_view
-from ._xp import check_operands, is_foreign, result
+from ._xp import (
+    adopted,
+    check_operands,
+    composing,
+    convert_operands,
+    first_foreign,
+    inexact,
+    is_array_api,
+    is_foreign,
+    resolve,
+    result,
+)
 
 REGISTRY: dict[str, Primitive] = {}
 UFUNC_MAP: dict[np.ufunc, Callable[..., Any]] = {}
@@ -151,6 +166,9 @@ class Primitive:
         self.partials: tuple[str | Callable[..., str] | None, ...] | None = None
         self.expr = False
         self.export = True
+        # Array-API arrays (autodiffx._xp): why the op runs on NumPy arrays only (None: it
+        # runs on them, its kernel resolved per namespace).
+        self.numpy_only: str | None = None
 
     @property
     def kind(self) -> str:
@@ -317,6 +335,7 @@ def defprim(
     partials: Sequence[str | Callable[..., str] | None] | None = None,
     expr: bool = False,
     export: bool = True,
+    numpy_only: str | None = None,
 ) -> Primitive:
     """Register a primitive and return it; the returned object is the public function.
 
@@ -324,8 +343,7 @@ def defprim(
     ``vjp``/``jvp`` with ``multilinear``) are the rule kinds of :mod:`autodiffx._rules`.
     ``register=False`` builds the same entry outside the registry (custom ``ad.Function``
     rules), so it is not in NumPy's dispatch tables nor in the generic test table.
-    The notation keywords (``notation``, ``partials``, ``expr``, ``export``) are described
-    in this module's docstring.
+    ``notation``, ``partials``, ``expr``, ``export``, ``numpy_only``: see the module docstring.
     """
     if register and name in REGISTRY:
         raise ValueError(f"primitive {name!r} is registered twice")
@@ -333,7 +351,7 @@ def defprim(
     p.__doc__, p.example, p.nondiff, p.nout = doc, example, frozenset(nondiff), nout
     p.view, p.shapes, p.batch, p.save_args, p.save_out = view, shapes, batch, save_args, save_out
     p.notation, p.partials = notation, None if partials is None else tuple(partials)
-    p.expr, p.export, p.vmap = expr, export, vmap
+    p.expr, p.export, p.vmap, p.numpy_only = expr, export, vmap, numpy_only
     p.rule = _rule_of(derivs, derivs2, argnames, linear, bilinear, zero_deriv, vjp, jvp)
     p.rule.multilinear = p.rule.multilinear or multilinear
     p.raw_rules = register  # (custom Function rules read Tensors)
@@ -412,8 +430,11 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
         ea = (a._node or a, a._idx, da.shape, da.dtype) if a._rg else None
     else:
         da, ea = a, None
-        if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
-            refuse_operand(p.name, a, args)
+        if type(a) is not np.ndarray and type(a) is not float and type(a) is not int:
+            if not p.ufunc and isinstance(a, np.ndarray):
+                refuse_operand(p.name, a, args)
+            elif adopted(a):
+                return _apply_general(p, args, params)
     two = n == 2
     if two:
         b = args[1]
@@ -422,8 +443,11 @@ def apply(p: Primitive, args: Sequence[Any], params: dict[str, Any] = _EMPTY) ->
             eb = (b._node or b, b._idx, db.shape, db.dtype) if b._rg else None
         else:
             db, eb = b, None
-            if type(b) is not np.ndarray and not p.ufunc and isinstance(b, np.ndarray):
-                refuse_operand(p.name, b, args)
+            if type(b) is not np.ndarray and type(b) is not float and type(b) is not int:
+                if not p.ufunc and isinstance(b, np.ndarray):
+                    refuse_operand(p.name, b, args)
+                elif adopted(b):
+                    return _apply_general(p, args, params)
     try:
         if two:
             out = p.kernel(da, db, **params) if params else p.kernel(da, db)
@@ -457,11 +481,15 @@ def apply2(p: Primitive, a: Any, b: Any) -> Any:
         ea = (a._node or a, a._idx, da.shape, da.dtype) if a._rg else None
     else:
         da, ea = a, None
+        if type(a) is not float and type(a) is not int and adopted(a):
+            return apply(p, (a, b))
     if isinstance(b, Tensor):
         db = b.data
         eb = (b._node or b, b._idx, db.shape, db.dtype) if b._rg else None
     else:
         db, eb = b, None
+        if type(b) is not float and type(b) is not int and adopted(b):
+            return apply(p, (a, b))
     try:
         out = p.kernel(da, db)
     except _ERRORS as e:
@@ -499,14 +527,15 @@ def _apply_general(p: Primitive, args: Sequence[Any], params: dict[str, Any]) ->
             datas.append(a.data)
             rg = rg or a._rg
         else:
-            if type(a) is not np.ndarray and not p.ufunc and isinstance(a, np.ndarray):
-                refuse_operand(p.name, a, args)
+            if type(a) is not np.ndarray and type(a) is not float and type(a) is not int:
+                if not p.ufunc and isinstance(a, np.ndarray):
+                    refuse_operand(p.name, a, args)
+                adopted(a)  # (a foreign array: the thread's mode gets FOREIGN)
             datas.append(a)
     mode = st.mode
-    if mode & FOREIGN:
-        check_operands(p.name, args, datas, params)
+    kernel = _foreign_kernel(p, args, datas, params) if mode & FOREIGN else p.kernel
     try:
-        out = p.kernel(*datas, **params) if params else p.kernel(*datas)
+        out = kernel(*datas, **params) if params else kernel(*datas)
     except _ERRORS as e:
         raise op_error(p.name, args, params, e) from e
     if mode & (NO_GRAD | SCOPE) == NO_GRAD | SCOPE and rg:  # no_grad in hvp's f: see _hvp
@@ -521,12 +550,54 @@ def _apply_general(p: Primitive, args: Sequence[Any], params: dict[str, Any]) ->
         # (a Dask array is immutable: never a view that in-place writes must follow)
         if p.view and isinstance(args[0], Tensor) and not (mode & FOREIGN and is_foreign(out)):
             link_view(res, args, p, params, mode & NO_GRAD)
-        if record and out.dtype.kind in "fc":
+        if record and (out.dtype.kind in "fc" if type(out) is np.ndarray else inexact(out.dtype)):
             res._node = _record(p, args, datas, params, _edges(args), out, res, mode)
             res._rg = True
     if mode & WATCHED & ~NO_GRAD:
         _watch(p, args, datas, params, res, mode)
     return res
+
+
+def _foreign_kernel(
+    p: Primitive, args: Sequence[Any], datas: list[Any], params: dict[str, Any]
+) -> Callable[..., Any]:
+    """The kernel of ``p`` for operands of another array library (a thread that made a
+    foreign Tensor, see :mod:`autodiffx._xp`): its own for NumPy and Dask operands (Dask
+    checked), else resolved once per (primitive, namespace), the NumPy operands converted."""
+    x = first_foreign(datas)
+    if x is None:
+        return p.kernel
+    if not is_array_api(x):
+        check_operands(p.name, args, datas, params)
+        return p.kernel
+    try:
+        xp = convert_operands(p.name, args, datas, x)
+        key = (p, xp)
+        kernel = _KERNELS.get(key)
+        if kernel is None:
+            kernel = _KERNELS[key] = resolve(p, xp) or _composed(p)
+    except TypeError as e:
+        raise TypeError(f"{p.name}({describe(args)}): {e}") from None
+    return kernel
+
+
+_KERNELS: dict[tuple[Primitive, Any], Callable[..., Any]] = {}
+
+
+def _composed(p: Primitive) -> Callable[..., Any]:
+    """``p``'s Python kernel run on Tensors over array-API arrays: its NumPy calls dispatch to
+    other primitives, whose kernels are the namespace's (nothing recorded)."""
+    kernel = p.kernel
+
+    def run(*datas: Any, **params: Any) -> Any:
+        ts = [wrap(d) if is_foreign(d) else d for d in datas]
+        with composing(p):
+            out = kernel(*ts, **params)
+        if isinstance(out, tuple | list):
+            return type(out)(o.data if isinstance(o, Tensor) else o for o in out)
+        return out.data if isinstance(out, Tensor) else out
+
+    return run
 
 
 def _watch(
@@ -617,12 +688,12 @@ def _wrap_several(
     """The result Tensors of a several-output op (one node records them all)."""
     outs = tuple(o if type(o) is np.ndarray else _plain(o, p, args) for o in out)
     res = tuple(wrap(o, idx=k) for k, o in enumerate(outs))
-    if p.view and isinstance(args[0], Tensor):
+    if p.view and isinstance(args[0], Tensor) and not (mode & FOREIGN and is_foreign(outs[0])):
         link_outputs(res, args[0], p, params, mode & NO_GRAD, REGISTRY["getitem"])
-    if record and any(o.dtype.kind in "fc" for o in outs):
+    if record and any(inexact(o.dtype) for o in outs):
         node = _record(p, args, datas, params, _edges(args), outs, res, mode)
         for t, o in zip(res, outs):
-            if o.dtype.kind in "fc":
+            if inexact(o.dtype):
                 t._node, t._rg = node, True
     return res
 
@@ -746,7 +817,7 @@ def _push_tangents(
         # rule runs on raw arrays (the cost of hand-written NumPy), as backward rules do.
         raw = (
             p.raw_rules
-            and not st.mode & COMPILE  # (ad.compile records the rule's ops)
+            and not st.mode & (COMPILE | FOREIGN)  # (compile records the rule's ops; _xp)
             and len(st.levels) == 1
             and (not st._grad_enabled or _tangent_unrecorded(st, level, rg or t_rg, t_rg, args))
         )
@@ -811,16 +882,16 @@ def _set_tangent(o: Tensor, t: Any, level: int, nb: int) -> None:
     """Attach tangent ``t`` (fitted to ``o``'s shape and dtype) to output ``o`` at ``level``."""
     d = o.data
     dt = d.dtype
-    if dt.kind not in "fc":
+    if not inexact(dt):
         return
     if isinstance(t, Tensor):
-        if nb or t.data.shape != d.shape or t.data.dtype != dt:
+        if nb or t.data.shape != d.shape or np_dtype(t.data.dtype) != np_dtype(dt):
             t = fit(t, d.shape, dt, nb)
         if t._node is not None:  # recorded: its graph may lead back to o (a cycle)
             track_tangent(o, level, t)
             return
     else:
-        if type(t) is not np.ndarray:
+        if type(t) is not np.ndarray and not is_foreign(t):
             t = np.asarray(t)
         if nb or t.shape != d.shape or t.dtype != dt:
             t = fit(t, d.shape, dt, nb)

@@ -10,9 +10,20 @@ from typing import Any, overload
 
 import numpy as np
 
+from ._broadcast import np_dtype
 from ._convert import check_conversion, refused, ufunc_name
 from ._mode import COMPILE, STATE
-from ._xp import adopt, is_foreign
+from ._xp import (
+    adopt,
+    cast,
+    inexact,
+    inspect,
+    is_array_api,
+    is_foreign,
+    is_lazy,
+    item,
+    ones_like,
+)
 
 _new = object.__new__
 
@@ -162,10 +173,22 @@ def _unwrap(x: Any) -> Any:
 
 def _check_eager(t: Tensor, what: str) -> None:
     """Refuse reading the values of a lazy (Dask) tensor implicitly."""
-    if is_foreign(t.data):
+    if is_lazy(t.data):
         raise TypeError(
             f"{what} on a tensor of shape {t.shape} backed by a lazy Dask array would compute "
             "it here; evaluate it explicitly first: (v,) = ad.compute(t)"
+        )
+
+
+def _check_host(t: Tensor, what: str) -> None:
+    """Refuse converting a tensor over an array-API array (CuPy, array-api-strict) to NumPy
+    implicitly (for CuPy: a copy from the GPU)."""
+    if is_array_api(t.data):
+        d = t.data
+        raise TypeError(
+            f"{what} on a tensor backed by a {type(d).__module__}.{type(d).__name__} array "
+            "would convert it to NumPy (for a GPU array: a copy to the host); convert t.data "
+            "explicitly with its library if you mean to"
         )
 
 
@@ -178,7 +201,7 @@ def _write_error(what: str, t: Tensor, e: Exception) -> str:
 
 
 def _check_differentiable_dtype(dtype: np.dtype, flag: bool) -> None:
-    if flag and dtype.kind not in "fc":
+    if flag and not inexact(dtype):
         raise TypeError(
             f"only floating point and complex tensors can require gradients, got dtype {dtype}; "
             "convert first, e.g. ad.tensor(data, dtype=float)"
@@ -367,7 +390,7 @@ class Tensor:
         elif type(data) is not np.ndarray and (why := refused(type(data))) is not None:
             raise TypeError(f"Tensor(data): {why}")
         if type(data) is not np.ndarray and is_foreign(data):
-            arr = adopt(data if dtype is None else data.astype(dtype))
+            arr = adopt(data if dtype is None else cast(data, dtype))
         else:
             arr = np.asarray(data, dtype=dtype)
         if arr.dtype == object:
@@ -469,8 +492,10 @@ class Tensor:
 
     @property
     def dtype(self) -> np.dtype:
-        """The NumPy dtype."""
-        return self.data.dtype
+        """The NumPy dtype (also of an array-API array whose library has its own dtype
+        objects: that one is ``t.data.dtype``)."""
+        d = self.data.dtype
+        return d if isinstance(d, np.dtype) else np_dtype(d)
 
     @property
     def T(self) -> Tensor:
@@ -522,6 +547,7 @@ class Tensor:
             check_conversion(self)
         if type(self.data) is not np.ndarray:
             _check_eager(self, "np.asarray(t)")
+            _check_host(self, "np.asarray(t)")
         if STATE.mode & COMPILE:
             STATE.compiler.read(self, "np.asarray(t)")
         if dtype is None and not copy:
@@ -534,6 +560,7 @@ class Tensor:
             STATE.compiler.read(self, "t.item()")
         if type(self.data) is not np.ndarray:
             _check_eager(self, "t.item()")
+            return item(self.data)
         return self.data.item()
 
     def tolist(self) -> Any:
@@ -578,7 +605,7 @@ class Tensor:
                 f"only one-element tensors can be converted to Python scalars ({what}() of a "
                 f"tensor of shape {self.shape})"
             )
-        return self.data.item()
+        return self.data.item() if type(self.data) is np.ndarray else item(self.data)
 
     def __index__(self) -> int:
         if STATE.mode & COMPILE:
@@ -599,9 +626,8 @@ class Tensor:
         else:
             body = np.array2string(self.data, separator=", ", prefix=prefix)
         extra = []
-        if self.data.dtype not in (np.float64, np.int64, np.bool_, np.complex128) or (
-            self.data.size == 0
-        ):
+        dt = self.data.dtype if type(self.data) is np.ndarray else np_dtype(self.data.dtype)
+        if dt not in (np.float64, np.int64, np.bool_, np.complex128) or self.data.size == 0:
             extra.append(f"dtype={self.data.dtype}")
         if self._node is not None:
             extra.append(f"grad_fn=<{self._node.name}>")
@@ -641,7 +667,8 @@ class Tensor:
                     "of the same shape); the gradient can be created implicitly only for "
                     "scalar outputs"
                 )
-            gradient = np.ones(self.data.shape, self.data.dtype)
+            d = self.data
+            gradient = np.ones(d.shape, d.dtype) if type(d) is np.ndarray else ones_like(d)
         else:
             g = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient)
             if g.shape != self.shape:
@@ -878,11 +905,11 @@ class Tensor:
 
     def any(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         """As ``ndarray.any`` (not differentiable)."""
-        return Tensor(self.data.any(axis=axis, keepdims=keepdims))
+        return Tensor(np.any(self, axis=axis, keepdims=keepdims))
 
     def all(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         """As ``ndarray.all`` (not differentiable)."""
-        return Tensor(self.data.all(axis=axis, keepdims=keepdims))
+        return Tensor(np.all(self, axis=axis, keepdims=keepdims))
 
     def exp(self) -> Tensor:
         """Elementwise e**x."""
@@ -1359,7 +1386,10 @@ class Tensor:
         if f is not None:
             return f(*args, **kwargs)
         if func in _INSPECT:
-            return func(*_unwrap(args), **_unwrap(kwargs))
+            args, kwargs = _unwrap(args), _unwrap(kwargs)
+            if any(is_array_api(a) for a in args):
+                return inspect(func, args, kwargs)
+            return func(*args, **kwargs)
         raise TypeError(
             f"{func.__module__}.{func.__name__} has no autodiffx rule, so it cannot be applied "
             "to a Tensor; see the list of supported NumPy functions in the docs, use an "

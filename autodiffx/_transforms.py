@@ -10,7 +10,7 @@ import numpy as np
 
 from . import autograd
 from ._graph import _toposort
-from ._mode import COMPILE, STATE, VMAP, enable_grad
+from ._mode import COMPILE, FOREIGN, STATE, VMAP, enable_grad
 from ._node import Node
 from ._tensor import LeafWriteError, Tensor, version_counter, wrap
 from .forward import alias, dual_level, make_dual, unpack_dual
@@ -653,7 +653,7 @@ def _unpack(o: Tensor, lvl: int) -> tuple[Tensor, Tensor | None]:
     """``unpack_dual(o)``; for an output carrying at most a tangent at ``lvl`` and not
     requiring grad the primal's copy is made directly (``alias`` would record nothing)."""
     tan = o._tan
-    if o._rg or (tan and (len(tan) > 1 or lvl not in tan)) or STATE.mode & COMPILE:
+    if o._rg or (tan and (len(tan) > 1 or lvl not in tan)) or STATE.mode & (COMPILE | FOREIGN):
         return unpack_dual(o)
     return wrap(np.array(o.data, copy=True)), None if tan is None else tan.get(lvl)
 
@@ -810,7 +810,7 @@ def _jac_rev(
 
 def _rows(g: Tensor, start: int, stop: int, shape: tuple[int, ...]) -> Tensor:
     """``g[start:stop].reshape(shape)``, on the array when ``g`` is a constant."""
-    if g._rg or g._tan or STATE.mode & COMPILE:  # (ad.compile records the ops)
+    if g._rg or g._tan or STATE.mode & (COMPILE | FOREIGN):  # (compile records the ops)
         return g[start:stop].reshape(shape)
     return wrap(g.data[start:stop].reshape(shape))
 
@@ -932,7 +932,7 @@ def _jacobian(
     def wrapped(*args: Any) -> Any:
         if mode == "fwd" and chunk is None and type(argnums) is int and len(args) == 1:
             p = _plain(args[0])
-            if p is not None and p.dtype.kind in "fc" and not STATE.mode:
+            if p is not None and not STATE.mode and p.dtype.kind in "fc":
                 return _jac_fwd_one(f, p)  # (the common case: one array, no mode on)
         if STATE.mode & VMAP:  # inside ad.vmap: lowered to the whole batch (autodiffx._vmap)
             low = STATE.vmap_lower("jacobian", f, argnums, mode, chunk, args)

@@ -11,7 +11,7 @@ from ._graph import run_backward
 from ._mode import STATE, no_grad
 from ._registry import apply, defprim
 from ._tensor import STAMP, Tensor, wrap
-from ._xp import owned
+from ._xp import is_foreign, ones_like, owned
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -64,7 +64,7 @@ def _seeds(
         ones = []
         for o in outs:
             d = o.data
-            if d.size != 1:
+            if d.size != 1 or type(d) is not np.ndarray:
                 break
             ones.append(
                 np.array(1, d.dtype) if d.ndim == 0 else np.array(1, d.dtype).reshape(d.shape)
@@ -89,7 +89,9 @@ def _seeds(
                     f"grad: an output of shape {o.shape} needs a grad_outputs entry; gradients "
                     "can be created implicitly only for scalar outputs"
                 )
-            g = np.ones_like(o.data)
+            g = np.ones_like(o.data) if not is_foreign(o.data) else wrap(ones_like(o.data))
+        elif is_foreign(g):
+            g = wrap(g)
         elif not isinstance(g, Tensor):
             g = np.asarray(g, dtype=o.dtype)
         gshape = g.shape[1:] if is_grads_batched else g.shape

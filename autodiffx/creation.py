@@ -12,6 +12,7 @@ from ._registry import FUNCTION_MAP
 from ._tensor import Tensor, wrap
 from ._xp import compute as xp_compute
 from ._xp import is_foreign
+from ._xp import like as xp_like
 
 
 def _make(arr: np.ndarray, requires_grad: bool) -> Tensor:
@@ -125,7 +126,7 @@ def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor
     >>> ad.zeros_like(ad.ones(2))
     tensor([0., 0.])
     """
-    return _make(np.zeros_like(_like(x), dtype=dtype), requires_grad)
+    return _make(_like_override(np.zeros_like)(x, dtype=dtype).data, requires_grad)
 
 
 def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -137,7 +138,7 @@ def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     >>> ad.ones_like(ad.zeros(2), dtype="float32", requires_grad=True)
     tensor([1., 1.], dtype=float32, requires_grad=True)
     """
-    return _make(np.ones_like(_like(x), dtype=dtype), requires_grad)
+    return _make(_like_override(np.ones_like)(x, dtype=dtype).data, requires_grad)
 
 
 def full_like(x: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -287,7 +288,10 @@ def _draw(name: str, draw: Any, shape: Any, rng: Any, dt: np.dtype) -> np.ndarra
 
 def _like_override(fn: Any) -> Any:
     def f(x: Any, *args: Any, **kw: Any) -> Tensor:
-        return Tensor(fn(_like(x), *args, **kw))
+        d = _like(x)
+        if type(d) is not np.ndarray and is_foreign(d):
+            return Tensor(xp_like(fn.__name__, d, *args, **kw))
+        return Tensor(fn(d, *args, **kw))
 
     return f
 

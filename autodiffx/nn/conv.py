@@ -242,6 +242,7 @@ def _in_shape(x: Any, nd: int) -> tuple[int, ...]:
 _conv = defprim(
     "conv",
     _conv_kernel,
+    numpy_only="the array API has no convolution (the kernel uses NumPy's stride tricks)",
     bilinear=(
         lambda g, x, w, **p: _conv_transpose.call(
             g, w, in_shape=_in_shape(x, len(p["stride"])), **p
@@ -267,6 +268,7 @@ _conv = defprim(
 _conv_transpose = defprim(
     "conv_transpose",
     _conv_transpose_kernel,
+    numpy_only="the array API has no convolution (the kernel uses NumPy's stride tricks)",
     bilinear=(
         lambda h, g, w, in_shape, **p: _conv.call(h, w, **p),
         lambda h, g, w, in_shape, **p: _conv_weight_grad.call(
@@ -291,6 +293,7 @@ _conv_transpose = defprim(
 _conv_weight_grad = defprim(
     "conv_weight_grad",
     _conv_weight_grad_kernel,
+    numpy_only="the array API has no convolution (the kernel uses NumPy's stride tricks)",
     bilinear=(
         lambda k, x, g, kernel, **p: _conv_transpose.call(
             g, k, in_shape=_in_shape(x, len(p["stride"])), **p

@@ -860,7 +860,7 @@ def _xent_kernel(x: Any, target: Any = None, reduction: str = "mean") -> Any:
     else:
         with np.errstate(divide="ignore"):
             loss = np.log(se)
-    loss -= s[np.arange(s.shape[0]), target]
+    loss = loss - s[np.arange(s.shape[0]), target]  # (not -=: s may be a foreign Tensor)
     if reduction == "none":
         return loss
     total = loss.sum()

@@ -58,6 +58,7 @@ def _in_shape(x: Any, kernel: Any) -> tuple[int, ...]:
 _pool_select = defprim(
     "pool_select",
     _select_kernel,
+    numpy_only="pooling windows use NumPy's stride tricks, not in the array API",
     linear=lambda g, x, **p: (_pool_scatter.call(g, in_shape=_in_shape(x, p["kernel"]), **p),),
     export=False,
     doc=(
@@ -75,6 +76,7 @@ _pool_select = defprim(
 _pool_scatter = defprim(
     "pool_scatter",
     _scatter_kernel,
+    numpy_only="pooling windows use NumPy's stride tricks, not in the array API",
     linear=lambda h, g, in_shape, **p: (_pool_select.call(h, **p),),
     export=False,
     doc=(

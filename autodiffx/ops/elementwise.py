@@ -458,6 +458,7 @@ digamma = _unary(
 polygamma = defprim(
     "polygamma",
     _polygamma_kernel,
+    numpy_only="scipy.special.polygamma, not in the array API",
     derivs=(None, lambda n, x: polygamma.call(n + 1, x)),
     derivs2=(None, lambda n, x: polygamma.call(n + 2, x)),
     argnames=("n", "x"),

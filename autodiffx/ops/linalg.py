@@ -367,6 +367,7 @@ def _einsum_jvp(
 einsum_ = defprim(
     "einsum",
     _einsum_kernel,
+    numpy_only="the array API has no einsum",
     vjp=_einsum_vjp,
     jvp=_einsum_jvp,
     multilinear=True,

@@ -6,9 +6,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._broadcast import np_dtype
 from .._mode import is_grad_enabled
 from .._registry import FUNCTION_MAP, defprim
 from .._tensor import Tensor
+from .._xp import absmax
 from .shape import lift
 
 # NOTE: the rules follow the published matrix-calculus results: Giles, "An extended collection
@@ -50,22 +52,18 @@ def _herm(x: Any) -> Any:
     return 0.5 * (x + _mH(x))
 
 
-def _raw(x: Any) -> np.ndarray:
-    return np.asarray(x.data if isinstance(x, Tensor) else x)
-
-
 def _phase_check(name: str, what: str, im: Any, ref: Any) -> None:
     """Refuse a loss that depends on the free phase of complex singular/eigen vectors.
 
     ``im`` is Im diag(Xᴴ X̄) summed over the factors that share a phase (PyTorch's test);
     it is zero up to rounding for a phase-invariant loss."""
-    im, ref = _raw(im), _raw(ref)
-    tol = np.sqrt(np.finfo(im.dtype).eps) * max(1.0, float(np.max(np.abs(ref), initial=0.0)))
-    if np.max(np.abs(im), initial=0.0) > tol:
+    im, ref = (x.data if isinstance(x, Tensor) else np.asarray(x) for x in (im, ref))
+    big = absmax(im)  # (in the arrays' own namespace: no conversion to NumPy)
+    if big > np.sqrt(np.finfo(np_dtype(im.dtype)).eps) * max(1.0, absmax(ref)):
         raise RuntimeError(
             f"{name}: the {what} in the complex case are specified up to multiplication by "
             "e^{i phi} each, and the loss depends on this phase (max |Im diag(Xᴴ X̄)| = "
-            f"{np.max(np.abs(im)):.3g}), so its derivative is ill-defined; use a phase-invariant "
+            f"{big:.3g}), so its derivative is ill-defined; use a phase-invariant "
             "function of them (abs(x), x x^H projectors, U diag(s) Vh reconstructions, or the "
             "values alone)"
         )
@@ -607,6 +605,7 @@ def _lstsq_jvp(
 lstsq_ = defprim(
     "lstsq",
     lambda a, b, rcond=None: tuple(np.linalg.lstsq(a, b, rcond=rcond)),
+    numpy_only="the array API has no lstsq",
     vjp=_lstsq_vjp,
     jvp=_lstsq_jvp,
     nout=-1,

@@ -41,9 +41,14 @@ def _eig_jvp(tans: Any, out: Any, a: Any) -> tuple[Any, Any]:
     return _diag(m), dv
 
 
+_VALUE_DTYPE = (
+    "NumPy's eig is real where the eigenvalues are (a dtype that depends on the values), "
+    "the array API's complex"
+)
 eig_ = defprim(
     "eig",
     lambda a: tuple(np.linalg.eig(a)),
+    numpy_only=_VALUE_DTYPE,
     vmap="gufunc",
     vjp=_eig_vjp,
     jvp=_eig_jvp,
@@ -67,6 +72,7 @@ def _eigvals_jvp(tans: Any, out: Any, a: Any) -> Any:
 eigvals_ = defprim(
     "eigvals",
     np.linalg.eigvals,
+    numpy_only=_VALUE_DTYPE,
     vmap="gufunc",
     vjp=_eigvals_vjp,
     jvp=_eigvals_jvp,

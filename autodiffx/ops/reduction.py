@@ -8,7 +8,7 @@ import numpy as np
 
 from .._registry import FUNCTION_MAP, Meta, apply, defprim
 from .._tensor import Tensor
-from .._xp import broadcast_like, is_foreign
+from .._xp import broadcast_like, is_foreign, is_lazy
 from .elementwise import sqrt, where
 from .shape import neg_axis
 
@@ -53,7 +53,7 @@ def _sum_kernel(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
 
 def _sum_vjp(g: Any, x: Any, axis: Any = None, keepdims: bool = False, *, nb: int) -> Any:
     g = _keep(g, x, axis, keepdims, nb)
-    if type(x) is Meta or nb or not is_foreign(x) or is_foreign(g):
+    if type(x) is Meta or nb or not is_lazy(x) or is_foreign(g):
         return (g,)
     # NOTE: a NumPy cotangent (the mean's 1/n) reaching Dask data: broadcast lazily, chunked
     # as the data, or the engine would broadcast it into a data-sized array on the client.
@@ -214,13 +214,21 @@ _cumsum = defprim(
 )
 
 
+def _any_zero(x: Any) -> bool:
+    """Whether ``x`` holds a 0: read as NumPy (under ad.compile, a guard on where x is 0, not
+    on x), or for an array-API array in its own namespace (np.any of a Tensor)."""
+    zero = x == 0
+    if is_foreign(zero.data if isinstance(zero, Tensor) else zero):
+        return bool(np.any(zero))
+    return bool(np.any(np.asarray(zero)))
+
+
 def _cumprod_vjp(needs: Any, g: Any, out: Any, x: Any, axis: int) -> tuple[Any]:
     # NOTE: d out_j / d x_i = out_j / x_i for j >= i; exact for nonzero x. Zeros fall back to
     # the exclusive-product form along the axis, computed by a masked division-free product.
     axis = neg_axis(axis, np.ndim(x))
     rev = np.flip(np.cumsum(np.flip(g * out, axis), axis), axis)
-    zero = x == 0
-    if not np.any(np.asarray(zero)):
+    if not _any_zero(x):
         return (rev / x,)
     return (_cumprod_vjp_exact(g, x, axis),)
 
@@ -243,8 +251,7 @@ def _cumprod_vjp_exact(g: Any, x: Any, axis: int) -> Any:
 def _cumprod_jvp(tans: Any, out: Any, x: Any, axis: int) -> Any:
     t = tans[0]
     axis = neg_axis(axis, np.ndim(x))
-    zero = x == 0  # (as in the VJP: under ad.compile, a guard on where x is 0, not on x)
-    if not np.any(np.asarray(zero)):
+    if not _any_zero(x):  # (as in the VJP)
         return out * np.cumsum(t / x, axis=axis)
     xm = np.moveaxis(x, axis, -1)
     tm = np.moveaxis(t, axis, -1)

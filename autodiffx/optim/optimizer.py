@@ -11,7 +11,7 @@ import numpy as np
 
 from .._mode import COMPILE, STATE, enable_grad, no_grad
 from .._tensor import Tensor, bump_version
-from .._xp import is_foreign
+from .._xp import backend, is_foreign
 from ..nn.module import _zero_grads
 
 __all__ = ["Optimizer", "required"]
@@ -50,6 +50,14 @@ def _grad_view(p: Tensor) -> np.ndarray:
 
 
 def _lazy_grad(opt: Any, p: Tensor) -> TypeError:
+    g = p.grad.data  # type: ignore[union-attr]
+    if backend(g) != "dask":
+        return TypeError(
+            f"{type(opt).__name__}.step(): the .grad of a parameter of shape {p.shape} is a "
+            f"{type(g).__module__.split('.')[0]} array; the optimizers update NumPy parameters "
+            "only so far "
+            "(docs/backends.md)"
+        )
     return TypeError(
         f"{type(opt).__name__}.step(): the .grad of a parameter of shape {p.shape} is a lazy "
         "Dask array; evaluate the gradients first and assign them, e.g. "

@@ -81,6 +81,7 @@ def _tri_jvp(tans: Any, out: Any, a: Any, b: Any, *, nb: int, **p: Any) -> Any:
 _tri = defprim(
     "solve_triangular",
     _tri_kernel,
+    numpy_only="scipy.linalg, not in the array API",
     vjp=_tri_vjp,
     jvp=_tri_jvp,
     save_out=True,
@@ -227,6 +228,7 @@ def _lu_kernel(a: Any) -> tuple[Any, Any]:
 _lu = defprim(
     "lu_factor",
     _lu_kernel,
+    numpy_only="scipy.linalg, not in the array API",
     vjp=_lu_vjp,
     jvp=_lu_jvp,
     nout=2,
@@ -303,6 +305,7 @@ def _matfun(name: str, kernel: Any, doc: str, example: str) -> Any:
         name,
         kernel,
         vjp=lambda needs, g, out, a: (_frechet(prim, _mT(a), g),),
+        numpy_only="scipy.linalg, not in the array API",
         jvp=lambda tans, out, a: _frechet(prim, a, tans[0]),
         doc=doc,
         example=example,
@@ -364,6 +367,7 @@ def _logm_kernel(a: Any) -> Any:
 logm = defprim(
     "logm",
     _logm_kernel,
+    numpy_only="scipy.linalg, not in the array API",
     vjp=lambda needs, g, out, a: (_vec_solve(_exp_frechet_matrix(out), g),),
     jvp=lambda tans, out, a: _vec_solve(_mT(_exp_frechet_matrix(out)), tans[0]),
     save_args=False,

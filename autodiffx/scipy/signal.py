@@ -67,6 +67,7 @@ def _conv_jvp(tans: Any, out: Any, a: Any, b: Any, k: int, method: str = "auto",
 _full = defprim(
     "convolve_full",
     _full_kernel,
+    numpy_only="scipy.signal, not in the array API",
     vjp=_conv_vjp,
     jvp=_conv_jvp,
     multilinear=True,
