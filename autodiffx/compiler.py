@@ -293,6 +293,9 @@ class _Recorder:
                 "forward did not compute with autodiffx ops; compute them with ops, or call "
                 "the function uncompiled"
             )
+        for t in outs:
+            if type(t.data) is not np.ndarray:
+                raise _foreign(self.who, t.data)
         step = _Step(p, [self.operand(a) for a in args], {}, _user_line())
         step.params = {k: self.operand(v) for k, v in params.items()}
         ext = _extobj()
@@ -935,10 +938,21 @@ class Compiled:
         return f"<ad.compile of {self.__name__}>"
 
 
+def _foreign(who: str, d: Any) -> CompileError:
+    kind = f"{type(d).__module__.split('.')[0]}.{type(d).__name__}"
+    return CompileError(
+        f"ad.compile({who}): a Tensor holds a {kind}, not a NumPy array; compiled programs "
+        "are NumPy code and run on NumPy arrays only. Call the function uncompiled (Dask, "
+        "CuPy and array-API arrays run eagerly, docs/backends.md)"
+    )
+
+
 def _fresh_input(a: Any, rec: _Recorder) -> Tensor:
     """The Tensor ``f`` receives for an array leaf while recording; a leaf that shares its
     array with an earlier one is given a copy (at replay they may differ)."""
     d = a.data if isinstance(a, Tensor) else a
+    if type(d) is not np.ndarray:
+        raise _foreign(rec.who, d)
     if id(d) in rec.vars:
         t = wrap(d.copy())
         t._rg = False

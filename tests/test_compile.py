@@ -556,3 +556,16 @@ def test_the_basis_of_a_jacobian_is_folded():
     assert "t_0" not in cf.source and "broadcast_to" not in cf.source, cf.source
     y = ad.tensor(np.linspace(-2.0, 1.0, 10))
     _equal(cf(y), ad.jacrev(lambda s: ad.sum(ad.sin(s) * s))(y))
+
+
+@pytest.mark.parametrize("where", ["argument", "closure"])
+@pytest.mark.parametrize("lib", ["dask.array", "array_api_strict"])
+def test_arrays_of_other_libraries_are_refused(lib, where):
+    xp = pytest.importorskip(lib)
+    other = ad.tensor(xp.asarray(np.array([1.0, 2.0])))
+    w = other if where == "closure" else ad.tensor(np.ones(2))
+    cf = ad.compile(lambda x: ad.sin(x) * w)
+    x = other if where == "argument" else ad.tensor(np.array([3.0, 4.0]))
+    with pytest.raises(CompileError, match=r"holds a .*Array, not a NumPy array.*uncompiled"):
+        cf(x)
+    assert cf.cache_info()["recordings"] == 0
