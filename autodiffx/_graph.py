@@ -146,7 +146,7 @@ def _out_for_rule(node: Node, create_graph: bool) -> Any:
 
 def _as_output(data: np.ndarray, node: Node, k: int, tangents: Any) -> Tensor:
     t = wrap(data)
-    if inexact(data.dtype):
+    if data.dtype.kind in "fc" if type(data) is np.ndarray else inexact(data.dtype):
         t._node, t._idx, t._rg = node, k, True
     t._tan = tangents
     return t

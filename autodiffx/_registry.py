@@ -882,16 +882,17 @@ def _set_tangent(o: Tensor, t: Any, level: int, nb: int) -> None:
     """Attach tangent ``t`` (fitted to ``o``'s shape and dtype) to output ``o`` at ``level``."""
     d = o.data
     dt = d.dtype
-    if not inexact(dt):
+    if not (dt.kind in "fc" if type(d) is np.ndarray else inexact(dt)):
         return
     if isinstance(t, Tensor):
-        if nb or t.data.shape != d.shape or np_dtype(t.data.dtype) != np_dtype(dt):
+        td = t.data.dtype
+        if nb or t.data.shape != d.shape or (td is not dt and np_dtype(td) != np_dtype(dt)):
             t = fit(t, d.shape, dt, nb)
         if t._node is not None:  # recorded: its graph may lead back to o (a cycle)
             track_tangent(o, level, t)
             return
     else:
-        if type(t) is not np.ndarray and not is_foreign(t):
+        if type(t) is not np.ndarray and (isinstance(t, np.generic) or not is_foreign(t)):
             t = np.asarray(t)
         if nb or t.shape != d.shape or t.dtype != dt:
             t = fit(t, d.shape, dt, nb)

@@ -201,7 +201,7 @@ def _write_error(what: str, t: Tensor, e: Exception) -> str:
 
 
 def _check_differentiable_dtype(dtype: np.dtype, flag: bool) -> None:
-    if flag and not inexact(dtype):
+    if flag and not (dtype.kind in "fc" if isinstance(dtype, np.dtype) else inexact(dtype)):
         raise TypeError(
             f"only floating point and complex tensors can require gradients, got dtype {dtype}; "
             "convert first, e.g. ad.tensor(data, dtype=float)"

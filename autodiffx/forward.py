@@ -10,7 +10,7 @@ from ._broadcast import fit
 from ._mode import STATE, new_level
 from ._registry import defprim
 from ._tensor import Tensor
-from ._xp import inexact, is_foreign, np_dtype
+from ._xp import is_foreign
 
 # NOTE: a copy, not a view: a write into a dual tensor (or into the variable of a transform)
 # must not change its primal's buffer behind the primal's history, and a view would lose the
@@ -74,7 +74,7 @@ def make_dual(
     """
     lvl = _current_level(level)
     p = primal if isinstance(primal, Tensor) else Tensor(_array(primal))
-    if not inexact(p.dtype):
+    if p.dtype.kind not in "fc":  # (Tensor.dtype is NumPy's for every backend)
         p = p.astype(np.float64)
     t = tangent if isinstance(tangent, Tensor) else Tensor(_array(tangent))
     nb = 1 if batched else 0
@@ -86,7 +86,7 @@ def make_dual(
     if STATE.level_nb.setdefault(lvl, nb) != nb:
         raise ValueError("make_dual: all dual tensors of one level must agree on `batched`")
     if t.dtype != p.dtype:
-        if np_dtype(t.dtype).kind not in "fciub":
+        if t.dtype.kind not in "fciub":
             raise TypeError(f"make_dual: tangent dtype {t.dtype} is not numeric")
         t = fit(t, p.shape, p.dtype, nb)
     out = alias(p)
@@ -98,6 +98,8 @@ def make_dual(
 
 def _array(v: Any) -> Any:
     """``v`` as a Tensor's data: a foreign array as it is, anything else as an ndarray."""
+    if type(v) is np.ndarray:
+        return v
     return v if is_foreign(v) else np.asarray(v)
 
 
