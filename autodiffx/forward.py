@@ -10,7 +10,7 @@ from ._broadcast import fit
 from ._mode import STATE, new_level
 from ._registry import defprim
 from ._tensor import Tensor
-from ._xp import inexact, is_foreign, np_dtype
+from ._xp import inexact, is_foreign, is_lazy, np_dtype
 
 # NOTE: a copy, not a view: a write into a dual tensor (or into the variable of a transform)
 # must not change its primal's buffer behind the primal's history, and a view would lose the
@@ -18,7 +18,7 @@ from ._xp import inexact, is_foreign, np_dtype
 # again from their base, see autodiffx._views).
 alias = defprim(
     "alias",
-    lambda x: np.array(x, copy=True),
+    lambda x: x.copy() if is_lazy(x) else np.array(x, copy=True),  # (Dask's: immutable)
     vmap="map",
     linear=lambda g, x: (g,),
     shapes=False,

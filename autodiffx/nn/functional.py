@@ -599,10 +599,15 @@ def _linear_vjp(needs: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any) ->
     gx = g @ weight if needs[0] else None
     gw = gb = None
     if needs[1]:
-        gw = g[..., :, None] * x if x.ndim == 1 else g.mT @ x
+        gw = g[..., :, None] * x if x.ndim == 1 else _mT(g) @ x
     if needs[2]:
         gb = g.sum(axis=-2) if x.ndim == 2 else g
     return gx, gw, gb
+
+
+def _mT(a: Any) -> Any:
+    """``a.mT``; Dask arrays have no ``.mT``."""
+    return np.swapaxes(a, -1, -2) if is_lazy(a) else a.mT
 
 
 def _linear_jvp(tans: Any, out: Any, x: Any, weight: Any, bias: Any) -> Any:
