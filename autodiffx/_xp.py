@@ -13,27 +13,49 @@ from ._convert import describe
 from ._mode import STATE
 
 #: The primitives whose kernels and reverse rules run on Dask arrays and keep them lazy,
-#: checked against NumPy (values and gradients to 1e-12) by tests/test_dask.py, one OpSpec
-#: row each. Any other primitive refuses a Dask operand with a TypeError (docs/backends.md).
+#: checked against NumPy (values and VJPs to 1e-12, nothing computed before ``ad.compute``)
+#: by tests/test_dask.py on every case of their OpSpec rows. Any other primitive refuses a
+#: Dask operand with a TypeError that gives its reason (:data:`NOT_ON_DASK`).
 RUNS_ON_DASK = frozenset(
     {
-        # elementwise
-        "add", "subtract", "multiply", "divide", "negative", "positive", "power", "square",
-        "sqrt", "exp", "expm1", "log", "log1p", "logaddexp", "sin", "cos", "tanh", "abs",
-        "maximum", "minimum", "reciprocal", "sigmoid", "softplus",
-        # comparisons and predicates (values, not differentiated)
-        "greater", "greater_equal", "less", "less_equal", "equal", "not_equal", "sign",
-        "logical_and", "logical_or", "logical_not",
-        # selection
-        "where",
-        # reductions
-        "sum", "amax", "amin", "logsumexp", "log_softmax",
-        # linear algebra
-        "matmul",
-        # shapes
-        "reshape", "transpose", "getitem", "scatter_add", "broadcast_to", "astype",
+        "abs", "add", "alias", "amax", "amin", "arccos", "arccosh", "arcsin", "arcsinh", "arctan",
+        "arctan2", "arctanh", "argmax", "argmin", "astype", "beta", "betainc", "betaln",
+        "broadcast_to", "cbrt", "ceil", "concatenate", "conj", "copy", "cos", "cosh", "cumsum",
+        "diagonal", "diagonal_scatter", "digamma", "divide", "einsum", "entr", "equal", "erf",
+        "erfc", "erfcinv", "erfinv", "exp", "exp2", "expm1", "fftn", "flip", "floor",
+        "floor_divide", "fmod", "gamma", "gammainc", "gammaincc", "gammaln", "getitem", "greater",
+        "greater_equal", "heaviside", "hypot", "i0", "i0e", "i1", "i1e", "ifftn", "imag", "irfftn",
+        "isfinite", "isinf", "isnan", "iv", "ive", "jv", "kl_div", "less", "less_equal", "linear",
+        "log", "log10", "log1p", "log2", "log_expit", "log_ndtr", "log_softmax", "logaddexp",
+        "logical_and", "logical_not", "logical_or", "logical_xor", "logit", "logsumexp", "matmul",
+        "maximum", "minimum", "mod", "multiply", "ndtr", "ndtri", "negative", "not_equal", "pad",
+        "polygamma", "positive", "power", "prod", "real", "reciprocal", "rel_entr", "reshape",
+        "rfftn", "rint", "roll", "round", "scatter_add", "sigmoid", "sign", "signbit", "sin",
+        "sinc", "sinh", "softplus", "spence", "split", "sqrt", "square", "stdtr", "subtract",
+        "sum", "swapaxes", "tan", "tanh", "transpose", "tril", "triu", "trunc", "where", "xlog1py",
+        "xlogy", "yv"
     }
 )  # fmt: skip
+
+#: Why the other primitives refuse Dask operands: reason -> names (docs/backends.md prints
+#: it; tests/test_dask.py checks that every primitive is in exactly one of the two lists).
+_REFUSED_ON_DASK = {
+    "a LAPACK factorization: Dask's linear algebra takes one square chunk per matrix, or "
+    "has no such function": "cholesky det eig eigh eigvals eigvalsh inv lstsq matrix_rank "
+    "pinv qr slogdet solve svd svdvals",
+    "SciPy's linalg and signal functions convert their operands to NumPy": "convolve_full "
+    "expm logm lu_factor solve_triangular sqrtm",
+    "convolution and pooling windows are NumPy stride tricks written into NumPy buffers": "conv "
+    "conv_transpose conv_weight_grad pool_scatter pool_select",
+    "its gradient reads whether x holds a zero (a value-dependent branch)": "cumprod",
+    "Dask has no sort": "argsort",
+    "its kernel writes into a NumPy copy of x": "setitem",
+    "it reads whether every row's maximum is finite and gathers one class per row "
+    "(two integer-array indices, which Dask's indexing does not take)": "softmax_cross_entropy",
+}
+NOT_ON_DASK: dict[str, str] = {
+    name: why for why, names in _REFUSED_ON_DASK.items() for name in names.split()
+}
 
 _BACKENDS: dict[type, str] = {}
 
@@ -113,6 +135,12 @@ def is_array_api(x: Any) -> bool:
     return type(x) is not np.ndarray and backend(x) not in ("", "dask")
 
 
+_ADVANCED = (
+    "with an advanced index (arrays or masks): its gradient would add into repeated "
+    "positions, and Dask has no np.add.at; index with integers and slices"
+)
+
+
 def check_operands(
     name: str, args: Sequence[Any], datas: Sequence[Any], params: dict[str, Any]
 ) -> None:
@@ -121,7 +149,7 @@ def check_operands(
     or is indexing with an index that is not basic (its gradient needs ``np.add.at``)."""
     if name in RUNS_ON_DASK:
         if name == "getitem" and not is_basic(params.get("idx")) and is_foreign(datas[0]):
-            raise refusal(name, args, "advanced indexing (arrays or masks) ")
+            raise refusal(name, args, _ADVANCED)
         return
     for d in datas:
         if is_foreign(d) or (isinstance(d, list | tuple) and any(is_foreign(v) for v in d)):
@@ -255,21 +283,37 @@ def _tril(xp: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
     return tri
 
 
-def _split(xp: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
-    def split(x: Any, indices_or_sections: Any, axis: int = 0) -> tuple[Any, ...]:
-        n = x.shape[axis]
-        if isinstance(indices_or_sections, int):
-            if n % indices_or_sections:
-                raise ValueError("array split does not result in an equal division")
-            step = n // indices_or_sections
-            cuts = list(range(step, n, step))
-        else:
-            cuts = [int(c) for c in indices_or_sections]
-        bounds = zip([0, *cuts], [*cuts, n])
-        lead = (slice(None),) * (axis % x.ndim)
-        return tuple(x[(*lead, slice(a, max(a, b)), ...)] for a, b in bounds)
+def split(x: Any, indices_or_sections: Any, axis: int = 0) -> tuple[Any, ...]:
+    """``np.split`` by slicing (the array API and Dask have no ``split``).
 
-    return split
+    Examples
+    --------
+    >>> [a.tolist() for a in split(np.arange(5), [1, 3])]
+    [[0], [1, 2], [3, 4]]
+    """
+    n = x.shape[axis]
+    if isinstance(indices_or_sections, int):
+        if n % indices_or_sections:
+            raise ValueError("array split does not result in an equal division")
+        step = n // indices_or_sections
+        cuts = list(range(step, n, step))
+    else:
+        cuts = [int(c) for c in indices_or_sections]
+    bounds = zip([0, *cuts], [*cuts, n])
+    lead = (slice(None),) * (axis % x.ndim)
+    return tuple(x[(*lead, slice(a, max(a, b)), ...)] for a, b in bounds)
+
+
+def triangle(x: Any, k: int, upper: bool) -> Any:
+    """``np.triu(x, k)`` (``upper``) or ``np.tril(x, k)`` of a Dask array, by a mask chunked
+    as ``x`` (Dask's own takes no vector and warns on complex arrays)."""
+    import dask.array as da
+
+    if x.ndim == 1:  # (NumPy's: a vector is the rows of a square matrix)
+        x = da.broadcast_to(x[None, :], (x.shape[0], x.shape[0]))
+    n, m = x.shape[-2:]
+    lower = da.tri(n, m, k - 1 if upper else k, dtype=bool, chunks=x.chunks[-2:])
+    return da.where(lower != upper, x, 0)
 
 
 def _logical(xp: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -439,9 +483,12 @@ def _diagonal_scatter(xp: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
         a1, a2 = axis1 % nd, axis2 % nd
         rest = [i for i in range(nd) if i not in (a1, a2)]
         n, m = shape[a1], shape[a2]
-        eye = xp.eye(n, m, k=offset, dtype=g.dtype, device=g.device)
+        dev = getattr(g, "device", None)  # (Dask arrays have none)
+        # (not xp.eye: Dask's loses a chunk of a rectangular one after a rechunk)
+        cols = xp.arange(m, device=dev)[None, :]
+        eye = xp.astype(xp.arange(n, device=dev)[:, None] + offset == cols, g.dtype)
         size = n if offset >= 0 else m  # (d[r] sits in row r, or column r below the diagonal)
-        fill = xp.zeros((*g.shape[:-1], size - g.shape[-1]), dtype=g.dtype, device=g.device)
+        fill = xp.zeros((*g.shape[:-1], size - g.shape[-1]), dtype=g.dtype, device=dev)
         d = xp.concat([g, fill], axis=-1)
         z = d[..., :, None] * eye if offset >= 0 else d[..., None, :] * eye
         perm = (*rest, a1, a2)
@@ -492,8 +539,14 @@ ADAPTERS: dict[str, Callable[[Any, Callable[..., Any]], Callable[..., Any]]] = {
     "setitem": _setitem,
     "diagonal": _diagonal,
     "triu": _tril,
-    "split": _split,
+    "split": lambda xp, fn: split,
 }
+
+
+def diagonal_scatter(g: Any, shape: tuple[int, ...], offset: int, axis1: int, axis2: int) -> Any:
+    """Zeros of ``shape`` with ``g`` on the diagonal, for a Dask ``g`` (NumPy's kernel assigns
+    through integer arrays): the array-API adapter, a product with an identity, on Dask."""
+    return _diagonal_scatter(namespace(g), None)(g, tuple(shape), offset, axis1, axis2)
 
 
 def _lower(xp: Any, a: Any, uplo: str) -> Any:
@@ -709,13 +762,14 @@ def xp_dtype(xp: Any, dtype: Any) -> Any:
     return getattr(xp, np.dtype(dtype).name)
 
 
-def refusal(name: str, args: Sequence[Any], what: str = "") -> TypeError:
-    """The TypeError of an op that does not run on Dask arrays yet."""
+def refusal(name: str, args: Sequence[Any], why: str = "") -> TypeError:
+    """The TypeError of an op that does not run on Dask arrays: ``why``, by default the
+    reason in :data:`NOT_ON_DASK`."""
+    why = why or NOT_ON_DASK.get(name, "it could convert them to NumPy or compute them")
     return TypeError(
         f"{name}({describe(args)}): dask.array.Array operands are not supported by "
-        f"{what}'{name}' yet (it could convert them to NumPy or compute them); the ops that run "
-        "on Dask are listed in docs/backends.md. Compute the operand first "
-        "(ad.compute(t)) if it fits in memory"
+        f"'{name}' ({why}); the ops that run on Dask are listed in docs/backends.md. "
+        "Compute the operand first (ad.compute(t)) if it fits in memory"
     )
 
 

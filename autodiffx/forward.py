@@ -10,7 +10,7 @@ from ._broadcast import fit
 from ._mode import STATE, new_level
 from ._registry import defprim
 from ._tensor import Tensor
-from ._xp import is_foreign
+from ._xp import is_foreign, is_lazy
 
 # NOTE: a copy, not a view: a write into a dual tensor (or into the variable of a transform)
 # must not change its primal's buffer behind the primal's history, and a view would lose the
@@ -18,7 +18,7 @@ from ._xp import is_foreign
 # again from their base, see autodiffx._views).
 alias = defprim(
     "alias",
-    lambda x: np.array(x, copy=True),
+    lambda x: np.array(x, copy=True) if type(x) is np.ndarray or not is_lazy(x) else x.copy(),
     vmap="map",
     linear=lambda g, x: (g,),
     shapes=False,

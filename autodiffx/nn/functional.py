@@ -35,6 +35,7 @@ import scipy.special as sp
 from .._mode import COMPILE, NO_GRAD, STATE
 from .._registry import defprim
 from .._tensor import Tensor
+from .._xp import is_lazy
 from ..ops import abs as _abs
 from ..ops import clip as _clip
 from ..ops import erf as _erf
@@ -215,7 +216,7 @@ _heaviside = defprim(
 def _log_softmax_kernel(x: Any, axis: int = -1) -> Any:
     # NOTE: shifted by the max (an all -inf slice gives -inf, not nan); one pass of exp/sum.
     m = np.max(x, axis=axis, keepdims=True)
-    if not np.all(np.isfinite(m)):
+    if is_lazy(m) or not np.all(np.isfinite(m)):  # (a Dask array: not read)
         m = np.where(np.isfinite(m), m, 0)
     s = x - m
     with np.errstate(divide="ignore"):
@@ -598,10 +599,15 @@ def _linear_vjp(needs: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any) ->
     gx = g @ weight if needs[0] else None
     gw = gb = None
     if needs[1]:
-        gw = g[..., :, None] * x if x.ndim == 1 else g.mT @ x
+        gw = g[..., :, None] * x if x.ndim == 1 else _mT(g) @ x
     if needs[2]:
         gb = g.sum(axis=-2) if x.ndim == 2 else g
     return gx, gw, gb
+
+
+def _mT(a: Any) -> Any:
+    """``a.mT``; Dask arrays have no ``.mT``."""
+    return np.swapaxes(a, -1, -2) if is_lazy(a) else a.mT
 
 
 def _linear_jvp(tans: Any, out: Any, x: Any, weight: Any, bias: Any) -> Any:

@@ -10,6 +10,7 @@ import scipy.special as sp
 
 from .._registry import defprim
 from .._tensor import Tensor
+from .._xp import is_lazy
 
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
@@ -430,6 +431,8 @@ erfinv = _unary(
 
 # ----- gamma-function family (scipy.special kernels) ----------------------------------------
 def _polygamma_kernel(n: Any, x: Any) -> Any:
+    if is_lazy(n):
+        raise TypeError("polygamma: the order n must be an integer or a NumPy array, not Dask's")
     order = np.asarray(n)
     if order.dtype.kind not in "iu" and not (
         order.dtype.kind == "f" and np.all(order == np.floor(order))
@@ -437,8 +440,20 @@ def _polygamma_kernel(n: Any, x: Any) -> Any:
         raise TypeError(f"polygamma: the order n must be an integer, not {order.dtype} {n!r}")
     if np.any(order < 0):
         raise ValueError(f"polygamma: the order n must be >= 0, got {n!r}")
+    if is_lazy(x):
+        return _polygamma_lazy(order, x)
     dtype = np.result_type(np.asarray(x).dtype, np.float16)
     return np.asarray(sp.polygamma(order.astype(np.int64), x)).astype(dtype, copy=False)
+
+
+def _polygamma_lazy(order: np.ndarray, x: Any) -> Any:
+    """polygamma of a Dask ``x``, chunk by chunk (``scipy.special.polygamma`` is not a ufunc,
+    which Dask would dispatch); one order for all the elements."""
+    if order.ndim:
+        raise TypeError("polygamma on a dask.array.Array takes one order n (an integer)")
+    dtype = np.result_type(x.dtype, np.float16)
+    n = int(order)
+    return x.map_blocks(lambda b: sp.polygamma(n, b).astype(dtype, copy=False), dtype=dtype)
 
 
 gammaln = _unary(
@@ -571,7 +586,7 @@ def _tie_weights(a: Any, b: Any, a_var: bool, b_var: bool, greater: bool) -> tup
     if not b_var:
         return win, None
     tie = a == b
-    if a_var and np.any(tie):
+    if a_var and (is_lazy(tie) or np.any(tie)):  # (a Dask array: not read, the same weights)
         return win + tie * 0.5, (1 - win) - tie * 0.5
     return (win if a_var else None), np.logical_not(np.logical_or(win, tie))
 

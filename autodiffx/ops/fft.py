@@ -8,6 +8,7 @@ import numpy as np
 
 from .._registry import FUNCTION_MAP, defprim
 from .._tensor import Tensor
+from .._xp import is_lazy
 from . import elementwise as ew
 from .shape import roll
 
@@ -33,7 +34,7 @@ def _c2c_t(inverse: bool) -> Any:
         # NOTE: the DFT matrix is symmetric, so the transpose is the same transform of the
         # output's length, cropped or zero-padded back to the input's length.
         f = np.fft.ifftn if inverse else np.fft.fftn
-        return (_fit_len(f(g, axes=axes, norm=norm), x.shape, axes),)
+        return (_fit_len(f(_whole(g, axes), axes=axes, norm=norm), x.shape, axes),)
 
     return t
 
@@ -46,7 +47,9 @@ def _rfftn_t(g: Any, x: Any, s: Any, axes: tuple[int, ...], norm: str) -> tuple[
     return (
         _fit_len(
             np.fft.fftn(
-                _fit_len(g, _at(g.shape, axes[-1], full[-1]), axes[-1:]), axes=axes, norm=norm
+                _whole(_fit_len(g, _at(g.shape, axes[-1], full[-1]), axes[-1:]), axes),
+                axes=axes,
+                norm=norm,
             ),
             x.shape,
             axes,
@@ -64,7 +67,7 @@ def _irfftn_t(g: Any, y: Any, s: Any, axes: tuple[int, ...], norm: str) -> tuple
     c[0] = 1.0
     if n % 2 == 0:
         c[-1] = 1.0
-    h = np.fft.ifftn(g, axes=axes, norm=norm)
+    h = np.fft.ifftn(_whole(g, axes), axes=axes, norm=norm)
     h = h[(Ellipsis, slice(0, m)) + (slice(None),) * (-axes[-1] - 1)]
     h = h * c.reshape((m,) + (1,) * (-axes[-1] - 1))
     return (_fit_len(h, y.shape, axes),)
@@ -80,8 +83,14 @@ def _lengths(shape: tuple[int, ...], s: Any, axes: tuple[int, ...]) -> list[int]
     return [shape[a] if s is None else int(s[i]) for i, a in enumerate(axes)]
 
 
+def _whole(x: Any, axes: tuple[int, ...]) -> Any:
+    """``x``, a Dask array rechunked to one chunk along ``axes`` (Dask transforms within
+    chunks only: the transform needs whole axes anyway)."""
+    return x.rechunk({a % x.ndim: -1 for a in axes}) if is_lazy(x) else x
+
+
 def _kernel(f: Any) -> Any:
-    return lambda x, s, axes, norm: f(x, s=s, axes=axes, norm=norm)
+    return lambda x, s, axes, norm: f(_whole(x, axes), s=s, axes=axes, norm=norm)
 
 
 _DOC = "The {} over ``axes`` (lengths ``s``, ``norm`` as NumPy); linear, transpose rule."

@@ -107,7 +107,7 @@ def _others_product(x: Any, axis: Any) -> Any:
         axis=-1,
     )
     others = np.reshape(left * right, xt.shape)
-    return np.transpose(others, np.argsort(perm))
+    return np.transpose(others, tuple(perm.index(a) for a in range(x.ndim)))
 
 
 prod = defprim(

@@ -11,8 +11,10 @@ import numpy as np
 from .._mode import STATE, VMAP
 from .._registry import FUNCTION_MAP, defprim
 from .._tensor import Tensor
-from .._xp import is_foreign
+from .._xp import diagonal_scatter as diagonal_scatter_lazy
+from .._xp import is_foreign, is_lazy, triangle
 from .._xp import scatter_add as xp_scatter_add
+from .._xp import split as split_slices
 
 
 # ----- batch helpers (vectorized Jacobians) -------------------------------------------------
@@ -100,7 +102,9 @@ astype = defprim(
 )
 copy = defprim(
     "copy",
-    lambda x, order="K": np.array(x, copy=True, order=order),
+    lambda x, order="K": (
+        np.array(x, copy=True, order=order) if type(x) is np.ndarray or not is_lazy(x) else x.copy()
+    ),
     vmap="map",
     linear=lambda g, x, order="K": (g,),
     shapes=False,
@@ -173,7 +177,8 @@ broadcast_to_ = defprim(
 
 def _concat_t(g: Any, *xs: Any, axis: int = 0) -> list[Any]:
     offsets = np.cumsum([x.shape[axis] for x in xs])[:-1]
-    return list(np.split(g, offsets, axis=neg_axis(axis, xs[0].ndim)))
+    cut = split_slices if is_lazy(g) else np.split  # (Dask has no np.split)
+    return list(cut(g, offsets, axis=neg_axis(axis, xs[0].ndim)))
 
 
 concatenate_ = defprim(
@@ -186,7 +191,8 @@ concatenate_ = defprim(
 
 
 def _split_kernel(x: Any, indices_or_sections: Any, axis: int = 0) -> tuple[Any, ...]:
-    return tuple(np.split(x, indices_or_sections, axis=axis))
+    cut = split_slices if is_lazy(x) else np.split  # (Dask has no np.split)
+    return tuple(cut(x, indices_or_sections, axis=axis))
 
 
 split_ = defprim(
@@ -260,10 +266,13 @@ def _triangle(name: str, half: Any, doc: str) -> Any:
             x = broadcast_to_(lift(x, nb, 2), shape=(*x.shape[:nb], n, n))
         return prim(x, k=k)
 
+    def kernel(x: Any, k: int = 0) -> Any:
+        return triangle(x, k, half is np.triu) if is_lazy(x) else half(x, k)
+
     prim = defprim(
         name,
-        lambda x, k=0: half(x, k),
-        linear=lambda g, x, k=0: (half(g, k),),
+        kernel,
+        linear=lambda g, x, k=0: (kernel(g, k),),
         batch=batch,
         doc=doc,
     )
@@ -275,6 +284,8 @@ triu_ = _triangle("triu", np.triu, "Upper triangle of a (stack of) matrices.")
 
 
 def _diag_scatter_kernel(g: Any, shape: tuple[int, ...], offset: int, axis1: int, axis2: int):
+    if is_lazy(g):
+        return diagonal_scatter_lazy(g, shape, offset, axis1, axis2)
     z = np.zeros(shape, dtype=g.dtype)
     zt = np.moveaxis(z, (axis1, axis2), (-2, -1))
     n = g.shape[-1]
