@@ -161,7 +161,21 @@ STATE = _State()
 _level_counter = [0]
 
 
-class no_grad(contextlib.ContextDecorator):
+class _GradMode(contextlib.ContextDecorator):
+    """A ``with`` block or decorated function run with grad mode set to ``_enabled``; the
+    previous mode comes back on exit (the base of ``no_grad`` and ``enable_grad``)."""
+
+    _enabled: bool
+
+    def __enter__(self) -> None:
+        self._prev = STATE.grad_enabled
+        STATE.grad_enabled = self._enabled
+
+    def __exit__(self, *exc: object) -> None:
+        STATE.grad_enabled = self._prev
+
+
+class no_grad(_GradMode):
     """Disable graph recording in a ``with`` block or a decorated function.
 
     Examples
@@ -174,15 +188,10 @@ class no_grad(contextlib.ContextDecorator):
     False
     """
 
-    def __enter__(self) -> None:
-        self._prev = STATE.grad_enabled
-        STATE.grad_enabled = False
-
-    def __exit__(self, *exc: object) -> None:
-        STATE.grad_enabled = self._prev
+    _enabled = False
 
 
-class enable_grad(contextlib.ContextDecorator):
+class enable_grad(_GradMode):
     """Re-enable graph recording inside a ``no_grad`` region.
 
     Examples
@@ -194,12 +203,7 @@ class enable_grad(contextlib.ContextDecorator):
     True
     """
 
-    def __enter__(self) -> None:
-        self._prev = STATE.grad_enabled
-        STATE.grad_enabled = True
-
-    def __exit__(self, *exc: object) -> None:
-        STATE.grad_enabled = self._prev
+    _enabled = True
 
 
 def is_grad_enabled() -> bool:

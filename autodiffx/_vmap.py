@@ -217,6 +217,16 @@ def _at(x: Any, level: _Level) -> bool:
     return isinstance(x, Batched) and x.level is level
 
 
+def _example(t: Any, level: _Level, b: int) -> Any:
+    """Example ``b`` of ``t``: each value batched at ``level`` replaced by its ``b``-th
+    example, through tuples and lists; anything else as it is."""
+    if _at(t, level):
+        return t.inner[b]
+    if isinstance(t, tuple | list):
+        return type(t)(_example(c, level, b) for c in t)
+    return t
+
+
 def _full(x: Any, level: _Level) -> Any:
     """``x`` as the whole batch at ``level``: its inner Tensor, or ``x`` broadcast to it."""
     if _at(x, level):
@@ -346,31 +356,16 @@ def _gather(x: Any, idx: Any) -> Batched:
             return Batched(x[idx.inner.data], level)
         rows = np.arange(n).reshape((n,) + (1,) * idx.ndim)
         return Batched(x.inner[rows, idx.inner.data], level)
-
-    def pick(t: Any, b: int) -> Any:
-        if _at(t, level):
-            return t.inner[b]
-        if isinstance(t, tuple | list):
-            return type(t)(pick(c, b) for c in t)
-        return t
-
-    return Batched(ops.stack([pick(x, b)[pick(idx, b)] for b in range(n)]), level)
+    examples = [_example(x, level, b)[_example(idx, level, b)] for b in range(n)]
+    return Batched(ops.stack(examples), level)
 
 
 def _loop(p: Primitive, level: _Level, args: Sequence[Any], params: dict[str, Any]) -> Any:
     """The fallback: ``p`` on each example (batched values anywhere in the arguments), stacked."""
-
-    def pick(t: Any, b: int) -> Any:
-        if _at(t, level):
-            return t.inner[b]
-        if isinstance(t, tuple | list):
-            return type(t)(pick(c, b) for c in t)
-        return t
-
-    outs = [
-        p.call(*pick(list(args), b), **{k: pick(v, b) for k, v in params.items()})
-        for b in range(level.size)
-    ]
+    outs = []
+    for b in range(level.size):
+        kw = {k: _example(v, level, b) for k, v in params.items()}
+        outs.append(p.call(*_example(list(args), level, b), **kw))
     return _stack(p, outs)
 
 

@@ -122,22 +122,25 @@ class _Step:
         self.shape_guard = False  # a value-dependent output shape is checked at replay
         self.effect: Any = None  # (callable, what) of a side effect replayed as a call
 
-    def operands(self) -> list[_Var]:
-        found: list[_Var] = []
-        _collect([self.args, list(self.params.values())], found)
+    def operands(self, kinds: tuple[type, ...] = (_Var,)) -> list[Any]:
+        """The variables among the step's arguments, parameters and guarded value (with
+        ``kinds=(_Var, _Const)``, the constants too), in order."""
+        found: list[Any] = []
+        _collect([self.args, list(self.params.values())], found, kinds)
         if self.guard is not None:
-            _collect([self.guard[0]], found)
+            _collect([self.guard[0]], found, kinds)
         return found
 
 
-def _collect(a: Any, found: list[_Var]) -> None:
-    if type(a) is _Var:
+def _collect(a: Any, found: list[Any], kinds: tuple[type, ...]) -> None:
+    """Append to ``found`` the operands of a type in ``kinds`` in ``a``, through sequences."""
+    if type(a) in kinds:
         found.append(a)
     elif type(a) is _Seq:
-        _collect(a.items, found)
+        _collect(a.items, found, kinds)
     elif type(a) in (list, tuple):
         for b in a:
-            _collect(b, found)
+            _collect(b, found, kinds)
 
 
 _PKG = __file__.rsplit("/", 1)[0]
@@ -1083,10 +1086,7 @@ def _fold(rec: _Recorder, keep: set[int]) -> list[_Step]:
             continue
         if s.guard is not None:
             s.guard = (_subst(s.guard[0], repl), *s.guard[1:])
-        leaves: list[Any] = []
-        _collect_all([s.args, list(s.params.values())], leaves)
-        if s.guard is not None:
-            _collect_all([s.guard[0]], leaves)
+        leaves = s.operands((_Var, _Const))
         if _times_one(s, fixed, keep):
             repl[id(s.outs[0])] = s.args[1] if id(s.args[0]) in fixed else s.args[0]
             continue
@@ -1223,17 +1223,6 @@ def _subst(a: Any, repl: dict[int, Any]) -> Any:
     if type(a) in (list, tuple):
         return type(a)(_subst(b, repl) for b in a)
     return a
-
-
-def _collect_all(a: Any, found: list[Any]) -> None:
-    """The variables and constants among the operands ``a``."""
-    if type(a) in (_Var, _Const):
-        found.append(a)
-    elif type(a) is _Seq:
-        _collect_all(a.items, found)
-    elif type(a) in (list, tuple):
-        for b in a:
-            _collect_all(b, found)
 
 
 def _outputs(v: _Variant, res: tuple[Any, ...], leaves: list[Any]) -> Any:
