@@ -795,10 +795,10 @@ def owned(g: Any, dtype: np.dtype, like: Any = None) -> Any:
     >>> owned(np.ones(2), np.dtype("float32")).dtype
     dtype('float32')
     """
-    if is_foreign(g):
+    if type(g) is not np.ndarray and is_foreign(g):
         return g.astype(dtype, copy=False)
     out = np.array(g, dtype=dtype, copy=True)
-    if like is not None and backend(like) == "dask":
+    if like is not None and type(like) is not np.ndarray and backend(like) == "dask":
         import dask.array
 
         return dask.array.from_array(out, chunks=like.chunks)

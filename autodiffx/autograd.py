@@ -90,7 +90,7 @@ def _seeds(
                     "can be created implicitly only for scalar outputs"
                 )
             g = np.ones_like(o.data) if not is_foreign(o.data) else wrap(ones_like(o.data))
-        elif is_foreign(g):
+        elif type(g) not in (np.ndarray, float, int) and is_foreign(g):
             g = wrap(g)
         elif not isinstance(g, Tensor):
             g = np.asarray(g, dtype=o.dtype)

@@ -53,7 +53,7 @@ def _sum_kernel(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
 
 def _sum_vjp(g: Any, x: Any, axis: Any = None, keepdims: bool = False, *, nb: int) -> Any:
     g = _keep(g, x, axis, keepdims, nb)
-    if type(x) is Meta or nb or not is_lazy(x) or is_foreign(g):
+    if type(x) is np.ndarray or type(x) is Meta or nb or not is_lazy(x) or is_foreign(g):
         return (g,)
     # NOTE: a NumPy cotangent (the mean's 1/n) reaching Dask data: broadcast lazily, chunked
     # as the data, or the engine would broadcast it into a data-sized array on the client.
