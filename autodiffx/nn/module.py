@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from .._mode import COMPILE, STATE, no_grad
-from .._tensor import Tensor
+from .._tensor import Tensor, bump_version
+from .._xp import ADOPTED, adopt, backend, cast, namespace, zeros_like
 
 __all__ = ["Module", "Parameter"]
 
@@ -86,6 +88,24 @@ def _as_array(v: Any) -> np.ndarray | None:
     return None
 
 
+def _moved(a: Any, ns: Any, target: str) -> Any:
+    """A copy of array ``a`` in namespace ``ns`` (whose arrays' backend name is ``target``,
+    ``""`` for NumPy); ``a`` itself when it is one already."""
+    lib = backend(a)
+    if lib == target:
+        return a
+    if lib == "dask":
+        raise TypeError(
+            "Module.to: a parameter or buffer is a lazy Dask array; compute it first "
+            "(ad.compute) or keep the parameters NumPy arrays (docs/backends.md)"
+        )
+    if lib:  # to NumPy first (CuPy: a copy from the GPU; CPU libraries: through DLPack)
+        a = a.get() if lib == "cupy" else np.array(np.from_dlpack(a), copy=True)
+        if target == "":
+            return a
+    return adopt(ns.asarray(a, copy=True))
+
+
 def _holds_modules(value: Any) -> bool:
     """Whether a list, tuple or dict holds (at any depth) a Module or a Parameter."""
     items = value.values() if isinstance(value, dict) else value
@@ -128,12 +148,16 @@ def _zero_grads(params: Iterable[Tensor], set_to_none: bool) -> None:
         STATE.compiler.effect(_zero_grads, [list(params), set_to_none], "zero_grad()")
         return
     for p in params:
-        if p.grad is None:
+        g = p.grad
+        if g is None:
             continue
         if set_to_none:
             p.grad = None
-        else:
-            p.grad.zero_()
+        elif type(g.data) is np.ndarray:
+            g.zero_()
+        else:  # (foreign arrays refuse in-place writes through Tensors: new zeros, same Tensor)
+            g.data = zeros_like(g.data)
+            bump_version(g)
 
 
 # The registries that may hold a name set to None: (registry, what it holds, expected type).
@@ -502,13 +526,18 @@ class Module:
         return self
 
     def to(self, *args: Any, dtype: Any = None) -> Module:
-        """Cast the floating-point parameters, gradients and buffers to ``dtype``; return self.
+        """Cast the floating-point parameters, gradients and buffers to ``dtype``, or move
+        them to another array library; return self.
 
         ``to(np.float32)``, ``to(dtype="float32")``; a device ``"cpu"`` is accepted and
-        ignored (there is no other). As PyTorch, the parameters keep their identity (an
-        optimizer built on them stays valid) and integer buffers are left alone; the dtype
-        must be floating point or complex, and complex values are never cast to a real dtype
-        (that would drop the imaginary part: TypeError).
+        ignored. ``to(cupy)``, ``to(array_api_strict)`` copy every parameter, gradient and
+        buffer into that library's arrays (CuPy: to the current GPU), ``to(numpy)`` back
+        (docs/backends.md); the optimizers, forward and backward passes then run there.
+        As PyTorch, the parameters keep their identity (an optimizer built on them stays
+        valid; move the model before the optimizer's first step, whose state is made in the
+        parameters' library) and integer buffers are left alone by a cast; the dtype must be
+        floating point or complex, and complex values are never cast to a real dtype (that
+        would drop the imaginary part: TypeError).
 
         Examples
         --------
@@ -517,13 +546,26 @@ class Module:
         >>> lin = ad.nn.Linear(2, 2, rng=0).to(np.float32)
         >>> lin.weight.dtype, lin.bias.dtype
         (dtype('float32'), dtype('float32'))
+        >>> import array_api_strict
+        >>> type(lin.to(array_api_strict).weight.data).__module__.split(".")[0]
+        'array_api_strict'
+        >>> type(lin.to(np).weight.data)
+        <class 'numpy.ndarray'>
         """
+        library = None
         for a in args:
             if isinstance(a, str) and a == "cpu":
+                continue
+            if isinstance(a, ModuleType):
+                if library is not None:
+                    raise TypeError(f"Module.to: two array libraries given ({library!r}, {a!r})")
+                library = a
                 continue
             if dtype is not None:
                 raise TypeError(f"Module.to: two dtypes given ({dtype!r} and {a!r})")
             dtype = a
+        if library is not None:
+            self._move(library)
         if dtype is None:
             return self
         dt = np.dtype(dtype)
@@ -533,6 +575,20 @@ class Module:
                 "(integer or boolean parameters could not require grad)"
             )
         return self._cast(dt, complex_too=True)
+
+    def _move(self, library: ModuleType) -> None:
+        probe = library.asarray(0.0)
+        target = backend(probe)
+        if target not in ("", *ADOPTED[1:]):
+            raise TypeError(
+                f"Module.to({library.__name__}): the parameters can be moved to NumPy, CuPy "
+                "or array-api-strict arrays only"
+            )
+        ns = namespace(probe) if target else np
+        for t in [*self.parameters(), *self.buffers()]:
+            t.data = _moved(t.data, ns, target)
+            if t.grad is not None:
+                t._grad = Tensor(_moved(t.grad.data, ns, target))
 
     def _cast(self, dt: np.dtype, complex_too: bool) -> Module:
         tensors = [*self.parameters(), *self.buffers()]
@@ -545,9 +601,9 @@ class Module:
                     f"{t.shape} would lose its imaginary part; cast it explicitly"
                 )
         for t in todo:
-            t.data = t.data.astype(dt)
+            t.data = cast(t.data, dt)
             if t.grad is not None:
-                t._grad = Tensor(t.grad.data.astype(dt))
+                t._grad = Tensor(cast(t.grad.data, dt))
         return self
 
     def double(self) -> Module:

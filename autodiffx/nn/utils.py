@@ -10,6 +10,7 @@ import numpy as np
 
 from .._mode import no_grad
 from .._tensor import Tensor, bump_version
+from .._xp import is_array_api, namespace
 from ..ops import concatenate as _concatenate
 
 __all__ = [
@@ -30,14 +31,22 @@ def _as_list(parameters: Any) -> list[Tensor]:
     return params
 
 
-def _vector_norm(a: np.ndarray, ord: float) -> Any:
+def _vector_norm(a: Any, ord: float, xp: Any = np) -> Any:
     if ord == math.inf:
-        return np.max(np.abs(a)) if a.size else 0.0
+        return xp.max(xp.abs(a)) if a.size else 0.0
     if ord == -math.inf:
-        return np.min(np.abs(a)) if a.size else math.inf
+        return xp.min(xp.abs(a)) if a.size else math.inf
     if ord == 0:
-        return float(np.count_nonzero(a))
-    return np.sum(np.abs(a) ** ord) ** (1.0 / ord)
+        return float(xp.count_nonzero(a))
+    return xp.sum(xp.abs(a) ** ord) ** (1.0 / ord)
+
+
+def _grad_norm(a: Any, ord: float) -> Any:
+    """The ``ord`` norm of a gradient array; of an array-API array (CuPy, array-api-strict)
+    computed in its namespace and read as a Python float."""
+    if type(a) is np.ndarray or not is_array_api(a):
+        return _vector_norm(a, ord)
+    return float(_vector_norm(a, ord, namespace(a)))
 
 
 def clip_grad_norm_(
@@ -67,17 +76,22 @@ def clip_grad_norm_(
     if not grads:
         return Tensor(np.asarray(0.0))
     ord = float(norm_type)
-    norms = np.array([_vector_norm(g.data, ord) for g in grads])
+    norms = np.array([_grad_norm(g.data, ord) for g in grads])
     total = _vector_norm(norms, ord)
     if error_if_nonfinite and not np.isfinite(total):
         raise RuntimeError(
             f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
             f"{total}, so it cannot be clipped; set error_if_nonfinite=False to go on anyway"
         )
-    coef = min(float(max_norm) / (total + 1e-6), 1.0)
+    coef = float(min(float(max_norm) / (total + 1e-6), 1.0))  # (a Python float: any array)
     for g in grads:
         g.data *= coef
         bump_version(g)
+    first = grads[0].data
+    if type(first) is not np.ndarray and is_array_api(first):  # (in the gradients' library)
+        return Tensor(
+            namespace(first).asarray(float(total), dtype=first.dtype, device=first.device)
+        )
     return Tensor(np.asarray(total, dtype=grads[0].dtype))
 
 
@@ -96,7 +110,11 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -
     c = float(clip_value)
     for p in _as_list(parameters):
         if p.grad is not None:
-            np.clip(p.grad.data, -c, c, out=p.grad.data)
+            g = p.grad.data
+            if type(g) is np.ndarray or not is_array_api(g):
+                np.clip(g, -c, c, out=g)
+            else:  # (the array API has no out=)
+                g[...] = namespace(g).clip(g, -c, c)
             bump_version(p.grad)
 
 

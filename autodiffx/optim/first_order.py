@@ -13,23 +13,33 @@ from typing import Any
 import numpy as np
 
 from .._tensor import Tensor
+from .._xp import absmax, cast, namespace
 from .optimizer import Optimizer, _hyperparameters, _real_view
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "RMSprop", "SteepestDescent"]
 
 
-def _like(p: Tensor, values: np.ndarray | None = None, fill: Any = 0) -> np.ndarray:
-    """A state array in the parameter's layout (shape, dtype), optionally filled from the
-    real-view values ``values``."""
+def _like(p: Tensor, values: Any = None, fill: Any = 0) -> Any:
+    """A state array in the parameter's layout (shape, dtype, library and device),
+    optionally filled from the real-view values ``values``."""
+    x = p.data
+    if type(x) is not np.ndarray:  # an array-API array (real: step refuses complex ones)
+        xp = namespace(x)
+        if values is not None:
+            return xp.astype(values, x.dtype, copy=True)
+        return xp.full(x.shape, fill, dtype=x.dtype, device=x.device)
     a = np.full(p.shape, fill, dtype=p.dtype)
     if values is not None:
         _real_view(a)[...] = values
     return a
 
 
-def _descent(p: Tensor, g: np.ndarray, group: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The parameter's real view and the gradient to descend along (negated for ``maximize``)."""
-    return _real_view(p.data), (-g if group["maximize"] else g)
+def _descent(p: Tensor, g: Any, group: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The parameter's array namespace (``np`` for NumPy arrays), its real view and the
+    gradient to descend along (negated for ``maximize``)."""
+    x = p.data
+    xp = np if type(x) is np.ndarray else namespace(x)
+    return xp, _real_view(x), (-g if group["maximize"] else g)
 
 
 def _start(state: dict, p: Tensor, *buffers: str, fill: Any = 0) -> None:
@@ -54,10 +64,13 @@ def _blas_axpy(dtype: np.dtype) -> Any:
 def _sub_scaled(x: np.ndarray, lr: float, g: np.ndarray) -> None:
     """In place ``x -= lr * g`` without a temporary ``lr * g`` when BLAS can do it.
 
-    ``x`` and ``g`` contiguous of one float dtype go to ``?axpy`` (one pass, no allocation:
+    NumPy ``x`` and ``g`` contiguous of one float dtype go to ``?axpy`` (one pass, no allocation:
     for a large layer the temporary and its page faults cost more than the update); anything
     else takes NumPy's ``x -= lr * g``.
     """
+    if type(x) is not np.ndarray:  # (array-API arrays: their own operators)
+        x -= lr * g
+        return
     f = _AXPY.get(x.dtype) if _AXPY else _blas_axpy(x.dtype)
     if f is not None and lr != 0 and g.dtype == x.dtype and x.size:
         fx = x.flags
@@ -70,8 +83,8 @@ def _sub_scaled(x: np.ndarray, lr: float, g: np.ndarray) -> None:
     x -= lr * g
 
 
-def _lerp(a: np.ndarray, b: np.ndarray, w: float) -> None:
-    """In place ``a += w * (b - a)`` with PyTorch's two-sided lerp formula."""
+def _lerp(a: Any, b: Any, w: float) -> None:
+    """In place ``a += w * (b - a)`` with PyTorch's two-sided lerp formula (any array API)."""
     if abs(w) < 0.5:
         a += w * (b - a)
     else:
@@ -111,6 +124,7 @@ class SGD(Optimizer):
     """
 
     _param_shaped = frozenset({"momentum_buffer"})
+    _array_api = True
 
     def __init__(
         self,
@@ -128,7 +142,7 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, defaults)
 
-    def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
+    def _update(self, p: Tensor, g: Any, group: dict[str, Any], state: dict) -> None:
         x = _real_view(p.data)
         lr = group["lr"]
         wd = group["weight_decay"]
@@ -188,6 +202,7 @@ class Adam(Optimizer):
     """
 
     _param_shaped = frozenset({"exp_avg", "exp_avg_sq", "max_exp_avg_sq"})
+    _array_api = True
 
     def __init__(
         self,
@@ -204,8 +219,8 @@ class Adam(Optimizer):
         betas = (float(betas[0]), float(betas[1]))
         super().__init__(params, _hyperparameters(locals()))
 
-    def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
-        x, g = _descent(p, g, group)
+    def _update(self, p: Tensor, g: Any, group: dict[str, Any], state: dict) -> None:
+        xp, x, g = _descent(p, g, group)
         if not state:
             amsgrad = "max_exp_avg_sq" if group["amsgrad"] else ""
             _start(state, p, "exp_avg", "exp_avg_sq", amsgrad)
@@ -229,10 +244,13 @@ class Adam(Optimizer):
         bias_correction2_sqrt = bias_correction2**0.5
         if group["amsgrad"]:
             vmax = _real_view(state["max_exp_avg_sq"])
-            np.maximum(vmax, v, out=vmax)
-            denom = np.sqrt(vmax) / bias_correction2_sqrt + eps
+            if xp is np:
+                np.maximum(vmax, v, out=vmax)
+            else:
+                vmax[...] = xp.maximum(vmax, v)
+            denom = xp.sqrt(vmax) / bias_correction2_sqrt + eps
         else:
-            denom = np.sqrt(v) / bias_correction2_sqrt + eps
+            denom = xp.sqrt(v) / bias_correction2_sqrt + eps
         x += -step_size * m / denom
 
 
@@ -310,6 +328,7 @@ class RMSprop(Optimizer):
     """
 
     _param_shaped = frozenset({"square_avg", "momentum_buffer", "grad_avg"})
+    _array_api = True
 
     def __init__(
         self,
@@ -325,8 +344,8 @@ class RMSprop(Optimizer):
     ) -> None:
         super().__init__(params, _hyperparameters(locals()))
 
-    def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
-        x, g = _descent(p, g, group)
+    def _update(self, p: Tensor, g: Any, group: dict[str, Any], state: dict) -> None:
+        xp, x, g = _descent(p, g, group)
         if not state:
             momentum = "momentum_buffer" if group["momentum"] > 0 else ""
             _start(state, p, "square_avg", momentum, "grad_avg" if group["centered"] else "")
@@ -340,9 +359,9 @@ class RMSprop(Optimizer):
         if group["centered"]:
             ga = _real_view(state["grad_avg"])
             _lerp(ga, g, 1 - alpha)
-            avg = np.sqrt(sq - ga * ga)
+            avg = xp.sqrt(sq - ga * ga)
         else:
-            avg = np.sqrt(sq)
+            avg = xp.sqrt(sq)
         avg += group["eps"]
         if group["momentum"] > 0:
             buf = _real_view(state["momentum_buffer"])
@@ -385,6 +404,7 @@ class Adagrad(Optimizer):
     """
 
     _param_shaped = frozenset({"sum"})
+    _array_api = True
 
     def __init__(
         self,
@@ -399,8 +419,8 @@ class Adagrad(Optimizer):
     ) -> None:
         super().__init__(params, _hyperparameters(locals()))
 
-    def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
-        x, g = _descent(p, g, group)
+    def _update(self, p: Tensor, g: Any, group: dict[str, Any], state: dict) -> None:
+        xp, x, g = _descent(p, g, group)
         if not state:
             init = group["initial_accumulator_value"]
             _start(state, p, "sum", fill=complex(init, init) if p.dtype.kind == "c" else init)
@@ -412,44 +432,48 @@ class Adagrad(Optimizer):
         clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
         s = _real_view(state["sum"])
         s += g * g
-        std = np.sqrt(s) + group["eps"]
+        std = xp.sqrt(s) + group["eps"]
         x += -clr * g / std
 
 
 # ----- steepest descent under a norm ---------------------------------------------------------
-def _dir_l2(g: np.ndarray) -> np.ndarray:
-    m = np.max(np.abs(g), initial=0.0)
+# Each takes the gradient's array namespace (``np`` for NumPy arrays) and the gradient.
+def _dir_l2(xp: Any, g: Any) -> Any:
+    m = absmax(g)
     if m == 0:
-        return np.zeros_like(g)
+        return xp.zeros_like(g)
     s = g / m  # NOTE: scaled first, so that the norm never overflows or underflows
-    return s / np.sqrt(np.sum(s * s))
+    return s / xp.sqrt(xp.sum(s * s))
 
 
-def _dir_l1(g: np.ndarray) -> np.ndarray:
-    a = np.abs(g)
-    m = np.max(a, initial=0.0)
+def _dir_l1(xp: Any, g: Any) -> Any:
+    m = absmax(g)
     if m == 0:
-        return np.zeros_like(g)
-    hit = a == m
+        return xp.zeros_like(g)
+    hit = cast(xp.abs(g) == m, g.dtype)
     # NOTE: ties split the unit mass equally (the minimum-norm maximiser).
-    return np.sign(g) * hit / np.count_nonzero(hit)
+    return xp.sign(g) * hit / int(xp.count_nonzero(hit))
 
 
-def _dir_spectral(g: np.ndarray) -> np.ndarray:
+def _dir_spectral(xp: Any, g: Any) -> Any:
     if g.ndim < 2:
-        return np.sign(g) if g.ndim == 0 else _dir_l2(g)
-    u, s, vh = np.linalg.svd(g, full_matrices=False)
-    smax = np.max(s, axis=-1, keepdims=True)
+        return xp.sign(g) if g.ndim == 0 else _dir_l2(xp, g)
+    u, s, vh = xp.linalg.svd(g, full_matrices=False)
+    smax = xp.max(s, axis=-1, keepdims=True)
     # NOTE: singular directions of (numerically) zero singular values are dropped: the
     # minimum-norm maximiser U_r V_r^T, and 0 for a zero gradient.
-    keep = s > smax * max(g.shape[-2:]) * np.finfo(g.dtype).eps
-    return (u * keep[..., None, :]) @ vh
+    keep = s > smax * max(g.shape[-2:]) * xp.finfo(g.dtype).eps
+    return (u * cast(keep, u.dtype)[..., None, :]) @ vh
 
 
-_DIRECTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+def _dir_linf(xp: Any, g: Any) -> Any:
+    return xp.sign(g)
+
+
+_DIRECTIONS: dict[str, Callable[[Any, Any], Any]] = {
     "l2": _dir_l2,
     "l1": _dir_l1,
-    "linf": np.sign,
+    "linf": _dir_linf,
     "spectral": _dir_spectral,
 }
 
@@ -504,6 +528,8 @@ class SteepestDescent(Optimizer):
     tensor([ 2.5, -0.5], requires_grad=True)
     """
 
+    _array_api = True
+
     def __init__(
         self,
         params: Any,
@@ -520,18 +546,20 @@ class SteepestDescent(Optimizer):
             )
         super().__init__(params, defaults)
 
-    def _update(self, p: Tensor, g: np.ndarray, group: dict[str, Any], state: dict) -> None:
+    def _update(self, p: Tensor, g: Any, group: dict[str, Any], state: dict) -> None:
         if p.dtype.kind == "c":
             raise TypeError("SteepestDescent supports real parameters only")
-        if group["maximize"]:
-            g = -g
+        xp, x, g = _descent(p, g, group)
         norm = group["norm"]
-        direction = norm if callable(norm) else _DIRECTIONS[norm]
-        v = np.asarray(direction(g), dtype=p.dtype)
+        v = norm(g) if callable(norm) else _DIRECTIONS[norm](xp, g)
+        if xp is np:
+            v = np.asarray(v, dtype=p.dtype)
+        else:  # (a callable may return NumPy values: converted as the engine's operands)
+            v = xp.asarray(v, dtype=x.dtype, device=x.device)
         if v.shape != g.shape:
             raise ValueError(
                 f"norm callable returned shape {v.shape} for a gradient of shape {g.shape}"
             )
         if group["scale_by_dual_norm"]:
-            v = v * float(np.vdot(g, v))
-        p.data -= group["lr"] * v
+            v = v * float(np.vdot(g, v) if xp is np else xp.sum(g * v))
+        x -= group["lr"] * v

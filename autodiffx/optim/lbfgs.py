@@ -10,7 +10,16 @@ import numpy as np
 
 from .._mode import enable_grad, no_grad
 from .._tensor import Tensor
-from .optimizer import Optimizer, _bump, _grad_view, _hyperparameters, _real_view, _scalar
+from .._xp import backend, is_foreign, is_lazy
+from .optimizer import (
+    Optimizer,
+    _bump,
+    _grad_view,
+    _hyperparameters,
+    _lazy,
+    _real_view,
+    _scalar,
+)
 
 __all__ = ["LBFGS"]
 
@@ -142,6 +151,21 @@ def _strong_wolfe(
     return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], ls_func_evals
 
 
+def _numpy_only(p: Tensor, a: Any, what: str) -> None:
+    """TypeError unless ``a``, a parameter's array or its ``.grad``'s, is a NumPy array."""
+    if type(a) is np.ndarray or not is_foreign(a):
+        return
+    where = f"LBFGS.step(): a parameter of shape {p.shape}"
+    if what and is_lazy(a):
+        raise _lazy("LBFGS", p)
+    raise TypeError(
+        f"{where}{' has a ' + what + ' that' if what else ''} is a {backend(a)} array; LBFGS "
+        "runs on NumPy arrays only (its flat vectors and line search are NumPy code): use "
+        "SGD, Adam, AdamW, RMSprop or Adagrad on such parameters, or NumPy parameters and "
+        "data (model.to(numpy)) with LBFGS (docs/backends.md)"
+    )
+
+
 class LBFGS(Optimizer):
     """Limited-memory BFGS, PyTorch's algorithm (after minFunc), with a closure.
 
@@ -231,6 +255,7 @@ class LBFGS(Optimizer):
             if p.grad is None:
                 views.append(np.zeros(2 * p.size if p.dtype.kind == "c" else p.size, p.real.dtype))
             else:
+                _numpy_only(p, p.grad.data, ".grad")
                 views.append(np.ravel(_grad_view(p)))
         return np.concatenate(views)
 
@@ -300,6 +325,8 @@ class LBFGS(Optimizer):
         """
         if closure is None:
             raise RuntimeError("LBFGS.step() requires a closure that re-evaluates the loss")
+        for p in self._params:
+            _numpy_only(p, p.data, "")
         with no_grad():
             return self._step(closure)
 

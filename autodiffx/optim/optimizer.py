@@ -11,7 +11,7 @@ import numpy as np
 
 from .._mode import COMPILE, STATE, enable_grad, no_grad
 from .._tensor import Tensor, bump_version
-from .._xp import backend, is_foreign
+from .._xp import backend, is_array_api, item, namespace
 from ..nn.module import _zero_grads
 
 __all__ = ["Optimizer", "required"]
@@ -28,8 +28,15 @@ required = _Required()
 
 
 def _real_view(a: np.ndarray) -> np.ndarray:
-    """``a`` itself when real; a complex array as a flat real view (re, im interleaved)."""
-    if a.dtype.kind != "c":
+    """``a`` itself when real; a complex array as a flat real view (re, im interleaved).
+
+    An array-API array is real (``step`` refuses complex ones): returned as it is.
+    """
+    # NOTE: try, not a type test: free on NumPy's path; array-api-strict dtypes have no kind.
+    try:
+        if a.dtype.kind != "c":
+            return a
+    except AttributeError:
         return a
     if not a.flags.c_contiguous:
         raise ValueError("complex parameters must be C-contiguous to be optimized in place")
@@ -49,25 +56,77 @@ def _grad_view(p: Tensor) -> np.ndarray:
     return g
 
 
-def _lazy_grad(opt: Any, p: Tensor) -> TypeError:
-    g = p.grad.data  # type: ignore[union-attr]
-    if backend(g) != "dask":
-        return TypeError(
-            f"{type(opt).__name__}.step(): the .grad of a parameter of shape {p.shape} is a "
-            f"{type(g).__module__.split('.')[0]} array; the optimizers update NumPy parameters "
-            "only so far "
+def _foreign_grad(opt: Any, p: Tensor, g: Any) -> Any:
+    """The gradient ``g`` of ``p`` (one of them not a NumPy array) for ``opt._update``: an
+    array-API parameter's gradient in the parameter's library, else a TypeError that says
+    what to do. Complex NumPy gradients get :func:`_grad_view` as on NumPy's path."""
+    x, name = p.data, type(opt).__name__
+    lib, glib = backend(x), backend(g)
+    where = f"{name}.step(): a parameter of shape {p.shape}"
+    if glib == "dask":
+        raise _lazy(name, p)
+    if lib == glib == "":  # (NumPy scalars or subclasses: NumPy's path)
+        return _grad_view(p) if g.dtype.kind == "c" else g
+    if lib == "dask":
+        raise TypeError(
+            f"{where} is a Dask array, which is immutable, and optimizers update their "
+            "parameters in place: keep the parameters NumPy arrays (docs/backends.md)"
+        )
+    if lib == "":
+        raise TypeError(
+            f"{where} is a NumPy array and its .grad a {glib} array (the data's library): "
+            f"put the parameters in that library too, e.g. model.to({glib}) "
             "(docs/backends.md)"
         )
+    if not opt._array_api:
+        raise TypeError(
+            f"{where} is a {lib} array; {name} updates NumPy parameters only (SGD, Adam, "
+            "AdamW, RMSprop, Adagrad and SteepestDescent also update array-API arrays): "
+            "move the parameters to NumPy, e.g. model.to(numpy) (docs/backends.md)"
+        )
+    if p.dtype.kind == "c":
+        raise TypeError(
+            f"{where} is a complex {p.dtype} {lib} array; the optimizers update complex "
+            "parameters (through a real view) on NumPy arrays only: optimize the real and "
+            "imaginary parts as two real parameters, or use NumPy arrays (docs/backends.md)"
+        )
+    if glib == "":  # (a gradient assigned by hand: converted as the engine converts operands)
+        return namespace(x).asarray(g, device=x.device)
+    if glib != lib:
+        raise TypeError(f"{where} is a {lib} array and its .grad a {glib} array")
+    return g
+
+
+def _lazy(name: str, p: Tensor) -> TypeError:
     return TypeError(
-        f"{type(opt).__name__}.step(): the .grad of a parameter of shape {p.shape} is a lazy "
-        "Dask array; evaluate the gradients first and assign them, e.g. "
+        f"{name}.step(): the .grad of a parameter of shape {p.shape} is a lazy Dask array; "
+        "evaluate the gradients first and assign them, e.g. "
         "loss, w.grad = ad.compute(loss, w.grad) (docs/backends.md)"
     )
 
 
+def _python_numbers(group: dict[str, Any]) -> dict[str, Any]:
+    """``group``'s hyper-parameters with NumPy scalars made Python numbers (for array-API
+    arrays ``a``, ``np.float64(0.1) * a`` would be a NumPy array); ``params`` left out."""
+    return {
+        k: tuple(_number(u) for u in v) if isinstance(v, tuple) else _number(v)
+        for k, v in group.items()
+        if k != "params"
+    }
+
+
+def _number(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def _scalar(v: Any) -> float:
     """A loss or metric (number, size-1 array or Tensor) as a Python float."""
-    a = np.asarray(v.data if isinstance(v, Tensor) else v)
+    a = v.data if isinstance(v, Tensor) else v
+    if is_array_api(a):  # (CuPy, array-api-strict: read in their library)
+        if a.size != 1:
+            raise ValueError(f"expected a scalar loss or metric, got shape {a.shape}")
+        return float(item(a))
+    a = np.asarray(a)
     if a.size != 1:
         raise ValueError(f"expected a scalar loss or metric, got shape {a.shape}")
     return float(a.reshape(()))
@@ -123,6 +182,9 @@ class Optimizer:
     Subclasses implement ``_update(p, g, group, state)`` (called under ``no_grad`` for every
     parameter whose ``.grad`` is not None, ``g`` being the gradient array) or override
     :meth:`step`. Updates write in place into ``p.data`` and never record a graph.
+    Parameters that are not NumPy arrays (CuPy, array-api-strict) are refused with a
+    TypeError unless the class sets ``_array_api = True`` (the built-in first-order
+    optimizers do).
 
     Examples
     --------
@@ -142,6 +204,10 @@ class Optimizer:
 
     # State entries that have the parameter's shape (checked by load_state_dict).
     _param_shaped: frozenset[str] = frozenset()
+    # Whether ``_update`` also runs on real array-API arrays (CuPy, array-api-strict): the
+    # parameter's namespace for its functions, no ``out=``, Python numbers for the
+    # hyper-parameters, state made in the parameter's library and on its device.
+    _array_api = False
 
     def __init__(self, params: Any, defaults: Mapping[str, Any]) -> None:
         self.defaults = dict(defaults)
@@ -276,9 +342,11 @@ class Optimizer:
                     if grad is None:
                         continue
                     g = grad.data
-                    if type(g) is not np.ndarray and is_foreign(g):
-                        raise _lazy_grad(self, p)
-                    update(p, _grad_view(p) if g.dtype.kind == "c" else g, group, state[p])
+                    if type(g) is np.ndarray and type(p.data) is np.ndarray:
+                        update(p, _grad_view(p) if g.dtype.kind == "c" else g, group, state[p])
+                    else:  # array-API arrays (CuPy, array-api-strict), or a TypeError
+                        g = _foreign_grad(self, p, g)
+                        update(p, g, _python_numbers(group), state[p])
                     bump_version(p)
         return loss
 
