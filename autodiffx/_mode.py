@@ -115,6 +115,14 @@ class _State(threading.local):
         self.sync()
 
 
+def batched(*xs: Any) -> bool:
+    """Whether one of ``xs`` is a batched value of an open ``ad.vmap`` (whose ``data`` is
+    refused); call it under ``STATE.mode & VMAP`` only, so that eager code pays nothing."""
+    from ._vmap import Batched
+
+    return any(isinstance(x, Batched) for x in xs)
+
+
 class Scope:
     """The variables of a forward-over-reverse transform (``hvp``) while it records ``f``.
 
