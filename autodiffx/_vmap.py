@@ -246,7 +246,7 @@ def _open(size: int) -> _Level:
     level = _Level(size)
     st = STATE
     st.vmap_levels.append(level)
-    st.vmap, st.vmap_lower, st.vmap_index = _apply, _lower, _index
+    st.vmap, st.vmap_lower, st.vmap_index, st.vmap_type = _apply, _lower, _index, Batched
     st.mode |= VMAP
     st.eager = False
     return level
