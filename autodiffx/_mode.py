@@ -49,8 +49,10 @@ class _State(threading.local):
         self.vmap_levels: list[Any] = []
         self.vmap: Any = None
         self.vmap_lower: Any = None
-        # ... and ``vmap_index(x, idx)``, ``x[idx]`` with a batched index (``x`` may be unbatched).
+        # ... and ``vmap_index(x, idx)``, ``x[idx]`` with a batched index (``x`` may be unbatched);
+        # ``vmap_type``: the class of batched values (for ``batched``).
         self.vmap_index: Any = None
+        self.vmap_type: Any = None
         # A forward-over-reverse transform's reverse scope (see Scope), or None.
         self._scope: Scope | None = None
         # ``ad.compile``'s recorder while it records (it is the tape too), or None.
@@ -113,6 +115,13 @@ class _State(threading.local):
     def anomaly(self, flag: bool) -> None:
         self._anomaly = flag
         self.sync()
+
+
+def batched(*xs: Any) -> bool:
+    """Whether one of ``xs`` is a batched value of an open ``ad.vmap`` (whose ``data`` is
+    refused); call it under ``STATE.mode & VMAP`` only, so that eager code pays nothing."""
+    cls = STATE.vmap_type
+    return any(isinstance(x, cls) for x in xs)
 
 
 class Scope:

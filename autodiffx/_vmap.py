@@ -14,7 +14,7 @@ from ._hvp import hvp
 from ._mode import STATE, VMAP, WATCHED
 from ._registry import REGISTRY, Primitive
 from ._rules import pad_batched
-from ._tensor import Tensor, wrap
+from ._tensor import _INSPECT, Tensor, wrap
 from ._transforms import jacobian, jvp, tree_flatten, tree_unflatten, value_and_grad, vjp
 
 _NOT_CONCRETE = (
@@ -157,6 +157,18 @@ class Batched(Tensor):
             "example gradients), or call backward() on a result of vmap outside it"
         )
 
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        """NumPy functions that only inspect: those of the shape and dtype answer for one
+        example, those of the values run example by example (a batched result); the others
+        are Tensor's (batched through their ops)."""
+        if func in _META:
+            return func(*_stand_in(args), **_stand_in(kwargs))
+        if func in _PER_EXAMPLE:
+            return _per_example(func, args, kwargs)
+        if func in _INSPECT:
+            raise TypeError(_NO_SINGLE.format(name=f"np.{func.__name__}", shape=self.shape))
+        return super().__array_function__(func, types, args, kwargs)
+
     def __getitem__(self, idx: Any) -> Tensor:
         if _scan(idx if isinstance(idx, tuple) else (idx,)) is None:
             return super().__getitem__(idx)
@@ -176,12 +188,65 @@ class Batched(Tensor):
         )
 
 
+# ----- NumPy's inspecting functions on batched values --------------------------------------------
+#: Those that read only the shape and dtype: answered for one example.
+_META = {np.shape, np.ndim, np.size, np.result_type, np.iscomplexobj, np.isrealobj}
+#: Those that read the values into a result of a fixed shape: run on each example.
+_PER_EXAMPLE = (
+    _INSPECT
+    - _META
+    - {
+        np.nonzero,
+        np.argwhere,
+        np.flatnonzero,
+        np.unique,
+        np.may_share_memory,
+        np.shares_memory,
+        np.array2string,
+        np.array_repr,
+        np.array_str,
+    }
+)
+
+_NO_SINGLE = (
+    "{name} of a batched value inside ad.vmap (per-example shape {shape}): the shape of its "
+    "result depends on the values (or it reads the one array, which a batched value does not "
+    "have), so it cannot be vectorized; loop over the examples in Python instead of vmap"
+)
+
+
+def _stand_in(tree: Any) -> Any:
+    """``tree`` with each Tensor as its array, a batched value as a read-only array of zeros
+    of its per-example shape and dtype (no copy: every element is the same zero)."""
+    if isinstance(tree, Batched):
+        return np.broadcast_to(np.zeros((), tree.dtype), tree.shape)
+    if isinstance(tree, Tensor):
+        return tree.data
+    if isinstance(tree, tuple | list):
+        return type(tree)(_stand_in(v) for v in tree)
+    if isinstance(tree, dict):
+        return {k: _stand_in(v) for k, v in tree.items()}
+    return tree
+
+
+def _per_example(func: Any, args: Any, kwargs: dict[str, Any]) -> Batched:
+    """``func`` (no derivative) on each example at the innermost level, stacked."""
+    level = _scan([*args, *kwargs.values()])
+    assert level is not None
+    outs = []
+    for b in range(level.size):
+        kw = {k: _example(v, level, b) for k, v in kwargs.items()}
+        r = func(*_example(list(args), level, b), **kw)
+        outs.append(r if isinstance(r, Tensor) else Tensor(np.asarray(r)))
+    return Batched(ops.stack(outs), level)
+
+
 # ----- levels ----------------------------------------------------------------------------------
 def _open(size: int) -> _Level:
     level = _Level(size)
     st = STATE
     st.vmap_levels.append(level)
-    st.vmap, st.vmap_lower, st.vmap_index = _apply, _lower, _index
+    st.vmap, st.vmap_lower, st.vmap_index, st.vmap_type = _apply, _lower, _index, Batched
     st.mode |= VMAP
     st.eager = False
     return level
@@ -356,8 +421,43 @@ def _gather(x: Any, idx: Any) -> Batched:
             return Batched(x[idx.inner.data], level)
         rows = np.arange(n).reshape((n,) + (1,) * idx.ndim)
         return Batched(x.inner[rows, idx.inner.data], level)
+    if isinstance(idx, tuple) and xl in (None, level):
+        out = _gather_arrays(x, idx, level)
+        if out is not None:
+            return out
     examples = [_example(x, level, b)[_example(idx, level, b)] for b in range(n)]
     return Batched(ops.stack(examples), level)
+
+
+def _gather_arrays(x: Any, idx: tuple[Any, ...], level: _Level) -> Batched | None:
+    """``x[idx]`` for a tuple of integer arrays, each batched at ``level`` or not (as
+    ``take_along_axis`` builds): one advanced index of the whole batch, every array given a
+    leading axis (n, or 1 to broadcast). None for any other tuple (slices, bools, nesting)."""
+    if not all(_int_array(c, level) for c in idx):
+        return None
+    rank = max(c.ndim if _at(c, level) else np.ndim(_raw(c)) for c in idx)
+    comps = []
+    for c in idx:
+        a = c.inner.data if _at(c, level) else np.asarray(_raw(c))[None]
+        comps.append(a.reshape((a.shape[0],) + (1,) * (rank + 1 - a.ndim) + a.shape[1:]))
+    if _at(x, level):
+        rows = np.arange(level.size).reshape((level.size,) + (1,) * rank)
+        return Batched(x.inner[(rows, *comps)], level)
+    return Batched(x[tuple(comps)], level)
+
+
+def _raw(c: Any) -> Any:
+    return c.data if type(c) is Tensor else c
+
+
+def _int_array(c: Any, level: _Level) -> bool:
+    """Whether ``c`` is an integer array index: batched at ``level`` (not nested), or not
+    batched at all."""
+    if _at(c, level):
+        return type(c.inner) is Tensor and c.dtype.kind in "iu"
+    if c is None or isinstance(c, slice) or (isinstance(c, Tensor) and type(c) is not Tensor):
+        return False
+    return np.asarray(_raw(c)).dtype.kind in "iu"
 
 
 def _loop(p: Primitive, level: _Level, args: Sequence[Any], params: dict[str, Any]) -> Any:

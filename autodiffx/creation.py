@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ._convert import check_conversion, refused
-from ._mode import COMPILE, STATE
+from ._mode import COMPILE, STATE, VMAP, batched
 from ._registry import FUNCTION_MAP
 from ._tensor import Tensor, wrap
 from ._xp import compute as xp_compute
@@ -114,6 +114,8 @@ def empty(shape: Any, dtype: Any = float, requires_grad: bool = False) -> Tensor
 
 
 def _like(x: Any) -> np.ndarray:
+    if STATE.mode & VMAP and batched(x):  # (one example's shape and dtype, inside ad.vmap)
+        return np.broadcast_to(np.zeros((), x.dtype), x.shape)
     return x.data if isinstance(x, Tensor) else np.asarray(x)
 
 

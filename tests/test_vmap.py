@@ -463,6 +463,23 @@ def test_errors(rng):
         (lambda x: ad.sum(x, axis=1), np.exceptions.AxisError, "sum|axis 1"),
         (lambda x: ad.amax(x, axis=1), np.exceptions.AxisError, "amax: axis 1 is out of bounds"),
         (lambda x: ad.grad(lambda v: v * 2)(x), TypeError, "scalar .*per example"),
+        # a result whose shape depends on the values, or one array read as a whole
+        (lambda x: np.nonzero(x), TypeError, r"np\.nonzero .*shape of its result depends"),
+        (lambda x: np.unique(x), TypeError, r"np\.unique .*shape of its result depends"),
+        (lambda x: np.array2string(x), TypeError, r"np\.array2string .*per-example shape"),
+        (lambda x: ad.real_if_close(x + 0j), TypeError, "real_if_close .*depends on the values"),
+        (lambda x: ad.put_along_axis(x, [0], 1.0, 0), TypeError, "put_along_axis writes .*place"),
+        # integer counts read from a batched value: they set the shape of the result
+        (lambda x: ad.tile(ad.ones(2), x[0].astype(int)), TypeError, "tile: reps is a batched"),
+        (lambda x: ad.repeat(ad.ones(2), x.astype(int)), TypeError, "repeat: repeats is a bat"),
+        (lambda x: ad.pad(ad.ones(2), x.astype(int)), TypeError, "pad: pad_width is a batched"),
+        (lambda x: ad.split(ad.ones(4), x.astype(int)), TypeError, "split: indices_or_sections"),
+        (
+            lambda x: ad.array_split(ad.ones(4), x[0].astype(int)),
+            TypeError,
+            "array_split: indices_or_sections is a batched value .*sets the shape",
+        ),
+        (lambda x: ad.linspace(0.0, 1.0, x[0].astype(int)), TypeError, r"int\(t\)"),
     ],
 )
 def test_refusals_inside_vmap(body, exc, match, rng):
@@ -544,3 +561,210 @@ def test_batched_index_into_unbatched_tensor(rng):
     for b, i in enumerate(idx):
         want[b, i] = 3 * W.data[i] ** 2
     np.testing.assert_allclose(g.data, want, rtol=1e-14)
+
+
+# ----- NumPy-function wrappers on batched values -------------------------------------------------
+_G = np.random.default_rng(20240611)
+
+
+def _fl(*shape):
+    return _G.standard_normal((B, *shape))
+
+
+def _i(high, *shape):
+    return _G.integers(0, high, (B, *shape))
+
+
+def _spd():
+    a = _fl(3, 3)
+    return a @ np.swapaxes(a, -1, -2) + 3 * np.eye(3)
+
+
+_L = ad.linalg
+#: (name, f, per-argument arrays with the B examples stacked on axis 0): f under vmap, with
+#: each argument batched alone and all together, against a loop over the examples.
+WRAPPERS = [
+    ("stack", lambda a, b: ad.stack([a, b]), _fl(4), _fl(4)),
+    ("stack_reversed", lambda a: ad.stack([a, a[::-1]], axis=1), _fl(4)),
+    ("np.stack", lambda a, b: np.stack([a, b], axis=-1), _fl(4), _fl(4)),
+    ("concatenate", lambda a, b: ad.concatenate([a, b]), _fl(4), _fl(2)),
+    ("concatenate_none", lambda a, b: ad.concatenate([a, b], axis=None), _fl(2, 2), _fl(2)),
+    ("hstack", lambda a, b: ad.hstack([a, b]), _fl(4), _fl(2)),
+    ("vstack", lambda a, b: ad.vstack([a, b]), _fl(4), _fl(4)),
+    ("dstack", lambda a, b: ad.dstack([a, b]), _fl(4), _fl(4)),
+    ("column_stack", lambda a, b: ad.column_stack([a, b]), _fl(4), _fl(4)),
+    ("append", lambda a, b: ad.append(a, b), _fl(2, 2), _fl(3)),
+    ("take", lambda a, i: ad.take(a, i), _fl(5), _i(5, 3)),
+    ("take_axis", lambda a, i: ad.take(a, i, axis=1), _fl(2, 5), _i(5, 3)),
+    ("take_negative_axis", lambda a, i: ad.take(a, i, axis=-1), _fl(2, 5), _i(5, 2, 2)),
+    ("take_scalar_index", lambda a, i: ad.take(a, i, axis=0), _fl(5, 2), _i(5)),
+    ("np.take", lambda a, i: np.take(a, i), _fl(5), _i(5, 3)),
+    ("take_along_axis", lambda a, i: ad.take_along_axis(a, i, axis=1), _fl(2, 5), _i(5, 2, 3)),
+    ("take_along_axis0", lambda a, i: ad.take_along_axis(a, i, axis=0), _fl(4, 2), _i(4, 3, 2)),
+    ("take_along_none", lambda a, i: ad.take_along_axis(a, i, axis=None), _fl(2, 3), _i(6, 4)),
+    ("take_along_bcast", lambda a, i: ad.take_along_axis(a, i, axis=1), _fl(3, 4), _i(4, 1, 2)),
+    ("where", lambda c, a, b: ad.where(c > 0, a, b), _fl(4), _fl(4), _fl(4)),
+    ("meshgrid", lambda a, b: ad.meshgrid(a, b), _fl(3), _fl(2)),
+    ("meshgrid_ij", lambda a, b: ad.meshgrid(a, b, indexing="ij", sparse=True), _fl(3), _fl(2)),
+    ("diag", lambda a: ad.diag(a, 1), _fl(3)),
+    ("diag_of_matrix", lambda a: ad.diag(a), _fl(3, 3)),
+    ("diagflat", lambda a: ad.diagflat(a), _fl(2, 2)),
+    ("diagonal", lambda a: ad.diagonal(a, 1), _fl(3, 3)),
+    ("einsum", lambda a, b: ad.einsum("ij,jk->ik", a, b), _fl(2, 3), _fl(3, 2)),
+    ("einsum_ellipsis", lambda a, b: ad.einsum("...i,i", a, b), _fl(2, 3), _fl(3)),
+    ("einsum_sublists", lambda a, b: ad.einsum(a, [0, 1], b, [1], [0]), _fl(2, 3), _fl(3)),
+    ("tensordot", lambda a, b: ad.tensordot(a, b, 1), _fl(2, 3), _fl(3, 2)),
+    ("kron", lambda a, b: ad.kron(a, b), _fl(2, 2), _fl(3)),
+    ("outer", lambda a, b: ad.outer(a, b), _fl(2), _fl(3)),
+    ("inner", lambda a, b: ad.inner(a, b), _fl(2, 3), _fl(3)),
+    ("dot", lambda a, b: ad.dot(a, b), _fl(2, 3), _fl(3)),
+    ("trace", lambda a: ad.trace(a), _fl(3, 3)),
+    ("roll", lambda a: ad.roll(a, 1), _fl(2, 3)),
+    ("roll_axes", lambda a: ad.roll(a, (1, 2), axis=(0, 1)), _fl(2, 3)),
+    ("flip", lambda a: ad.flip(a), _fl(2, 3)),
+    ("flipud", lambda a: ad.flipud(a), _fl(2, 3)),
+    ("fliplr", lambda a: ad.fliplr(a), _fl(2, 3)),
+    ("rot90", lambda a: ad.rot90(a), _fl(2, 3)),
+    ("pad", lambda a: ad.pad(a, 1), _fl(2, 3)),
+    ("pad_reflect", lambda a: ad.pad(a, ((1, 2), (0, 1)), mode="reflect"), _fl(3, 3)),
+    ("pad_mean", lambda a: ad.pad(a, 2, mode="mean"), _fl(3)),
+    ("tile", lambda a: ad.tile(a, (2, 1)), _fl(2, 3)),
+    ("tile_int", lambda a: ad.tile(a, 2), _fl(3)),
+    ("repeat", lambda a: ad.repeat(a, 2), _fl(2, 3)),
+    ("repeat_axis", lambda a: ad.repeat(a, [1, 2], axis=0), _fl(2, 3)),
+    ("split", lambda a: ad.split(a, 2), _fl(4)),
+    ("array_split", lambda a: ad.array_split(a, 3, axis=1), _fl(2, 5)),
+    ("hsplit", lambda a: ad.hsplit(a, 2), _fl(2, 4)),
+    ("vsplit", lambda a: ad.vsplit(a, 2), _fl(4, 2)),
+    ("dsplit", lambda a: ad.dsplit(a, 2), _fl(1, 2, 4)),
+    ("atleast_3d", lambda a: ad.atleast_3d(a), _fl(3)),
+    ("squeeze", lambda a: ad.squeeze(a), _fl(1, 3)),
+    ("expand_dims", lambda a: ad.expand_dims(a, -1), _fl(3)),
+    ("moveaxis", lambda a: ad.moveaxis(a, 0, -1), _fl(2, 3)),
+    ("diff", lambda a, b: ad.diff(a, 2, prepend=b, append=b), _fl(2, 5), _fl(2, 1)),
+    ("cross", lambda a, b: ad.cross(a, b), _fl(3), _fl(3)),
+    ("cross_2d_3d", lambda a, b: ad.cross(a, b), _fl(2), _fl(3)),
+    ("polyval", lambda p, x: ad.polyval(p, x), _fl(3), _fl(4)),
+    ("trapezoid", lambda y, x: ad.trapezoid(y, x), _fl(4), _fl(4)),
+    ("sort", lambda a: ad.sort(a), _fl(2, 4)),
+    ("sort_flat", lambda a: ad.sort(a, axis=None), _fl(2, 4)),
+    ("argsort", lambda a: ad.argsort(a), _fl(4)),
+    ("median", lambda a: ad.median(a), _fl(4)),
+    ("median_axis", lambda a: ad.median(a, axis=0), _fl(3, 2)),
+    ("median_nan", lambda a: ad.median(ad.where(a > 1.0, np.nan, a)), _fl(4)),
+    ("quantile", lambda a: ad.quantile(a, [0.25, 0.5], axis=1, keepdims=True), _fl(2, 5)),
+    ("percentile", lambda a: ad.percentile(a, 30), _fl(5)),
+    ("percentile_q", lambda a, q: ad.percentile(a, q), _fl(5), 100 * _G.random((B, 2))),
+    ("quantile_q", lambda a, q: ad.quantile(a, q, axis=0), _fl(4, 2), _G.random(B)),
+    ("average", lambda a, w: ad.average(a, weights=w), _fl(4), _fl(4)),
+    ("average_axis", lambda a, w: ad.average(a, axis=1, weights=w), _fl(2, 4), _fl(4)),
+    ("average_returned", lambda a: ad.average(a, axis=0, returned=True), _fl(2, 4)),
+    ("nansum", lambda a: ad.nansum(ad.where(a > 1.0, np.nan, a)), _fl(4)),
+    ("nanmean", lambda a: ad.nanmean(ad.where(a > 1.0, np.nan, a), axis=0), _fl(2, 4)),
+    ("nanmax", lambda a: ad.nanmax(ad.where(a > 0.5, np.nan, a), axis=0), _fl(2, 3)),
+    ("nanmedian", lambda a: ad.nanmedian(ad.where(a > 0.3, np.nan, a)), _fl(6)),
+    ("ptp", lambda a: ad.ptp(a), _fl(4)),
+    ("interp", lambda x, xp, fp: ad.interp(x, xp, fp), _fl(4), np.sort(_fl(5), axis=1), _fl(5)),
+    (
+        "interp_left_right",
+        lambda x, fp: ad.interp(3 * x, [0.0, 1.0, 2.0], fp, -1.0, fp[0]),
+        _fl(5),
+        _fl(3),
+    ),
+    ("interp_one_knot", lambda x, fp: ad.interp(x, [0.0], fp), _fl(5), _fl(1)),
+    ("clip", lambda a, lo, hi: ad.clip(a, lo, hi), _fl(4), _fl(4) - 1, _fl(4) + 1),
+    ("norm", lambda a: ad.norm(a), _fl(4)),
+    ("norm_at_zero", lambda a: ad.norm(a * 0.0), _fl(3)),
+    ("norm_fro", lambda a: ad.norm(a, "fro"), _fl(2, 2)),
+    ("norm_axis", lambda a: ad.norm(a, axis=1), _fl(2, 3)),
+    ("std", lambda a: ad.std(a), _fl(4)),
+    ("std_at_zero", lambda a: ad.std(a * 0.0 + a[0]), _fl(3)),
+    ("var", lambda a: ad.var(a, axis=0, ddof=1), _fl(3, 2)),
+    ("masked_std", lambda a: np.std(a, where=np.arange(4) > 0), _fl(4)),
+    ("zeros_like", lambda a: a + ad.zeros_like(a) + np.ones_like(a), _fl(3)),
+    ("full_like", lambda a: a * ad.full_like(a, 2.0), _fl(3)),
+    ("np.shape", lambda a: a * np.shape(a)[0] * np.ndim(a) * np.size(a), _fl(4)),
+    ("np.result_type", lambda a: a.astype(np.result_type(a, 1.0)), _fl(4)),
+    (
+        "np.searchsorted",
+        lambda k, x: ad.take(k, np.minimum(np.searchsorted(k, x), 4)),
+        np.sort(_fl(5), 1),
+        _fl(3),
+    ),
+    ("np.any", lambda a: ad.where(np.any(a > 1), a, -a), _fl(4)),
+    ("np.all_axis", lambda a: ad.where(np.all(a > -1, axis=0), a[0], 0.0), _fl(2, 3)),
+    ("np.count_nonzero", lambda a: a * np.count_nonzero(a > 0), _fl(4)),
+    ("np.isclose", lambda a, b: ad.where(np.isclose(a, b, atol=0.5), a, b), _fl(4), _fl(4)),
+    ("np.allclose", lambda a, b: ad.where(np.allclose(a, b, atol=2), a, b), _fl(4), _fl(4)),
+    ("linalg.multi_dot", lambda a, b, c: _L.multi_dot([a, b, c]), _fl(2, 3), _fl(3, 3), _fl(3)),
+    ("linalg.matrix_power", lambda a: _L.matrix_power(a, -2), _spd()),
+    ("linalg.vecdot", lambda a, b: _L.vecdot(a, b), _fl(2, 3), _fl(3)),
+    ("linalg.cond", lambda a: _L.cond(a), _spd()),
+    ("linalg.tensorsolve", lambda a, b: _L.tensorsolve(a, b), _spd(), _fl(3)),
+    ("linalg.norm2", lambda a: _L.norm(a, 2), _fl(3, 3)),
+    ("fft.rfft2", lambda a: ad.fft.rfft2(a).imag, _fl(4, 4)),
+    ("fft.ifftshift", lambda a: ad.fft.ifftshift(a, axes=0), _fl(5, 2)),
+]
+
+
+def _leaves(out):
+    if isinstance(out, tuple | list):
+        return [leaf for o in out for leaf in _leaves(o)]
+    return [out]
+
+
+def _batchings(n):
+    each = [(k,) for k in range(n)]
+    return [*each, tuple(range(n))] if n > 1 else each
+
+
+def _weighted(fn, us):
+    """The sum of ``fn``'s float outputs, each weighted by a cotangent in ``us``."""
+
+    def loss(*xs):
+        outs = [o for o in _leaves(fn(*xs[: len(xs) - len(us)])) if o.dtype.kind == "f"]
+        return sum(ad.sum(o * u) for o, u in zip(outs, xs[len(xs) - len(us) :]))
+
+    return loss
+
+
+#: The float arguments that are data, not differentiated (interp's knots).
+NOT_DIFFERENTIATED = {"interp": (1,), "percentile_q": (1,), "quantile_q": (1,)}
+
+
+@pytest.mark.parametrize(
+    ("name", "fn", "arrays"), [pytest.param(n, f, a, id=n) for n, f, *a in WRAPPERS]
+)
+def test_numpy_wrappers_on_batched_values(name, fn, arrays, rng):
+    """Each wrapper under vmap, every argument batched alone and all together: values, the
+    VJP of the vmapped function (ad.grad of its weighted sum) and per-example gradients
+    (ad.vmap(ad.grad)) against a Python loop over the examples."""
+    for bat in _batchings(len(arrays)):
+        axes = tuple(0 if k in bat else None for k in range(len(arrays)))
+        what = f"in_axes={axes}"
+        ins = [Tensor(a if k in bat else a[0]) for k, a in enumerate(arrays)]
+        examples = [
+            [Tensor(a[b] if k in bat else a[0]) for k, a in enumerate(arrays)] for b in range(B)
+        ]
+        got = _leaves(ad.vmap(fn, in_axes=axes)(*ins))
+        want = [_leaves(fn(*e)) for e in examples]
+        for k, g in enumerate(got):
+            w = np.stack([np.asarray(ws[k].data) for ws in want])
+            np.testing.assert_allclose(g.data, w, **TOL, err_msg=what)
+            assert g.dtype == w.dtype, what
+        data = NOT_DIFFERENTIATED.get(name, ())
+        diff = tuple(k for k, a in enumerate(arrays) if a.dtype.kind == "f" and k not in data)
+        us = [Tensor(rng.standard_normal(g.shape)) for g in got if g.dtype.kind == "f"]
+        if not diff or not us:
+            continue
+        loss = _weighted(fn, [u[0] for u in us])
+        per = [ad.grad(loss, argnums=diff)(*e, *[u[b] for u in us]) for b, e in enumerate(examples)]
+        total = ad.grad(_weighted(ad.vmap(fn, in_axes=axes), us), argnums=diff)(*ins, *us)
+        vm = ad.vmap(ad.grad(loss, argnums=diff), in_axes=axes + (0,) * len(us))(*ins, *us)
+        for j, k in enumerate(diff):
+            stacked = np.stack([p[j].data for p in per])
+            w = stacked if k in bat else stacked.sum(axis=0)
+            np.testing.assert_allclose(total[j].data, w, **TOL, err_msg=f"VJP {what} arg {k}")
+            np.testing.assert_allclose(
+                vm[j].data, stacked, **TOL, err_msg=f"vmap(grad) {what} arg {k}"
+            )

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._mode import STATE, VMAP, batched
 from .._registry import FUNCTION_MAP
 from .._tensor import Tensor
 from . import elementwise as ew
@@ -91,8 +92,9 @@ def _two_norm(mag: Tensor, axis: Any, keepdims: bool) -> Tensor:
     # NOTE: sqrt(sum(x^2)) has an infinite derivative through sqrt at 0 times a zero from
     # the square; the masked form gives the published subgradient 0 at x = 0 without nan.
     s = sum_(mag * mag, axis=axis, keepdims=keepdims)
-    zero = s.data == 0
-    if np.any(zero):
+    vmapped = STATE.mode & VMAP and batched(s)  # (batched: the masked form for each example)
+    zero = s == 0 if vmapped else s.data == 0
+    if vmapped or np.any(zero):
         safe = ew.where(zero, 1.0, s)
         return ew.where(zero, 0.0, ew.sqrt(safe))
     return ew.sqrt(s)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._mode import STATE, VMAP, batched
 from .._registry import FUNCTION_MAP, UFUNC_MAP
 from .._tensor import Tensor
 from . import elementwise as ew
@@ -18,9 +19,11 @@ from .shape import (
     diagonal,
     diagonal_scatter,
     flip,
+    getitem,
     getitem_,
     reshape,
     split,
+    static_arg,
     swapaxes,
     transpose,
 )
@@ -175,6 +178,8 @@ def array_split(x: Any, indices_or_sections: Any, axis: int = 0) -> list[Tensor]
     """
     x = _t(x)
     ios = indices_or_sections
+    if STATE.mode & VMAP:
+        static_arg("array_split", "indices_or_sections", ios)
     if isinstance(ios, int | np.integer):
         n = x.shape[axis]
         if ios <= 0:
@@ -563,7 +568,10 @@ def take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Tensor:
     tensor([[6., 5.]])
     """
     arr = _t(arr)
-    idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
+    if STATE.mode & VMAP and batched(indices):  # (gathered per example: see the end)
+        idx = indices
+    else:
+        idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
     if idx.dtype.kind not in "iu":
         raise IndexError(f"take_along_axis: indices must be integers, got {idx.dtype}")
     if axis is None:
@@ -578,8 +586,10 @@ def take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Tensor:
         tuple(1 if d == axis else n for d, n in enumerate(arr.shape)),
         tuple(1 if d == axis else n for d, n in enumerate(idx.shape)),
     )
-    idx = np.broadcast_to(idx, tuple(idx.shape[d] if d == axis else n for d, n in enumerate(shape)))
-    return getitem_(arr, idx=_along_index(arr.shape, idx, axis))
+    shape = tuple(idx.shape[d] if d == axis else n for d, n in enumerate(shape))
+    if isinstance(idx, Tensor):  # (batched: getitem's hook gathers the batch at once)
+        return getitem(arr, _along_index(arr.shape, broadcast_to(idx, shape), axis))
+    return getitem_(arr, idx=_along_index(arr.shape, np.broadcast_to(idx, shape), axis))
 
 
 def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None):
@@ -599,7 +609,10 @@ def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stable:
     a = _t(a)
     if axis is None:
         a, axis = reshape(a, (-1,)), 0
-    idx = np.argsort(a.data if isinstance(a, Tensor) else a, axis=axis, kind="stable")
+    if STATE.mode & VMAP and batched(a):  # (the permutation of each example)
+        idx = red.argsort_(a, axis=int(axis), kind="stable")
+    else:
+        idx = np.argsort(a.data if isinstance(a, Tensor) else a, axis=axis, kind="stable")
     return take_along_axis(a, idx, axis)
 
 
@@ -610,10 +623,7 @@ def _quantile(a: Any, q: Any, axis: Any, keepdims: bool, method: str, name: str)
     a = _t(a)
     if isinstance(q, Tensor) and q.requires_grad:
         raise TypeError(f"{name}: q is not differentiated; pass q.detach() (or a number)")
-    top = 100 if name == "percentile" else 1
-    qa = np.asarray(q.data if isinstance(q, Tensor) else q, dtype=np.float64) / top
-    if np.any((qa < 0) | (qa > 1)):
-        raise ValueError(f"{name}: q must be in the range [0, {top}]")
+    qa = _fractions(q, name)
     axes = tuple(range(a.ndim)) if axis is None else tuple(np.atleast_1d(axis) % max(a.ndim, 1))
     rest = [d for d in range(a.ndim) if d not in axes]
     x = reshape(transpose(a, rest + list(axes)) if a.ndim else a, (*(a.shape[d] for d in rest), -1))
@@ -625,14 +635,31 @@ def _quantile(a: Any, q: Any, axis: Any, keepdims: bool, method: str, name: str)
     w = (pos - lo).reshape(qa.shape + (1,) * len(rest))
     # NOTE: the q axes lead, as NumPy puts them; each q picks two order statistics.
     xs = transpose(s, (s.ndim - 1, *range(s.ndim - 1)))
-    out = getitem_(xs, idx=lo) * (1 - w) + getitem_(xs, idx=hi) * w
-    nan = np.isnan(xs.data[-1]) if n else None  # sorting puts nan last: NumPy's result is nan
-    if nan is not None and np.any(nan):
-        out = ew.where(nan, np.nan, out)
+    if isinstance(lo, Tensor):  # (a batched q, inside ad.vmap: gathered per example)
+        out = getitem(xs, lo) * (1 - w) + getitem(xs, hi) * w
+    else:
+        out = getitem_(xs, idx=lo) * (1 - w) + getitem_(xs, idx=hi) * w
+    if n:  # sorting puts nan last: NumPy's result is nan
+        vmapped = STATE.mode & VMAP and batched(xs)
+        nan = _nan_mask(getitem_(xs, idx=-1) if vmapped else xs.data[-1])
+        if isinstance(nan, Tensor) or np.any(nan):  # (a Tensor: batched, inside ad.vmap)
+            out = ew.where(nan, np.nan, out)
     if keepdims:
         full = [1 if d in axes else a.shape[d] for d in range(a.ndim)]
         out = reshape(out, qa.shape + tuple(full))
     return out
+
+
+def _fractions(q: Any, name: str) -> Any:
+    """``q`` as fractions (``percentile``'s in percent), checked; a batched ``q`` inside
+    ``ad.vmap`` stays a batched tensor (unchecked, as JAX's)."""
+    top = 100 if name == "percentile" else 1
+    if STATE.mode & VMAP and batched(q):
+        return ew.divide(q.astype(np.float64), top)
+    qa = np.asarray(q.data if isinstance(q, Tensor) else q, dtype=np.float64) / top
+    if np.any((qa < 0) | (qa > 1)):
+        raise ValueError(f"{name}: q must be in the range [0, {top}]")
+    return qa
 
 
 def _quantile_args(
@@ -696,7 +723,10 @@ def median(
 
 
 # ----- nan-ignoring reductions and weighted average ---------------------------------------
-def _nan_mask(a: Any) -> np.ndarray:
+def _nan_mask(a: Any) -> Any:
+    """Where ``a`` is nan: an array (a batched mask for a batched ``a``)."""
+    if STATE.mode & VMAP and batched(a):
+        return ew.isnan(a)
     return np.isnan(a.data if isinstance(a, Tensor) else np.asarray(a))
 
 
@@ -752,7 +782,9 @@ def nanmax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **
     mask = _nan_mask(a)
     m = red.max(ew.where(mask, -np.inf, a), axis=axis, keepdims=keepdims)
     allnan = np.all(mask, axis=red._axis_arg(axis), keepdims=keepdims)
-    return ew.where(allnan, np.nan, m) if np.any(allnan) else m
+    if isinstance(allnan, Tensor) or np.any(allnan):  # (a Tensor: batched, inside ad.vmap)
+        return ew.where(allnan, np.nan, m)
+    return m
 
 
 def average(
@@ -781,7 +813,7 @@ def average(
         ax = int(axis) % a.ndim
         w = reshape(w, (-1,) + (1,) * (a.ndim - 1 - ax))
     ws = red.sum(broadcast_to(w, a.shape), axis=axis, keepdims=keepdims)
-    if np.any(ws.data == 0):
+    if not (STATE.mode & VMAP and batched(ws)) and np.any(ws.data == 0):  # (JAX: no check)
         raise ZeroDivisionError("average: weights sum to zero, can't be normalized")
     avg = red.sum(ew.multiply(a, w), axis=axis, keepdims=keepdims) / ws
     return (avg, ws) if returned else avg

@@ -6,11 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from .._mode import STATE, VMAP, batched
 from .._registry import FUNCTION_MAP, UFUNC_MAP, defprim
 from .._tensor import Tensor
 from . import elementwise as ew
 from . import reduction as red
-from .numpy_funcs import _along_index, _t, sort, take_along_axis
+from .numpy_funcs import _along_index, _nan_mask, _t, sort, take_along_axis
 from .shape import (
     broadcast_to,
     concatenate,
@@ -84,6 +85,12 @@ def real_if_close(a: Any, tol: float = 100) -> Tensor:
     a = _t(a)
     if a.dtype.kind != "c":
         return a if isinstance(a, Tensor) else Tensor(a)
+    if STATE.mode & VMAP and batched(a):
+        raise TypeError(
+            f"real_if_close of a batched complex value inside ad.vmap (per-example shape "
+            f"{a.shape}): whether its result is real depends on the values of every example; "
+            "take ad.real(a) (or keep a) explicitly"
+        )
     if tol > 1:
         tol = np.finfo(a.dtype).eps * tol
     im = a.data if isinstance(a, Tensor) else a
@@ -112,7 +119,7 @@ def nanmedian(
     moved = moveaxis(a, axes, tuple(range(-len(axes), 0))) if a.ndim else a
     x = reshape(moved, (*(a.shape[d] for d in rest), -1))
     s = sort(x, axis=-1)  # nan sorts last
-    cnt = np.sum(~np.isnan(s.data), axis=-1, keepdims=True)
+    cnt = np.sum(~_nan_mask(s), axis=-1, keepdims=True)
     pos = np.maximum(cnt - 1, 0) * 0.5
     lo = np.floor(pos).astype(np.int64)
     hi = np.ceil(pos).astype(np.int64)
@@ -219,6 +226,12 @@ def put_along_axis(arr: Any, indices: Any, values: Any, axis: Any) -> None:
     >>> a
     tensor([[0., 0., 5.]])
     """
+    if STATE.mode & VMAP and batched(arr, indices, values):
+        raise TypeError(
+            "put_along_axis writes into arr in place, and inside ad.vmap arr, indices or "
+            "values is batched (per example): write out of place instead, e.g. "
+            "ad.where(mask, values, arr) with a mask of the positions"
+        )
     idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
     if idx.dtype.kind not in "iu":
         raise IndexError(f"put_along_axis: indices must be integers, got {idx.dtype}")
@@ -595,8 +608,9 @@ def _masked_moments(name: str, x: Any, axis: Any, kd: bool, mask: np.ndarray, dd
     v = red.sum(sq, axis=axis, keepdims=kd) / (n - ddof)
     if name == "var":
         return v
-    zero = v.data == 0
-    if np.any(zero):  # as red.std: the subgradient 0 at zero spread
+    vmapped = STATE.mode & VMAP and batched(v)  # (batched: the masked form for each example)
+    zero = v == 0 if vmapped else v.data == 0
+    if vmapped or np.any(zero):  # as red.std: the subgradient 0 at zero spread
         return ew.where(zero, 0.0, ew.sqrt(ew.where(zero, 1.0, v)))
     return ew.sqrt(v)
 
@@ -634,6 +648,8 @@ def interp(
             "interp: xp (the knots) requires grad, but the interpolant is differentiated in "
             "x, fp, left and right only; pass xp.detach()"
         )
+    if STATE.mode & VMAP and batched(x, xp):
+        return _interp_batched(_t(x), xp, _t(fp), left, right)
     knots = np.asarray(xp.data if isinstance(xp, Tensor) else xp)
     fp = _t(fp)
     if knots.ndim != 1 or fp.ndim != 1 or knots.shape != fp.shape or knots.size == 0:
@@ -653,6 +669,27 @@ def interp(
     lo = take(fp, 0) if left is None else left
     hi = take(fp, -1) if right is None else right
     return ew.where(xd < knots[0], lo, ew.where(xd > knots[-1], hi, inner))
+
+
+def _interp_batched(x: Any, xp: Any, fp: Any, left: Any, right: Any) -> Tensor:
+    """``interp`` inside ``ad.vmap`` with batched points or knots: the segment of each point
+    found example by example (``np.searchsorted``), the rest batched ops."""
+    xp = _t(xp)
+    n = xp.shape[-1] if xp.ndim == 1 else 0
+    if xp.ndim != 1 or fp.shape != xp.shape or n == 0:
+        raise ValueError(
+            f"interp: xp and fp must be 1-D of the same non-zero length, got shapes "
+            f"{xp.shape} and {fp.shape}"
+        )
+    if n == 1:
+        inner = broadcast_to(fp, x.shape) if x.ndim else reshape(fp, ())
+    else:
+        i = np.clip(np.searchsorted(xp, x, side="right") - 1, 0, n - 2)
+        x0, x1, f0, f1 = take(xp, i), take(xp, i + 1), take(fp, i), take(fp, i + 1)
+        inner = f0 + (x - x0) * ((f1 - f0) / (x1 - x0))
+    lo = take(fp, 0) if left is None else left
+    hi = take(fp, -1) if right is None else right
+    return ew.where(x < take(xp, 0), lo, ew.where(x > take(xp, -1), hi, inner))
 
 
 FUNCTION_MAP.update(

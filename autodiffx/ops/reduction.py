@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._mode import STATE, VMAP, batched
 from .._registry import FUNCTION_MAP, Meta, apply, defprim
 from .._tensor import Tensor
 from .._xp import broadcast_like, is_foreign, is_lazy
@@ -415,8 +416,9 @@ def std(x: Any, *args: Any, **kw: Any) -> Tensor:
     # NOTE: at zero spread (one element, or equal ones) sqrt's infinite derivative meets var's
     # zero one: nan. The masked form gives the subgradient 0 of the kink table (as norm at 0)
     # in every mode and order.
-    zero = v.data == 0
-    if np.any(zero):
+    vmapped = STATE.mode & VMAP and batched(v)  # (batched: the masked form for each example)
+    zero = v == 0 if vmapped else v.data == 0
+    if vmapped or np.any(zero):
         return where(zero, 0.0, sqrt(where(zero, 1.0, v)))
     return sqrt(v)
 

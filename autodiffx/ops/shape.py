@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._mode import STATE, VMAP
+from .._mode import STATE, VMAP, batched
 from .._registry import FUNCTION_MAP, defprim
 from .._tensor import Tensor
 from .._xp import diagonal_scatter as diagonal_scatter_lazy
@@ -57,6 +57,17 @@ def neg_axes(axis: Any, ndim: int) -> Any:
 
 def _shape_arg(shape: Any) -> tuple[int, ...]:
     return (int(shape),) if isinstance(shape, int | np.integer) else tuple(shape)
+
+
+def static_arg(name: str, what: str, value: Any) -> None:
+    """Refuse a ``value`` batched by ``ad.vmap`` (anywhere in a list) for an argument that
+    sets the shape of the result, which is one shape for every example (as JAX's)."""
+    if batched(*(value if isinstance(value, tuple | list) else (value,))):
+        raise TypeError(
+            f"{name}: {what} is a batched value inside ad.vmap, but it sets the shape of the "
+            "result, which must be the same for every example; pass Python ints (the same "
+            "for every example), or loop over the examples instead of vmap"
+        )
 
 
 def raw_index(idx: Any) -> Any:
@@ -724,6 +735,8 @@ def split(x: Any, indices_or_sections: Any, axis: int = 0) -> list[Tensor]:
     [(2,), (2,), (2,)]
     """
     ios = indices_or_sections
+    if STATE.mode & VMAP:
+        static_arg("split", "indices_or_sections", ios)
     if not isinstance(ios, int | np.integer):
         ios = tuple(int(i) for i in ios)
     return list(split_(x, indices_or_sections=ios, axis=int(axis)))
@@ -778,6 +791,8 @@ def pad(
         return pad_mode(x, pad_width, mode, **kw)
     if kw:
         raise ValueError(f"pad: unsupported keyword arguments for mode 'constant': {sorted(kw)}")
+    if STATE.mode & VMAP:
+        static_arg("pad", "pad_width", pad_width)
     pw = np.asarray(pad_width, dtype=np.int64)
     return pad_(
         x,
@@ -795,6 +810,8 @@ def tile(x: Any, reps: Any) -> Tensor:
     >>> ad.tile(ad.tensor([1.0, 2.0]), 2)
     tensor([1., 2., 1., 2.])
     """
+    if STATE.mode & VMAP:
+        static_arg("tile", "reps", reps)
     reps = (int(reps),) if isinstance(reps, int | np.integer) else tuple(int(r) for r in reps)
     shape = np.shape(x)
     n = max(len(shape), len(reps))
@@ -804,6 +821,8 @@ def tile(x: Any, reps: Any) -> Tensor:
     big = tuple(v for s, r in zip(shape, reps) for v in (r, s))
     y = broadcast_to(reshape(x, inter), big)
     y = reshape(y, tuple(s * r for s, r in zip(shape, reps)))
+    if STATE.mode & VMAP and batched(y):  # (no in-place write into a batched value)
+        return y
     # NOTE: np.tile returns a new array; where the reshape kept broadcast_to's read-only view
     # (reps of 1, or repeats along size-1 axes) an in-place write would fail, so copy it.
     return y if y.data.flags.writeable else copy(y)
@@ -818,6 +837,8 @@ def repeat(x: Any, repeats: Any, axis: Any = None) -> Tensor:
     >>> ad.repeat(ad.tensor([1.0, 2.0]), 2)
     tensor([1., 1., 2., 2.])
     """
+    if STATE.mode & VMAP:
+        static_arg("repeat", "repeats", repeats)
     if axis is None:
         x = ravel(x)
         axis = 0
@@ -875,6 +896,8 @@ def take(x: Any, indices: Any, axis: Any = None) -> Tensor:
     >>> ad.take(ad.tensor([5.0, 6.0, 7.0]), [2, 0])
     tensor([7., 5.])
     """
+    if STATE.mode & VMAP and batched(x, indices):
+        return _take_batched(x, indices, axis)
     if axis is None:
         return getitem_(
             ravel(x), idx=raw_index(np.asarray(indices) if isinstance(indices, list) else indices)
@@ -884,6 +907,21 @@ def take(x: Any, indices: Any, axis: Any = None) -> Tensor:
     # NOTE: np.take returns a C-ordered array where indexing may not; the layout decides
     # whether a later reshape is a view (and so sees in-place writes), as in NumPy.
     return out if out.data.flags.c_contiguous else copy(out, order="C")
+
+
+def _take_batched(x: Any, indices: Any, axis: Any) -> Tensor:
+    """``take`` inside ``ad.vmap``: indexing, which gathers batched indices per example
+    (a batched value has no memory layout to copy into C order)."""
+    if isinstance(indices, list):
+        indices = np.asarray(indices)
+    if axis is None:
+        return getitem(ravel(x), indices)
+    ax = axis % np.ndim(x)
+    if not batched(indices):
+        return getitem_(x, idx=(slice(None),) * ax + (raw_index(indices),))
+    out = getitem(moveaxis(x, ax, 0), indices)  # (the indices' axes, then x's others)
+    k = indices.ndim
+    return moveaxis(out, tuple(range(k)), tuple(range(ax, ax + k))) if ax and k else out
 
 
 FUNCTION_MAP.update(
