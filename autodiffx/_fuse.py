@@ -98,6 +98,11 @@ def _leaves(n: Any, found: dict[int, Any]) -> dict[int, Any]:
     return found
 
 
+# NOTE: only the derivative rules' sections are fused. numexpr raises no floating-point
+# warnings, and in eager code every primal ufunc that can overflow or meet an invalid value
+# (exp, the products, sin of inf) warns; eager runs the derivative rules with divide,
+# overflow and invalid ignored, so there nothing is lost (and with underflow not ignored,
+# nothing is fused). A primal step that cannot warn (negation) alone is not worth a call.
 def fuse(steps: list[_Step], outs: list[Any], base: dict[str, str]) -> list[_Step]:
     """The steps with each maximal tree of fusable steps (consecutive, in one quiet section,
     each intermediate used once, by the next) replaced by one step calling numexpr."""
