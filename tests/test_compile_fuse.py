@@ -132,3 +132,35 @@ def test_guards_still_record_again():
         _close(cf(x), f(x))
     assert cf.cache_info()["recordings"] == 2
     assert "numexpr:" in cf.source
+
+
+def _mlp(dtype):
+    nn = ad.nn
+    model = nn.Sequential(
+        nn.Linear(6, 8, rng=1, dtype=dtype), nn.Tanh(), nn.Linear(8, 3, rng=2, dtype=dtype)
+    )
+    return model, ad.optim.SGD(model.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_an_optimizer_step_with_backward_matches_eager(dtype, rtol):
+    x = np.random.default_rng(2).standard_normal((5, 6)).astype(dtype)
+    y = np.array([0, 1, 2, 1, 0])
+    (m1, o1), (m2, o2) = _mlp(dtype), _mlp(dtype)
+
+    def step(model, opt):
+        def run(x, y):
+            opt.zero_grad()
+            loss = ad.nn.functional.cross_entropy(ad.tanh(model(x)) * 2.0, y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return run
+
+    eager, cstep = step(m1, o1), ad.compile(step(m2, o2), fuse="numexpr")
+    for _ in range(3):
+        _close(cstep(x, y), eager(x, y), rtol)
+    assert "numexpr:" in cstep.source
+    for p, q in zip(m2.parameters(), m1.parameters(), strict=True):
+        np.testing.assert_allclose(p.data, q.data, rtol=rtol, atol=1e-7)
