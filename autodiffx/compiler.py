@@ -103,6 +103,7 @@ class _Step:
         "args",
         "effect",
         "err",
+        "fused",
         "guard",
         "outs",
         "params",
@@ -121,6 +122,7 @@ class _Step:
         self.guard: Any = None  # (operand, bytes, what) of a guard step
         self.shape_guard = False  # a value-dependent output shape is checked at replay
         self.effect: Any = None  # (callable, what) of a side effect replayed as a call
+        self.fused: Any = None  # (numexpr.NumExpr, expression tree) of a fused region
 
     def operands(self, kinds: tuple[type, ...] = (_Var,)) -> list[Any]:
         """The variables among the step's arguments, parameters and guarded value (with
@@ -485,6 +487,8 @@ def _step_lines(s: _Step, ns: dict[str, Any], out: str | None = None) -> list[st
                 ops.append(_render(a, ns))  # (a value, or a folded constant)
         call = f"{fx}({', '.join(ops)})  # {s.effect[1]}"
         return [f"{s.outs[0].name} = {call}" if s.outs else call]
+    if s.fused is not None:
+        return _fused_lines(s, ns)
     assert s.prim is not None
     args = [_render(a, ns) for a in s.args]
     args += [f"{k}={_render(v, ns)}" for k, v in s.params.items()]
@@ -501,6 +505,12 @@ def _step_lines(s: _Step, ns: dict[str, Any], out: str | None = None) -> list[st
         checks = " or ".join(f"{v.name}.shape != {v.arr.shape!r}" for v in s.outs)
         lines.append(f"if {checks}: return MISS  # a shape that depends on values")
     return lines
+
+
+def _fused_lines(s: _Step, ns: dict[str, Any]) -> list[str]:
+    from . import _fuse
+
+    return _fuse.lines(s, ns, _render)
 
 
 def _arrays(out: Any) -> list[np.ndarray]:
@@ -706,7 +716,7 @@ def _build(fname: str, steps: list[_Step], inputs: list[_Var], outs: list[Any]) 
 # the compiled function
 # ============================================================================================
 _VALUES = (bool, int, float, complex, str, type(None))
-_RESERVED = re.compile(r"^(v|c|t|g|e|k|dt|x|o|fx)_|^(np|MISS|quiet_enter|quiet_exit|_.*)$")
+_RESERVED = re.compile(r"^(v|c|t|g|e|k|dt|x|o|fx|ne)_|^(np|MISS|quiet_enter|quiet_exit|_.*)$")
 
 
 def _signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, list[Any], Any]:
@@ -822,8 +832,9 @@ class Compiled:
     {'hits': 1, 'recordings': 1, 'signatures': 1}
     """
 
-    def __init__(self, f: Callable[..., Any]) -> None:
+    def __init__(self, f: Callable[..., Any], fuse: str | None = None) -> None:
         self.f = f
+        self._fuse = fuse
         self.__name__ = name = getattr(f, "__name__", "f")
         fname = re.sub(r"\W+", "_", name).strip("_") or "f"
         if not fname.isidentifier() or keyword.iskeyword(fname) or fname in ("np", "MISS"):
@@ -924,7 +935,7 @@ class Compiled:
         else:
             args = tuple(call)
         out = _recording(rec, self.f, args, kw)
-        variant = _variant(rec, self._fname, inputs, out)
+        variant = _variant(rec, self._fname, inputs, out, self._fuse)
         with self._lock:
             variants = self._cache.setdefault(key, [])
             variants.insert(0, variant)
@@ -1002,7 +1013,9 @@ def _recording(rec: _Recorder, f: Callable[..., Any], args: Any, kw: dict[str, A
     return out
 
 
-def _variant(rec: _Recorder, fname: str, inputs: list[_Var], out: Any) -> _Variant:
+def _variant(
+    rec: _Recorder, fname: str, inputs: list[_Var], out: Any, fuse: str | None = None
+) -> _Variant:
     """The program of a recording and the map from its results to ``f``'s outputs."""
     leaves, out_def = tree_flatten(out)
     outs: list[Any] = []
@@ -1034,6 +1047,10 @@ def _variant(rec: _Recorder, fname: str, inputs: list[_Var], out: Any) -> _Varia
             outs.append(op)
     steps = _simplify(_fold(rec, {id(v) for v in outs}), outs, np.geterr())
     steps = _schedule(_live(steps, [v for v in outs if type(v) is _Var]), np.geterr())
+    if fuse is not None:
+        from . import _fuse
+
+        steps = _fuse.fuse(steps, outs, np.geterr())
     return _Variant(_build(fname, steps, inputs, outs), spec, out_def)
 
 
@@ -1257,7 +1274,7 @@ def _replay_error(prog: _Program, e: Exception) -> Exception:
         return RuntimeError(msg)
 
 
-def compile(f: Callable[..., Any]) -> Compiled:
+def compile(f: Callable[..., Any], *, fuse: str | None = None) -> Compiled:
     """Compile ``f``: record its primitive applications once per input signature, then replay
     them as generated straight-line NumPy code.
 
@@ -1276,6 +1293,12 @@ def compile(f: Callable[..., Any]) -> Compiled:
     evaluation trace, a dual level, ``detect_anomaly()`` or ``vmap``, ``f`` runs eagerly
     (``ad.compile(ad.vmap(f))`` compiles the batched program). ``cf.source``
     is the generated code.
+
+    ``fuse="numexpr"`` (the ``autodiffx[fuse]`` extra) replays each run of small
+    elementwise steps of the derivative rules (at most 1024 elements per array, float32 or
+    float64) as one numexpr call: values equal eager's within ``rtol`` 1e-12 (float64) or
+    1e-5 (float32), bit for bit for ``+ - * /`` and ``sqrt``; see docs/compile.md for
+    where it helps. Default ``None``: the plain NumPy program.
 
     Examples
     --------
@@ -1308,4 +1331,13 @@ def compile(f: Callable[..., Any]) -> Compiled:
         return (v_3, v_7)
     <BLANKLINE>
     """
-    return Compiled(f)
+    if fuse is not None:
+        if fuse != "numexpr":
+            raise ValueError(f"ad.compile: fuse must be None or 'numexpr', not {fuse!r}")
+        try:
+            import numexpr  # noqa: F401
+        except ImportError as e:
+            raise ImportError(
+                'ad.compile(fuse="numexpr") needs numexpr: pip install "autodiffx[fuse]"'
+            ) from e
+    return Compiled(f, fuse)

@@ -25,6 +25,7 @@ from .common import (
     peak_bytes,
     torch_cases,
     w1_compiled,
+    w1_fused,
     w1_input,
     w1_numpy_forward_backward,
     w1_value_and_grad,
@@ -65,6 +66,31 @@ class W1Compiled:
 
     def time_record(self) -> None:
         w1_compiled()(self.x)
+
+
+class W1CompiledFused:
+    """W1's value and gradient compiled with ``fuse="numexpr"`` (its backward pass's 125
+    products and differences as four numexpr calls), beside the hand-written chain; skipped
+    without numexpr."""
+
+    def setup(self) -> None:
+        self.x = w1_input()
+        compiled = w1_fused()
+        if compiled is None:
+            raise NotImplementedError("numexpr is not installed")
+        self.compiled = compiled
+        self.compiled(self.x)  # records
+
+    def time_compiled_fused_forward_backward(self) -> None:
+        self.compiled(self.x)
+
+    def track_fused_over_numpy(self) -> float:
+        """Fused / hand-written, timed in pairs (median of 30, 200 calls each)."""
+        return paired_ratio(
+            lambda: self.compiled(self.x), lambda: w1_numpy_forward_backward(self.x), 30, 200
+        )
+
+    track_fused_over_numpy.unit = "ratio"  # type: ignore[attr-defined]
 
 
 class W4Compiled:

@@ -167,6 +167,16 @@ def w1_compiled() -> Callable[[Any], Any]:
     return ad.compile(ad.value_and_grad(w1_chain))
 
 
+def w1_fused() -> Callable[[Any], Any] | None:
+    """W1 compiled with ``fuse="numexpr"`` (numexpr at one thread), None without numexpr."""
+    try:
+        import numexpr
+    except ImportError:
+        return None
+    numexpr.set_num_threads(1)
+    return ad.compile(ad.value_and_grad(w1_chain), fuse="numexpr")
+
+
 def w4_loss(x: Any, a: Any) -> Any:
     """``sum(tanh(A @ x))`` with ``x`` first (the argument ``ad.grad`` differentiates)."""
     return ad.sum(ad.tanh(a @ x))

@@ -412,7 +412,14 @@ def _compiled_cases(c: Any, ad: Any) -> dict[str, Any]:
         f(*args)  # records
         same(f.__name__, f(*args), eager(*args))
     _check("nested", cn(xn).data, c.nested_numpy_gradient(xn), 1e-12)
+    fused = {}
+    cf1 = c.w1_fused()
+    if cf1 is not None:  # (numexpr installed)
+        cf1(x1)  # records
+        same("W1 fuse=numexpr", cf1(x1), c.w1_value_and_grad(x1))
+        fused["w1f"] = lambda: cf1(x1)
     return {
+        **fused,
         "w1c": lambda: cw1(x1),
         "w1e": lambda: c.w1_value_and_grad(x1),
         "w1np": lambda: c.w1_numpy_forward_backward(x1),
@@ -462,6 +469,10 @@ def run_compiled(c: Any, ad: Any, args: argparse.Namespace) -> list[list[str]]:
         return [label, _fmt(t[k]) + per, _fmt(t[floor]), ratio, target]
 
     rows = []
+    if "w1f" in t:
+        rows.append(row('W1 compiled, fuse="numexpr", value_and_grad', "w1f", "w1np"))
+    else:
+        rows.append(['W1 compiled, fuse="numexpr"', "(no numexpr)", _fmt(t["w1np"]), "", ""])
     for w, what in (
         ("w1", "value_and_grad"),
         ("w3", "value_and_grad, x (1e6,)"),
