@@ -845,6 +845,10 @@ class Compiled:
         self._cache: OrderedDict[Any, list[_Variant]] = OrderedDict()
         self._lock = threading.Lock()
         self._last: _Variant | None = None
+        # NOTE: the signature and variants of the last hit, compared by equality before the
+        # cache is hashed twice (get, move_to_end): 2.28 -> 1.8 µs per call of a one-op
+        # program (W4 compiled: see the commit). Cleared by anything that reorders the cache.
+        self._hot: tuple[Any, list[_Variant]] | None = None
         self._hits = self._recordings = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -864,7 +868,9 @@ class Compiled:
                 datas.append(d)
             else:
                 k = tuple(key)
-                for v in self._cache.get(k, ()):
+                hot = self._hot  # (the last hit's signature: already the most recent)
+                hit = hot is not None and hot[0] == k
+                for v in hot[1] if hit else self._cache.get(k, ()):
                     try:
                         res = v.program.fn(*datas)
                     except Exception as e:
@@ -872,7 +878,9 @@ class Compiled:
                     if res is not MISS:
                         self._hits += 1
                         self._last = v
-                        self._cache.move_to_end(k)
+                        if not hit:
+                            self._cache.move_to_end(k)
+                            self._hot = (k, self._cache[k])
                         return v.rebuild(res, args)
                 return self._record(k, list(args), None, args, kwargs)
         return self._general(args, kwargs)
@@ -901,6 +909,7 @@ class Compiled:
                 self._hits += 1
                 self._last = v
                 self._cache.move_to_end(key)
+                self._hot = None
                 return v, res
         return None
 
@@ -937,6 +946,7 @@ class Compiled:
         out = _recording(rec, self.f, args, kw)
         variant = _variant(rec, self._fname, inputs, out, self._fuse)
         with self._lock:
+            self._hot = None
             variants = self._cache.setdefault(key, [])
             variants.insert(0, variant)
             del variants[VARIANTS:]

@@ -165,6 +165,33 @@ def test_lru_drops_the_oldest_signature():
     assert cf.cache_info()["recordings"] == 11
 
 
+def test_repeated_hits_keep_the_lru_order():
+    cf = ad.compile(lambda x: x + 1)
+    cf(np.ones(1))
+    cf(np.ones(1))  # a hit: (1,) is the most recent signature...
+    for n in range(2, 9):
+        cf(np.ones(n))  # ...until seven others are recorded after it
+    cf(np.ones(2))
+    cf(np.ones(2))  # two hits on (2,): it is the most recent again
+    cf(np.ones(9))  # the cache is full: (1,), the least recent, is dropped, not (2,)
+    assert cf.cache_info() == {"hits": 3, "recordings": 9, "signatures": ad.compiler.CACHE_SIZE}
+    _equal(cf(np.ones(2)), ad.tensor(np.full(2, 2.0)))
+    assert cf.cache_info()["recordings"] == 9
+    cf(np.ones(1))
+    assert cf.cache_info()["recordings"] == 10
+
+
+def test_a_dropped_signature_records_again_after_repeated_hits():
+    cf = ad.compile(lambda x: x + 1)
+    cf(np.ones(1))
+    cf(np.ones(1))
+    cf(np.ones(1))  # (1,) hit twice in a row
+    for n in range(2, 10):
+        cf(np.ones(n))  # eight newer signatures: (1,) is dropped
+    cf(np.ones(1))
+    assert cf.cache_info()["recordings"] == 10
+
+
 def test_aliased_arguments_are_independent_at_replay():
     cf = ad.compile(lambda x, y: x * 2 + y)
     cf(X0, X0)
