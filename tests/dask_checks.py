@@ -14,6 +14,7 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
+from _backend_checks import assert_like_numpy
 
 import autodiffx as ad
 from autodiffx._mode import STATE
@@ -131,13 +132,7 @@ def _compare(got: list[Any], want: list[Any], what: str) -> None:
         gd, wd = getattr(g, "data", g), getattr(w, "data", w)
         assert isinstance(gd, da.Array), f"{what}: result {k} is a {type(gd).__name__}"
         (gn,) = dask.compute(gd, scheduler="sync")
-        gn, wn = np.asarray(gn), np.asarray(wd)
-        assert gn.shape == wn.shape, f"{what}: result {k} shape {gn.shape}, NumPy {wn.shape}"
-        assert gn.dtype == wn.dtype, f"{what}: result {k} dtype {gn.dtype}, NumPy {wn.dtype}"
-        if wn.dtype.kind in "fc":
-            np.testing.assert_allclose(gn, wn, rtol=RTOL, atol=ATOL, err_msg=f"{what} [{k}]")
-        else:
-            np.testing.assert_array_equal(gn, wn, err_msg=f"{what} [{k}]")
+        assert_like_numpy(np.asarray(gn), np.asarray(wd), what, k, RTOL, ATOL)
 
 
 def check_point(apply_op: Any, p: Any, rng: np.random.Generator) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _backend_checks import assert_like_numpy
 from op_specs import ROWS
 from test_primitives import apply_op, make_point
 
@@ -107,13 +108,7 @@ def _close(got: list[Any], want: list[Any], what: str) -> None:
     assert len(got) == len(want), what
     for k, (g, w) in enumerate(zip(got, want, strict=True)):
         assert _is_strict(g), f"{what}: result {k} is {type(getattr(g, 'data', g))}"
-        gn, wn = to_np(g), to_np(w)
-        assert gn.shape == wn.shape, f"{what}: result {k} shape {gn.shape}, NumPy {wn.shape}"
-        assert gn.dtype == wn.dtype, f"{what}: result {k} dtype {gn.dtype}, NumPy {wn.dtype}"
-        if wn.dtype.kind in "fc":
-            np.testing.assert_allclose(gn, wn, rtol=RTOL, atol=ATOL, err_msg=f"{what} [{k}]")
-        else:
-            np.testing.assert_array_equal(gn, wn, err_msg=f"{what} [{k}]")
+        assert_like_numpy(to_np(g), to_np(w), what, k, RTOL, ATOL)
 
 
 class Backend:
