@@ -269,6 +269,12 @@ def quiet_enter() -> Any:
         cm = np.errstate(divide="ignore", invalid="ignore", over="ignore")
         cm.__enter__()
         return cm
+    return _EXTOBJ.set(_QUIET.get(_EXTOBJ.get()) or quiet_state())
+
+
+def quiet_state() -> Any:
+    """The quiet error state made from the current one (made once per distinct state; what
+    :func:`quiet_enter` switches in, and ``ad.compile``'s programs inline)."""
     cur = _EXTOBJ.get()
     q = _QUIET.get(cur)
     if q is None:
@@ -276,7 +282,7 @@ def quiet_enter() -> Any:
             _QUIET.clear()
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             q = _QUIET[cur] = _EXTOBJ.get()
-    return _EXTOBJ.set(q)
+    return q
 
 
 def quiet_exit(token: Any) -> None:

@@ -192,6 +192,56 @@ def test_a_dropped_signature_records_again_after_repeated_hits():
     assert cf.cache_info()["recordings"] == 10
 
 
+@pytest.mark.parametrize(
+    "other",
+    [
+        lambda: ad.tensor(np.ones(3), requires_grad=True),  # requires_grad
+        lambda: ad.tensor(np.ones(1)),  # shape
+        lambda: ad.tensor(np.ones(3, np.float32)),  # dtype
+        lambda: np.ones(3),  # an array, not a Tensor
+        lambda: ad.tensor(np.ones(3).astype(np.dtype(">f8"))),  # byte order
+    ],
+    ids=["requires_grad", "shape", "dtype", "array", "byteorder"],
+)
+def test_a_call_unlike_the_last_one_is_not_replayed_by_its_entry(other):
+    # the last variant's entry checks each part of the signature; anything else goes to the
+    # cache, and the two signatures alternate with their own programs
+    def fn(x, w):
+        return ad.tanh(x * w.detach()) * 2
+
+    cf = ad.compile(fn)
+    x = ad.tensor(np.linspace(0.5, 1.5, 3))
+    for _ in range(3):
+        for w in (ad.tensor(np.full(3, 2.0)), other()):
+            want = fn(x, w if isinstance(w, ad.Tensor) else ad.tensor(w))
+            _equal(cf(x, w), want)
+            assert cf(x, w).dtype == want.dtype
+    assert cf.cache_info() == {"hits": 10, "recordings": 2, "signatures": 2}
+
+
+def test_an_equal_dtype_that_is_another_object_is_a_hit():
+    cf = ad.compile(lambda x: ad.exp(x) * 2)
+    dt = np.dtype("f8", metadata={"unit": "m"})  # equal to float64, another object
+    assert dt == np.float64 and dt is not np.dtype(np.float64)
+    cf(np.ones(3))
+    _equal(cf(np.zeros(3, dt)), ad.tensor(np.full(3, 2.0)))
+    assert cf.cache_info() == {"hits": 1, "recordings": 1, "signatures": 1}
+
+
+def test_the_entry_counts_arguments():
+    cf = ad.compile(lambda *xs: sum(xs[1:], xs[0]) * 2)
+    for xs in [(X0,), (X0, X1), (X0,), (X0, X1, X0), (X0, X1)]:
+        _equal(cf(*xs), sum((ad.tensor(x) for x in xs[1:]), ad.tensor(xs[0])) * 2)
+    assert cf.cache_info() == {"hits": 2, "recordings": 3, "signatures": 3}
+
+
+def test_source_is_the_program_of_the_last_call():
+    cf = ad.compile(lambda x: ad.sin(x) if x.shape[0] == 2 else ad.cos(x))
+    for n, kernel in [(2, "np.sin"), (3, "np.cos"), (2, "np.sin"), (2, "np.sin"), (3, "np.cos")]:
+        cf(np.ones(n))
+        assert kernel in cf.source
+
+
 def test_aliased_arguments_are_independent_at_replay():
     cf = ad.compile(lambda x, y: x * 2 + y)
     cf(X0, X0)
@@ -354,7 +404,7 @@ GOLDEN = """def loss_and_grad(w, x):
     del v_1
     v_3 = np.asarray(k_sum(v_2, axis=None, keepdims=False))
     # derivative rules (floating-point errors ignored, as in eager)
-    _q = quiet_enter()
+    _q = _fp.set(_QUIET.get(_fp.get()) or _quiet_state())
     try:
         v_4 = np.multiply(v_2, v_2)
         del v_2
@@ -363,7 +413,7 @@ GOLDEN = """def loss_and_grad(w, x):
         v_6 = np.multiply(v_5, x)
         del v_5
     finally:
-        quiet_exit(_q)
+        _fp.reset(_q)
     return (v_3, v_6)
 """
 
@@ -555,7 +605,7 @@ def test_derivative_steps_on_small_arrays_wait_for_one_quiet_region(n, regions):
     cf = ad.compile(_jvp_chain)
     x, v = ad.tensor(np.linspace(0.1, 1.0, n)), ad.tensor(np.ones(n))
     cf(x, v)
-    assert cf.source.count("quiet_enter()") == regions, cf.source
+    assert cf.source.count("_q = _fp.set(") == regions, cf.source
     y, w = ad.tensor(np.linspace(-1.0, 3.0, n)), ad.tensor(np.arange(float(n)))
     _equal(cf(y, w), ad.compile(_jvp_chain)(y, w))
     _equal(cf(y, w), _jvp_chain(y, w))
@@ -571,7 +621,7 @@ def test_a_primal_step_after_a_waiting_derivative_step_still_warns():
     for _ in range(2):  # recorded, replayed
         with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):
             out = cf(x, v)
-    assert cf.source.count("quiet_enter()") == 1
+    assert cf.source.count("_q = _fp.set(") == 1
     with pytest.warns(RuntimeWarning, match="overflow"):
         _equal(out, fn(x, v))
 
@@ -583,6 +633,21 @@ def test_the_basis_of_a_jacobian_is_folded():
     assert "t_0" not in cf.source and "broadcast_to" not in cf.source, cf.source
     y = ad.tensor(np.linspace(-2.0, 1.0, 10))
     _equal(cf(y), ad.jacrev(lambda s: ad.sum(ad.sin(s) * s))(y))
+
+
+@pytest.mark.parametrize("lib", ["dask.array", "array_api_strict"])
+def test_arrays_of_other_libraries_are_refused_after_numpy_calls(lib):
+    # the array's type is in the signature: a Dask array of the same shape and dtype as the
+    # NumPy calls before it is not given to their program
+    xp = pytest.importorskip(lib)
+    cf = ad.compile(ad.grad(lambda x: ad.sum(ad.tanh(x))))
+    x = ad.tensor(np.array([1.0, 2.0]))
+    cf(x)
+    cf(x)
+    other = ad.tensor(xp.asarray(np.array([1.0, 2.0])))
+    with pytest.raises(CompileError, match=r"holds a .*Array, not a NumPy array.*uncompiled"):
+        cf(other)
+    assert cf.cache_info() == {"hits": 1, "recordings": 1, "signatures": 1}
 
 
 @pytest.mark.parametrize("where", ["argument", "closure"])
