@@ -169,6 +169,10 @@ class Primitive:
         # Array-API arrays (autodiffx._xp): why the op runs on NumPy arrays only (None: it
         # runs on them, its kernel resolved per namespace).
         self.numpy_only: str | None = None
+        # How ad.compile records an application (None: one step, the kernel):
+        # record(recorder, args, params, result) records the kernel's parts as calls, which
+        # the VJP's calls of the same parts share (autodiffx.compiler's common steps).
+        self.record: Callable[..., Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -336,6 +340,7 @@ def defprim(
     expr: bool = False,
     export: bool = True,
     numpy_only: str | None = None,
+    record: Callable[..., Any] | None = None,
 ) -> Primitive:
     """Register a primitive and return it; the returned object is the public function.
 
@@ -343,7 +348,8 @@ def defprim(
     ``vjp``/``jvp`` with ``multilinear``) are the rule kinds of :mod:`autodiffx._rules`.
     ``register=False`` builds the same entry outside the registry (custom ``ad.Function``
     rules), so it is not in NumPy's dispatch tables nor in the generic test table.
-    ``notation``, ``partials``, ``expr``, ``export``, ``numpy_only``: see the module docstring.
+    ``notation``, ``partials``, ``expr``, ``export``, ``numpy_only``: see the module docstring;
+    ``record``: see ``Primitive.record``.
     """
     if register and name in REGISTRY:
         raise ValueError(f"primitive {name!r} is registered twice")
@@ -352,6 +358,7 @@ def defprim(
     p.view, p.shapes, p.batch, p.save_args, p.save_out = view, shapes, batch, save_args, save_out
     p.notation, p.partials = notation, None if partials is None else tuple(partials)
     p.expr, p.export, p.vmap, p.numpy_only = expr, export, vmap, numpy_only
+    p.record = record
     p.rule = _rule_of(derivs, derivs2, argnames, linear, bilinear, zero_deriv, vjp, jvp)
     p.rule.multilinear = p.rule.multilinear or multilinear
     p.raw_rules = register  # (custom Function rules read Tensors)

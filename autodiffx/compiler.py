@@ -225,12 +225,15 @@ class _Recorder:
         does what eager backward does (``t.grad`` set, or added to), on the replay's array."""
         self.effect(_accumulate_grad, [t, g.data], "backward() into .grad")
 
-    def call(self, fn: Callable[..., Any], args: list[Any], what: str) -> Tensor:
+    def call(self, fn: Callable[..., Any], args: list[Any], what: str, into: Any = None) -> Any:
         """``fn(*args)`` on the arrays of ``args`` (Tensors unwrapped), a pure computation
-        recorded as one step (an op's own formula on arrays): its result, a Tensor."""
+        recorded as one step (an op's own formula on arrays): its result, a Tensor. Two calls
+        of one ``fn`` on the same values are one step (a VJP's call shares its forward's).
+        ``into``: the Tensor the engine already holds with this result (a primitive's,
+        ``Primitive.record``), which becomes the step's output."""
         arrays = [_SLOT.__get__(a, Tensor) if isinstance(a, Tensor) else a for a in args]
-        out = self.effect(fn, arrays, what, pure=True)
-        return wrap(out)
+        out = self.effect(fn, arrays, what, pure=True, into=into)
+        return wrap(out) if into is None else into
 
     def draw(self, fn: Callable[..., Any], args: list[Any], what: str) -> np.ndarray:
         """``fn(*args)``, an array drawn from a random generator (Dropout's mask): drawn now,
@@ -249,6 +252,7 @@ class _Recorder:
         what: str,
         pure: bool = False,
         returns: bool = False,
+        into: Any = None,
     ) -> Any:
         """``fn(*args)``, a side effect on Python objects and arrays (``optimizer.step()``,
         ``zero_grad()``): run now without recording, and replayed as the same call, in order,
@@ -259,11 +263,15 @@ class _Recorder:
         step = _Step(None, [], {}, _user_line())
         for a in args:
             v = self.vars.get(id(a)) if type(a) is np.ndarray else None
-            step.args.append(v if v is not None else _Obj(a))
+            if v is None:  # (a literal is written as it is; anything else bound by name)
+                v = a if type(a) in _LITERALS else _Obj(a)
+            step.args.append(v)
         step.effect = (fn, what, pure)
         if _extobj() is not self.ext:
             step.err = np.geterr()
         out = _unrecorded(fn, args)
+        if into is not None:
+            out = _adopted(out, into, what)
         if pure or returns:
             var = _Var(out, step)
             self.vars[id(out)] = var
@@ -313,6 +321,9 @@ class _Recorder:
         for t in outs:
             if type(t.data) is not np.ndarray:
                 raise _foreign(self.who, t.data)
+        if p.record is not None:  # (the kernel's parts, as calls its VJP's calls share)
+            p.record(self, args, params, res)
+            return
         step = _Step(p, [self.operand(a) for a in args], {}, _user_line())
         step.params = {k: self.operand(v) for k, v in params.items()}
         ext = _extobj()
@@ -332,6 +343,15 @@ class _Recorder:
         var = _Var(arr, None, 0, name)
         self.vars[id(arr)] = var
         return var
+
+
+def _adopted(out: Any, into: Tensor, what: str) -> np.ndarray:
+    """``into``'s array, which a recorded call computed again as ``out``: checked equal."""
+    d = _SLOT.__get__(into, Tensor)
+    same = np.shape(out) == d.shape and np.asarray(out).tobytes() == d.tobytes()
+    if not same:  # pragma: no cover - a kernel and its parts that disagree
+        raise CompileError(f"ad.compile: {what} recorded as calls differs from its kernel")
+    return d  # type: ignore[no-any-return]
 
 
 def _extobj() -> Any:
@@ -497,7 +517,10 @@ def _step_lines(s: _Step, ns: dict[str, Any], out: str | None = None) -> list[st
                 ns[ops[-1]] = a.value
             else:
                 ops.append(_render(a, ns))  # (a value, or a folded constant)
-        call = f"{fx}({', '.join(ops)})  # {s.effect[1]}"
+        call = f"{fx}({', '.join(ops)})"
+        if s.outs and s.outs[0].arr.ndim == 0:  # (a NumPy scalar, as the dispatcher wraps it)
+            call = f"np.asarray({call})"
+        call += f"  # {s.effect[1]}"
         return [f"{s.outs[0].name} = {call}" if s.outs else call]
     if s.fused is not None:
         return _fused_lines(s, ns)
@@ -1199,8 +1222,10 @@ def _simplify(steps: list[_Step], outs: list[Any], base: dict[str, str]) -> list
         elif not effects and _is_copy(s, out_ids, uses):
             repl[id(s.outs[0])] = s.args[0]
             continue
-        elif s.prim is not None and not any(id(v) in out_ids for v in s.outs):
-            key = _step_key(s)
+        elif (s.prim is not None or s.effect is not None) and not any(
+            id(v) in out_ids for v in s.outs
+        ):
+            key = _step_key(s)  # (a primitive, or a pure call: effects cleared `seen` above)
             prev = seen.get(key) if key is not None else None
             if prev is not None and _may_share(prev.err, s.err, base):
                 repl.update((id(a), b) for a, b in zip(s.outs, prev.outs, strict=True))
@@ -1241,7 +1266,8 @@ def _is_copy(s: _Step, out_ids: set[int], uses: dict[int, int]) -> bool:
 def _step_key(s: _Step) -> Any:
     """What makes two steps compute the same arrays (None: a step not to share)."""
     try:
-        key = (s.prim, _key_of(s.args), tuple((k, _key_of(v)) for k, v in s.params.items()))
+        head = s.prim if s.prim is not None else s.effect[0]
+        key = (head, _key_of(s.args), tuple((k, _key_of(v)) for k, v in s.params.items()))
         hash(key)
     except TypeError:  # (an unhashable parameter: not shared)
         return None

@@ -65,6 +65,7 @@ def _xent_ref(x: Any, target: Any, reduction: str = "mean") -> np.ndarray:
 # Class-index targets of the fused cross-entropy, one per row of the (N, C) logits.
 _T4 = np.array([0, 2, 1, 2])
 _T1 = np.array([1])
+_T64 = np.arange(64) % 3  # (64 rows of 3 classes: the kernel's transposed row maximum)
 _REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -138,6 +139,7 @@ NN_SPECS += [
             *(dict(shapes=((4, 3),), params=dict(target=_T4, reduction=r)) for r in _REDUCTIONS),
             dict(shapes=((1, 2),), params=dict(target=_T1)),
             dict(shapes=((1, 1),), params=dict(target=_T1 - 1, reduction="none")),
+            dict(shapes=((64, 3),), params=dict(target=_T64, reduction="sum")),
         ],
         ref=_xent_ref,
         exempt={"complex": "max-shifting needs an ordered dtype"},

@@ -317,3 +317,58 @@ def test_a_scheduler_step_replays_and_one_with_an_argument_is_refused():
 
     with pytest.raises(CompileError, match=r"ReduceLROnPlateau.step\(...\) with an argument"):
         ad.compile(with_metric)(np.ones(1))
+
+
+@pytest.mark.parametrize("n", [6, 128], ids=["few_rows", "many_rows"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_backward_shares_the_forwards_exponentials(n, dtype):
+    # the forward is recorded as its parts (shifted logits, exp, row sums, loss), and the
+    # backward's calls of the same parts are the same steps, as a hand-written step reuses
+    # them; the replay equals eager bit for bit
+    def make():
+        model = nn.Sequential(nn.Linear(5, 4, rng=3, dtype=dtype))
+        return model, ad.optim.SGD(model.parameters(), lr=0.5)
+
+    (m1, o1), (m2, o2) = make(), make()
+
+    def step(model, opt, x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    cstep = ad.compile(lambda x, y: step(m2, o2, x, y))
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        x, y = rng.standard_normal((n, 5)).astype(dtype), rng.integers(0, 4, n)
+        a, b = step(m1, o1, x, y), cstep(x, y)
+        assert np.array_equal(a.data, b.data)
+        for p, q in zip(m1.parameters(), m2.parameters(), strict=True):
+            assert np.array_equal(p.data, q.data)
+    assert cstep.cache_info()["recordings"] == 1
+    src = cstep.source
+    for part in ("logits - max", "exp", "sums"):
+        assert src.count(f"# cross_entropy: {part}\n") == 1, src
+    assert src.count("# cross_entropy's VJP") == 1
+
+
+def test_an_effect_between_cross_entropy_and_its_backward_is_not_crossed():
+    # a side effect between the forward and the backward may write into what the forward
+    # read: the backward computes its parts again
+    w = ad.tensor(np.linspace(-1.0, 1.0, 12).reshape(3, 4), requires_grad=True)
+    opt = ad.optim.SGD([w], lr=0.1)
+
+    def step(x, y):
+        loss = F.cross_entropy(x @ w, y)
+        opt.zero_grad()
+        loss.backward()
+        return loss
+
+    cstep = ad.compile(step)
+    x, y = np.arange(6.0).reshape(2, 3) / 6, np.array([1, 3])
+    cstep(x, y)
+    g = w.grad.data.copy()
+    cstep(x, y)
+    np.testing.assert_array_equal(w.grad.data, g)
+    assert cstep.source.count("# cross_entropy: exp\n") == 2, cstep.source

@@ -748,3 +748,34 @@ def test_mlp_trains():
     acc = (net(xt).data.argmax(axis=1) == y).mean()
     assert loss.item() < 0.2
     assert acc > 0.95
+
+
+@pytest.mark.parametrize("shape", [(64, 3), (200, 32), (63, 5), (64, 33), (8, 3)])
+def test_cross_entropy_row_maximum_equals_numpys(shape):
+    # the transposed maximum of many short rows: the same values as x.max(axis=-1), non-finite
+    # entries included; the sign of a zero maximum does not reach the loss or its gradient
+    from autodiffx.nn.functional import _row_max, _xent_kernel, _xent_plain
+
+    x = np.random.default_rng(1).standard_normal(shape)
+    x[0], x[1, 0], x[2, :] = -np.inf, np.inf, np.nan
+    x[3, :], x[3, 0] = -1.0, -0.0
+    x[4, :], x[4, :2] = -1.0, [-0.0, 0.0]  # (a zero maximum of either sign)
+    x[5, :], x[5, 1] = -1.0, 0.0
+    want = x.max(axis=-1, keepdims=True)
+    got = _row_max(x)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    t = np.arange(shape[0]) % shape[1]
+    rows = slice(3, None)  # (finite rows: the loss and gradient against log_softmax)
+    with np.errstate(all="ignore"):
+        want_rows = -(x - ad.logsumexp(ad.tensor(x), axis=-1, keepdims=True).data)
+    loss = _xent_kernel(x[rows], t[rows], reduction="none")
+    finite = np.isfinite(x[rows]).all(axis=-1)
+    np.testing.assert_allclose(
+        loss[finite], want_rows[rows][finite, t[rows][finite]], rtol=1e-13, atol=1e-13
+    )
+    grad = _xent_plain(x[rows], np.ones(len(t[rows])), t[rows])
+    soft = np.exp(x[rows] - x[rows].max(axis=-1, keepdims=True))
+    soft /= soft.sum(axis=-1, keepdims=True)
+    soft[np.arange(len(soft)), t[rows]] -= 1
+    np.testing.assert_allclose(grad[finite], soft[finite], rtol=1e-13, atol=1e-15)

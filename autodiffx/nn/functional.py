@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.special as sp
 
-from .._mode import COMPILE, NO_GRAD, STATE
+from .._mode import COMPILE, NO_GRAD, STATE, quiet_enter, quiet_exit
 from .._registry import defprim
 from .._tensor import Tensor
 from .._xp import is_lazy
@@ -849,28 +849,64 @@ def _shifted(x: np.ndarray) -> tuple[np.ndarray, bool]:
 
     A non-finite max (a row of -inf, or an inf) shifts its row by 0.
     """
-    m = x.max(axis=-1, keepdims=True)
+    m = _row_max(x)
     finite = bool(np.isfinite(m).all())
     if not finite:
         m = np.where(np.isfinite(m), m, 0)
     return np.subtract(x, m), finite
 
 
-def _xent_kernel(x: Any, target: Any = None, reduction: str = "mean") -> Any:
-    # Logits x (N, C), class indices target (N,), all in range: -log_softmax(x)[i, target[i]]
-    # as lse_i - s[i, target[i]] with s = x - max (the value of the general path, bit for bit).
-    s, finite = _shifted(x)
-    se = np.exp(s).sum(axis=-1)
-    if finite:  # every row holds a 0, so se >= 1
-        loss = np.log(se)
-    else:
-        with np.errstate(divide="ignore"):
-            loss = np.log(se)
-    loss = loss - s[np.arange(s.shape[0]), target]  # (not -=: s may be a foreign Tensor)
+def _row_max(x: Any) -> Any:
+    """``x.max(axis=-1, keepdims=True)``."""
+    if type(x) is np.ndarray and x.ndim == 2 and x.shape[1] <= 32 and x.shape[0] >= 64:
+        # NOTE: NumPy reduces a short last axis row by row (6.1 µs for 128 x 10); the max of
+        # the transposed copy's columns runs down contiguous rows (2.5 µs, copy included).
+        # The same values: only the sign of a zero maximum may differ, and s = x - m, exp(s)
+        # and the loss come out the same either way.
+        return np.ascontiguousarray(x.T).max(axis=0)[:, None]
+    return x.max(axis=-1, keepdims=True)
+
+
+def _xent_shift(x: Any) -> Any:
+    """The shifted logits ``x - max(x)`` of the cross-entropy (see :func:`_shifted`)."""
+    return _shifted(x)[0]
+
+
+def _row_sum(e: Any) -> Any:
+    return e.sum(axis=-1)
+
+
+def _xent_loss(s: Any, se: Any, target: Any, reduction: str) -> Any:
+    """The loss from the shifted logits ``s`` and the sums ``se`` of their exponentials."""
+    # (se >= 1 where the rows' maxima are finite; a row of -inf has se = 0, whose log, -inf,
+    # is the value, without a warning)
+    token = quiet_enter()
+    try:
+        lse = np.log(se)
+    finally:
+        quiet_exit(token)
+    loss = lse - s[np.arange(s.shape[0]), target]  # (not -=: s may be a foreign Tensor)
     if reduction == "none":
         return loss
     total = loss.sum()
     return total / loss.shape[0] if reduction == "mean" else total
+
+
+def _xent_kernel(x: Any, target: Any = None, reduction: str = "mean") -> Any:
+    # Logits x (N, C), class indices target (N,), all in range: -log_softmax(x)[i, target[i]]
+    # as lse_i - s[i, target[i]] with s = x - max (the value of the general path, bit for bit).
+    s = _xent_shift(x)
+    return _xent_loss(s, _row_sum(np.exp(s)), target, reduction)
+
+
+def _xent_record(rec: Any, args: Any, params: dict[str, Any], res: Tensor) -> None:
+    """ad.compile records the kernel as its parts, so that the VJP's calls of the same parts
+    (:func:`_xent_vjp`) reuse them, as a hand-written step reuses ``exp(s)`` and its sums."""
+    kw = {"reduction": "mean", **dict(zip(("x", "target", "reduction"), args)), **params}
+    s = rec.call(_xent_shift, [kw["x"]], "cross_entropy: logits - max")
+    e = rec.call(np.exp, [s], "cross_entropy: exp")
+    se = rec.call(_row_sum, [e], "cross_entropy: sums")
+    rec.call(_xent_loss, [s, se, kw["target"], kw["reduction"]], "cross_entropy", into=res)
 
 
 def _xent_grad(x: Any, target: Any) -> Any:
@@ -879,14 +915,18 @@ def _xent_grad(x: Any, target: Any) -> Any:
     return np.exp(_log_softmax.call(x, axis=-1)) - onehot
 
 
+def _xent_scaled(e: np.ndarray, se: np.ndarray, g: Any, target: np.ndarray) -> np.ndarray:
+    """``(e / se - onehot(target)) * g`` (g per sample or one for all), ``e`` left as it is."""
+    scale = g / se
+    out = e * scale[:, None]
+    out[np.arange(e.shape[0]), target] -= g
+    return out
+
+
 def _xent_plain(x: np.ndarray, g: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``(softmax(x) - onehot(target)) * g`` (g per sample or one for all) in one buffer."""
-    e = _shifted(x)[0]
-    np.exp(e, out=e)
-    scale = g / e.sum(axis=-1)
-    e *= scale[:, None]
-    e[np.arange(x.shape[0]), target] -= g
-    return e
+    """``(softmax(x) - onehot(target)) * g`` (g per sample or one for all)."""
+    e = np.exp(_xent_shift(x))
+    return _xent_scaled(e, _row_sum(e), g, target)
 
 
 def _xent_vjp(
@@ -902,8 +942,13 @@ def _xent_vjp(
             # below is the same formula for recorded (higher-order) and batched passes.
             return (_xent_plain(x, g, target),)
         if STATE.mode & COMPILE and STATE.mode & NO_GRAD and not (x._tan or g._tan):
-            # ad.compile records the plain formula as one step (the same bits as eager)
-            return (STATE.compiler.call(_xent_plain, [x, g, target], "cross_entropy's VJP"),)
+            # ad.compile records the plain formula's parts (the same bits as eager), the
+            # first three shared with the forward's (_xent_record)
+            rec = STATE.compiler
+            s = rec.call(_xent_shift, [x], "cross_entropy: logits - max")
+            e = rec.call(np.exp, [s], "cross_entropy: exp")
+            se = rec.call(_row_sum, [e], "cross_entropy: sums")
+            return (rec.call(_xent_scaled, [e, se, g, target], "cross_entropy's VJP"),)
     # One cotangent per sample ('none') or one for the total; either may carry batch axes.
     g = g[..., None] if reduction == "none" else g[..., None, None]
     return (_xent_grad(x, target) * g,)
@@ -923,6 +968,7 @@ _xent = defprim(
     vjp=_xent_vjp,
     jvp=_xent_jvp,
     export=False,
+    record=_xent_record,
     doc=(
         "Softmax cross-entropy of logits (N, C) and in-range class indices ``target`` (N,), "
         "reduced by ``reduction``; VJP (softmax(x) - onehot) * g. The fast path of "
