@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _train_steps import assert_compiled_step_is_eagers
 
 import autodiffx as ad
 from autodiffx import nn
@@ -329,23 +330,9 @@ def test_cross_entropy_backward_shares_the_forwards_exponentials(n, dtype):
         model = nn.Sequential(nn.Linear(5, 4, rng=3, dtype=dtype))
         return model, ad.optim.SGD(model.parameters(), lr=0.5)
 
-    (m1, o1), (m2, o2) = make(), make()
-
-    def step(model, opt, x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    cstep = ad.compile(lambda x, y: step(m2, o2, x, y))
     rng = np.random.default_rng(5)
-    for _ in range(3):
-        x, y = rng.standard_normal((n, 5)).astype(dtype), rng.integers(0, 4, n)
-        a, b = step(m1, o1, x, y), cstep(x, y)
-        assert np.array_equal(a.data, b.data)
-        for p, q in zip(m1.parameters(), m2.parameters(), strict=True):
-            assert np.array_equal(p.data, q.data)
+    batches = [(rng.standard_normal((n, 5)).astype(dtype), rng.integers(0, 4, n)) for _ in "abc"]
+    cstep = assert_compiled_step_is_eagers(make, batches)
     assert cstep.cache_info()["recordings"] == 1
     src = cstep.source
     for part in ("logits - max", "exp", "sums"):
