@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import inspect
 import keyword
 import linecache
@@ -117,9 +118,11 @@ class _Step:
         "err",
         "fused",
         "guard",
+        "late",
         "outs",
         "params",
         "prim",
+        "repeatable",
         "shape_guard",
         "where",
     )
@@ -133,6 +136,8 @@ class _Step:
         self.err: Any = None  # NumPy's error state when it differed from the call's
         self.guard: Any = None  # (operand, bytes, what) of a guard step
         self.shape_guard = False  # a value-dependent output shape is checked at replay
+        self.repeatable = True  # an effect that may run again when a replay misses after it
+        self.late = False  # a shape check after an effect that is not: a miss raises
         self.effect: Any = None  # (callable, what) of a side effect replayed as a call
         self.fused: Any = None  # (numexpr.NumExpr, expression tree) of a fused region
 
@@ -253,13 +258,15 @@ class _Recorder:
         pure: bool = False,
         returns: bool = False,
         into: Any = None,
+        repeatable: bool = False,
     ) -> Any:
         """``fn(*args)``, a side effect on Python objects and arrays (``optimizer.step()``,
         ``zero_grad()``): run now without recording, and replayed as the same call, in order,
         at the same place of the program. ``args`` that are recorded values are passed the
         replay's arrays; anything else is bound as it is (a Tensor as the object). ``pure``:
         a computation (dropped when unused); ``pure`` or ``returns``: its result (an array)
-        is a value of the program."""
+        is a value of the program. ``repeatable``: running it twice is running it once
+        (``zero_grad``), so a replay that misses after it may record again."""
         step = _Step(None, [], {}, _user_line())
         for a in args:
             v = self.vars.get(id(a)) if type(a) is np.ndarray else None
@@ -267,6 +274,7 @@ class _Recorder:
                 v = a if type(a) in _LITERALS else _Obj(a)
             step.args.append(v)
         step.effect = (fn, what, pure)
+        step.repeatable = pure or repeatable
         if _extobj() is not self.ext:
             step.err = np.geterr()
         out = _unrecorded(fn, args)
@@ -505,7 +513,8 @@ def _step_lines(s: _Step, ns: dict[str, Any], out: str | None = None) -> list[st
         ns[g] = data
         if type(data) is tuple:  # (a predicate and its outcome)
             ns[g] = data[0]
-            return [f"if g_{g[2:]}({_render(op, ns)}) is not {data[1]}: return MISS  # {what}"]
+            miss = _late_name(s, what, ns) if s.late else "return MISS"
+            return [f"if g_{g[2:]}({_render(op, ns)}) is not {data[1]}: {miss}  # {what}"]
         return [f"if {_render(op, ns)}.tobytes() != {g}: return MISS  # {what}"]
     if s.effect is not None:
         fx = f"fx_{len([k for k in ns if k.startswith('fx_')])}"
@@ -538,7 +547,9 @@ def _step_lines(s: _Step, ns: dict[str, Any], out: str | None = None) -> list[st
     lines = [line]
     if s.shape_guard:
         checks = " or ".join(f"{v.name}.shape != {v.arr.shape!r}" for v in s.outs)
-        lines.append(f"if {checks}: return MISS  # a shape that depends on values")
+        what = "a shape that depends on values"
+        miss = _late_name(s, what, ns) if s.late else "return MISS"
+        lines.append(f"if {checks}: {miss}  # {what}")
     return lines
 
 
@@ -630,6 +641,64 @@ def _reuse(steps: list[_Step], dels: dict[int, list[str]]) -> dict[int, str]:
         if not users.get(id(s.outs[0]), 0) and s.outs[0].arr.base is None:
             owned.add(id(s.outs[0]))
     return reuse
+
+
+def _guards_first(steps: list[_Step], who: str) -> list[_Step]:
+    """Each guard moved up to just after what it reads is made: a replay that misses records
+    again, and must not have run a side effect that recording repeats (``backward()`` into
+    ``.grad``, an optimizer step, a random draw). A guard that would still follow one is
+    refused; a check expected to hold (a predicate's outcome, a shape) that follows one
+    raises at replay if it fails."""
+    out: list[_Step] = []
+    made: dict[int, int] = {}  # id of a variable -> how many steps of `out` precede it
+    for s in steps:
+        if s.guard is None:
+            s.late = s.shape_guard and any(not e.repeatable for e in out)
+            out.append(s)
+            made.update((id(v), len(out)) for v in s.outs)
+            continue
+        ops = s.operands((_Var, _Const))
+        at = max([made.get(id(v), 0) for v in ops], default=0)
+        for i in range(len(out) - 1, at - 1, -1):  # (not above an effect that may write it)
+            e = out[i]
+            if e.effect is not None and not e.effect[2] and _reaches(e, ops):
+                at = i + 1
+                break
+        effect = next((e for e in out[:at] if not e.repeatable), None)
+        s.late = effect is not None and type(s.guard[1]) is tuple  # (a check expected to hold)
+        if effect is not None and not s.late:
+            raise CompileError(
+                f"ad.compile({who}): the value read at {s.where} ({s.guard[2]}) is checked "
+                f"at every replay, after {effect.effect[1]} at {effect.where}, which a replay "
+                "whose check fails would run twice. Read the value before that side effect, "
+                "or compute the branch with ad.where, or call the function uncompiled"
+            )
+        out.insert(at, s)
+        made = {k: i + (i > at) for k, i in made.items()}
+    return out
+
+
+def _reaches(e: _Step, ops: list[Any]) -> bool:
+    """Whether effect ``e`` may write into one of ``ops``: a variable it is given, or a
+    constant (a Tensor any object it holds may reach)."""
+    given = {id(v) for v in e.operands()}
+    return any(type(v) is _Const or id(v) in given for v in ops)
+
+
+def _late_name(s: _Step, what: str, ns: dict[str, Any]) -> str:
+    """The call that raises when check ``s`` fails after a side effect (the user's line and
+    the check's text are bound by name, never written into the source)."""
+    name = f"_late_{len([k for k in ns if k.startswith('_late_')])}"
+    ns[name] = functools.partial(_late_miss, what, s.where)
+    return f"{name}()"
+
+
+def _late_miss(what: str, where: str) -> None:
+    raise RuntimeError(
+        f"ad.compile: a check failed at replay ({what}, at {where}) after a side effect that "
+        "recording again would repeat had run (backward() into .grad, an optimizer step, a "
+        "random draw). Call the function uncompiled for such inputs"
+    )
 
 
 def _adopt_grads(steps: list[_Step], dels: dict[int, list[str]]) -> None:
@@ -1125,6 +1194,7 @@ def _variant(
             spec.append(("r", len(outs), type(o) is np.ndarray))
             outs.append(op)
     steps = _simplify(_fold(rec, {id(v) for v in outs}), outs, np.geterr())
+    steps = _guards_first(steps, rec.who)
     steps = _schedule(_live(steps, [v for v in outs if type(v) is _Var]), np.geterr())
     if fuse is not None:
         from . import _fuse

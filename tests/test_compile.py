@@ -357,6 +357,127 @@ def test_rand_and_randn_draw_at_every_replay(dtype):
     _equal(cs(X0), cs(X0))
 
 
+_PATHWISE = {
+    "normal": lambda m: ad.distributions.Normal(m, 0.5),
+    "laplace": lambda m: ad.distributions.Laplace(m, 0.5),
+    "exponential": lambda m: ad.distributions.Exponential(ad.exp(m)),
+    "uniform": lambda m: ad.distributions.Uniform(m, m + 1.0),
+    "lognormal": lambda m: ad.distributions.LogNormal(m, 0.5),
+    "independent": lambda m: ad.distributions.Independent(ad.distributions.Normal(m, 0.5), 1),
+    "mvn": lambda m: ad.distributions.MultivariateNormal(m, ad.tensor(np.diag([1.0, 2.0, 3.0]))),
+}
+
+
+@pytest.mark.parametrize("name", list(_PATHWISE))
+def test_distribution_samples_draw_at_every_replay(name):
+    # a variational step's reparameterised sample: drawn again at each replay from the same
+    # Generator, in eager's order, with eager's values and gradients (not the recording's)
+    def make(g):
+        def loss(m):
+            d = _PATHWISE[name](m)
+            x = d.rsample((4,), rng=g)
+            return ad.mean(x**2) + ad.mean(d.sample((2,), rng=g))
+
+        return ad.value_and_grad(loss)
+
+    g1, g2 = np.random.default_rng(9), np.random.default_rng(9)
+    cf, f = ad.compile(make(g1)), make(g2)
+    m = np.array([0.1, -0.3, 0.7])
+    outs = []
+    for _ in range(3):
+        got, want = cf(m), f(ad.tensor(m))
+        _equal(got, want)
+        outs.append(got[0].item())
+    assert len(set(outs)) == 3  # (new noise each step)
+    assert cf.cache_info()["hits"] == 2 and cf.source.count("'s noise") == 2, cf.source
+    assert g1.bit_generator.state == g2.bit_generator.state
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: ad.distributions.Gamma(ad.exp(m), 1.0),
+        lambda m: ad.distributions.Bernoulli(probs=ad.sigmoid(m)),
+        lambda m: ad.distributions.Dirichlet(ad.exp(m)),
+    ],
+    ids=["gamma", "bernoulli", "dirichlet"],
+)
+def test_samples_that_read_the_parameters_are_refused(make):
+    # these draw from the parameters' values (a rejection sampler, a threshold): refused
+    cf = ad.compile(lambda m: ad.sum(make(m).sample((2,), rng=0)))
+    with pytest.raises(CompileError, match=r"random number generator.*side effect"):
+        cf(np.array([0.1, -0.3, 0.7]))
+
+
+def test_a_read_after_backward_is_checked_before_it():
+    # the branch reads the loss after backward(): checked first at replay, so a changed
+    # branch records again without having added a gradient into .grad twice
+    w = ad.tensor(np.array([1.0, 2.0]), requires_grad=True)
+
+    def step(x):
+        loss = ad.sum(w * x)
+        loss.backward()
+        return loss * 2 if loss.item() > 0 else loss
+
+    cf = ad.compile(step)
+    for x in ([1.0, 1.0], [1.0, 1.0], [-1.0, -1.0], [2.0, 1.0], [-3.0, 0.0]):
+        cf(np.array(x))
+    np.testing.assert_array_equal(w.grad.data, [0.0, 2.0])  # the sum of the five inputs
+    # (.item() guards the loss's value: each new loss records, the repeated ones replay)
+    assert cf.cache_info() == {"hits": 2, "recordings": 3, "signatures": 1}
+
+
+def test_a_branch_on_a_random_draw_is_refused():
+    # a replay whose branch changed would draw twice from the generator: refused
+    g = np.random.default_rng(0)
+
+    def f(x):
+        r = x * ad.rand(2, rng=g)
+        return r * 2 if ad.sum(r) > 0.5 else r
+
+    with pytest.raises(CompileError, match=r"bool\(t\).*after ad.rand.*run twice"):
+        ad.compile(f)(np.ones(2))
+
+
+def test_a_check_that_fails_after_a_draw_raises_at_replay():
+    # a validity check expected to hold (the support of log_prob's value), after a draw:
+    # when it fails at replay, an error, as eager raises one, never a second draw
+    g = np.random.default_rng(3)
+
+    def f(x):
+        u = ad.rand((), rng=g)
+        return ad.distributions.Exponential(1.0).log_prob(u - 0.5) * x
+
+    cf = ad.compile(f)
+    draws = np.random.default_rng(3).random(40)
+    start = int(np.argmax(draws >= 0.5))  # (the recording's draw is in the support)
+    bad = start + 1 + int(np.argmax(draws[start + 1 :] < 0.5))
+    g.random(start)
+    for _ in range(bad - start):  # the recording, then replays that hold
+        cf(np.ones(1))
+    with pytest.raises(RuntimeError, match=r"check failed at replay.*support.*uncompiled"):
+        cf(np.ones(1))
+
+
+def test_a_variational_step_replays_for_new_parameters():
+    # the parameters' validity is a guard on the check's outcome, not on their values
+    g1, g2 = np.random.default_rng(2), np.random.default_rng(2)
+
+    def make(g):
+        def elbo(m, s):
+            q = ad.distributions.Normal(m, ad.exp(s))
+            z = q.rsample((8,), rng=g)
+            return ad.mean(ad.distributions.Normal(0.0, 1.0).log_prob(z) - q.log_prob(z))
+
+        return ad.value_and_grad(elbo, argnums=(0, 1))
+
+    cf, f = ad.compile(make(g1)), make(g2)
+    for k in range(4):
+        m, s = np.array([0.1 * k, -0.2]), np.array([-1.0, 0.1 * k])
+        _equal(cf(m, s), f(ad.tensor(m), ad.tensor(s)))
+    assert cf.cache_info() == {"hits": 3, "recordings": 1, "signatures": 1}
+
+
 def test_optimizer_step_with_a_closure_is_refused():
     w = ad.tensor([1.0, 2.0], requires_grad=True)
     opt = ad.optim.SGD([w], lr=0.1)

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import ops
-from .._mode import no_grad
+from .._mode import COMPILE, STATE, no_grad
 from .._tensor import Tensor
 from ..nn.functional import as_generator
 from .constraints import Constraint
@@ -77,9 +77,22 @@ def xlogy(x: Any, y: Any) -> Tensor:
     return x * ops.log(ops.where(corner, 1.0, y))
 
 
+def _holds(constraint: Constraint, value: Any, what: str) -> bool:
+    """Whether every entry of ``value`` satisfies ``constraint`` (inside ``ad.compile``, a
+    guard on that outcome only, not on the values)."""
+    if STATE.mode & COMPILE and isinstance(value, Tensor):
+        ok = STATE.compiler.check(value, lambda d: bool(np.all(constraint.check(d))), what)
+        return ok is not None
+    return bool(np.all(constraint.check(value)))
+
+
 def detached(t: Tensor) -> Tensor:
-    """A new leaf holding ``t``'s values: no gradient and no forward-mode tangent."""
-    return Tensor(np.array(t.data))
+    """A new leaf holding ``t``'s values: no gradient and no forward-mode tangent.
+
+    (A copy by an op, not of ``t.data``: inside ``ad.compile`` a value read is a guard, and
+    a sample's values differ at every replay.)
+    """
+    return t.detach().copy()
 
 
 class Distribution:
@@ -149,8 +162,8 @@ class Distribution:
             if name not in self.__dict__:
                 continue  # a lazy alternative parametrisation (logits of probs, ...)
             value = self.__dict__[name]
-            ok = constraint.check(value)
-            if not np.all(ok):
+            if not _holds(constraint, value, f"{type(self).__name__}'s {name} is valid"):
+                ok = constraint.check(value)
                 raise ValueError(
                     f"{type(self).__name__}: parameter {name} (shape {np.shape(value.data)}) "
                     f"must be {constraint!r}, but found invalid values "
@@ -175,8 +188,8 @@ class Distribution:
         support = self.support
         if support is None:
             return
-        ok = support.check(value)
-        if not np.all(ok):
+        if not _holds(support, value, f"a value in {type(self).__name__}'s support"):
+            ok = support.check(value)
             raise ValueError(
                 f"{type(self).__name__}: value is outside the support {support!r}: "
                 f"{_bad_values(value.data, ok, support)} (pass validate_args=False to skip "

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import ops
-from .._tensor import Tensor
+from .._tensor import Tensor, wrap
+from ..nn.functional import _draw
 from . import constraints
 from ._base import LOG_SQRT_2PI, Distribution, as_tensor, broadcast_all, xlogy
 from ._reparam import Gammainc, GammaRsample
@@ -37,9 +38,14 @@ class _Elementwise(Distribution):
         return getattr(self, self._names[0]).dtype
 
     def _noise(self, rng: Any, sample_shape: Any, kind: str, *args: Any) -> np.ndarray:
-        gen = self._generator(rng)
-        shape = self._extended_shape(sample_shape)
-        return getattr(gen, kind)(*args, size=shape).astype(self._dtype(), copy=False)
+        """``Generator.<kind>(*args)`` of the sample's shape, in the parameters' dtype (inside
+        ``ad.compile``, a draw that each replay makes again from ``rng``, as eager code)."""
+        shape, dt = self._extended_shape(sample_shape), self._dtype()
+        return _draw(_noise_of, rng, kind, args, shape, dt, what=f"{type(self).__name__}'s noise")
+
+
+def _noise_of(gen: np.random.Generator, kind: str, args: Any, shape: Any, dt: Any) -> np.ndarray:
+    return getattr(gen, kind)(*args, size=shape).astype(dt, copy=False)  # type: ignore[no-any-return]
 
 
 class _LocScale(_Elementwise):
@@ -179,8 +185,9 @@ class Laplace(_LocScale):
 
     def rsample(self, sample_shape: Any = (), *, rng: Any = None) -> Tensor:
         eps = np.finfo(self._dtype()).eps
-        u = self._noise(rng, sample_shape, "uniform", eps - 1, 1)
-        return self.loc - self.scale * (np.sign(u) * np.log1p(-np.abs(u)))
+        u = wrap(self._noise(rng, sample_shape, "uniform", eps - 1, 1))
+        # (ops on a Tensor: inside ad.compile, raw NumPy on the draw would be a constant)
+        return self.loc - self.scale * (ops.sign(u) * ops.log1p(-ops.abs(u)))
 
     def log_prob(self, value: Any) -> Tensor:
         v = self._value(value)

@@ -145,7 +145,9 @@ def _check_plain_attributes(m: Module) -> None:
 def _zero_grads(params: Iterable[Tensor], set_to_none: bool) -> None:
     """Reset the gradients of ``params`` (``Module.zero_grad`` and ``Optimizer.zero_grad``)."""
     if STATE.mode & COMPILE:  # ad.compile: replayed as a call
-        STATE.compiler.effect(_zero_grads, [list(params), set_to_none], "zero_grad()")
+        STATE.compiler.effect(
+            _zero_grads, [list(params), set_to_none], "zero_grad()", repeatable=True
+        )
         return
     for p in params:
         g = p.grad
