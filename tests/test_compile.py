@@ -427,6 +427,25 @@ def test_a_read_after_backward_is_checked_before_it():
     assert cf.cache_info() == {"hits": 2, "recordings": 3, "signatures": 1}
 
 
+def test_a_mask_made_before_backward_is_checked_before_it():
+    # the mask's values are a guard; made before backward(), it is checked first, so a new
+    # mask records again with the gradient added once, as eager adds it
+    w = ad.tensor(np.array([1.0, 2.0]), requires_grad=True)
+
+    def step(x):
+        m = x > 0
+        ad.sum(w * x).backward()
+        return x[m] * 2
+
+    cf = ad.compile(step)
+    for x, want in [([1.0, -1.0], [2.0]), ([3.0, -2.0], [6.0]), ([1.0, 1.0], [2.0, 2.0])]:
+        _equal(cf(np.array(x)), ad.tensor(want))
+    np.testing.assert_array_equal(w.grad.data, [5.0, -2.0])  # each input once
+    assert cf.cache_info() == {"hits": 1, "recordings": 2, "signatures": 1}
+    with pytest.raises(CompileError, match=r"t\.data.*after backward\(\) into \.grad"):
+        ad.compile(lambda x: (ad.sum(w * x).backward(), x[x > 0])[1])(np.ones(2))
+
+
 def test_a_branch_on_a_random_draw_is_refused():
     # a replay whose branch changed would draw twice from the generator: refused
     g = np.random.default_rng(0)
