@@ -9,10 +9,10 @@ import numpy as np
 
 from .. import ops
 from .._mode import enable_grad
-from .._tensor import Tensor
+from .._tensor import Tensor, wrap
 from ..nn import functional as F
 from . import constraints
-from ._base import Distribution, as_tensor, broadcast_all, param_dtype, xlogy
+from ._base import Distribution, as_tensor, broadcast_all, detached, param_dtype, xlogy
 from .constraints import Constraint
 
 __all__ = ["Bernoulli", "Categorical", "Poisson"]
@@ -26,6 +26,10 @@ def _clamp_probs(p: Tensor) -> Tensor:
 def _one_of(name: str, probs: Any, logits: Any) -> None:
     if (probs is None) == (logits is None):
         raise ValueError(f"{name}: give exactly one of probs= or logits=")
+
+
+def _uniform(gen: np.random.Generator, shape: Any) -> np.ndarray:
+    return gen.random(shape)  # type: ignore[no-any-return]
 
 
 class Bernoulli(Distribution):
@@ -42,7 +46,7 @@ class Bernoulli(Distribution):
     >>> d.log_prob(1.0), d.entropy()
     (tensor(-1.38629436), tensor(0.56233514))
     >>> d.sample((4,), rng=0)
-    tensor([0., 0., 0., 0.])
+    tensor([0., 0., 1., 1.])
     """
 
     arg_constraints: ClassVar[dict[str, Constraint]] = {
@@ -89,8 +93,10 @@ class Bernoulli(Distribution):
         return self.probs * (1 - self.probs)
 
     def sample(self, sample_shape: Any = (), *, rng: Any = None) -> Tensor:
-        u = self._generator(rng).random(self._extended_shape(sample_shape))
-        return Tensor((u < self.probs.data).astype(self._dtype()))
+        shape = self._extended_shape(sample_shape)
+        u = wrap(F._draw(_uniform, rng, shape, what="Bernoulli's draw"))
+        # (ops on the draw: inside ad.compile, raw NumPy on it would be a constant)
+        return detached(ops.less(u, self.probs).astype(self._dtype()))
 
     def log_prob(self, value: Any) -> Tensor:
         v = self._value(value)
