@@ -29,3 +29,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 def rng() -> np.random.Generator:
     """A NumPy generator with a fixed seed: every test sees the same numbers."""
     return np.random.default_rng(20240607)
+
+
+@pytest.fixture(autouse=True)
+def _eager_path_again():
+    """A test that used a foreign array (Dask, array-api-strict) leaves its thread in the
+    checked ``FOREIGN`` mode, which changes which path later tests take (the count of
+    products in tests/test_hvp.py, a message's prefix): every test starts without it."""
+    yield
+    from autodiffx._mode import STATE
+
+    if STATE.foreign:
+        STATE.foreign = False

@@ -161,7 +161,7 @@ def memory_estimate(config: TrainConfig) -> float:
     >>> memory_estimate(TrainConfig()) < 200e6
     True
     >>> f"{memory_estimate(TrainConfig(hidden=(10**8,))):.1e}"
-    '3.1e+12'
+    '3.2e+12'
     """
     if config.model == "cnn":
         # 6090 parameters; per image about 7000 floats of activations, im2col copies and

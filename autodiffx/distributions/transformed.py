@@ -51,7 +51,7 @@ class Independent(_OnBase):
     >>> base = ad.distributions.Normal(ad.zeros(3), ad.ones(3))
     >>> d = ad.distributions.Independent(base, 1)
     >>> d.batch_shape, d.event_shape, d.log_prob(ad.zeros(3))
-    ((), (3,), tensor(-2.75681559))
+    ((), (3,), tensor(-2.7568156))
     """
 
     arg_constraints: ClassVar[dict[str, Constraint]] = {}

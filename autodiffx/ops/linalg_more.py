@@ -112,9 +112,9 @@ def eig(a: Any) -> EigResult:
     >>> w
     tensor([2., 3.], grad_fn=<eig>)
     >>> w[1].backward()
-    >>> a.grad
-    tensor([[0., 1.],
-            [0., 1.]])
+    >>> a.grad  # (left eigenvector [0, 1] times right [1, 1]: the transpose would be wrong)
+    tensor([[0., 0.],
+            [1., 1.]])
     """
     return EigResult(*eig_(a))
 
