@@ -363,8 +363,6 @@ def _adopted(out: Any, into: Tensor, what: str) -> np.ndarray:
 
 
 def _extobj() -> Any:
-    from ._mode import _EXTOBJ
-
     return None if _EXTOBJ is None else _EXTOBJ.get()
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from .. import ops
 from .._mode import COMPILE, STATE, no_grad
 from .._tensor import Tensor
-from ..nn.functional import as_generator
+from ..nn.functional import _draw, as_generator
 from .constraints import Constraint
 
 __all__ = ["Distribution"]
@@ -75,6 +75,10 @@ def xlogy(x: Any, y: Any) -> Tensor:
     if not corner.any():
         return x * ops.log(y)
     return x * ops.log(ops.where(corner, 1.0, y))
+
+
+def _noise_of(gen: np.random.Generator, kind: str, args: Any, shape: Any, dt: Any) -> np.ndarray:
+    return getattr(gen, kind)(*args, size=shape).astype(dt, copy=False)  # type: ignore[no-any-return]
 
 
 def _holds(constraint: Constraint, value: Any, what: str) -> bool:
@@ -221,6 +225,16 @@ class Distribution:
 
     def _generator(self, rng: Any) -> np.random.Generator:
         return as_generator(rng)
+
+    def _noise(
+        self, rng: Any, sample_shape: Any, kind: str, *args: Any, dtype: Any = None
+    ) -> np.ndarray:
+        """``Generator.<kind>(*args)`` of the sample's shape, in ``dtype`` (default: the
+        parameters'); inside ``ad.compile``, a draw that each replay makes again from ``rng``,
+        as eager code does."""
+        shape = self._extended_shape(sample_shape)
+        dt = self._dtype() if dtype is None else dtype
+        return _draw(_noise_of, rng, kind, args, shape, dt, what=f"{type(self).__name__}'s noise")
 
     # ----- densities and moments (overridden where defined) -------------------------------
     def _missing(self, what: str) -> NotImplementedError:

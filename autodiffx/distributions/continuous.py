@@ -9,7 +9,6 @@ import numpy as np
 
 from .. import ops
 from .._tensor import Tensor, wrap
-from ..nn.functional import _draw
 from . import constraints
 from ._base import LOG_SQRT_2PI, Distribution, as_tensor, broadcast_all, xlogy
 from ._reparam import Gammainc, GammaRsample
@@ -36,16 +35,6 @@ class _Elementwise(Distribution):
 
     def _dtype(self) -> np.dtype:
         return getattr(self, self._names[0]).dtype
-
-    def _noise(self, rng: Any, sample_shape: Any, kind: str, *args: Any) -> np.ndarray:
-        """``Generator.<kind>(*args)`` of the sample's shape, in the parameters' dtype (inside
-        ``ad.compile``, a draw that each replay makes again from ``rng``, as eager code)."""
-        shape, dt = self._extended_shape(sample_shape), self._dtype()
-        return _draw(_noise_of, rng, kind, args, shape, dt, what=f"{type(self).__name__}'s noise")
-
-
-def _noise_of(gen: np.random.Generator, kind: str, args: Any, shape: Any, dt: Any) -> np.ndarray:
-    return getattr(gen, kind)(*args, size=shape).astype(dt, copy=False)  # type: ignore[no-any-return]
 
 
 class _LocScale(_Elementwise):

@@ -28,10 +28,6 @@ def _one_of(name: str, probs: Any, logits: Any) -> None:
         raise ValueError(f"{name}: give exactly one of probs= or logits=")
 
 
-def _uniform(gen: np.random.Generator, shape: Any) -> np.ndarray:
-    return gen.random(shape)  # type: ignore[no-any-return]
-
-
 class Bernoulli(Distribution):
     """Bernoulli distribution: 1 with probability ``probs`` (or ``sigmoid(logits)``), else 0.
 
@@ -93,8 +89,7 @@ class Bernoulli(Distribution):
         return self.probs * (1 - self.probs)
 
     def sample(self, sample_shape: Any = (), *, rng: Any = None) -> Tensor:
-        shape = self._extended_shape(sample_shape)
-        u = wrap(F._draw(_uniform, rng, shape, what="Bernoulli's draw"))
+        u = wrap(self._noise(rng, sample_shape, "random", dtype=np.float64))
         # (ops on the draw: inside ad.compile, raw NumPy on it would be a constant)
         return detached(ops.less(u, self.probs).astype(self._dtype()))
 

@@ -11,7 +11,6 @@ import numpy as np
 from .. import ops
 from .._mode import enable_grad
 from .._tensor import Tensor
-from ..nn.functional import _draw
 from ..ops import linalg_decomp as la
 from . import constraints
 from ._base import Distribution, as_tensor, param_dtype, xlogy
@@ -54,10 +53,6 @@ def _precision_to_scale_tril(prec: Tensor) -> Tensor:
     l_inv = ops.swapaxes(ops.flip(flipped, axis=(-2, -1)), -1, -2)
     eye = np.eye(prec.shape[-1], dtype=prec.dtype)
     return _tri_solve(l_inv, ops.broadcast_to(Tensor(eye), l_inv.shape))
-
-
-def _standard_normal(gen: np.random.Generator, shape: Any, dt: Any) -> np.ndarray:
-    return gen.standard_normal(shape).astype(dt, copy=False)  # type: ignore[no-any-return]
 
 
 class _Gaussian(Distribution):
@@ -178,8 +173,7 @@ class MultivariateNormal(_Gaussian):
         return ops.broadcast_to(var, self._batch_shape + self._event_shape)
 
     def rsample(self, sample_shape: Any = (), *, rng: Any = None) -> Tensor:
-        shape = self._extended_shape(sample_shape)
-        eps = _draw(_standard_normal, rng, shape, self._dtype(), what="MultivariateNormal's noise")
+        eps = self._noise(rng, sample_shape, "standard_normal")
         return self.loc + _mv(self._unbroadcasted_scale_tril, eps)
 
     def log_prob(self, value: Any) -> Tensor:

@@ -844,16 +844,13 @@ def nll_loss(
     return _nll(_as_tensor(input), target, weight, ignore_index, reduction, "nll_loss")[0]
 
 
-def _shifted(x: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``x - max(x)`` along the last axis as a fresh array, and whether every max is finite.
-
-    A non-finite max (a row of -inf, or an inf) shifts its row by 0.
-    """
+def _xent_shift(x: Any) -> Any:
+    """The shifted logits of the cross-entropy: ``x - max(x)`` along the last axis, a fresh
+    array. A non-finite max (a row of -inf, or an inf) shifts its row by 0."""
     m = _row_max(x)
-    finite = bool(np.isfinite(m).all())
-    if not finite:
+    if not bool(np.isfinite(m).all()):
         m = np.where(np.isfinite(m), m, 0)
-    return np.subtract(x, m), finite
+    return np.subtract(x, m)
 
 
 def _row_max(x: Any) -> Any:
@@ -865,11 +862,6 @@ def _row_max(x: Any) -> Any:
         # and the loss come out the same either way.
         return np.ascontiguousarray(x.T).max(axis=0)[:, None]
     return x.max(axis=-1, keepdims=True)
-
-
-def _xent_shift(x: Any) -> Any:
-    """The shifted logits ``x - max(x)`` of the cross-entropy (see :func:`_shifted`)."""
-    return _shifted(x)[0]
 
 
 def _row_sum(e: Any) -> Any:
@@ -903,10 +895,16 @@ def _xent_record(rec: Any, args: Any, params: dict[str, Any], res: Tensor) -> No
     """ad.compile records the kernel as its parts, so that the VJP's calls of the same parts
     (:func:`_xent_vjp`) reuse them, as a hand-written step reuses ``exp(s)`` and its sums."""
     kw = {"reduction": "mean", **dict(zip(("x", "target", "reduction"), args)), **params}
-    s = rec.call(_xent_shift, [kw["x"]], "cross_entropy: logits - max")
-    e = rec.call(np.exp, [s], "cross_entropy: exp")
-    se = rec.call(_row_sum, [e], "cross_entropy: sums")
+    s, _, se = _xent_parts(rec, kw["x"])
     rec.call(_xent_loss, [s, se, kw["target"], kw["reduction"]], "cross_entropy", into=res)
+
+
+def _xent_parts(rec: Any, x: Any) -> tuple[Any, Any, Any]:
+    """The shifted logits, their exponentials and row sums, recorded as calls (the forward's
+    and the backward's are the same steps)."""
+    s = rec.call(_xent_shift, [x], "cross_entropy: logits - max")
+    e = rec.call(np.exp, [s], "cross_entropy: exp")
+    return s, e, rec.call(_row_sum, [e], "cross_entropy: sums")
 
 
 def _xent_grad(x: Any, target: Any) -> Any:
@@ -945,9 +943,7 @@ def _xent_vjp(
             # ad.compile records the plain formula's parts (the same bits as eager), the
             # first three shared with the forward's (_xent_record)
             rec = STATE.compiler
-            s = rec.call(_xent_shift, [x], "cross_entropy: logits - max")
-            e = rec.call(np.exp, [s], "cross_entropy: exp")
-            se = rec.call(_row_sum, [e], "cross_entropy: sums")
+            _, e, se = _xent_parts(rec, x)
             return (rec.call(_xent_scaled, [e, se, g, target], "cross_entropy's VJP"),)
     # One cotangent per sample ('none') or one for the total; either may carry batch axes.
     g = g[..., None] if reduction == "none" else g[..., None, None]
